@@ -1,0 +1,19 @@
+/** Every Connect route of Tessera, in one function module. */
+import type { ConnectRouter } from "@connectrpc/connect";
+import { SessionService } from "../../gen/tessera/v1/session_pb.js";
+import { TokenService } from "../../gen/tessera/v1/token_pb.js";
+import type { Authority } from "../domain/authority.js";
+import { sessionService } from "./session-service.js";
+import { tokenService } from "./token-service.js";
+
+export interface RouteDeps {
+  authority: Authority;
+  maxTokenLength: number;
+}
+
+export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
+  return (router) => {
+    router.service(TokenService, tokenService(deps));
+    router.service(SessionService, sessionService(deps));
+  };
+}

@@ -1,0 +1,162 @@
+/**
+ * The state behind the token authority. The domain owns this interface; `src/store/memory.ts` and
+ * `src/store/redis.ts` implement it, and `test/contract/store.contract.test.ts` holds both to the same behaviour.
+ *
+ * All times are milliseconds since the epoch and are passed in by the caller (the domain's clock), so a store never
+ * reads a clock of its own for decisions. Every operation that changes more than one thing is atomic. Everything a
+ * store keeps expires by itself. A store that cannot answer throws `StoreUnavailableError`.
+ */
+import type { JWK } from "jose";
+
+export interface ClientInfo {
+  deviceId: string;
+  userAgent: string;
+  ip: string;
+  platform: string;
+}
+
+/** A live session: one device login, one refresh-token family. */
+export interface SessionRecord {
+  id: string;
+  subject: string;
+  client: ClientInfo;
+  createdAt: number;
+  lastUsedAt: number;
+  /** The session ends if not refreshed before this instant. */
+  idleExpiresAt: number;
+  /** The session ends at this instant whatever happens (absolute lifetime). */
+  expiresAt: number;
+  /** jti of the refresh token that is valid now. */
+  currentJti: string;
+}
+
+/** A token pair as handed to a client; kept for the grace window so a retried refresh gets the same answer. */
+export interface IssuedPair {
+  accessToken: string;
+  refreshToken: string;
+  accessExpiresAt: number;
+  refreshExpiresAt: number;
+}
+
+export interface RotateInput {
+  subject: string;
+  sessionId: string;
+  /** jti of the refresh token the client presented. */
+  presentedJti: string;
+  /** The successor, signed beforehand; stored only if this call wins the rotation. */
+  nextJti: string;
+  nextPair: IssuedPair;
+  /** Identifies the presenting client (device id + user agent); a grace replay must come from the same one. */
+  clientFingerprint: string;
+  now: number;
+  /** How long after a rotation a repeat of the same refresh from the same client gets the same successor. 0: never. */
+  graceMs: number;
+  /** The new idle expiry is now + idleTtlMs (never beyond the absolute expiry). */
+  idleTtlMs: number;
+  /** How long a revoked session is remembered as revoked (so its access tokens read as REVOKED). */
+  retentionMs: number;
+}
+
+export type RotateResult =
+  /** This call rotated the session: nextPair is now the valid pair. */
+  | { outcome: "rotated"; session: SessionRecord }
+  /** A retry inside the grace window: the pair the winning call stored. */
+  | { outcome: "replayed"; pair: IssuedPair; session: SessionRecord }
+  /** A rotated-out token came back: this call revoked the session. */
+  | { outcome: "reused" }
+  /** The session is gone or unusable; nothing changed. */
+  | { outcome: "ended"; why: "revoked" | "expired" | "missing" };
+
+/** What the store knows about one token; the domain decides what it means. One round trip. */
+export interface TokenState {
+  jtiRevoked: boolean;
+  session:
+    | null
+    | {
+        status: "active" | "revoked";
+        createdAt: number;
+        idleExpiresAt: number;
+        expiresAt: number;
+        currentJti: string;
+      };
+}
+
+export type RevocationKind = "token" | "session" | "subject";
+
+/** One entry of the revocation feed, in order; `id` is the cursor to continue after. */
+export interface RevocationEvent {
+  id: string;
+  kind: RevocationKind;
+  subject: string;
+  /** For kind "session": the session; for kind "token": the jti. For "subject": empty. */
+  target: string;
+  at: number;
+  reason: string;
+}
+
+/** A signing key as the store keeps it, so that every authority process on one store shares it. */
+export interface StoredKey {
+  kid: string;
+  alg: string;
+  createdAt: number;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+export interface Store {
+  readonly kind: "memory" | "redis";
+
+  /** Every signing key, oldest first. */
+  listKeys(): Promise<StoredKey[]>;
+  /**
+   * Adds a key; with `onlyIfAlgAbsent`, only if no key of its algorithm exists yet (so that of several processes
+   * starting at once on an empty store exactly one key is created). Returns the keys after the call. Atomic.
+   */
+  addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]>;
+
+  /**
+   * Opens a session. If the subject then has more than `maxSessions` live sessions, the least recently used ones
+   * are revoked (kept as revoked for `retentionMs`) and their ids returned. Atomic.
+   */
+  createSession(
+    session: SessionRecord,
+    opts: { maxSessions: number; now: number; retentionMs: number },
+  ): Promise<{ evicted: string[] }>;
+
+  /** Rotates a session's refresh token, detects reuse, replays inside the grace window. Atomic. */
+  rotateRefresh(input: RotateInput): Promise<RotateResult>;
+
+  /** Revocation and session facts for one token, in one round trip. */
+  tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState>;
+
+  /** Revokes one token id until `expiresAt`. Returns false if it was revoked already. */
+  revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }): Promise<boolean>;
+
+  /** Revokes one session (subject may be omitted: the store looks it up). Returns false if no live session. Atomic. */
+  revokeSession(q: {
+    sessionId: string;
+    subject?: string;
+    now: number;
+    retentionMs: number;
+    reason: string;
+  }): Promise<boolean>;
+
+  /**
+   * Revokes every live session of the subject (logout everywhere) in one atomic step, so every token issued so far
+   * is dead and a session opened after the call lives. Appends one "subject" entry (with `at` = now) to the feed.
+   * Returns the number of sessions revoked.
+   */
+  revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<number>;
+
+  /** Live sessions of a subject, most recently used first. */
+  listSessions(subject: string, now: number): Promise<SessionRecord[]>;
+  /** One live session, or null. */
+  getSession(sessionId: string, now: number): Promise<SessionRecord | null>;
+
+  /** Revocation feed entries after `cursor` (null: from the oldest kept), at most `limit`. */
+  revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]>;
+
+  /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

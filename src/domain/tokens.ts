@@ -1,0 +1,256 @@
+/**
+ * Signing and verifying Tessera's two token types. Verification accepts only compact JWS made by our own keys:
+ * the key is chosen by kid from our key set (never from jku, x5u or an embedded jwk), the algorithm is pinned per
+ * key, the header may carry nothing but alg, kid and typ, and each type is accepted only as itself.
+ * Every rejection names a reason; nothing here throws on input.
+ */
+import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
+import type { KeyRing } from "./keys.js";
+
+export type TokenKind = "access" | "refresh";
+export const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
+
+export type RejectReason =
+  | "expired"
+  | "malformed"
+  | "bad_signature"
+  | "wrong_type"
+  | "wrong_audience"
+  | "not_yet_valid"
+  | "unknown_key"
+  | "wrong_issuer";
+
+/** What an access token grants; a refresh token carries it so the successor access token can be made without state. */
+export interface Grant {
+  audience: string[];
+  scopes: string[];
+  claims: Record<string, unknown>;
+  accessTtlMs: number;
+}
+
+/** Claims Tessera sets itself or that JWT/OAuth define; callers cannot set them as extra claims. */
+export const RESERVED_CLAIMS = new Set([
+  "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "scope", "grant", "typ", "cty", "client_id", "cnf",
+  "act", "may_act", "azp", "auth_time", "acr", "amr", "nonce", "at_hash", "c_hash", "s_hash", "sub_jwk",
+]);
+
+export interface VerifiedToken {
+  kind: TokenKind;
+  kid: string;
+  issuer: string;
+  subject: string;
+  audience: string[];
+  expiresAt: number;
+  issuedAt: number;
+  notBefore: number;
+  jti: string;
+  sessionId: string;
+  scopes: string[];
+  /** Caller-supplied claims (access tokens). */
+  claims: Record<string, unknown>;
+  /** The grant a refresh token carries. */
+  grant?: Grant;
+}
+
+export type Verification = { ok: true; token: VerifiedToken } | { ok: false; reason: RejectReason };
+
+export interface TokenCodecOptions {
+  issuer: string;
+  clockSkewMs: number;
+  maxTokenLength: number;
+}
+
+export interface SignInput {
+  subject: string;
+  sessionId: string;
+  jti: string;
+  grant: Grant;
+  now: number;
+  expiresAt: number;
+}
+
+const ALLOWED_HEADER = new Set(["alg", "kid", "typ"]);
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const KID = /^[A-Za-z0-9_-]{1,128}$/;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export class TokenCodec {
+  constructor(
+    private readonly keys: KeyRing,
+    private readonly opts: TokenCodecOptions,
+  ) {}
+
+  get issuer(): string {
+    return this.opts.issuer;
+  }
+
+  signAccess(i: SignInput): Promise<string> {
+    return this.sign("access", {
+      ...i.grant.claims,
+      iss: this.opts.issuer,
+      sub: i.subject,
+      aud: i.grant.audience,
+      exp: seconds(i.expiresAt),
+      iat: seconds(i.now),
+      nbf: seconds(i.now),
+      jti: i.jti,
+      sid: i.sessionId,
+      scope: i.grant.scopes.join(" "),
+    });
+  }
+
+  signRefresh(i: SignInput): Promise<string> {
+    return this.sign("refresh", {
+      iss: this.opts.issuer,
+      sub: i.subject,
+      aud: this.opts.issuer,
+      exp: seconds(i.expiresAt),
+      iat: seconds(i.now),
+      nbf: seconds(i.now),
+      jti: i.jti,
+      sid: i.sessionId,
+      grant: {
+        aud: i.grant.audience,
+        scope: i.grant.scopes.join(" "),
+        ext: i.grant.claims,
+        att: Math.round(i.grant.accessTtlMs / 1000),
+      },
+    });
+  }
+
+  /** Verifies signature, type, issuer, time claims and (if given) audience. Never throws on input. */
+  async verify(token: string, kind: TokenKind, now: number, audience?: string): Promise<Verification> {
+    if (token.length > this.opts.maxTokenLength || !COMPACT_JWS.test(token)) return reject("malformed");
+    let header: Record<string, unknown>;
+    try {
+      header = decodeProtectedHeader(token) as Record<string, unknown>;
+    } catch {
+      return reject("malformed");
+    }
+    if (Object.keys(header).some((k) => !ALLOWED_HEADER.has(k))) return reject("malformed");
+    const { kid, alg, typ } = header;
+    if (typeof kid !== "string" || typeof alg !== "string" || typeof typ !== "string") return reject("malformed");
+    if (!KID.test(kid)) return reject("unknown_key");
+    const key = await this.keys.lookup(kid);
+    if (!key) return reject("unknown_key");
+    if (alg !== key.alg) return reject("bad_signature");
+
+    let payload: unknown;
+    try {
+      const result = await compactVerify(token, key.publicKey, { algorithms: [key.alg] });
+      payload = JSON.parse(decoder.decode(result.payload));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      return reject(code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad_signature" : "malformed");
+    }
+    if (typ !== TYP[kind]) return reject(Object.values(TYP).includes(typ) ? "wrong_type" : "malformed");
+    return this.checkClaims(payload, kind, kid, now, audience);
+  }
+
+  private checkClaims(
+    payload: unknown,
+    kind: TokenKind,
+    kid: string,
+    now: number,
+    audience: string | undefined,
+  ): Verification {
+    if (!isObject(payload)) return reject("malformed");
+    const { iss, sub, aud, exp, iat, nbf, jti, sid } = payload;
+    if (typeof iss !== "string") return reject("malformed");
+    if (iss !== this.opts.issuer) return reject("wrong_issuer");
+    const audiences = typeof aud === "string" ? [aud] : aud;
+    if (
+      !nonEmpty(sub) ||
+      !nonEmpty(jti) ||
+      !nonEmpty(sid) ||
+      !isTime(exp) ||
+      !isTime(iat) ||
+      !isTime(nbf) ||
+      !Array.isArray(audiences) ||
+      !audiences.every(nonEmpty)
+    ) {
+      return reject("malformed");
+    }
+    const skew = this.opts.clockSkewMs;
+    if (now >= exp * 1000 + skew) return reject("expired");
+    if (nbf * 1000 > now + skew || iat * 1000 > now + skew) return reject("not_yet_valid");
+    if (audience !== undefined && audience !== "" && !audiences.includes(audience)) return reject("wrong_audience");
+
+    const base = {
+      kind,
+      kid,
+      issuer: iss,
+      subject: sub,
+      audience: audiences,
+      expiresAt: exp * 1000,
+      issuedAt: iat * 1000,
+      notBefore: nbf * 1000,
+      jti,
+      sessionId: sid,
+    };
+    if (kind === "access") {
+      if (typeof payload.scope !== "string") return reject("malformed");
+      const claims: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(payload)) if (!RESERVED_CLAIMS.has(k)) claims[k] = v;
+      return { ok: true, token: { ...base, scopes: splitScopes(payload.scope), claims } };
+    }
+    const grant = payload.grant;
+    if (
+      !isObject(grant) ||
+      !Array.isArray(grant.aud) ||
+      !grant.aud.every(nonEmpty) ||
+      typeof grant.scope !== "string" ||
+      !isObject(grant.ext) ||
+      !Number.isInteger(grant.att) ||
+      (grant.att as number) <= 0
+    ) {
+      return reject("malformed");
+    }
+    return {
+      ok: true,
+      token: {
+        ...base,
+        scopes: splitScopes(grant.scope),
+        claims: {},
+        grant: {
+          audience: grant.aud as string[],
+          scopes: splitScopes(grant.scope),
+          claims: grant.ext,
+          accessTtlMs: (grant.att as number) * 1000,
+        },
+      },
+    };
+  }
+
+  private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
+    const key = this.keys.signingKey();
+    return new CompactSign(encoder.encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TYP[kind] })
+      .sign(key.privateKey);
+  }
+}
+
+function reject(reason: RejectReason): Verification {
+  return { ok: false, reason };
+}
+
+function seconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function nonEmpty(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0;
+}
+
+function isTime(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+function splitScopes(scope: string): string[] {
+  return scope === "" ? [] : scope.split(" ");
+}

@@ -1,0 +1,36 @@
+/** Plain HTTP routes beside the RPCs: liveness and the JWKS. Everything else is 404. */
+import { createHash } from "node:crypto";
+import type { JWK } from "jose";
+import type { RequestHandler } from "./listener.js";
+
+export interface HttpRouteDeps {
+  jwks: () => JWK[];
+}
+
+export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0];
+    if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
+    switch (path) {
+      case "/healthz":
+        return send(res, 200, { status: "ok" });
+      case "/.well-known/jwks.json": {
+        const body = JSON.stringify({ keys: deps.jwks() });
+        const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"`;
+        if (req.headers["if-none-match"] === etag) {
+          res.writeHead(304, { etag, "cache-control": "public, max-age=300" });
+          return void res.end();
+        }
+        res.writeHead(200, { "content-type": "application/jwk-set+json", etag, "cache-control": "public, max-age=300" });
+        return void (req.method === "HEAD" ? res.end() : res.end(body));
+      }
+      default:
+        return send(res, 404, { error: "not found" });
+    }
+  };
+}
+
+function send(res: Parameters<RequestHandler>[1], status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(JSON.stringify(body));
+}

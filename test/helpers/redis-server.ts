@@ -1,0 +1,88 @@
+/**
+ * Starts throwaway redis-server processes on free loopback ports (no persistence unless asked), for tests that need
+ * their own Redis: the shared one of the suite, and ones the restart and failure tests kill and start again.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    let buf = "";
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once("error", () => done(false));
+    sock.on("data", (d) => {
+      buf += d.toString();
+      if (buf.includes("PONG")) done(true);
+      else if (buf.includes("\r\n")) done(false); // -LOADING and friends: not ready yet
+    });
+    sock.connect(port, "127.0.0.1", () => sock.write("PING\r\n"));
+  });
+}
+
+export class RedisServer {
+  private proc: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), "tessera-redis-"));
+
+  private constructor(
+    readonly port: number,
+    private readonly persistent: boolean,
+  ) {}
+
+  /** A new server on a free port. `persistent` turns on the append-only file so a restart keeps the data. */
+  static async start(opts: { persistent?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), opts.persistent ?? false);
+    await server.start();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--dir", this.dir];
+    args.push("--appendonly", this.persistent ? "yes" : "no", "--appendfsync", "always");
+    this.proc = spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", args, { stdio: "ignore" });
+    const started = Date.now();
+    while (Date.now() - started < 10_000) {
+      if (this.proc.exitCode !== null) throw new Error(`redis-server exited with ${this.proc.exitCode}`);
+      if (await ping(this.port)) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`redis-server on port ${this.port} did not answer within 10s`);
+  }
+
+  /** Kills the process (SIGKILL: no chance to save anything) and waits for it to be gone. */
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
