@@ -1,0 +1,108 @@
+import { CompactSign, SignJWT, generateKeyPair } from "jose";
+import { describe, expect, it } from "vitest";
+import type { RejectReason } from "../../src/domain/tokens.js";
+import { ISSUER, issueFor, makeAuthority } from "../helpers/authority.js";
+
+const b64 = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+const parts = (t: string) => t.split(".") as [string, string, string];
+const json = (part: string) => JSON.parse(Buffer.from(part, "base64url").toString("utf8"));
+
+async function fixture() {
+  const f = await makeAuthority();
+  const { pair } = await issueFor(f);
+  const verify = (token: string, kind: "access" | "refresh" = "access") => f.codec.verify(token, kind, f.clock.now());
+  const reason = async (token: string, kind: "access" | "refresh" = "access") => {
+    const v = await verify(token, kind);
+    return v.ok ? "ok" : v.reason;
+  };
+  /** Re-signs an arbitrary header+payload with Tessera's own private key (what a key-holder could make). */
+  const signOwn = async (header: Record<string, unknown>, payload: Record<string, unknown>) => {
+    const key = f.keys.signingKey();
+    return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header } as never)
+      .sign(key.privateKey);
+  };
+  return { f, pair, verify, reason, signOwn };
+}
+
+describe("token verification", () => {
+  it("accepts genuine tokens as their own type only", async () => {
+    const { pair, reason } = await fixture();
+    expect(await reason(pair.accessToken)).toBe("ok");
+    expect(await reason(pair.refreshToken, "refresh")).toBe("ok");
+    expect(await reason(pair.refreshToken)).toBe("wrong_type");
+    expect(await reason(pair.accessToken, "refresh")).toBe("wrong_type");
+  });
+
+  it("rejects tampering, forged signatures and structural garbage with a reason, never an exception", async () => {
+    const { pair, reason } = await fixture();
+    const [h, p, s] = parts(pair.accessToken);
+    const payload = json(p);
+    const cases: Array<[string, string, RejectReason]> = [
+      ["tampered payload", `${h}.${b64({ ...payload, sub: "mallory" })}.${s}`, "bad_signature"],
+      ["stripped signature", `${h}.${p}.`, "malformed"],
+      ["truncated signature", `${h}.${p}.${s.slice(0, 20)}`, "bad_signature"],
+      ["alg none", `${b64({ alg: "none", kid: json(h).kid, typ: "at+jwt" })}.${p}.`, "malformed"],
+      ["alg None, with signature", `${b64({ alg: "None", kid: json(h).kid, typ: "at+jwt" })}.${p}.${s}`, "bad_signature"],
+      ["two parts", `${h}.${p}`, "malformed"],
+      ["JWE-like five parts", `${h}.${p}.${s}.${s}.${s}`, "malformed"],
+      ["JSON serialization", JSON.stringify({ payload: p, signature: s, protected: h }), "malformed"],
+      ["whitespace", ` ${pair.accessToken}`, "malformed"],
+      ["non-ASCII", `${h}.${p}é.${s}`, "malformed"],
+      ["empty", "", "malformed"],
+      ["unknown kid", `${b64({ ...json(h), kid: "nope" })}.${p}.${s}`, "unknown_key"],
+      ["path-like kid", `${b64({ ...json(h), kid: "../../etc/passwd" })}.${p}.${s}`, "unknown_key"],
+      ["embedded jwk", `${b64({ ...json(h), jwk: { kty: "EC" } })}.${p}.${s}`, "malformed"],
+      ["jku", `${b64({ ...json(h), jku: "https://evil.example/jwks" })}.${p}.${s}`, "malformed"],
+      ["x5u", `${b64({ ...json(h), x5u: "https://evil.example/cert" })}.${p}.${s}`, "malformed"],
+      ["crit", `${b64({ ...json(h), crit: ["exp"] })}.${p}.${s}`, "malformed"],
+      ["huge", `${h}.${"A".repeat(10_000)}.${s}`, "malformed"],
+    ];
+    for (const [name, token, want] of cases) expect([name, await reason(token)]).toEqual([name, want]);
+    expect(await reason(pair.accessToken)).toBe("ok");
+  });
+
+  it("rejects HMAC keyed with our public key (algorithm confusion)", async () => {
+    const { f, pair, reason } = await fixture();
+    const pub = f.keys.publicKeys()[0]!;
+    const secret = new TextEncoder().encode(JSON.stringify(pub));
+    const forged = await new SignJWT(json(parts(pair.accessToken)[1]))
+      .setProtectedHeader({ alg: "HS256", kid: pub.kid!, typ: "at+jwt" })
+      .sign(secret);
+    expect(await reason(forged)).toBe("bad_signature");
+  });
+
+  it("rejects a token signed by a foreign key that claims our kid", async () => {
+    const { f, pair, reason } = await fixture();
+    const { privateKey } = await generateKeyPair("ES256");
+    const forged = await new SignJWT(json(parts(pair.accessToken)[1]))
+      .setProtectedHeader({ alg: "ES256", kid: f.keys.signingKey().kid, typ: "at+jwt" })
+      .sign(privateKey);
+    expect(await reason(forged)).toBe("bad_signature");
+  });
+
+  it("checks claims even when the signature is ours", async () => {
+    const { f, pair, reason, signOwn } = await fixture();
+    const good = json(parts(pair.accessToken)[1]);
+    const now = Math.floor(f.clock.now() / 1000);
+    const cases: Array<[string, Record<string, unknown>, Record<string, unknown>, RejectReason]> = [
+      ["wrong issuer", {}, { iss: "https://evil" }, "wrong_issuer"],
+      ["missing typ", { typ: undefined }, {}, "malformed"],
+      ["foreign typ", { typ: "JWT" }, {}, "malformed"],
+      ["expired", {}, { exp: now - 1 }, "expired"],
+      ["nbf in future", {}, { nbf: now + 60 }, "not_yet_valid"],
+      ["iat in future", {}, { iat: now + 60 }, "not_yet_valid"],
+      ["exp as string", {}, { exp: String(now + 60) }, "malformed"],
+      ["sub as number", {}, { sub: 42 }, "malformed"],
+      ["empty sub", {}, { sub: "" }, "malformed"],
+      ["missing sid", {}, { sid: undefined }, "malformed"],
+      ["aud as object", {}, { aud: { a: 1 } }, "malformed"],
+      ["scope as array", {}, { scope: ["read"] }, "malformed"],
+    ];
+    for (const [name, header, claims, want] of cases) {
+      const token = await signOwn({ typ: "at+jwt", ...header }, { ...good, ...claims });
+      expect([name, await reason(token)]).toEqual([name, want]);
+    }
+    expect(good.iss).toBe(ISSUER);
+  });
+});
