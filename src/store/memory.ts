@@ -93,6 +93,7 @@ export class MemoryStore implements Store {
     const prev = entry.previous;
     if (
       prev &&
+      input.graceMs > 0 &&
       input.presentedJti === prev.jti &&
       now - prev.at < input.graceMs &&
       input.clientFingerprint === prev.fingerprint

@@ -177,6 +177,15 @@ describe("refresh", () => {
     await expectError(f.authority.refresh(pair.refreshToken, PHONE), "unauthenticated", /reuse/);
   });
 
+  it("without a grace window, a racing call whose clock reading predates the winner's is still theft", async () => {
+    const f = await makeAuthority({ refreshGraceMs: 0 });
+    const { pair } = await issueFor(f);
+    f.clock.advance(1);
+    await f.authority.refresh(pair.refreshToken, PHONE);
+    f.clock.advance(-1); // the loser read the clock first but reached the store second
+    await expectError(f.authority.refresh(pair.refreshToken, PHONE), "unauthenticated", /reuse/);
+  });
+
   it("a token two rotations old is theft even inside the grace window", async () => {
     const f = await makeAuthority();
     const { pair } = await issueFor(f);
