@@ -60,7 +60,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
   });
   const handler = connectNodeAdapter({
     routes: routes({ authority, maxTokenLength: config.maxTokenLength }),
-    interceptors: interceptorsFor(logger),
+    interceptors: interceptorsFor({ logger }),
     readMaxBytes: config.maxRequestBytes,
     maxTimeoutMs: 30_000,
     fallback: httpRoutes({ jwks: () => keys.publicKeys() }),

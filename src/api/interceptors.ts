@@ -1,6 +1,7 @@
 /** Connect interceptors: error mapping and one log line per RPC. */
 import { Code, type Interceptor } from "@connectrpc/connect";
 import { randomId } from "../domain/ids.js";
+import { callerKey, requestIdKey } from "./context.js";
 import type { Logger } from "../observability/logger.js";
 import { toConnectError } from "./errors.js";
 
@@ -15,14 +16,19 @@ export function rpcLogging(logger: Logger): Interceptor {
     const started = performance.now();
     const given = req.header.get("x-request-id");
     const requestId = given !== null && REQUEST_ID.test(given) ? given : randomId();
-    const fields = { rpc: { service: req.service.typeName, method: req.method.name }, requestId };
+    req.contextValues.set(requestIdKey, requestId);
+    const fields = () => ({
+      rpc: { service: req.service.typeName, method: req.method.name },
+      requestId,
+      caller: req.contextValues.get(callerKey)?.name,
+    });
     try {
       const res = await next(req);
-      logger.info({ ...fields, code: "ok", ms: elapsed(started) }, "rpc");
+      logger.info({ ...fields(), code: "ok", ms: elapsed(started) }, "rpc");
       return res;
     } catch (e) {
       const err = toConnectError(e);
-      const line = { ...fields, code: Code[err.code], ms: elapsed(started), err: err.cause ?? err };
+      const line = { ...fields(), code: Code[err.code], ms: elapsed(started), err: err.cause ?? err };
       if (err.code === Code.Internal) logger.error(line, "rpc failed");
       else if (err.code === Code.Unavailable) logger.warn(line, "rpc failed");
       else logger.info(line, "rpc failed");

@@ -30,7 +30,7 @@ async function setup() {
   const { store, setDown } = switchableStore();
   const f = await makeAuthority({}, { store });
   const transport = createRouterTransport(routes({ authority: f.authority, maxTokenLength: 8192 }), {
-    router: { interceptors: interceptorsFor(pino({ level: "silent" })) },
+    router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
   });
   return {
     ...f,
