@@ -36,6 +36,11 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
   const store = await openStore(config, logger);
   const keys = new KeyRing(store, config.signingAlg, clock);
   await keys.init();
+  // Pick up keys rotated by other processes on the same store (an unknown kid also triggers a reload).
+  const keyReload = setInterval(() => {
+    keys.reload().catch((err: unknown) => logger.warn({ err }, "key set reload failed"));
+  }, 60_000);
+  keyReload.unref();
   const codec = new TokenCodec(keys, {
     issuer: config.issuer,
     clockSkewMs: config.clockSkewMs,
@@ -59,7 +64,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     onEvent: (e) => logger.warn({ event: e.type, subject: e.subject, sessionId: e.sessionId }, e.type),
   });
   const handler = connectNodeAdapter({
-    routes: routes({ authority, maxTokenLength: config.maxTokenLength }),
+    routes: routes({ authority, keys, maxTokenLength: config.maxTokenLength }),
     interceptors: interceptorsFor({ logger }),
     readMaxBytes: config.maxRequestBytes,
     maxTimeoutMs: 30_000,
@@ -74,6 +79,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     logger,
     listen: () => listener.listen(),
     async close() {
+      clearInterval(keyReload);
       listener.drain();
       listener.destroy();
       await store.close();

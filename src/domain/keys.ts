@@ -61,6 +61,29 @@ export class KeyRing {
     return this.byKid.get(kid);
   }
 
+  /**
+   * Creates a new key of the configured algorithm and makes it the signing key here; other processes on the same
+   * store pick it up at their next reload (`reload()`, or on first sight of its kid). Older keys stay, so the tokens
+   * they signed keep verifying until they expire.
+   */
+  async rotate(): Promise<LoadedKey> {
+    const key = await newKey(this.alg, this.clock);
+    // "Newest" is decided by createdAt everywhere; never tie with the current key, even within one millisecond.
+    key.createdAt = Math.max(key.createdAt, ...this.list().map((k) => k.createdAt + 1));
+    await this.load(await this.store.addKey(key, false));
+    return this.signingKey();
+  }
+
+  /** Re-reads the key set from the store (new keys from other processes' rotations). */
+  async reload(): Promise<void> {
+    await this.load(await this.store.listKeys());
+  }
+
+  /** Every key, newest first. */
+  list(): LoadedKey[] {
+    return [...this.byKid.values()].sort((a, b) => b.createdAt - a.createdAt);
+  }
+
   /** Public keys, for JWKS. */
   publicKeys(): JWK[] {
     return [...this.byKid.values()].map((k) => ({ ...k.publicJwk }));

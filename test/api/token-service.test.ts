@@ -29,7 +29,7 @@ function switchableStore(): { store: Store; setDown: (down: boolean) => void } {
 async function setup() {
   const { store, setDown } = switchableStore();
   const f = await makeAuthority({}, { store });
-  const transport = createRouterTransport(routes({ authority: f.authority, maxTokenLength: 8192 }), {
+  const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }), {
     router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
   });
   return {
