@@ -160,7 +160,7 @@ export class MemoryStore implements Store {
 
   async revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]> {
     const after = cursor === null ? 0 : Number(cursor);
-    if (!Number.isSafeInteger(after) || after < 0) return [];
+    if (!Number.isSafeInteger(after) || after < 0 || limit <= 0) return [];
     // Feed ids are consecutive, so the first entry after the cursor is found by arithmetic.
     const first = this.feed.length === 0 ? 0 : Number(this.feed[0]!.id);
     const start = Math.max(0, after + 1 - first);

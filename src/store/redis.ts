@@ -1,0 +1,349 @@
+/**
+ * The production store on Redis. Behaves exactly like the memory store (the reference semantics); every multi-step
+ * change is one Lua script (see redis-scripts.ts), every key expires by itself, and every failure to reach Redis is a
+ * StoreUnavailableError so callers fail closed.
+ *
+ * Key layout under the prefix P (t = short digest of the subject, a Redis Cluster hash tag):
+ *   P{t}:s:<sid>  session (JSON array)     P{t}:g:<sid>  previous pair, for the grace window only
+ *   P{t}:idx      zset of the subject's active sessions (score lastUsedAt)
+ *   P{t}:j:<jti>  revoked token id        P sid:<sid>   session id -> subject (its own slot)
+ *   P keys        hash kid -> [order, StoredKey] JSON (never expires)
+ *   P feed        revocation stream, capped at ~100 000 entries; stream ids are the cursors
+ */
+import { Redis } from "ioredis";
+import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
+import { digest } from "../domain/ids.js";
+import type {
+  ClientInfo,
+  IssuedPair,
+  RevocationEvent,
+  RevocationKind,
+  RotateInput,
+  RotateResult,
+  SessionRecord,
+  Store,
+  StoredKey,
+  TokenState,
+} from "../domain/store.js";
+import { SCRIPTS, type ScriptName, type SessionTuple } from "./redis-scripts.js";
+
+const FEED_MAXLEN = "100000";
+const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
+
+/** An ioredis client that fails fast: no offline queue, no retries of a command, a timeout on each command. */
+export function createRedisClient(url: string, opts: { commandTimeoutMs: number }): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: opts.commandTimeoutMs,
+    connectTimeout: Math.max(opts.commandTimeoutMs, 1000),
+    // Reconnect forever, backing off up to one second.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 1000),
+  });
+  redis.on("error", ignore);
+  return redis;
+}
+
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+type Cell = string | null;
+
+interface Row {
+  status: "active" | "revoked";
+  record: SessionRecord;
+  /** Creation order among the subject's sessions. */
+  order: number;
+}
+
+export class RedisStore implements Store {
+  readonly kind = "redis" as const;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly redis: Redis,
+    opts: { prefix: string },
+  ) {
+    this.prefix = opts.prefix;
+    // An unreachable server must never crash the process with an unhandled 'error' event.
+    redis.on("error", ignore);
+    for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(commandName(name), script);
+  }
+
+  async listKeys(): Promise<StoredKey[]> {
+    return this.guard(async () => parseKeys(await this.redis.hvals(this.keysKey())));
+  }
+
+  async addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]> {
+    return this.guard(async () => {
+      const args = [key.kid, key.alg, JSON.stringify(key), onlyIfAlgAbsent ? "1" : "0"];
+      return parseKeys((await this.script("addKey", [this.keysKey()], args)) as string[]);
+    });
+  }
+
+  async createSession(
+    s: SessionRecord,
+    opts: { maxSessions: number; now: number; retentionMs: number },
+  ): Promise<{ evicted: string[] }> {
+    return this.guard(async () => {
+      // The lookup first: if the script then fails, a lookup pointing at nothing is harmless.
+      await this.redis.set(this.sidKey(s.id), s.subject, "PX", ttl(s.expiresAt, opts.now));
+      const c = s.client;
+      const args = [
+        this.base(s.subject), opts.now, opts.maxSessions, opts.retentionMs, s.id,
+        s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
+        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]),
+      ];
+      const evicted = (await this.script("createSession", [this.idxKey(s.subject)], args)) as string[];
+      const reason = "evicted: session limit";
+      const subject = s.subject;
+      await this.publish(evicted.map((target) => ({ kind: "session", subject, target, at: opts.now, reason })));
+      return { evicted };
+    });
+  }
+
+  async rotateRefresh(input: RotateInput): Promise<RotateResult> {
+    return this.guard(async () => {
+      const { subject, sessionId, now } = input;
+      const args = [
+        this.base(subject), now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
+        input.graceMs, input.idleTtlMs, input.retentionMs,
+        JSON.stringify([input.presentedJti, input.clientFingerprint, now, input.nextPair]),
+      ];
+      const [outcome, a, b] = (await this.script("rotate", [this.sessionKey(subject, sessionId)], args)) as string[];
+      switch (outcome) {
+        case "rotated":
+          return { outcome: "rotated", session: parseSession(sessionId, subject, a!)!.record };
+        case "replayed":
+          return {
+            outcome: "replayed",
+            pair: (JSON.parse(b!) as [string, string, number, IssuedPair])[3],
+            session: parseSession(sessionId, subject, a!)!.record,
+          };
+        case "reused":
+          await this.publish([{ kind: "session", subject, target: sessionId, at: now, reason: "refresh token reuse" }]);
+          return { outcome: "reused" };
+        default:
+          return { outcome: "ended", why: a as "revoked" | "expired" | "missing" };
+      }
+    });
+  }
+
+  async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
+    return this.guard(async () => {
+      // Both keys carry the subject's hash tag, so one MGET answers (in a cluster too).
+      const keys = [this.jtiKey(q.subject, q.jti), this.sessionKey(q.subject, q.sessionId)];
+      const [revoked, raw] = await this.redis.mget(...keys);
+      const row = parseSession(q.sessionId, q.subject, raw ?? null);
+      const session = row && {
+        status: row.status,
+        createdAt: row.record.createdAt,
+        idleExpiresAt: row.record.idleExpiresAt,
+        expiresAt: row.record.expiresAt,
+        currentJti: row.record.currentJti,
+      };
+      return { jtiRevoked: revoked != null, session };
+    });
+  }
+
+  async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
+    if (q.expiresAt <= q.now) return false;
+    return this.guard(async () => {
+      const set = await this.redis.set(this.jtiKey(q.subject, q.jti), "1", "PX", ttl(q.expiresAt, q.now), "NX");
+      if (set === null) return false;
+      await this.publish([{ kind: "token", subject: q.subject, target: q.jti, at: q.now, reason: q.reason }]);
+      return true;
+    });
+  }
+
+  async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
+    return this.guard(async () => {
+      const subject = q.subject ?? (await this.redis.get(this.sidKey(q.sessionId)));
+      if (subject === null) return false;
+      const args = [this.base(subject), q.now, q.sessionId, q.retentionMs];
+      const done = await this.script("revokeSession", [this.sessionKey(subject, q.sessionId)], args);
+      if (done !== 1) return false;
+      await this.publish([{ kind: "session", subject, target: q.sessionId, at: q.now, reason: q.reason }]);
+      return true;
+    });
+  }
+
+  async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
+    return this.guard(async () => {
+      const args = [this.base(q.subject), q.now, q.retentionMs];
+      const n = (await this.script("revokeSubject", [this.idxKey(q.subject)], args)) as number;
+      await this.publish([{ kind: "subject", subject: q.subject, target: "", at: q.now, reason: q.reason }]);
+      return n;
+    });
+  }
+
+  async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
+    return this.guard(async () => {
+      const flat = (await this.script("listSessions", [this.idxKey(subject)], [this.base(subject)])) as Cell[];
+      const rows: Row[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const row = parseSession(flat[i]!, subject, flat[i + 1]!);
+        if (row && isLive(row, now)) rows.push(row);
+      }
+      // Most recently used first; ties in creation order, as the memory store's stable sort gives.
+      rows.sort((a, b) => b.record.lastUsedAt - a.record.lastUsedAt || a.order - b.order);
+      return rows.map((r) => r.record);
+    });
+  }
+
+  async getSession(sessionId: string, now: number): Promise<SessionRecord | null> {
+    return this.guard(async () => {
+      const subject = await this.redis.get(this.sidKey(sessionId));
+      if (subject === null) return null;
+      const row = parseSession(sessionId, subject, await this.redis.get(this.sessionKey(subject, sessionId)));
+      return row && isLive(row, now) ? row.record : null;
+    });
+  }
+
+  async revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]> {
+    const count = Math.floor(limit);
+    if (count <= 0 || (cursor !== null && !STREAM_ID.test(cursor))) return [];
+    return this.guard(async () => {
+      let entries: [string, string[]][];
+      try {
+        entries = await this.redis.xrange(this.feedKey(), cursor === null ? "-" : `(${cursor}`, "+", "COUNT", count);
+      } catch (err) {
+        // A well-formed cursor Redis still refuses (past the largest id): nothing follows it.
+        if (err instanceof Error && err.name === "ReplyError" && /ID/i.test(err.message)) return [];
+        throw err;
+      }
+      return entries.map(([id, fields]) => {
+        const f = new Map<string, string>();
+        for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+        return {
+          id,
+          kind: f.get("k") as RevocationKind,
+          subject: f.get("s") ?? "",
+          target: f.get("t") ?? "",
+          at: Number(f.get("a")),
+          reason: f.get("r") ?? "",
+        };
+      });
+    });
+  }
+
+  /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */
+  async ping(): Promise<void> {
+    await this.guard(async () => {
+      await this.connected();
+      await this.redis.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  /** Waits for the client to be ready, at most one command timeout; a client that gave up is not waited for. */
+  private async connected(): Promise<void> {
+    const r = this.redis;
+    if (r.status === "ready") return;
+    if (r.status === "end" || r.status === "close") throw new Error(`redis client is ${r.status}`);
+    if (r.status === "wait") r.connect().catch(ignore);
+    const waitMs = r.options.commandTimeout ?? 1000;
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        r.off("ready", onReady);
+        r.off("end", onEnd);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      const onEnd = () => done(new Error("redis connection ended"));
+      const timer = setTimeout(() => done(new Error(`redis not ready within ${waitMs}ms`)), waitMs);
+      r.once("ready", onReady);
+      r.once("end", onEnd);
+    });
+  }
+
+  /** Appends to the feed after the change it reports succeeded; a failure fails the call (the change stays). */
+  private async publish(events: Omit<RevocationEvent, "id">[]): Promise<void> {
+    await Promise.all(
+      events.map((e) =>
+        this.redis.xadd(this.feedKey(), "MAXLEN", "~", FEED_MAXLEN, "*",
+          "k", e.kind, "s", e.subject, "t", e.target, "a", String(e.at), "r", e.reason),
+      ),
+    );
+  }
+
+  private script(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+    const call = (this.redis as unknown as Record<string, ScriptCall>)[commandName(name)]!;
+    return call.call(this.redis, ...keys, ...args);
+  }
+
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof TesseraError) throw err;
+      throw new StoreUnavailableError(err);
+    }
+  }
+
+  /** `P{t}:`, the start of every key of one subject. */
+  private base(subject: string): string {
+    return `${this.prefix}{${digest(subject).slice(0, 22)}}:`;
+  }
+  private sessionKey(subject: string, sessionId: string): string {
+    return `${this.base(subject)}s:${sessionId}`;
+  }
+  private idxKey(subject: string): string {
+    return `${this.base(subject)}idx`;
+  }
+  private jtiKey(subject: string, jti: string): string {
+    return `${this.base(subject)}j:${jti}`;
+  }
+  private sidKey(sessionId: string): string {
+    return `${this.prefix}sid:${sessionId}`;
+  }
+  private keysKey(): string {
+    return `${this.prefix}keys`;
+  }
+  private feedKey(): string {
+    return `${this.prefix}feed`;
+  }
+}
+
+function ignore(): void {}
+
+function commandName(script: string): string {
+  return `tessera_${script}`;
+}
+
+/** Milliseconds from now to deadline, at least 1 (for PX / PEXPIRE). */
+function ttl(deadline: number, now: number): number {
+  return Math.max(1, Math.floor(deadline - now));
+}
+
+function parseKeys(values: string[]): StoredKey[] {
+  return values
+    .map((v) => JSON.parse(v) as [number, StoredKey])
+    .sort((a, b) => a[0] - b[0])
+    .map(([, key]) => key);
+}
+
+/** A session from its stored JSON (see SessionTuple); null if there is none. */
+function parseSession(id: string, subject: string, raw: Cell): Row | null {
+  if (raw === null) return null;
+  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, order, currentJti, cl] = JSON.parse(raw) as SessionTuple;
+  const [deviceId, userAgent, ip, platform] = cl ?? ["", "", "", ""];
+  const client: ClientInfo = { deviceId, userAgent, ip, platform };
+  return {
+    status: st === "a" ? "active" : "revoked",
+    order,
+    record: { id, subject, client, createdAt, lastUsedAt, idleExpiresAt, expiresAt, currentJti },
+  };
+}
+
+function isLive(row: Row, now: number): boolean {
+  return row.status === "active" && now < Math.min(row.record.idleExpiresAt, row.record.expiresAt);
+}

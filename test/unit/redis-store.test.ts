@@ -1,0 +1,262 @@
+/**
+ * What is specific to the Redis store: its key layout, that every key it writes expires, memory per session,
+ * one round trip for tokenState, and failing fast (StoreUnavailableError) when Redis is down or slow.
+ * The behaviour shared with the memory store is the contract suite's business.
+ */
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { StoreUnavailableError } from "../../src/domain/errors.js";
+import { digest } from "../../src/domain/ids.js";
+import type { RotateInput, SessionRecord } from "../../src/domain/store.js";
+import { RedisStore, createRedisClient } from "../../src/store/redis.js";
+import { RedisServer, freePort } from "../helpers/redis-server.js";
+
+const prefix = `test:redis-store:${randomUUID().slice(0, 8)}:`;
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR = 3_600_000;
+const RETENTION = 15 * 60_000;
+
+let redis: Redis;
+let store: RedisStore;
+
+beforeAll(async () => {
+  redis = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 2000 });
+  store = new RedisStore(redis, { prefix });
+  await store.ping();
+});
+
+afterAll(async () => {
+  const keys = await allKeys();
+  if (keys.length > 0) await redis.del(...keys);
+  await store.close();
+});
+
+async function allKeys(): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    out.push(...keys);
+  } while (cursor !== "0");
+  return out;
+}
+
+function tagOf(subject: string): string {
+  return `{${digest(subject).slice(0, 22)}}`;
+}
+
+function session(subject: string, now: number, over: Partial<SessionRecord> = {}): SessionRecord {
+  const id = randomUUID();
+  return {
+    id,
+    subject,
+    client: {
+      deviceId: "3f0c9a51-6c4e-4e57-9d43-0a3c1b2e7f88",
+      // A real one: long enough that a hash would leave its compact encoding.
+      userAgent:
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) " +
+        "Version/17.4 Mobile/15E148 Safari/604.1",
+      ip: "2001:db8::8a2e:370:7334",
+      platform: "ios",
+    },
+    createdAt: now,
+    lastUsedAt: now,
+    idleExpiresAt: now + HOUR,
+    expiresAt: now + 24 * HOUR,
+    currentJti: `${id}-0`,
+    ...over,
+  };
+}
+
+/** The rotation of session `s` from `presented` to `next` at `now`, with a pair about the size of real tokens. */
+function rotation(s: SessionRecord, presented: string, next: string, now: number): RotateInput {
+  const [accessToken, refreshToken] = ["a".repeat(600), "r".repeat(600)];
+  return {
+    subject: s.subject,
+    sessionId: s.id,
+    presentedJti: presented,
+    nextJti: next,
+    nextPair: { accessToken, refreshToken, accessExpiresAt: now, refreshExpiresAt: now },
+    clientFingerprint: "fp",
+    now,
+    graceMs: 10_000,
+    idleTtlMs: HOUR,
+    retentionMs: RETENTION,
+  };
+}
+
+describe("key layout", () => {
+  it("keeps every key of a subject under one hash tag, and the session lookup apart", async () => {
+    const subject = `layout-${randomUUID()}`;
+    const s = session(subject, T0);
+    await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
+    await store.rotateRefresh(rotation(s, s.currentJti, "next", T0));
+    await store.revokeToken({ subject, jti: "jti-1", expiresAt: T0 + HOUR, now: T0, reason: "test" });
+
+    const tag = tagOf(subject);
+    const keys = (await allKeys()).filter((k) => k.includes(tag) || k.includes(s.id));
+    expect(keys.sort()).toEqual(
+      [
+        `${prefix}${tag}:g:${s.id}`,
+        `${prefix}${tag}:idx`,
+        `${prefix}${tag}:j:jti-1`,
+        `${prefix}${tag}:s:${s.id}`,
+        `${prefix}sid:${s.id}`,
+      ].sort(),
+    );
+    expect(await redis.zscore(`${prefix}${tag}:idx`, s.id)).toBe(String(T0));
+  });
+
+  it("keeps a session under 1 KiB of Redis memory once the grace window is over", async () => {
+    const subject = `memory-${randomUUID()}`;
+    const s = session(subject, T0);
+    await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
+    await store.rotateRefresh(rotation(s, s.currentJti, "next", T0));
+    const tag = tagOf(subject);
+    await redis.del(`${prefix}${tag}:g:${s.id}`); // what the grace window's TTL does by itself
+    let bytes = 0;
+    for (const key of [`${prefix}${tag}:s:${s.id}`, `${prefix}${tag}:idx`, `${prefix}sid:${s.id}`]) {
+      bytes += Number(await redis.memory("USAGE", key, "SAMPLES", 0));
+    }
+    expect(bytes).toBeLessThan(1024);
+  });
+});
+
+describe("expiry", () => {
+  /** Every key but the signing keys and the (length-capped) feed must carry a TTL. */
+  async function expectAllExpire(step: string): Promise<void> {
+    for (const key of await allKeys()) {
+      if (key === `${prefix}keys` || key === `${prefix}feed`) continue;
+      expect(await redis.pttl(key), `${step}: ${key}`).toBeGreaterThan(0);
+    }
+  }
+
+  it("leaves a TTL on every key after every operation", async () => {
+    const subject = `ttl-${randomUUID()}`;
+    const opts = { maxSessions: 2, now: T0, retentionMs: RETENTION };
+    const [a, b, c] = [session(subject, T0), session(subject, T0 + 1), session(subject, T0 + 2)];
+    await store.createSession(a, opts);
+    await expectAllExpire("create a");
+    await store.createSession(b, { ...opts, now: T0 + 1 });
+    await store.createSession(c, { ...opts, now: T0 + 2 }); // evicts a
+    await expectAllExpire("evict");
+    await store.rotateRefresh(rotation(b, b.currentJti, "b-1", T0 + 3));
+    await expectAllExpire("rotate");
+    await store.rotateRefresh(rotation(b, "never-issued", "b-2", T0 + 4)); // reuse: b is tombstoned
+    await expectAllExpire("reuse");
+    await store.revokeToken({ subject, jti: "t-1", expiresAt: T0 + HOUR, now: T0 + 5, reason: "test" });
+    await store.revokeSession({ sessionId: c.id, now: T0 + 6, retentionMs: RETENTION, reason: "test" });
+    await expectAllExpire("revoke");
+    await store.createSession(session(subject, T0 + 7), { ...opts, now: T0 + 7 });
+    await store.revokeSubject({ subject, now: T0 + 8, retentionMs: RETENTION, reason: "test" });
+    await expectAllExpire("revoke subject");
+  });
+
+  it("sets each TTL from the caller's clock, not the server's", async () => {
+    const subject = `ttl-values-${randomUUID()}`;
+    const tag = tagOf(subject);
+    const now = T0 - 10 * 24 * HOUR; // far from the real clock: only the deltas may matter
+    const s = session(subject, now, { idleExpiresAt: now + HOUR, expiresAt: now + 2 * HOUR });
+    await store.createSession(s, { maxSessions: 5, now, retentionMs: RETENTION });
+    await store.revokeToken({ subject, jti: "t-2", expiresAt: now + 600_000, now, reason: "test" });
+    const near = (ms: number) => expect.toSatisfy((v: number) => v > ms - 5_000 && v <= ms);
+    expect(await redis.pttl(`${prefix}${tag}:s:${s.id}`)).toEqual(near(HOUR));
+    expect(await redis.pttl(`${prefix}${tag}:idx`)).toEqual(near(HOUR));
+    expect(await redis.pttl(`${prefix}sid:${s.id}`)).toEqual(near(2 * HOUR));
+    expect(await redis.pttl(`${prefix}${tag}:j:t-2`)).toEqual(near(600_000));
+
+    await store.rotateRefresh(rotation(s, s.currentJti, "s-1", now + 1000));
+    expect(await redis.pttl(`${prefix}${tag}:s:${s.id}`)).toEqual(near(HOUR + 1000));
+    expect(await redis.pttl(`${prefix}${tag}:g:${s.id}`)).toEqual(near(10_000));
+    await store.revokeSession({ sessionId: s.id, now: now + 2000, retentionMs: RETENTION, reason: "test" });
+    expect(await redis.pttl(`${prefix}${tag}:s:${s.id}`)).toEqual(near(RETENTION));
+    expect(await redis.exists(`${prefix}${tag}:g:${s.id}`)).toBe(0);
+  });
+});
+
+describe("scripts", () => {
+  it("answers tokenState with one command, also for a revoked token of a revoked session", async () => {
+    const subject = `hot-${randomUUID()}`;
+    const s = session(subject, T0);
+    await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
+    const send = vi.spyOn(redis, "sendCommand");
+    try {
+      const state = await store.tokenState({ subject, sessionId: s.id, jti: s.currentJti });
+      expect(send).toHaveBeenCalledTimes(1);
+      const { createdAt, idleExpiresAt, expiresAt, currentJti } = s;
+      expect(state).toEqual({
+        jtiRevoked: false,
+        session: { status: "active", createdAt, idleExpiresAt, expiresAt, currentJti },
+      });
+      await store.revokeToken({ subject, jti: "access-1", expiresAt: T0 + HOUR, now: T0, reason: "test" });
+      await store.revokeSubject({ subject, now: T0, retentionMs: RETENTION, reason: "test" });
+      send.mockClear();
+      const after = await store.tokenState({ subject, sessionId: s.id, jti: "access-1" });
+      expect(send).toHaveBeenCalledTimes(1);
+      expect(after).toEqual({ jtiRevoked: true, session: { ...state.session, status: "revoked" } });
+    } finally {
+      send.mockRestore();
+    }
+  });
+
+  it("reloads its scripts after the server forgot them", async () => {
+    const subject = `flush-${randomUUID()}`;
+    const s = session(subject, T0);
+    await redis.script("FLUSH");
+    await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
+    await redis.script("FLUSH");
+    expect((await store.listSessions(subject, T0)).map((x) => x.id)).toEqual([s.id]);
+  });
+});
+
+describe("failing fast", () => {
+  const down = (p: Promise<unknown>) => expect(p).rejects.toBeInstanceOf(StoreUnavailableError);
+
+  it("throws StoreUnavailableError at once when nothing listens", async () => {
+    const client = createRedisClient(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300 });
+    const dead = new RedisStore(client, { prefix });
+    try {
+      const started = Date.now();
+      await down(dead.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      await down(dead.revokeToken({ subject: "s", jti: "y", expiresAt: T0 + 1, now: T0, reason: "r" }));
+      await down(dead.rotateRefresh(rotation(session("s", T0), "a", "b", T0)));
+      await down(dead.listKeys());
+      await down(dead.revocations(null, 10));
+      expect(Date.now() - started).toBeLessThan(250);
+      await down(dead.ping()); // waits for the connection, at most one command timeout
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await dead.close();
+    }
+  });
+
+  it("times out on a stalled server, fails while it is down, and recovers when it is back", async () => {
+    const server = await RedisServer.start();
+    const client = createRedisClient(server.url, { commandTimeoutMs: 200 });
+    const own = new RedisStore(client, { prefix });
+    const admin = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    try {
+      await own.ping();
+      await new RedisStore(admin, { prefix }).ping();
+      await admin.call("CLIENT", "PAUSE", "700", "ALL");
+      const started = Date.now();
+      await down(own.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      expect(Date.now() - started).toBeLessThan(600);
+
+      await server.kill();
+      await vi.waitFor(() => expect(client.status).not.toBe("ready"));
+      await down(own.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      await down(own.ping());
+
+      await server.start();
+      await vi.waitFor(() => own.ping(), { timeout: 5000, interval: 100 });
+      expect((await own.tokenState({ subject: "s", sessionId: "x", jti: "y" })).jtiRevoked).toBe(false);
+    } finally {
+      admin.disconnect();
+      await own.close();
+      await server.stop();
+    }
+  });
+});
