@@ -2,7 +2,10 @@
  * Composition root: config -> store -> keys -> authority -> routes -> listener. The only module that knows every
  * piece. Returns { listen, close } plus the parts tests want to reach.
  */
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { callerAuth, peerIdentityKey } from "./api/auth.js";
+import { InFlight, honourSignal, rpcMetrics } from "./api/interceptors.js";
 import { interceptorsFor } from "./api/pipeline.js";
 import { routes } from "./api/routes.js";
 import type { Config } from "./config/config.js";
@@ -12,8 +15,12 @@ import { KeyRing } from "./domain/keys.js";
 import type { Store } from "./domain/store.js";
 import { TokenCodec } from "./domain/tokens.js";
 import { createLogger, type Logger } from "./observability/logger.js";
+import { Metrics, instrumentStore } from "./observability/metrics.js";
 import { httpRoutes } from "./server/http-routes.js";
 import { Listener } from "./server/listener.js";
+import { peerIdentity } from "./server/peer.js";
+import { Readiness } from "./server/readiness.js";
+import { standardRoutes } from "./server/standard-routes.js";
 import { MemoryStore } from "./store/memory.js";
 
 export interface AppOptions {
@@ -28,12 +35,22 @@ export interface App {
   readonly store: Store;
   readonly keys: KeyRing;
   readonly logger: Logger;
+  /** Store reachable and not shutting down: drives grpc.health.v1 and GET /readyz. */
+  readonly readiness: Readiness;
+  readonly metrics: Metrics;
 }
 
 export async function createApp(config: Readonly<Config>, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
-  const store = await openStore(config, logger);
+  if (config.callers === undefined) {
+    const why = config.allowUnauthenticated ? "TESSERA_ALLOW_UNAUTHENTICATED=true" : "listening on loopback";
+    logger.warn({ auth: "open" }, `no TESSERA_CALLERS_FILE (${why}): every caller is let in, unauthenticated, with every permission`);
+  } else {
+    logger.info({ auth: "callers", callers: config.callers.map((c) => c.name) }, "caller authentication on");
+  }
+  const metrics = new Metrics();
+  const store = instrumentStore(await openStore(config, logger), metrics);
   const keys = new KeyRing(store, config.signingAlg, clock);
   await keys.init();
   // Pick up keys rotated by other processes on the same store (an unknown kid also triggers a reload).
@@ -61,29 +78,69 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       maxSessions: config.maxSessions,
       clockSkewMs: config.clockSkewMs,
     },
-    onEvent: (e) => logger.warn({ event: e.type, subject: e.subject, sessionId: e.sessionId }, e.type),
+    onEvent: (e) => {
+      logger.warn({ event: e.type, subject: e.subject, sessionId: e.sessionId }, e.type);
+      (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc();
+    },
   });
+  const readiness = new Readiness({
+    store,
+    pingTimeoutMs: 2 * config.storeTimeoutMs,
+    onStoreChange: (up, err) =>
+      up ? logger.info({ store: "up" }, "store reachable again: serving") : logger.warn({ err }, "store unreachable: not serving"),
+  });
+  readiness.start();
+  const inFlight = new InFlight();
+  const shutdown = new AbortController();
   const handler = connectNodeAdapter({
-    routes: routes({ authority, keys, maxTokenLength: config.maxTokenLength }),
-    interceptors: interceptorsFor({ logger }),
+    routes: (router) => {
+      routes({
+        authority,
+        keys,
+        maxTokenLength: config.maxTokenLength,
+        onIntrospect: (result) => metrics.introspections.inc({ result }),
+      })(router);
+      standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
+    },
+    interceptors: interceptorsFor({
+      logger,
+      auth: callerAuth(config.callers ? { callers: config.callers } : { open: true }),
+      inner: [inFlight.interceptor, rpcMetrics(metrics), honourSignal(config.maxTimeoutMs)],
+    }),
+    contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
     readMaxBytes: config.maxRequestBytes,
-    maxTimeoutMs: 30_000,
-    fallback: httpRoutes({ jwks: () => keys.publicKeys() }),
+    shutdownSignal: shutdown.signal,
+    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics }),
   });
-  const listener = new Listener({ host: config.listen.host, port: config.listen.port, handler });
+  const listener = new Listener({ host: config.listen.host, port: config.listen.port, handler, tls: config.tls });
 
   return {
     authority,
     store,
     keys,
     logger,
+    readiness,
+    metrics,
     listen: () => listener.listen(),
-    async close() {
+    /**
+     * Graceful shutdown: health goes NOT_SERVING, new calls are refused, connections are asked to close; calls in
+     * flight get TESSERA_SHUTDOWN_GRACE to finish and are then cancelled with UNAVAILABLE; then the store closes.
+     */
+    close: once(async () => {
+      readiness.beginShutdown();
+      readiness.stop();
       clearInterval(keyReload);
+      inFlight.close();
       listener.drain();
+      if (!(await settles(inFlight.idle(), config.shutdownGraceMs))) {
+        logger.warn({ inFlight: inFlight.size }, "shutdown grace period over: cancelling calls in flight");
+        shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+        await settles(inFlight.idle(), 1_000);
+      }
+      await settles(listener.closed(), 2_000); // let the last responses reach their callers
       listener.destroy();
       await store.close();
-    },
+    }),
   };
 }
 
@@ -111,4 +168,21 @@ async function openStore(config: Readonly<Config>, logger: Logger): Promise<Stor
   }
   logger.info({ store: "redis", prefix: config.redisPrefix }, "using the Redis store");
   return store;
+}
+
+/** Whether the promise settled within ms. */
+async function settles(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A function that runs its body once; later calls get the first call's promise. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
 }

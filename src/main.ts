@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     stopping = true;
     app.logger.info({ signal }, "shutting down");
     app.close().then(
-      () => process.exit(0),
+      () => app.logger.flush(() => process.exit(0)),
       (err) => {
         app.logger.error({ err }, "shutdown failed");
         process.exit(1);

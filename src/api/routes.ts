@@ -13,6 +13,8 @@ export interface RouteDeps {
   authority: Authority;
   keys: KeyRing;
   maxTokenLength: number;
+  /** Told the result of every Introspect: "active" or the inactive reason (for metrics). */
+  onIntrospect?: (result: string) => void;
 }
 
 export function routes(deps: RouteDeps): (router: ConnectRouter) => void {

@@ -18,9 +18,10 @@ import * as v from "./validate.js";
 export interface TokenServiceDeps {
   authority: Authority;
   maxTokenLength: number;
+  onIntrospect?: (result: string) => void;
 }
 
-export function tokenService({ authority, maxTokenLength }: TokenServiceDeps): ServiceImpl<typeof TokenService> {
+export function tokenService({ authority, maxTokenLength, onIntrospect }: TokenServiceDeps): ServiceImpl<typeof TokenService> {
   return {
     async issue(req) {
       const result = await authority.issue({
@@ -70,6 +71,7 @@ export function tokenService({ authority, maxTokenLength }: TokenServiceDeps): S
       else if (req.expectedType === TokenType.REFRESH) kind = "refresh";
       else throw invalidArgument("expected_type", "unknown token type");
       const r = await authority.introspect(token, kind, audience);
+      onIntrospect?.(r.active ? "active" : r.reason);
       if (!r.active) return create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
       const t = r.token;
       return create(IntrospectResponseSchema, {

@@ -5,6 +5,9 @@
 import { isIP } from "node:net";
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../domain/keys.js";
 import { formatDuration, parseDuration } from "./duration.js";
+import { loadAccess, type CallerSpec } from "./callers.js";
+import { ConfigError } from "./errors.js";
+import { loadTls, type TlsConfig } from "./tls.js";
 
 export interface Config {
   listen: { host: string; port: number };
@@ -29,6 +32,15 @@ export interface Config {
   maxRequestBytes: number;
   /** Longest token accepted anywhere, in characters. */
   maxTokenLength: number;
+  /** Longest deadline honoured; a caller asking for more (or for none) gets this. */
+  maxTimeoutMs: number;
+  /** On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with UNAVAILABLE. */
+  shutdownGraceMs: number;
+  /** Who may call what (TESSERA_CALLERS_FILE). Unset: open mode (loopback, or TESSERA_ALLOW_UNAUTHENTICATED). */
+  callers: readonly CallerSpec[] | undefined;
+  allowUnauthenticated: boolean;
+  /** Unset: plaintext (h2c and HTTP/1.1 on one port). */
+  tls: TlsConfig | undefined;
 }
 
 export const DEFAULTS = {
@@ -49,19 +61,20 @@ export const DEFAULTS = {
   TESSERA_STORE_TIMEOUT: "1s",
   TESSERA_MAX_REQUEST_BYTES: "16384",
   TESSERA_MAX_TOKEN_LENGTH: "8192",
+  TESSERA_MAX_TIMEOUT: "30s",
+  TESSERA_SHUTDOWN_GRACE: "10s",
+  TESSERA_ALLOW_UNAUTHENTICATED: "false",
 } as const;
 
-export type ConfigKey = keyof typeof DEFAULTS | "TESSERA_REDIS_URL";
+export type ConfigKey =
+  | keyof typeof DEFAULTS
+  | "TESSERA_REDIS_URL"
+  | "TESSERA_CALLERS_FILE"
+  | "TESSERA_TLS_CERT"
+  | "TESSERA_TLS_KEY"
+  | "TESSERA_TLS_CLIENT_CA";
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  constructor(
-    readonly key: string,
-    message: string,
-  ) {
-    super(`${key}: ${message}`);
-  }
-}
+export { ConfigError };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -120,9 +133,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const issuer = get("TESSERA_ISSUER");
   if (issuer.length > 256) throw new ConfigError("TESSERA_ISSUER", "is longer than 256 characters");
+  const listen = parseListen(get("TESSERA_LISTEN"));
+  const tls = loadTls(env);
+  const access = loadAccess({
+    callersFile: env.TESSERA_CALLERS_FILE,
+    allowUnauthenticated: get("TESSERA_ALLOW_UNAUTHENTICATED"),
+    listenHost: listen.host,
+    loopback: isLoopback(listen.host),
+    clientCa: tls?.clientCa !== undefined,
+  });
 
   return Object.freeze({
-    listen: parseListen(get("TESSERA_LISTEN")),
+    listen,
     redisUrl,
     redisPrefix: get("TESSERA_REDIS_PREFIX"),
     issuer,
@@ -140,6 +162,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     storeTimeoutMs: duration("TESSERA_STORE_TIMEOUT", 10),
     maxRequestBytes: integer("TESSERA_MAX_REQUEST_BYTES", 1024, 16 * 1024 * 1024),
     maxTokenLength: integer("TESSERA_MAX_TOKEN_LENGTH", 256, 65_536),
+    maxTimeoutMs: duration("TESSERA_MAX_TIMEOUT", 100),
+    shutdownGraceMs: duration("TESSERA_SHUTDOWN_GRACE", 0),
+    ...access,
+    tls,
   });
 }
 

@@ -1,10 +1,14 @@
-/** Plain HTTP routes beside the RPCs: liveness and the JWKS. Everything else is 404. */
+/** Plain HTTP routes beside the RPCs: liveness, readiness, metrics and the JWKS. Everything else is 404. */
 import { createHash } from "node:crypto";
 import type { JWK } from "jose";
 import type { RequestHandler } from "./listener.js";
 
 export interface HttpRouteDeps {
   jwks: () => JWK[];
+  /** Whether to take traffic now (store reachable, not shutting down): GET /readyz. */
+  ready: () => boolean;
+  /** Prometheus exposition: GET /metrics. */
+  metrics?: { render(): Promise<string>; readonly contentType: string };
 }
 
 export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
@@ -14,6 +18,20 @@ export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
     switch (path) {
       case "/healthz":
         return send(res, 200, { status: "ok" });
+      case "/metrics": {
+        const metrics = deps.metrics;
+        if (!metrics) return send(res, 404, { error: "not found" });
+        metrics.render().then(
+          (body) => {
+            res.writeHead(200, { "content-type": metrics.contentType, "cache-control": "no-store" });
+            res.end(body);
+          },
+          () => send(res, 500, { error: "metrics unavailable" }),
+        );
+        return;
+      }
+      case "/readyz":
+        return deps.ready() ? send(res, 200, { status: "ready" }) : send(res, 503, { status: "not ready" });
       case "/.well-known/jwks.json": {
         const body = JSON.stringify({ keys: deps.jwks() });
         const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"`;

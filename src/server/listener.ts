@@ -1,6 +1,8 @@
 /**
  * One TCP port, two protocols without TLS: a connection that opens with the HTTP/2 preface goes to the HTTP/2
  * server (gRPC, Connect, gRPC-Web over h2c), anything else to the HTTP/1.1 server (Connect, gRPC-Web, curl, probes).
+ * With TLS, every connection goes to one TLS server that picks HTTP/2 or HTTP/1.1 by ALPN; with a client CA it asks
+ * for a client certificate but lets connections without a valid one through (src/server/peer.ts decides identity).
  */
 import http from "node:http";
 import http2 from "node:http2";
@@ -18,6 +20,8 @@ export interface ListenerOptions {
   maxConcurrentStreams?: number;
   /** Connections with no traffic for this long are closed. */
   idleTimeoutMs?: number;
+  /** PEM certificate chain and key; with clientCa, client certificates are requested (never required). */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
 }
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -26,25 +30,48 @@ export class Listener {
   private readonly tcp: net.Server;
   private readonly h2: http2.Http2Server;
   private readonly h1: http.Server;
+  private readonly secure: http2.Http2SecureServer | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sockets = new Set<net.Socket>();
+  private draining = false;
 
   constructor(private readonly opts: ListenerOptions) {
+    const h2Options = { settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 }, maxSessionMemory: 32 };
     this.h2 = http2.createServer(
-      {
-        settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 },
-        maxSessionMemory: 32,
-      },
+      h2Options,
       opts.handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
-    this.h2.on("session", (s) => {
+    const track = (s: http2.ServerHttp2Session) => {
       this.sessions.add(s);
       s.once("close", () => this.sessions.delete(s));
+    };
+    this.h2.on("session", track);
+    if (opts.tls) {
+      this.secure = http2.createSecureServer(
+        {
+          ...h2Options,
+          allowHTTP1: true, // ALPN offers h2 and http/1.1
+          cert: opts.tls.cert,
+          key: opts.tls.key,
+          minVersion: "TLSv1.2",
+          handshakeTimeout: 10_000,
+          ...(opts.tls.clientCa ? { ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+        },
+        (req, res) => {
+          // HTTP/1.1 over TLS (ALPN http/1.1): like this.h1, no keep-alive once draining.
+          if (this.draining && res instanceof http.ServerResponse) res.shouldKeepAlive = false;
+          (opts.handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)(req, res);
+        },
+      );
+      this.secure.on("session", track);
+      Object.assign(this.secure, { keepAliveTimeout: 5_000 }); // read by node's HTTP/1.1 code path (allowHTTP1)
+    }
+    const h1Handler = opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void;
+    this.h1 = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+      // While draining, HTTP/1.1 keep-alive connections close after their current response.
+      if (this.draining) res.shouldKeepAlive = false;
+      h1Handler(req, res);
     });
-    this.h1 = http.createServer(
-      { requestTimeout: 30_000, headersTimeout: 10_000 },
-      opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void,
-    );
     this.h1.keepAliveTimeout = 5_000;
     this.tcp = net.createServer((socket) => this.route(socket));
   }
@@ -63,6 +90,7 @@ export class Listener {
 
   /** Stops accepting connections and asks open ones to finish (HTTP/2 GOAWAY, HTTP/1.1 close when idle). */
   drain(): void {
+    this.draining = true;
     this.tcp.close();
     for (const s of this.sessions) if (!s.closed) s.close();
     this.h1.closeIdleConnections();
@@ -76,9 +104,20 @@ export class Listener {
     this.h1.closeAllConnections();
   }
 
-  /** Open connections (for shutdown bookkeeping). */
-  get connections(): number {
-    return this.sockets.size;
+  /** Resolves once every connection has closed (after drain(), as their last responses are written). */
+  closed(): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.sockets.size > 0) return;
+        clearInterval(poll);
+        resolve();
+      };
+      const poll = setInterval(() => {
+        this.h1.closeIdleConnections();
+        check();
+      }, 20);
+    });
   }
 
   private route(socket: net.Socket): void {
@@ -86,6 +125,7 @@ export class Listener {
     socket.once("close", () => this.sockets.delete(socket));
     socket.setTimeout(this.opts.idleTimeoutMs ?? 120_000, () => socket.destroy());
     socket.on("error", () => socket.destroy());
+    if (this.secure) return void this.secure.emit("connection", socket);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);

@@ -234,10 +234,18 @@ export class RedisStore implements Store {
     });
   }
 
+  /** QUIT, so replies in flight arrive; a server that does not answer within a second (or the command timeout) is cut off. */
   async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const cutOff = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.min(this.redis.options.commandTimeout ?? 1000, 1000));
+    });
     try {
-      await this.redis.quit();
+      await Promise.race([this.redis.quit().then(() => undefined), cutOff]);
     } catch {
+      // fall through to disconnect
+    } finally {
+      clearTimeout(timer);
       this.redis.disconnect();
     }
   }

@@ -1,0 +1,141 @@
+/**
+ * Caller authentication and authorization: who is calling (an API key or a client certificate, mapped to a caller of
+ * the callers file) and whether that caller holds the one permission the RPC needs. Deny by default: an RPC missing
+ * from the table below is PERMISSION_DENIED for everyone. Health and reflection are open to all.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers.js";
+import { callerKey, PERMISSIONS, type Caller, type Permission } from "./context.js";
+
+/** The permission each RPC needs, by service type name and method name. */
+export const METHOD_PERMISSIONS: ReadonlyMap<string, ReadonlyMap<string, Permission>> = new Map([
+  [
+    "tessera.v1.TokenService",
+    new Map<string, Permission>([
+      ["Issue", "issue"],
+      ["Refresh", "refresh"],
+      ["Revoke", "revoke"],
+      ["Introspect", "introspect"],
+    ]),
+  ],
+  [
+    "tessera.v1.SessionService",
+    new Map<string, Permission>([
+      ["ListSessions", "sessions.read"],
+      ["GetSession", "sessions.read"],
+    ]),
+  ],
+  [
+    "tessera.v1.KeyService",
+    new Map<string, Permission>([
+      ["GetJwks", "keys.read"],
+      ["ListKeys", "keys.read"],
+      ["RotateKeys", "keys.rotate"],
+    ]),
+  ],
+]);
+
+/** Services anyone may call without credentials. */
+export const OPEN_SERVICES: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
+
+/** The verified client certificate identity of the connection, set per request by the server (src/server/peer.ts). */
+export const peerIdentityKey = createContextKey<MtlsIdentity | undefined>(undefined, {
+  description: "verified client certificate identity",
+});
+
+export type CallerAuthOptions =
+  /** No callers file: every call is "anonymous" with every permission (loopback, or explicitly allowed). */
+  | { open: true }
+  | { callers: readonly CallerSpec[] };
+
+const OPEN_CALLER: Caller = Object.freeze({ name: ANONYMOUS, via: "open", permissions: new Set(PERMISSIONS) });
+const MAX_KEY_LENGTH = 4096;
+const BEARER = /^Bearer +(\S+) *$/i;
+
+export function callerAuth(opts: CallerAuthOptions): Interceptor {
+  const identify = "open" in opts ? () => OPEN_CALLER : identifier(opts.callers);
+  return (next) => async (req) => {
+    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
+    const caller = identify(req.header.get("authorization"), req.contextValues.get(peerIdentityKey));
+    req.contextValues.set(callerKey, caller);
+    const permission = METHOD_PERMISSIONS.get(req.service.typeName)?.get(req.method.name);
+    if (permission === undefined || !caller.permissions.has(permission)) {
+      const rpc = `${req.service.name}.${req.method.name}`;
+      throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined,
+        new Error(permission === undefined ? `${rpc} needs a permission nobody can hold` : `${rpc} needs "${permission}"`));
+    }
+    return next(req);
+  };
+}
+
+/** Resolves the credentials of one request to a caller, or throws UNAUTHENTICATED. */
+function identifier(specs: readonly CallerSpec[]): (authorization: string | null, peer: MtlsIdentity | undefined) => Caller {
+  const keys: ApiKeyEntry<Caller>[] = [];
+  const certs = new Map<string, Caller>();
+  for (const spec of specs) {
+    const caller = (via: Caller["via"]): Caller => Object.freeze({ name: spec.name, via, permissions: new Set(spec.permissions) });
+    if (spec.apiKeySha256.length > 0) {
+      const byKey = caller("api_key");
+      for (const sha256 of spec.apiKeySha256) keys.push({ sha256, caller: byKey });
+    }
+    if (spec.mtls) certs.set(identityString(spec.mtls), caller("mtls"));
+  }
+
+  return (authorization, peer) => {
+    if (authorization === null && peer === undefined) {
+      throw unauthenticated("missing credentials", "no API key and no trusted client certificate");
+    }
+    let byKey: Caller | undefined;
+    if (authorization !== null) {
+      const key = BEARER.exec(authorization)?.[1];
+      if (key === undefined || key.length > MAX_KEY_LENGTH) {
+        throw unauthenticated("invalid credentials", "the authorization header is not \"Bearer <API key>\"");
+      }
+      byKey = matchApiKey(keys, key);
+      if (byKey === undefined) throw unauthenticated("invalid credentials", "the API key matches no caller");
+    }
+    const byCert = peer === undefined ? undefined : certs.get(identityString(peer));
+    if (byKey !== undefined && byCert !== undefined && byKey.name !== byCert.name) {
+      throw unauthenticated("conflicting credentials", `the API key is ${byKey.name}'s, the client certificate ${byCert.name}'s`);
+    }
+    // A trusted certificate that names no caller does not spoil a valid API key; alone, it identifies nobody.
+    const caller = byCert ?? byKey;
+    if (caller === undefined) {
+      throw unauthenticated("invalid credentials", `client certificate ${identityString(peer!)} matches no caller`);
+    }
+    return caller;
+  };
+}
+
+export interface ApiKeyEntry<T> {
+  /** SHA-256 of the key, 32 bytes. */
+  sha256: Buffer;
+  caller: T;
+}
+
+/**
+ * The caller whose API key this is. Compares the key's SHA-256 with every configured digest in constant time and
+ * always looks at all of them, so neither the time taken nor a lookup structure says how close a guess came.
+ */
+export function matchApiKey<T>(entries: readonly ApiKeyEntry<T>[], key: string): T | undefined {
+  const digest = createHash("sha256").update(key, "utf8").digest();
+  let found: T | undefined;
+  for (const entry of entries) {
+    const same = timingSafeEqual(entry.sha256, digest);
+    found = same && found === undefined ? entry.caller : found;
+  }
+  return found;
+}
+
+function identityString(id: MtlsIdentity): string {
+  return `${id.kind}:${id.value}`;
+}
+
+function unauthenticated(message: string, cause: string): ConnectError {
+  return new ConnectError(message, Code.Unauthenticated, undefined, undefined, new Error(cause));
+}
