@@ -66,8 +66,8 @@ export function callerAuth(opts: CallerAuthOptions): Interceptor {
     const permission = METHOD_PERMISSIONS.get(req.service.typeName)?.get(req.method.name);
     if (permission === undefined || !caller.permissions.has(permission)) {
       const rpc = `${req.service.name}.${req.method.name}`;
-      throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined,
-        new Error(permission === undefined ? `${rpc} needs a permission nobody can hold` : `${rpc} needs "${permission}"`));
+      const why = permission === undefined ? `${rpc} is in no permission (deny by default)` : `${rpc} needs "${permission}"`;
+      throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined, new Error(why));
     }
     return next(req);
   };
@@ -106,7 +106,7 @@ function identifier(specs: readonly CallerSpec[]): (authorization: string | null
     // A trusted certificate that names no caller does not spoil a valid API key; alone, it identifies nobody.
     const caller = byCert ?? byKey;
     if (caller === undefined) {
-      throw unauthenticated("invalid credentials", `client certificate ${identityString(peer!)} matches no caller`);
+      throw unauthenticated("invalid credentials", `client certificate ${peer ? identityString(peer) : ""} matches no caller`);
     }
     return caller;
   };

@@ -31,6 +31,8 @@ export class Listener {
   private readonly h2: http2.Http2Server;
   private readonly h1: http.Server;
   private readonly secure: http2.Http2SecureServer | undefined;
+  /** HTTP/1.1-over-TLS connections -> responses in progress (the secure server has no closeIdleConnections). */
+  private readonly tlsHttp1 = new Map<net.Socket, number>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sockets = new Set<net.Socket>();
   private draining = false;
@@ -59,7 +61,10 @@ export class Listener {
         },
         (req, res) => {
           // HTTP/1.1 over TLS (ALPN http/1.1): like this.h1, no keep-alive once draining.
-          if (this.draining && res instanceof http.ServerResponse) res.shouldKeepAlive = false;
+          if (res instanceof http.ServerResponse) {
+            if (this.draining) res.shouldKeepAlive = false;
+            this.trackTlsHttp1(req.socket, res);
+          }
           (opts.handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)(req, res);
         },
       );
@@ -94,6 +99,7 @@ export class Listener {
     this.tcp.close();
     for (const s of this.sessions) if (!s.closed) s.close();
     this.h1.closeIdleConnections();
+    for (const [socket, busy] of this.tlsHttp1) if (busy === 0) socket.end();
   }
 
   /** Closes every connection now. */
@@ -117,6 +123,15 @@ export class Listener {
         this.h1.closeIdleConnections();
         check();
       }, 20);
+    });
+  }
+
+  private trackTlsHttp1(socket: net.Socket, res: http.ServerResponse): void {
+    if (!this.tlsHttp1.has(socket)) socket.once("close", () => this.tlsHttp1.delete(socket));
+    this.tlsHttp1.set(socket, (this.tlsHttp1.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      const busy = this.tlsHttp1.get(socket);
+      if (busy !== undefined) this.tlsHttp1.set(socket, busy - 1);
     });
   }
 

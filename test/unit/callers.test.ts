@@ -1,0 +1,247 @@
+/**
+ * The callers file and TLS settings are validated at start with errors that name the exact place; API keys are found
+ * by constant-time hash comparison over every entry; a certificate names its URI SAN, else its CN.
+ */
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createContextValues, type UnaryRequest } from "@connectrpc/connect";
+import { callerAuth, matchApiKey, METHOD_PERMISSIONS, type ApiKeyEntry } from "../../src/api/auth.js";
+import { callerKey, PERMISSIONS } from "../../src/api/context.js";
+import { parseCallers } from "../../src/config/callers.js";
+import { ConfigError, loadConfig } from "../../src/config/config.js";
+import { certificateIdentity, peerIdentity, subjectAltNames } from "../../src/server/peer.js";
+
+const sha = (key: string) => createHash("sha256").update(key).digest("hex");
+const dir = mkdtempSync(join(tmpdir(), "tessera-callers-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+function callersFile(content: unknown): string {
+  const path = join(dir, `callers-${files++}.json`);
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+/** The message loadConfig throws for this callers file (and other env), or "ok". */
+function errorFor(content: unknown, env: Record<string, string> = {}): string {
+  try {
+    loadConfig({ TESSERA_CALLERS_FILE: callersFile(content), ...env });
+    return "ok";
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+}
+
+const billing = { name: "billing", api_keys: [{ sha256: sha("k1") }], permissions: ["introspect"] };
+const gateway = { name: "gateway", mtls: { uri: "spiffe://prod/gateway" }, permissions: ["issue"] };
+
+describe("callers file", () => {
+  it("parses names, permissions, key digests and certificate identities", () => {
+    const callers = parseCallers({
+      callers: [billing, { name: "ops", mtls: { cn: "ops-console" }, api_keys: [{ sha256: sha("k2").toUpperCase() }], permissions: [] }],
+    });
+    expect(callers.map((c) => c.name)).toEqual(["billing", "ops"]);
+    expect(callers[0]?.permissions).toEqual(["introspect"]);
+    expect(callers[0]?.apiKeySha256[0]?.toString("hex")).toBe(sha("k1"));
+    expect(callers[1]?.apiKeySha256[0]?.toString("hex")).toBe(sha("k2"));
+    expect(callers[1]?.mtls).toEqual({ kind: "cn", value: "ops-console" });
+    expect(Object.isFrozen(callers)).toBe(true);
+  });
+
+  it("the example file in docs/ is valid", () => {
+    expect(() => loadConfig({ TESSERA_CALLERS_FILE: "docs/callers.example.json" })).toThrow(
+      // it has mtls callers, so it needs a client CA; everything before that check passed
+      /callers\[1\]\.mtls: needs TESSERA_TLS_CLIENT_CA/,
+    );
+  });
+
+  it.each<[string, unknown, string]>([
+    ["a bad permission", { callers: [billing, gateway, { ...billing, name: "x", api_keys: [{ sha256: sha("k3") }], permissions: ["isue"] }] }, 'callers[2].permissions[0]: "isue" is not a permission'],
+    ["a non-string permission", { callers: [{ ...billing, permissions: ["introspect", 7] }] }, "callers[0].permissions[1]: 7 is not a permission"],
+    ["a repeated permission", { callers: [{ ...billing, permissions: ["introspect", "introspect"] }] }, 'callers[0].permissions[1]: "introspect" is listed twice'],
+    ["permissions missing", { callers: [{ name: "a", api_keys: [{ sha256: sha("a") }] }] }, "callers[0].permissions: must be an array"],
+    ["a duplicate name", { callers: [billing, { ...billing, api_keys: [{ sha256: sha("k9") }] }] }, 'callers[1].name: "billing" is already used at callers[0].name'],
+    ["a bad name", { callers: [{ ...billing, name: "bill ing" }] }, "callers[0].name: must be 1 to 64 letters"],
+    ["the reserved name", { callers: [{ ...billing, name: "anonymous" }] }, 'callers[0].name: "anonymous" is reserved'],
+    ["a hash used twice", { callers: [billing, { ...gateway, api_keys: [{ sha256: sha("k1").toUpperCase() }] }] }, "callers[1].api_keys[0].sha256: this hash is already used at callers[0].api_keys[0].sha256"],
+    ["a short hash", { callers: [{ ...billing, api_keys: [{ sha256: "abc" }] }] }, "callers[0].api_keys[0].sha256: must be the SHA-256 of the key as 64 hex digits"],
+    ["a plaintext key", { callers: [{ ...billing, api_keys: [{ key: "secret" }] }] }, "callers[0].api_keys[0].key: unknown property"],
+    ["no identity", { callers: [{ name: "a", permissions: [] }] }, 'callers[0]: needs an identity: "api_keys" or "mtls"'],
+    ["an empty api_keys list", { callers: [{ name: "a", api_keys: [], permissions: [] }] }, "callers[0]: needs an identity"],
+    ["mtls with both uri and cn", { callers: [{ ...gateway, mtls: { uri: "spiffe://a", cn: "a" } }] }, 'callers[0].mtls: needs exactly one of "uri" or "cn"'],
+    ["mtls uri that is no URI", { callers: [{ ...gateway, mtls: { uri: "gateway" } }] }, 'callers[0].mtls.uri: "gateway" is not a URI'],
+    ["an identity used twice", { callers: [gateway, { ...gateway, name: "g2" }] }, 'callers[1].mtls.uri: "spiffe://prod/gateway" is already used at callers[0].mtls.uri'],
+    ["a typo in a property", { callers: [{ ...billing, permission: ["issue"] }] }, "callers[0].permission: unknown property"],
+    ["no callers", { callers: [] }, "callers: needs at least one caller"],
+    ["not an object", [billing], "(root): must be an object"],
+    ["a typo at the top", { caller: [billing] }, "caller: unknown property"],
+  ])("%s: the error names the place", (_what, content, message) => {
+    expect(errorFor(content)).toContain(`TESSERA_CALLERS_FILE: ${message}`);
+  });
+
+  it("names the variable when the file is missing or not JSON", () => {
+    expect(() => loadConfig({ TESSERA_CALLERS_FILE: join(dir, "nope.json") })).toThrow(/^TESSERA_CALLERS_FILE: cannot read .*ENOENT/);
+    expect(errorFor("{ callers: ")).toMatch(/^TESSERA_CALLERS_FILE: ".*" is not JSON/);
+  });
+
+  it("mtls callers need a client CA", () => {
+    expect(errorFor({ callers: [billing, gateway] })).toContain(
+      "TESSERA_CALLERS_FILE: callers[1].mtls: needs TESSERA_TLS_CLIENT_CA",
+    );
+  });
+});
+
+describe("open mode", () => {
+  it("without a callers file, runs open on loopback", () => {
+    const c = loadConfig({ TESSERA_LISTEN: "127.0.0.1:0" });
+    expect(c.callers).toBeUndefined();
+    expect(c.allowUnauthenticated).toBe(false);
+  });
+
+  it.each(["0.0.0.0:8080", "[::]:8080", "10.0.0.1:8080"])("refuses %s without callers unless explicitly allowed", (listen) => {
+    expect(() => loadConfig({ TESSERA_LISTEN: listen })).toThrow(
+      /^TESSERA_CALLERS_FILE: is not set and TESSERA_LISTEN .* set TESSERA_ALLOW_UNAUTHENTICATED=true/,
+    );
+    expect(loadConfig({ TESSERA_LISTEN: listen, TESSERA_ALLOW_UNAUTHENTICATED: "true" }).allowUnauthenticated).toBe(true);
+  });
+
+  it("TESSERA_ALLOW_UNAUTHENTICATED is true or false, and not together with a callers file", () => {
+    expect(() => loadConfig({ TESSERA_ALLOW_UNAUTHENTICATED: "yes" })).toThrow(/^TESSERA_ALLOW_UNAUTHENTICATED: "yes" is not true or false/);
+    expect(errorFor({ callers: [billing] }, { TESSERA_ALLOW_UNAUTHENTICATED: "true" })).toBe(
+      "TESSERA_ALLOW_UNAUTHENTICATED: cannot be true when TESSERA_CALLERS_FILE is set",
+    );
+    expect(loadConfig({ TESSERA_LISTEN: "0.0.0.0:1", TESSERA_CALLERS_FILE: callersFile({ callers: [billing] }) }).callers).toHaveLength(1);
+  });
+});
+
+describe("TLS settings", () => {
+  const pem = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it.each<[Record<string, string>, RegExp]>([
+    [{ TESSERA_TLS_CERT: "/x.crt" }, /^TESSERA_TLS_KEY: must be set together with TESSERA_TLS_CERT/],
+    [{ TESSERA_TLS_KEY: "/x.key" }, /^TESSERA_TLS_CERT: must be set together with TESSERA_TLS_KEY/],
+    [{ TESSERA_TLS_CLIENT_CA: "/ca.crt" }, /^TESSERA_TLS_CLIENT_CA: needs TLS/],
+    [{ TESSERA_TLS_CERT: "/nonexistent.crt", TESSERA_TLS_KEY: "/x.key" }, /^TESSERA_TLS_CERT: cannot read "\/nonexistent.crt" \(ENOENT\)/],
+  ])("%o is refused", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it("refuses a file that is not PEM", () => {
+    const path = pem("not.pem", "hello");
+    expect(() => loadConfig({ TESSERA_TLS_CERT: path, TESSERA_TLS_KEY: path })).toThrow(/^TESSERA_TLS_CERT: ".*" is not a PEM file/);
+  });
+});
+
+describe("API key lookup", () => {
+  const entries: ApiKeyEntry<string>[] = ["a", "b", "c"].map((k) => ({ sha256: Buffer.from(sha(`key-${k}`), "hex"), caller: k }));
+
+  it("finds the caller whose key's SHA-256 matches", () => {
+    expect(matchApiKey(entries, "key-a")).toBe("a");
+    expect(matchApiKey(entries, "key-c")).toBe("c");
+    expect(matchApiKey(entries, "key-d")).toBeUndefined();
+    expect(matchApiKey(entries, "")).toBeUndefined();
+    expect(matchApiKey([], "key-a")).toBeUndefined();
+  });
+
+  it("compares against every digest, even after a match", () => {
+    let reads = 0;
+    const counted = entries.map((e) => ({
+      caller: e.caller,
+      get sha256() {
+        reads++;
+        return e.sha256;
+      },
+    }));
+    expect(matchApiKey(counted, "key-a")).toBe("a");
+    expect(reads).toBe(3);
+  });
+});
+
+describe("client certificate identity", () => {
+  it.each<[string, Parameters<typeof certificateIdentity>[0], ReturnType<typeof certificateIdentity>]>([
+    ["the URI SAN", { subject: { CN: "gw" }, subjectaltname: "DNS:gw.internal, URI:spiffe://prod/gateway" }, { kind: "uri", value: "spiffe://prod/gateway" }],
+    ["a quoted URI SAN", { subjectaltname: 'DNS:a, URI:"spiffe://prod/a,b", IP Address:10.0.0.1' }, { kind: "uri", value: "spiffe://prod/a,b" }],
+    ["the CN without a URI SAN", { subject: { CN: "ops-console" }, subjectaltname: "DNS:ops.internal" }, { kind: "cn", value: "ops-console" }],
+    ["the CN without any SAN", { subject: { CN: "ops-console" } }, { kind: "cn", value: "ops-console" }],
+    ["nothing for two URI SANs", { subject: { CN: "x" }, subjectaltname: "URI:spiffe://a, URI:spiffe://b" }, undefined],
+    ["nothing for two CNs", { subject: { CN: ["a", "b"] } }, undefined],
+    ["nothing for no certificate", {}, undefined],
+  ])("%s", (_what, cert, identity) => {
+    expect(certificateIdentity(cert)).toEqual(identity);
+  });
+
+  it("parses Node's subjectaltname format", () => {
+    expect(subjectAltNames('DNS:localhost, IP Address:127.0.0.1, URI:"a\\"b", email:x@y')).toEqual([
+      { type: "DNS", value: "localhost" },
+      { type: "IP Address", value: "127.0.0.1" },
+      { type: "URI", value: 'a"b' },
+      { type: "email", value: "x@y" },
+    ]);
+    expect(subjectAltNames("")).toEqual([]);
+    expect(subjectAltNames('URI:"unterminated')).toEqual([]);
+  });
+
+  it("counts only a certificate the server verified, over HTTP/1.1 and HTTP/2", () => {
+    const cert = { subject: { CN: "ops-console" } };
+    const socket = (authorized: boolean) => ({ authorized, getPeerCertificate: () => cert });
+    const h1 = (authorized: boolean) => ({ socket: socket(authorized) }) as unknown as Parameters<typeof peerIdentity>[0];
+    const h2 = (authorized: boolean) => ({ stream: { session: { socket: socket(authorized) } } }) as unknown as Parameters<typeof peerIdentity>[0];
+    expect(peerIdentity(h1(true))).toEqual({ kind: "cn", value: "ops-console" });
+    expect(peerIdentity(h2(true))).toEqual({ kind: "cn", value: "ops-console" });
+    expect(peerIdentity(h1(false))).toBeUndefined();
+    expect(peerIdentity(h2(false))).toBeUndefined();
+    expect(peerIdentity({ socket: {} } as unknown as Parameters<typeof peerIdentity>[0])).toBeUndefined();
+  });
+});
+
+describe("callerAuth", () => {
+  /** Runs the interceptor on a bare request for service/method; resolves with the caller name or the error code. */
+  async function outcome(auth: ReturnType<typeof callerAuth>, service: string, method: string, authorization?: string) {
+    const req = {
+      service: { typeName: service, name: service.split(".").at(-1) },
+      method: { name: method },
+      header: new Headers(authorization ? { authorization } : {}),
+      contextValues: createContextValues(),
+    } as unknown as UnaryRequest;
+    try {
+      await auth(async () => ({}) as never)(req);
+      return req.contextValues.get(callerKey)?.name ?? "(no caller)";
+    } catch (err) {
+      return Code[ConnectError.from(err).code];
+    }
+  }
+  const full = callerAuth({
+    callers: parseCallers({ callers: [{ name: "full", api_keys: [{ sha256: sha("k") }], permissions: [...PERMISSIONS] }] }),
+  });
+
+  it("maps every permission to at least one RPC", () => {
+    const used = new Set([...METHOD_PERMISSIONS.values()].flatMap((m) => [...m.values()]));
+    expect([...used].sort()).toEqual([...PERMISSIONS].sort());
+  });
+
+  it("denies an RPC missing from the table, even to a caller with every permission, even in open mode", async () => {
+    expect(await outcome(full, "tessera.v1.AuditService", "List", "Bearer k")).toBe("PermissionDenied");
+    expect(await outcome(callerAuth({ open: true }), "tessera.v1.AuditService", "List")).toBe("PermissionDenied");
+    expect(await outcome(full, "tessera.v1.TokenService", "Mint", "Bearer k")).toBe("PermissionDenied");
+    expect(await outcome(full, "tessera.v1.TokenService", "Issue", "Bearer k")).toBe("full");
+  });
+
+  it("lets health and reflection through without credentials", async () => {
+    for (const service of ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]) {
+      expect(await outcome(full, service, "Check")).toBe("(no caller)");
+    }
+    expect(await outcome(full, "grpc.health.v2.Health", "Check")).toBe("Unauthenticated");
+  });
+
+  it("open mode: every mapped RPC is 'anonymous'", async () => {
+    expect(await outcome(callerAuth({ open: true }), "tessera.v1.KeyService", "RotateKeys")).toBe("anonymous");
+  });
+});
