@@ -122,6 +122,10 @@ export class TokenCodec {
   /** Verifies signature, type, issuer, time claims and (if given) audience. Never throws on input. */
   async verify(token: string, kind: TokenKind, now: number, audience?: string): Promise<Verification> {
     if (token.length > this.opts.maxTokenLength || !COMPACT_JWS.test(token)) return reject("malformed");
+    // Base64url's last character can carry unused bits: the same signature has several spellings. Only the
+    // canonical one is accepted, so one signed token has exactly one string form.
+    const signature = token.slice(token.lastIndexOf(".") + 1);
+    if (Buffer.from(signature, "base64url").toString("base64url") !== signature) return reject("malformed");
     let header: Record<string, unknown>;
     try {
       header = decodeProtectedHeader(token) as Record<string, unknown>;
