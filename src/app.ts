@@ -7,13 +7,17 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { callerAuth, peerIdentityKey } from "./api/auth.js";
 import { InFlight, honourSignal, rpcMetrics } from "./api/interceptors.js";
 import { interceptorsFor } from "./api/pipeline.js";
+import { Limits } from "./api/rate-limit.js";
 import { routes } from "./api/routes.js";
+import type { Redis } from "ioredis";
 import type { Config } from "./config/config.js";
+import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { KeyRing } from "./domain/keys.js";
 import type { Store } from "./domain/store.js";
 import { TokenCodec } from "./domain/tokens.js";
+import { auditSinks } from "./observability/audit-log.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { Metrics, instrumentStore } from "./observability/metrics.js";
 import { httpRoutes } from "./server/http-routes.js";
@@ -38,6 +42,8 @@ export interface App {
   /** Store reachable and not shutting down: drives grpc.health.v1 and GET /readyz. */
   readonly readiness: Readiness;
   readonly metrics: Metrics;
+  /** The security audit trail (record, flush, list, risk). */
+  readonly audit: Audit;
 }
 
 export async function createApp(config: Readonly<Config>, opts: AppOptions = {}): Promise<App> {
@@ -50,7 +56,8 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     logger.info({ auth: "callers", callers: config.callers.map((c) => c.name) }, "caller authentication on");
   }
   const metrics = new Metrics();
-  const store = instrumentStore(await openStore(config, logger), metrics);
+  const opened = await openStore(config, logger);
+  const store = instrumentStore(opened.store, metrics);
   const keys = new KeyRing(store, config.signingAlg, clock);
   await keys.init();
   // Pick up keys rotated by other processes on the same store (an unknown kid also triggers a reload).
@@ -63,10 +70,22 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     clockSkewMs: config.clockSkewMs,
     maxTokenLength: config.maxTokenLength,
   });
+  const audit = new Audit({
+    store,
+    clock,
+    config: {
+      maxEvents: config.auditMaxEvents,
+      maxAgeMs: config.auditMaxAgeMs,
+      riskWindowMs: config.riskWindowMs,
+      riskThreshold: config.riskThreshold,
+    },
+    ...auditSinks(logger, metrics),
+  });
   const authority = new Authority({
     store,
     codec,
     clock,
+    audit,
     config: {
       defaultAudience: config.audience,
       accessTtlMs: config.accessTtlMs,
@@ -77,11 +96,28 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       refreshGraceMs: config.refreshGraceMs,
       maxSessions: config.maxSessions,
       clockSkewMs: config.clockSkewMs,
+      riskWindowMs: config.riskWindowMs,
     },
     onEvent: (e) => {
       logger.warn({ event: e.type, subject: e.subject, sessionId: e.sessionId }, e.type);
       (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc();
     },
+  });
+  // Counters on the store's Redis client and prefix, so every process on it shares them; in memory otherwise.
+  const limits = new Limits({
+    caller: config.rateCaller,
+    subject: config.rateSubject,
+    ip: config.rateIp,
+    lockout: config.refreshLockout,
+    redis: opened.redis && { client: opened.redis, prefix: config.redisPrefix },
+    // A refused call is an audit event. The limiter knows what was limited and for whom, not the whole request.
+    onLimited: (what, key) =>
+      audit.record({
+        type: "rate_limited",
+        ...(what === "subject" || what === "subject_lockout" ? { subject: key } : {}),
+        ...(what === "session_lockout" ? { sessionId: key } : {}),
+        detail: { limit: what, ...(what === "caller" || what === "ip" ? { key } : {}) },
+      }),
   });
   const readiness = new Readiness({
     store,
@@ -99,13 +135,15 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
         keys,
         maxTokenLength: config.maxTokenLength,
         onIntrospect: (result) => metrics.introspections.inc({ result }),
+        limits,
+        audit,
       })(router);
       standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
     },
     interceptors: interceptorsFor({
       logger,
-      auth: callerAuth(config.callers ? { callers: config.callers } : { open: true }),
-      inner: [inFlight.interceptor, rpcMetrics(metrics), honourSignal(config.maxTimeoutMs)],
+      auth: callerAuth(config.callers ? { callers: config.callers } : { open: true }, audit),
+      inner: [inFlight.interceptor, rpcMetrics(metrics), honourSignal(config.maxTimeoutMs), limits.interceptor],
     }),
     contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
     readMaxBytes: config.maxRequestBytes,
@@ -121,6 +159,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     logger,
     readiness,
     metrics,
+    audit,
     listen: () => listener.listen(),
     /**
      * Graceful shutdown: health goes NOT_SERVING, new calls are refused, connections are asked to close; calls in
@@ -139,19 +178,25 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       }
       await settles(listener.closed(), 2_000); // let the last responses reach their callers
       listener.destroy();
+      // What is still buffered goes to the store before it closes, but a hung store cannot hold up the exit.
+      if (!(await settles(audit.close(), 1_000))) logger.warn("audit events still buffered at exit were not written");
       await store.close();
     }),
   };
 }
 
-async function openStore(config: Readonly<Config>, logger: Logger): Promise<Store> {
+/** The store, and with Redis its client (the rate limiters share it). */
+async function openStore(config: Readonly<Config>, logger: Logger): Promise<{ store: Store; redis?: Redis }> {
   if (config.redisUrl === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
-    return new MemoryStore();
+    return { store: new MemoryStore() };
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
-  const store = new RedisStore(createRedisClient(config.redisUrl, { commandTimeoutMs: config.storeTimeoutMs }), {
+  const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.storeTimeoutMs });
+  const store = new RedisStore(redis, {
     prefix: config.redisPrefix,
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
   });
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -167,7 +212,7 @@ async function openStore(config: Readonly<Config>, logger: Logger): Promise<Stor
     }
   }
   logger.info({ store: "redis", prefix: config.redisPrefix }, "using the Redis store");
-  return store;
+  return { store, redis };
 }
 
 /** Whether the promise settled within ms. */

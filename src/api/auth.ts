@@ -6,6 +6,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers.js";
+import type { AuditSink } from "../domain/audit-trail.js";
+import { auditRefusal } from "./audit-context.js";
 import { callerKey, PERMISSIONS, type Caller, type Permission } from "./context.js";
 
 /** The permission each RPC needs, by service type name and method name. */
@@ -34,6 +36,7 @@ export const METHOD_PERMISSIONS: ReadonlyMap<string, ReadonlyMap<string, Permiss
       ["RotateKeys", "keys.rotate"],
     ]),
   ],
+  ["tessera.v1.AuditService", new Map<string, Permission>([["ListAuditEvents", "audit.read"]])],
 ]);
 
 /** Services anyone may call without credentials. */
@@ -57,16 +60,25 @@ const OPEN_CALLER: Caller = Object.freeze({ name: ANONYMOUS, via: "open", permis
 const MAX_KEY_LENGTH = 4096;
 const BEARER = /^Bearer +(\S+) *$/i;
 
-export function callerAuth(opts: CallerAuthOptions): Interceptor {
+/** `audit`: where refusals go, as caller_denied events (the API key never does). */
+export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Interceptor {
   const identify = "open" in opts ? () => OPEN_CALLER : identifier(opts.callers);
   return (next) => async (req) => {
     if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
-    const caller = identify(req.header.get("authorization"), req.contextValues.get(peerIdentityKey));
+    let caller: Caller;
+    try {
+      caller = identify(req.header.get("authorization"), req.contextValues.get(peerIdentityKey));
+    } catch (err) {
+      const reason = err instanceof ConnectError ? err.rawMessage : "invalid credentials";
+      auditRefusal(audit, req, "caller_denied", { code: "unauthenticated", reason });
+      throw err;
+    }
     req.contextValues.set(callerKey, caller);
     const permission = METHOD_PERMISSIONS.get(req.service.typeName)?.get(req.method.name);
     if (permission === undefined || !caller.permissions.has(permission)) {
       const rpc = `${req.service.name}.${req.method.name}`;
       const why = permission === undefined ? `${rpc} is in no permission (deny by default)` : `${rpc} needs "${permission}"`;
+      auditRefusal(audit, req, "caller_denied", { code: "permission_denied", permission: permission ?? "" });
       throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined, new Error(why));
     }
     return next(req);

@@ -10,6 +10,7 @@ export const PERMISSIONS = [
   "sessions.read",
   "keys.read",
   "keys.rotate",
+  "audit.read",
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 

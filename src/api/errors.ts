@@ -1,5 +1,11 @@
-/** Domain errors -> Connect codes. The message a caller sees is short and safe; the cause stays in `cause` (logged). */
+/**
+ * Domain errors -> Connect codes. The message a caller sees is short and safe; the cause stays in `cause` (logged).
+ * Machine-readable details ride along as google.rpc error details: a `BadRequest` naming the field for every
+ * INVALID_ARGUMENT that has one, a `RetryInfo` for every rate limit (clients read them with `err.findDetails(Schema)`).
+ */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { TesseraError, type ErrorCode } from "../domain/errors.js";
 
 const CODES: Record<ErrorCode, Code> = {
@@ -17,10 +23,20 @@ const CODES: Record<ErrorCode, Code> = {
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof TesseraError) {
-    const message = err.field !== undefined && !err.message.startsWith(err.field) ? `${err.field}: ${err.message}` : err.message;
-    return new ConnectError(message, CODES[err.code], undefined, undefined, err);
+    if (err.field === undefined) return new ConnectError(err.message, CODES[err.code], undefined, undefined, err);
+    const prefix = `${err.field}: `;
+    const description = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+    const message = err.message.startsWith(err.field) ? err.message : `${prefix}${err.message}`;
+    const detail = { desc: BadRequestSchema, value: { fieldViolations: [{ field: err.field, description }] } };
+    return new ConnectError(message, CODES[err.code], undefined, [detail], err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** RESOURCE_EXHAUSTED with a RetryInfo saying when to try again (at least 1 ms). */
+export function rateLimited(message: string, retryAfterMs: number, cause?: unknown): ConnectError {
+  const detail = { desc: RetryInfoSchema, value: { retryDelay: durationFromMs(Math.max(1, Math.ceil(retryAfterMs))) } };
+  return new ConnectError(message, Code.ResourceExhausted, undefined, [detail], cause);
 }
 
 /** A request field failed validation at the edge. */

@@ -12,9 +12,11 @@ import {
   RotateKeysResponseSchema,
   type KeyInfo,
 } from "../../gen/tessera/v1/key_pb.js";
+import type { AuditSink } from "../domain/audit-trail.js";
 import type { KeyRing, LoadedKey } from "../domain/keys.js";
+import { auditContext } from "./audit-context.js";
 
-export function keyService({ keys }: { keys: KeyRing }): ServiceImpl<typeof KeyService> {
+export function keyService({ keys, audit }: { keys: KeyRing; audit?: AuditSink | undefined }): ServiceImpl<typeof KeyService> {
   const info = (k: LoadedKey): KeyInfo =>
     create(KeyInfoSchema, {
       kid: k.kid,
@@ -29,8 +31,10 @@ export function keyService({ keys }: { keys: KeyRing }): ServiceImpl<typeof KeyS
     async listKeys() {
       return create(ListKeysResponseSchema, { keys: keys.list().map(info) });
     },
-    async rotateKeys() {
-      return create(RotateKeysResponseSchema, { key: info(await keys.rotate()) });
+    async rotateKeys(_req, ctx) {
+      const key = await keys.rotate();
+      audit?.record({ type: "keys_rotated", context: auditContext(ctx.values), detail: { kid: key.kid, alg: key.alg } });
+      return create(RotateKeysResponseSchema, { key: info(key) });
     },
   };
 }

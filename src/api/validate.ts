@@ -1,6 +1,8 @@
 /**
  * Edge validation: every request field is bounded and checked here, before the domain sees it. A violation is
- * INVALID_ARGUMENT naming the field.
+ * INVALID_ARGUMENT naming the field, with a google.rpc.BadRequest detail (src/api/errors.ts). Free text may not carry
+ * control characters (C0, DEL, C1), line or paragraph separators, bidirectional overrides, or lone surrogates: they
+ * would end up in tokens, logs and admin screens.
  */
 import { isIP } from "node:net";
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -23,7 +25,7 @@ export const LIMITS = {
   reason: 256,
 } as const;
 
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
 /** RFC 6749 section 3.3 scope-token. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 const SESSION_ID = /^[A-Za-z0-9_-]+$/;
@@ -34,7 +36,7 @@ export function text(field: string, value: string, max: number, opts: { required
     return value;
   }
   if (value.length > max) throw invalidArgument(field, `longer than ${max} characters`);
-  if (CONTROL.test(value)) throw invalidArgument(field, "contains control characters");
+  if (CONTROL.test(value)) throw invalidArgument(field, "contains control characters or invalid Unicode");
   return value;
 }
 
@@ -76,7 +78,7 @@ export function claims(field: string, value: JsonObject | undefined): Record<str
   }
   for (const name of Object.keys(value)) {
     if (name === "" || name.length > LIMITS.claimName || CONTROL.test(name)) {
-      throw invalidArgument(field, `claim name "${name.slice(0, LIMITS.claimName)}" is empty, too long or has control characters`);
+      throw invalidArgument(field, `a claim name is empty, longer than ${LIMITS.claimName} characters or has control characters`);
     }
   }
   return value;
@@ -99,6 +101,7 @@ export function ttl(field: string, value: Duration | undefined): number | undefi
   if (value === undefined) return undefined;
   const seconds = Number(value.seconds);
   if (seconds < 0 || value.nanos < 0) throw invalidArgument(field, "must be positive");
+  if (value.nanos > 999_999_999) throw invalidArgument(field, "is not a valid Duration (nanos above 999999999)");
   if (value.nanos % 1_000_000 !== 0) throw invalidArgument(field, "must be whole milliseconds");
   const ms = seconds * 1000 + value.nanos / 1_000_000;
   if (!Number.isSafeInteger(ms) || ms <= 0) throw invalidArgument(field, "must be positive");

@@ -28,6 +28,10 @@ export interface Config {
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** Redis commands that take longer fail with UNAVAILABLE. */
   storeTimeoutMs: number;
+  /** Replicas that must have a revocation before it is acknowledged (Redis WAIT); 0: do not wait. */
+  redisWaitReplicas: number;
+  /** How long to wait for them. */
+  redisWaitTimeoutMs: number;
   /** Largest request body accepted, in bytes. */
   maxRequestBytes: number;
   /** Longest token accepted anywhere, in characters. */
@@ -41,6 +45,36 @@ export interface Config {
   allowUnauthenticated: boolean;
   /** Unset: plaintext (h2c and HTTP/1.1 on one port). */
   tls: TlsConfig | undefined;
+  /** The audit trail keeps about this many events (TESSERA_AUDIT_MAX_EVENTS)... */
+  auditMaxEvents: number;
+  /** ...and none older than this (TESSERA_AUDIT_MAX_AGE). */
+  auditMaxAgeMs: number;
+  /** Suspicious-activity signals count within this window (TESSERA_RISK_WINDOW). */
+  riskWindowMs: number;
+  /** A risk score (0-100) at or above this raises a suspicious_activity event (TESSERA_RISK_THRESHOLD). */
+  riskThreshold: number;
+  /** Calls per caller and method (TESSERA_RATE_CALLER); undefined: no limit. */
+  rateCaller: RateLimit | undefined;
+  /** Issue and Refresh calls per subject, each method counted apart (TESSERA_RATE_SUBJECT); undefined: no limit. */
+  rateSubject: RateLimit | undefined;
+  /** Issue calls per client IP, IPv6 per /64 (TESSERA_RATE_IP); undefined: no limit. */
+  rateIp: RateLimit | undefined;
+  /** Failed refreshes that lock a session or subject out of Refresh (TESSERA_REFRESH_LOCKOUT_*). */
+  refreshLockout: RefreshLockout;
+}
+
+/** At most `points` calls per fixed window of `windowMs` (whole seconds). */
+export interface RateLimit {
+  points: number;
+  windowMs: number;
+}
+
+/** `after` failures of one session (`subjectAfter` of one subject) within `windowMs` lock it for `lockMs`; 0 is off. */
+export interface RefreshLockout {
+  after: number;
+  subjectAfter: number;
+  windowMs: number;
+  lockMs: number;
 }
 
 export const DEFAULTS = {
@@ -59,11 +93,24 @@ export const DEFAULTS = {
   TESSERA_CLOCK_SKEW: "5s",
   TESSERA_LOG_LEVEL: "info",
   TESSERA_STORE_TIMEOUT: "1s",
+  TESSERA_REDIS_WAIT_REPLICAS: "0",
+  TESSERA_REDIS_WAIT_TIMEOUT: "500ms",
   TESSERA_MAX_REQUEST_BYTES: "16384",
   TESSERA_MAX_TOKEN_LENGTH: "8192",
   TESSERA_MAX_TIMEOUT: "30s",
   TESSERA_SHUTDOWN_GRACE: "10s",
   TESSERA_ALLOW_UNAUTHENTICATED: "false",
+  TESSERA_AUDIT_MAX_EVENTS: "100000",
+  TESSERA_AUDIT_MAX_AGE: "30d",
+  TESSERA_RISK_WINDOW: "15m",
+  TESSERA_RISK_THRESHOLD: "50",
+  TESSERA_RATE_CALLER: "0",
+  TESSERA_RATE_SUBJECT: "0",
+  TESSERA_RATE_IP: "0",
+  TESSERA_REFRESH_LOCKOUT_AFTER: "20",
+  TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER: "100",
+  TESSERA_REFRESH_LOCKOUT_WINDOW: "15m",
+  TESSERA_REFRESH_LOCKOUT_TIME: "15m",
 } as const;
 
 export type ConfigKey =
@@ -96,6 +143,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throw new ConfigError(key, `"${raw}" is not a whole number from ${min} to ${max}`);
     }
     return n;
+  };
+  /** Limiter windows are whole seconds: rate-limiter-flexible's Redis backend counts in seconds. */
+  const seconds = (key: keyof typeof DEFAULTS): number => {
+    const ms = duration(key, 1000);
+    if (ms % 1000 !== 0) throw new ConfigError(key, `"${get(key)}" is not a whole number of seconds`);
+    return ms;
+  };
+  const rate = (key: keyof typeof DEFAULTS): RateLimit | undefined => {
+    const raw = get(key);
+    if (raw === "0") return undefined;
+    const m = /^(\d{1,9})\/(\S+)$/.exec(raw);
+    const points = Number(m?.[1]);
+    const windowMs = m ? parseDuration(m[2]!) : undefined;
+    if (!m || points < 1 || windowMs === undefined) {
+      throw new ConfigError(key, `"${raw}" is not calls/window (examples: 100/1s, 1000/1m) or 0 (no limit)`);
+    }
+    if (windowMs < 1000 || windowMs % 1000 !== 0) throw new ConfigError(key, `the window must be a whole number of seconds`);
+    return { points, windowMs };
   };
 
   const accessTtlMs = duration("TESSERA_ACCESS_TTL", 1000);
@@ -160,13 +225,40 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     clockSkewMs: duration("TESSERA_CLOCK_SKEW", 0),
     logLevel: logLevel as Config["logLevel"],
     storeTimeoutMs: duration("TESSERA_STORE_TIMEOUT", 10),
+    redisWaitReplicas: integer("TESSERA_REDIS_WAIT_REPLICAS", 0, 16),
+    redisWaitTimeoutMs: waitTimeout(
+      duration("TESSERA_REDIS_WAIT_TIMEOUT", 1),
+      duration("TESSERA_STORE_TIMEOUT", 10),
+      integer("TESSERA_REDIS_WAIT_REPLICAS", 0, 16),
+    ),
     maxRequestBytes: integer("TESSERA_MAX_REQUEST_BYTES", 1024, 16 * 1024 * 1024),
     maxTokenLength: integer("TESSERA_MAX_TOKEN_LENGTH", 256, 65_536),
     maxTimeoutMs: duration("TESSERA_MAX_TIMEOUT", 100),
     shutdownGraceMs: duration("TESSERA_SHUTDOWN_GRACE", 0),
     ...access,
     tls,
+    auditMaxEvents: integer("TESSERA_AUDIT_MAX_EVENTS", 100, 100_000_000),
+    auditMaxAgeMs: duration("TESSERA_AUDIT_MAX_AGE", 60_000),
+    riskWindowMs: duration("TESSERA_RISK_WINDOW", 1000),
+    riskThreshold: integer("TESSERA_RISK_THRESHOLD", 1, 100),
+    rateCaller: rate("TESSERA_RATE_CALLER"),
+    rateSubject: rate("TESSERA_RATE_SUBJECT"),
+    rateIp: rate("TESSERA_RATE_IP"),
+    refreshLockout: {
+      after: integer("TESSERA_REFRESH_LOCKOUT_AFTER", 0, 1_000_000),
+      subjectAfter: integer("TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER", 0, 1_000_000),
+      windowMs: seconds("TESSERA_REFRESH_LOCKOUT_WINDOW"),
+      lockMs: seconds("TESSERA_REFRESH_LOCKOUT_TIME"),
+    },
   });
+}
+
+/** WAIT blocks the connection: it must end before the store's command timeout cuts it off. */
+function waitTimeout(waitMs: number, storeTimeoutMs: number, replicas: number): number {
+  if (replicas > 0 && waitMs >= storeTimeoutMs) {
+    throw new ConfigError("TESSERA_REDIS_WAIT_TIMEOUT", "must be shorter than TESSERA_STORE_TIMEOUT");
+  }
+  return waitMs;
 }
 
 function parseListen(value: string): { host: string; port: number } {

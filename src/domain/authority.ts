@@ -2,6 +2,8 @@
  * The token authority: issue, refresh (rotation, reuse detection, grace window), revoke, introspect, sessions.
  * Pure TypeScript and jose; state goes through the Store interface, time through the Clock.
  */
+import { NO_CONTEXT, assessRisk, type AuditContext } from "./audit.js";
+import type { AuditInput, AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { digest, randomId } from "./ids.js";
@@ -26,6 +28,8 @@ export interface AuthorityConfig {
   refreshGraceMs: number;
   maxSessions: number;
   clockSkewMs: number;
+  /** The window of the risk score Introspect reports (TESSERA_RISK_WINDOW); default 15 minutes. */
+  riskWindowMs?: number;
 }
 
 export interface IssueInput {
@@ -47,11 +51,23 @@ export interface IssueResult {
 
 export type InactiveReason = RejectReason | "revoked" | "session_ended" | "rotated";
 
-export type Introspection = { active: true; token: VerifiedToken } | { active: false; reason: InactiveReason };
+export type Introspection =
+  /** riskScore: the subject's suspicious-activity score (audit.ts), from the same store round trip. */
+  | { active: true; token: VerifiedToken; riskScore: number }
+  | { active: false; reason: InactiveReason };
 
 export interface RevokeResult {
   sessionsRevoked: number;
   tokenRevoked: boolean;
+}
+
+export interface RefreshOptions {
+  /**
+   * Called once the refresh token's signature, type, issuer and times check out, before anything is signed or the
+   * store is touched, with the subject and session the token names. Throwing refuses the refresh with that error (the
+   * API layer uses it for lockout and per-subject limits).
+   */
+  admit?: (holder: { subject: string; sessionId: string }) => Promise<void>;
 }
 
 /** Things worth telling operators about; the composition root wires them to logs and metrics. */
@@ -65,6 +81,8 @@ export interface AuthorityDeps {
   clock: Clock;
   config: AuthorityConfig;
   onEvent?: (event: AuthorityEvent) => void;
+  /** The security audit trail; every state change and refusal is recorded there (never blocking). */
+  audit?: AuditSink;
 }
 
 export class Authority {
@@ -73,6 +91,7 @@ export class Authority {
   private readonly clock: Clock;
   private readonly cfg: AuthorityConfig;
   private readonly emit: (event: AuthorityEvent) => void;
+  private readonly audit: AuditSink;
 
   constructor(deps: AuthorityDeps) {
     this.store = deps.store;
@@ -80,6 +99,7 @@ export class Authority {
     this.clock = deps.clock;
     this.cfg = deps.config;
     this.emit = deps.onEvent ?? (() => {});
+    this.audit = deps.audit ?? { record: () => {} };
   }
 
   /** How long a revoked session is remembered, so that its access tokens read as revoked until they expire. */
@@ -87,7 +107,7 @@ export class Authority {
     return this.cfg.accessTtlMaxMs + this.cfg.clockSkewMs;
   }
 
-  async issue(input: IssueInput): Promise<IssueResult> {
+  async issue(input: IssueInput, ctx: AuditContext = NO_CONTEXT): Promise<IssueResult> {
     const accessTtlMs = ttl(input.accessTtlMs, this.cfg.accessTtlMs, this.cfg.accessTtlMaxMs, "access_ttl");
     const refreshTtlMs = ttl(input.refreshTtlMs, this.cfg.refreshTtlMs, this.cfg.refreshTtlMaxMs, "refresh_ttl");
     for (const name of Object.keys(input.claims)) {
@@ -121,15 +141,31 @@ export class Authority {
       now,
       retentionMs: this.retentionMs,
     });
-    for (const id of evicted) this.emit({ type: "session_evicted", subject: input.subject, sessionId: id });
+    const subject = input.subject;
+    const detail: Record<string, string> = grant.scopes.length > 0 ? { scopes: grant.scopes.join(" ") } : {};
+    this.audit.record({ type: "token_issued", context: ctx, subject, sessionId, detail });
+    for (const id of evicted) {
+      this.emit({ type: "session_evicted", subject, sessionId: id });
+      this.audit.record({ type: "session_evicted", context: ctx, subject, sessionId: id, detail: { new_session: sessionId } });
+    }
     return { pair, sessionId, evicted };
   }
 
-  async refresh(refreshToken: string, client: ClientInfo): Promise<{ pair: IssuedPair; sessionId: string }> {
+  async refresh(
+    refreshToken: string,
+    client: ClientInfo,
+    opts: RefreshOptions = {},
+    ctx: AuditContext = NO_CONTEXT,
+  ): Promise<{ pair: IssuedPair; sessionId: string }> {
     const now = this.clock.now();
     const v = await this.codec.verify(refreshToken, "refresh", now);
-    if (!v.ok) throw new TesseraError("unauthenticated", "invalid refresh token", { cause: v.reason });
+    if (!v.ok) {
+      this.audit.record({ type: "refresh_failed", context: ctx, detail: { reason: v.reason } });
+      throw new TesseraError("unauthenticated", "invalid refresh token", { cause: v.reason });
+    }
     const t = v.token;
+    const about = { context: ctx, subject: t.subject, sessionId: t.sessionId };
+    await opts.admit?.({ subject: t.subject, sessionId: t.sessionId });
     const nextJti = randomId();
     const nextPair = await this.signPair(t.subject, t.sessionId, nextJti, t.grant!, now, t.expiresAt);
     const result = await this.store.rotateRefresh({
@@ -146,37 +182,59 @@ export class Authority {
     });
     switch (result.outcome) {
       case "rotated":
+        this.audit.record({ type: "token_refreshed", ...about });
         return { pair: nextPair, sessionId: t.sessionId };
       case "replayed":
+        this.audit.record({ type: "token_refreshed", ...about, detail: { grace_replay: true } });
         return { pair: result.pair, sessionId: t.sessionId };
       case "reused":
         this.emit({ type: "refresh_reuse", subject: t.subject, sessionId: t.sessionId });
+        this.audit.record({ type: "refresh_reuse_detected", ...about, detail: { jti: t.jti, action: "session revoked" } });
         throw new TesseraError("unauthenticated", "refresh token reuse detected; session revoked");
       case "ended":
+        this.audit.record(
+          result.why === "revoked"
+            ? { type: "revoked_token_presented", ...about, detail: { rpc: "Refresh", token_type: "refresh", jti: t.jti } }
+            : { type: "refresh_failed", ...about, detail: { reason: `session_${result.why}` } },
+        );
         throw new TesseraError("unauthenticated", "session has ended", { cause: result.why });
     }
   }
 
-  async introspect(token: string, expected: TokenKind, audience?: string): Promise<Introspection> {
+  async introspect(
+    token: string,
+    expected: TokenKind,
+    audience?: string,
+    ctx: AuditContext = NO_CONTEXT,
+  ): Promise<Introspection> {
     const now = this.clock.now();
     const v = await this.codec.verify(token, expected, now, audience);
     if (!v.ok) return { active: false, reason: v.reason };
     const t = v.token;
     const state = await this.store.tokenState({ subject: t.subject, sessionId: t.sessionId, jti: t.jti });
     const s = state.session;
-    if (state.jtiRevoked) return { active: false, reason: "revoked" };
+    if (state.jtiRevoked || s?.status === "revoked") {
+      this.audit.record({
+        type: "revoked_token_presented",
+        context: ctx,
+        subject: t.subject,
+        sessionId: t.sessionId,
+        detail: { rpc: "Introspect", token_type: t.kind, jti: t.jti },
+      });
+      return { active: false, reason: "revoked" };
+    }
     if (!s) return { active: false, reason: "session_ended" };
-    if (s.status === "revoked") return { active: false, reason: "revoked" };
     if (now >= Math.min(s.idleExpiresAt, s.expiresAt)) return { active: false, reason: "session_ended" };
     if (expected === "refresh" && s.currentJti !== t.jti) return { active: false, reason: "rotated" };
-    return { active: true, token: t };
+    const riskScore = assessRisk(state.risk, now, this.cfg.riskWindowMs ?? DEFAULT_RISK_WINDOW_MS).score;
+    return { active: true, token: t, riskScore };
   }
 
   /**
    * Revokes a token: an access token until its own expiry, a refresh token by ending its session. A token that is
    * already expired needs nothing; one that is not ours (bad signature, malformed, unknown key) is INVALID_ARGUMENT.
    */
-  async revokeToken(token: string, reason: string): Promise<RevokeResult> {
+  async revokeToken(token: string, reason: string, ctx: AuditContext = NO_CONTEXT): Promise<RevokeResult> {
     const now = this.clock.now();
     const kind = tokenKindOf(token);
     const v = await this.codec.verify(token, kind, now);
@@ -188,7 +246,7 @@ export class Authority {
       });
     }
     const t = v.token;
-    if (kind === "refresh") return this.revokeSession(t.sessionId, reason, t.subject);
+    if (kind === "refresh") return this.endSession(t.sessionId, t.subject, reason, ctx, "refresh_token");
     const tokenRevoked = await this.store.revokeToken({
       subject: t.subject,
       jti: t.jti,
@@ -196,25 +254,47 @@ export class Authority {
       now,
       reason,
     });
+    this.audit.record({
+      type: "token_revoked",
+      context: ctx,
+      subject: t.subject,
+      sessionId: t.sessionId,
+      detail: { jti: t.jti, reason, revoked: tokenRevoked ? 1 : 0 },
+    });
     return { sessionsRevoked: 0, tokenRevoked };
   }
 
-  /** Ends a session. Unknown or already ended sessions are not an error: revocation is idempotent. */
-  async revokeSession(sessionId: string, reason: string, subject?: string): Promise<RevokeResult> {
-    const done = await this.store.revokeSession({
-      sessionId,
-      now: this.clock.now(),
-      retentionMs: this.retentionMs,
-      reason,
-      ...(subject === undefined ? {} : { subject }),
-    });
-    return { sessionsRevoked: done ? 1 : 0, tokenRevoked: false };
+  /**
+   * Ends a session. Unknown or already ended sessions are not an error: revocation is idempotent. The session is
+   * looked up first so the audit event names its subject.
+   */
+  async revokeSession(sessionId: string, reason: string, ctx: AuditContext = NO_CONTEXT): Promise<RevokeResult> {
+    const live = await this.store.getSession(sessionId, this.clock.now());
+    return this.endSession(sessionId, live?.subject ?? null, reason, ctx, "session_id");
   }
 
   /** Logout everywhere: every session and every token of the subject issued so far. */
-  async revokeSubject(subject: string, reason: string): Promise<RevokeResult> {
+  async revokeSubject(subject: string, reason: string, ctx: AuditContext = NO_CONTEXT): Promise<RevokeResult> {
     const n = await this.store.revokeSubject({ subject, now: this.clock.now(), retentionMs: this.retentionMs, reason });
+    this.audit.record({ type: "subject_revoked", context: ctx, subject, detail: { reason, sessions: n } });
     return { sessionsRevoked: n, tokenRevoked: false };
+  }
+
+  /** Revokes one session of a known subject (null: none is live, nothing to do) and records it. */
+  private async endSession(
+    sessionId: string,
+    subject: string | null,
+    reason: string,
+    ctx: AuditContext,
+    via: "session_id" | "refresh_token",
+  ): Promise<RevokeResult> {
+    const now = this.clock.now();
+    const done =
+      subject !== null &&
+      (await this.store.revokeSession({ sessionId, subject, now, retentionMs: this.retentionMs, reason }));
+    const event: AuditInput = { type: "session_revoked", context: ctx, sessionId, detail: { reason, via, sessions: done ? 1 : 0 } };
+    this.audit.record(subject === null ? event : { ...event, subject });
+    return { sessionsRevoked: done ? 1 : 0, tokenRevoked: false };
   }
 
   listSessions(subject: string): Promise<SessionRecord[]> {
@@ -257,6 +337,8 @@ function ttl(requested: number | undefined, fallback: number, max: number, field
   if (requested > max) throw new TesseraError("invalid_argument", `${field} exceeds the maximum of ${max / 1000}s`, { field });
   return requested;
 }
+
+const DEFAULT_RISK_WINDOW_MS = 15 * 60_000;
 
 function floorToSecond(ms: number): number {
   return Math.floor(ms / 1000) * 1000;

@@ -7,6 +7,7 @@
  * store keeps expires by itself. A store that cannot answer throws `StoreUnavailableError`.
  */
 import type { JWK } from "jose";
+import type { AuditBounds, AuditEvent, AuditPage, AuditQuery, RiskObservations } from "./audit.js";
 
 export interface ClientInfo {
   deviceId: string;
@@ -79,6 +80,8 @@ export interface TokenState {
         expiresAt: number;
         currentJti: string;
       };
+  /** The subject's risk observations (see audit.ts), read in the same round trip; absent when none are kept. */
+  risk?: RiskObservations;
 }
 
 export type RevocationKind = "token" | "session" | "subject";
@@ -155,6 +158,27 @@ export interface Store {
 
   /** Revocation feed entries after `cursor` (null: from the oldest kept), at most `limit`. */
   revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]>;
+
+  /**
+   * Appends audit events (in this order) to the audit trail and records the risk signals they carry (domain
+   * `riskSignal`) into each subject's risk observations (domain `mergeRisk`; the state expires `riskWindowMs` after its
+   * last update). Trims the trail to about `maxEvents` (at least the newest `maxEvents` stay) and drops events older
+   * than `now - maxAgeMs`. One round trip; not atomic as a whole. Returns each signalled subject's observations after
+   * the update.
+   */
+  appendAudit(events: readonly AuditEvent[], bounds: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]>;
+
+  /** Stored events matching the query, newest first, at most `limit` (see AUDIT_SCAN_LIMIT), and the next cursor. */
+  listAudit(query: AuditQuery): Promise<AuditPage>;
+
+  /** The subject's risk observations, or null if none are kept. */
+  riskOf(subject: string): Promise<RiskObservations | null>;
+
+  /**
+   * Marks that a suspicious_activity event is raised for the subject now, unless one was within `windowMs`: true if
+   * this call made the mark (so of several processes exactly one raises the event). Atomic.
+   */
+  claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean>;
 
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;

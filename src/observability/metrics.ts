@@ -34,6 +34,17 @@ export class Metrics {
     help: "Sessions revoked to keep a subject within TESSERA_MAX_SESSIONS.",
     registers: [this.registry],
   });
+  readonly auditEvents = new Counter({
+    name: "tessera_audit_events_total",
+    help: "Security audit events recorded, by type and severity (each also written to the log).",
+    labelNames: ["type", "severity"] as const,
+    registers: [this.registry],
+  });
+  readonly auditDropped = new Counter({
+    name: "tessera_audit_dropped_total",
+    help: "Audit events not stored because the in-process audit buffer was full (they are still in the log).",
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({
     name: "tessera_store_errors_total",
     help: "Store operations that failed because the store was unreachable or too slow, by operation.",

@@ -2,6 +2,22 @@
  * The embedded store: one process, no dependencies. Every operation is one synchronous step, which makes it atomic.
  * Entries carry their own expiry and a sweep drops them, so memory stays bounded by what is live.
  */
+import {
+  AUDIT_SCAN_LIMIT,
+  auditMatches,
+  compareAuditIds,
+  emptyRisk,
+  isAuditId,
+  mergeRisk,
+  nextAuditId,
+  riskSignalsBySubject,
+  type AuditBounds,
+  type AuditEvent,
+  type AuditPage,
+  type AuditQuery,
+  type RiskObservations,
+  type StoredAuditEvent,
+} from "../domain/audit.js";
 import type {
   IssuedPair,
   RevocationEvent,
@@ -33,6 +49,12 @@ export class MemoryStore implements Store {
   private revokedJti = new Map<string, number>();
   private feed: RevocationEvent[] = [];
   private feedSeq = 0;
+  /** The audit trail, oldest first. */
+  private audit: StoredAuditEvent[] = [];
+  /** The newest id ever given, so ids keep growing even after trimming emptied the trail. */
+  private lastAuditId: string | null = null;
+  /** Subject -> risk observations and the instant they may be forgotten. */
+  private risk = new Map<string, { obs: RiskObservations; dropAt: number }>();
   /** Latest instant any caller has told us; the sweep uses it so it agrees with the callers' clock. */
   private latest = 0;
   private sweeper: NodeJS.Timeout;
@@ -117,7 +139,9 @@ export class MemoryStore implements Store {
             currentJti: entry.record.currentJti,
           }
         : null;
-    return { jtiRevoked: until !== undefined, session };
+    const held = this.heldRisk(q.subject);
+    const risk = held && structuredClone(held);
+    return { jtiRevoked: until !== undefined, session, ...(risk ? { risk } : {}) };
   }
 
   async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
@@ -167,6 +191,70 @@ export class MemoryStore implements Store {
     return this.feed.slice(start, start + limit).map((e) => ({ ...e }));
   }
 
+  async appendAudit(events: readonly AuditEvent[], b: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {
+    this.tick(b.now);
+    for (const e of events) {
+      this.lastAuditId = nextAuditId(this.lastAuditId, e.at);
+      this.audit.push({ ...e, detail: { ...e.detail }, id: this.lastAuditId });
+    }
+    const minId = `${b.now - b.maxAgeMs}-0`;
+    let drop = Math.max(0, this.audit.length - b.maxEvents);
+    while (drop < this.audit.length && compareAuditIds(this.audit[drop]!.id, minId) < 0) drop++;
+    if (drop > 0) this.audit.splice(0, drop);
+    const out: { subject: string; risk: RiskObservations }[] = [];
+    for (const [subject, list] of riskSignalsBySubject(events)) {
+      const obs = mergeRisk(this.heldRisk(subject), list, b.now, b.riskWindowMs);
+      this.risk.set(subject, { obs, dropAt: b.now + b.riskWindowMs });
+      out.push({ subject, risk: structuredClone(obs) });
+    }
+    return out;
+  }
+
+  async listAudit(q: AuditQuery): Promise<AuditPage> {
+    const limit = Math.floor(q.limit);
+    if (!(limit > 0) || (q.cursor && !isAuditId(q.cursor))) return { events: [], next: null };
+    // Newest first: the first event older than the cursor, found by binary search (ids only grow).
+    let lo = q.cursor ? 0 : this.audit.length;
+    let hi = this.audit.length;
+    if (q.cursor) {
+      const cursor = q.cursor;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compareAuditIds(this.audit[mid]!.id, cursor) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+    }
+    // Ids are never below their event's time, so nothing older than `${from}-0` can match.
+    const floor = q.from === undefined ? null : `${q.from}-0`;
+    const events: StoredAuditEvent[] = [];
+    let i = lo - 1;
+    for (let scanned = 0; i >= 0 && events.length < limit && scanned < AUDIT_SCAN_LIMIT; i--, scanned++) {
+      const e = this.audit[i]!;
+      if (floor !== null && compareAuditIds(e.id, floor) < 0) {
+        i = -1;
+        break;
+      }
+      if (auditMatches(e, q)) events.push({ ...e, detail: { ...e.detail } });
+    }
+    // The cursor is the last event examined: the next page starts just below it.
+    return { events, next: i >= 0 ? this.audit[i + 1]!.id : null };
+  }
+
+  async riskOf(subject: string): Promise<RiskObservations | null> {
+    const held = this.heldRisk(subject);
+    return held && structuredClone(held);
+  }
+
+  async claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean> {
+    this.tick(q.now);
+    const held = this.heldRisk(q.subject);
+    if (held && held.alertedAt > 0 && held.alertedAt > q.now - q.windowMs) return false;
+    const obs = { ...(held ?? emptyRisk()), alertedAt: q.now };
+    const dropAt = Math.max(this.risk.get(q.subject)?.dropAt ?? 0, q.now + q.windowMs);
+    this.risk.set(q.subject, { obs, dropAt });
+    return true;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
@@ -184,11 +272,19 @@ export class MemoryStore implements Store {
       }
     }
     for (const [jti, until] of this.revokedJti) if (until <= now) this.revokedJti.delete(jti);
+    for (const [subject, r] of this.risk) if (r.dropAt <= now) this.risk.delete(subject);
   }
 
   /** Number of entries held, for tests of boundedness. */
-  size(): { sessions: number; revokedJti: number; feed: number } {
-    return { sessions: this.sessions.size, revokedJti: this.revokedJti.size, feed: this.feed.length };
+  size(): { sessions: number; revokedJti: number; feed: number; audit: number; risk: number } {
+    const { sessions, revokedJti, feed, audit, risk } = this;
+    return { sessions: sessions.size, revokedJti: revokedJti.size, feed: feed.length, audit: audit.length, risk: risk.size };
+  }
+
+  /** A subject's risk observations unless expired (by the latest instant a caller told us). */
+  private heldRisk(subject: string): RiskObservations | null {
+    const r = this.risk.get(subject);
+    return r && r.dropAt > this.latest ? r.obs : null;
   }
 
   private tick(now: number): void {

@@ -181,6 +181,111 @@ end
 return redis.call('HVALS', KEYS[1])
 `;
 
+/** Stream field names of an audit event, in the order appendAudit passes the values. */
+export const AUDIT_FIELDS = ["a", "t", "v", "c", "s", "i", "p", "u", "d", "r", "x"] as const;
+
+/**
+ * KEYS: audit stream. ARGV: maxEvents, minId, then per event the values of AUDIT_FIELDS (a = at first).
+ * Ids are `<ms>-<seq>` with ms = the event's time, raised to the stream's last id if older (see domain nextAuditId),
+ * so ids only grow and MINID trimming follows event time by the caller's clock. Trims by count approximately
+ * (MAXLEN ~, whole stream nodes) and by age exactly (nothing older than maxAge is ever served). Returns the count
+ * appended.
+ */
+const AUDIT_APPEND = `
+local key, maxlen, minid = KEYS[1], ARGV[1], ARGV[2]
+local names = { ${AUDIT_FIELDS.map((f) => `'${f}'`).join(", ")} }
+local n = #names
+local ms, seq = -1, 0
+if redis.call('EXISTS', key) == 1 then
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local dash = string.find(info[i + 1], '-', 1, true)
+      ms, seq = tonumber(string.sub(info[i + 1], 1, dash - 1)), tonumber(string.sub(info[i + 1], dash + 1))
+    end
+  end
+end
+local added = 0
+for i = 3, #ARGV, n do
+  local at = tonumber(ARGV[i])
+  if at > ms then ms, seq = at, 0 else seq = seq + 1 end
+  local args = { 'XADD', key, 'MAXLEN', '~', maxlen, string.format('%d-%d', ms, seq) }
+  for j = 1, n do
+    args[#args + 1] = names[j]
+    args[#args + 1] = ARGV[i + j - 1]
+  end
+  redis.call(unpack(args))
+  added = added + 1
+end
+redis.call('XTRIM', key, 'MINID', minid)
+return added
+`;
+
+/** The Lua side of domain mergeRisk: same pruning (at or before now - window goes), same caps, same tie order. */
+const RISK_PRELUDE = `
+local now, win = tonumber(ARGV[1]), tonumber(ARGV[2])
+local since = now - win
+local function tbl(v) if type(v) == 'table' then return v end return {} end
+local function read()
+  local raw = redis.call('GET', KEYS[1])
+  local r = raw and cjson.decode(raw) or {}
+  return { ip = tbl(r.ip), dev = tbl(r.dev), rf = tbl(r.rf), ru = tbl(r.ru), rv = tbl(r.rv), al = tonumber(r.al) or 0 }
+end
+`;
+
+/**
+ * KEYS: the subject's risk key. ARGV: now, windowMs, keys cap, instants cap, signals JSON [[at, ip, device, count]]
+ * (count '' | 'refresh' | 'reuse' | 'revoked_presented'). Stores the merged observations for windowMs and returns
+ * them as JSON ({ip, dev, rf, ru, rv, al}).
+ */
+const RISK_UPDATE = `${RISK_PRELUDE}
+local capk, capi = tonumber(ARGV[3]), tonumber(ARGV[4])
+local r = read()
+local lists = { refresh = r.rf, reuse = r.ru, revoked_presented = r.rv }
+for _, s in ipairs(cjson.decode(ARGV[5])) do
+  local at, ip, dev, count = s[1], s[2], s[3], s[4]
+  if ip ~= '' then r.ip[ip] = math.max(r.ip[ip] or 0, at) end
+  if dev ~= '' then r.dev[dev] = math.max(r.dev[dev] or 0, at) end
+  if count ~= '' then table.insert(lists[count], at) end
+end
+local function capmap(m)
+  local e = {}
+  for k, t in pairs(m) do if t > since then e[#e + 1] = { k, t } end end
+  table.sort(e, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  local out = {}
+  for i = math.max(1, #e - capk + 1), #e do out[e[i][1]] = e[i][2] end
+  return out
+end
+local function caplist(l)
+  local kept = {}
+  for _, t in ipairs(l) do if t > since then kept[#kept + 1] = t end end
+  table.sort(kept)
+  local out = {}
+  for i = math.max(1, #kept - capi + 1), #kept do out[#out + 1] = kept[i] end
+  return out
+end
+local al = r.al
+if al <= since then al = 0 end
+local raw = cjson.encode({ ip = capmap(r.ip), dev = capmap(r.dev), rf = caplist(r.rf), ru = caplist(r.ru),
+  rv = caplist(r.rv), al = al })
+redis.call('SET', KEYS[1], raw, 'PX', win)
+return raw
+`;
+
+/** KEYS: the subject's risk key. ARGV: now, windowMs. 1 if this call marked the alert, 0 if one was within the window. */
+const RISK_CLAIM_ALERT = `${RISK_PRELUDE}
+local r = read()
+if r.al > 0 and r.al > since then return 0 end
+r.al = now
+local left = redis.call('PTTL', KEYS[1])
+if left < win then left = win end
+redis.call('SET', KEYS[1], cjson.encode(r), 'PX', left)
+return 1
+`;
+
 export const SCRIPTS = {
   createSession: { numberOfKeys: 1, lua: CREATE_SESSION },
   rotate: { numberOfKeys: 1, lua: ROTATE },
@@ -188,6 +293,9 @@ export const SCRIPTS = {
   revokeSubject: { numberOfKeys: 1, lua: REVOKE_SUBJECT },
   listSessions: { numberOfKeys: 1, lua: LIST_SESSIONS },
   addKey: { numberOfKeys: 1, lua: ADD_KEY },
+  auditAppend: { numberOfKeys: 1, lua: AUDIT_APPEND },
+  riskUpdate: { numberOfKeys: 1, lua: RISK_UPDATE },
+  riskClaimAlert: { numberOfKeys: 1, lua: RISK_CLAIM_ALERT },
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

@@ -9,9 +9,26 @@
  *   P{t}:j:<jti>  revoked token id        P sid:<sid>   session id -> subject (its own slot)
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)
  *   P feed        revocation stream, capped at ~100 000 entries; stream ids are the cursors
+ *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - TESSERA_AUDIT_MAX_AGE
+ *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update
  */
-import { Redis } from "ioredis";
+import { Redis, type ChainableCommander } from "ioredis";
 import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
+import {
+  AUDIT_SCAN_LIMIT,
+  RISK_CAPS,
+  auditMatches,
+  isAuditId,
+  riskSignalsBySubject,
+  type AuditBounds,
+  type AuditEvent,
+  type AuditPage,
+  type AuditQuery,
+  type AuditSeverity,
+  type AuditType,
+  type RiskObservations,
+  type StoredAuditEvent,
+} from "../domain/audit.js";
 import { digest } from "../domain/ids.js";
 import type {
   ClientInfo,
@@ -25,7 +42,7 @@ import type {
   StoredKey,
   TokenState,
 } from "../domain/store.js";
-import { SCRIPTS, type ScriptName, type SessionTuple } from "./redis-scripts.js";
+import { AUDIT_FIELDS, SCRIPTS, type ScriptName, type SessionTuple } from "./redis-scripts.js";
 
 const FEED_MAXLEN = "100000";
 const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
@@ -58,12 +75,21 @@ interface Row {
 export class RedisStore implements Store {
   readonly kind = "redis" as const;
   private readonly prefix: string;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
 
+  /**
+   * `waitReplicas` > 0: a revocation is acknowledged only once that many replicas have it (Redis WAIT, up to
+   * `waitTimeoutMs`); fewer in time fails the call with UNAVAILABLE (the revocation stays applied on the primary, and
+   * a retry waits again).
+   */
   constructor(
     private readonly redis: Redis,
-    opts: { prefix: string },
+    opts: { prefix: string; waitReplicas?: number; waitTimeoutMs?: number },
   ) {
     this.prefix = opts.prefix;
+    this.waitReplicas = opts.waitReplicas ?? 0;
+    this.waitTimeoutMs = opts.waitTimeoutMs ?? 500;
     // An unreachable server must never crash the process with an unhandled 'error' event.
     redis.on("error", ignore);
     for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(commandName(name), script);
@@ -130,9 +156,9 @@ export class RedisStore implements Store {
 
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
     return this.guard(async () => {
-      // Both keys carry the subject's hash tag, so one MGET answers (in a cluster too).
-      const keys = [this.jtiKey(q.subject, q.jti), this.sessionKey(q.subject, q.sessionId)];
-      const [revoked, raw] = await this.redis.mget(...keys);
+      // All three keys carry the subject's hash tag, so one MGET answers (in a cluster too).
+      const keys = [this.jtiKey(q.subject, q.jti), this.sessionKey(q.subject, q.sessionId), this.riskKey(q.subject)];
+      const [revoked, raw, risk] = await this.redis.mget(...keys);
       const row = parseSession(q.sessionId, q.subject, raw ?? null);
       const session = row && {
         status: row.status,
@@ -141,7 +167,7 @@ export class RedisStore implements Store {
         expiresAt: row.record.expiresAt,
         currentJti: row.record.currentJti,
       };
-      return { jtiRevoked: revoked != null, session };
+      return { jtiRevoked: revoked != null, session, ...(risk != null ? { risk: parseRisk(risk) } : {}) };
     });
   }
 
@@ -149,7 +175,7 @@ export class RedisStore implements Store {
     if (q.expiresAt <= q.now) return false;
     return this.guard(async () => {
       const set = await this.redis.set(this.jtiKey(q.subject, q.jti), "1", "PX", ttl(q.expiresAt, q.now), "NX");
-      if (set === null) return false;
+      if (set === null) return this.replicated(false);
       await this.publish([{ kind: "token", subject: q.subject, target: q.jti, at: q.now, reason: q.reason }]);
       return true;
     });
@@ -161,7 +187,7 @@ export class RedisStore implements Store {
       if (subject === null) return false;
       const args = [this.base(subject), q.now, q.sessionId, q.retentionMs];
       const done = await this.script("revokeSession", [this.sessionKey(subject, q.sessionId)], args);
-      if (done !== 1) return false;
+      if (done !== 1) return this.replicated(false);
       await this.publish([{ kind: "session", subject, target: q.sessionId, at: q.now, reason: q.reason }]);
       return true;
     });
@@ -226,6 +252,77 @@ export class RedisStore implements Store {
     });
   }
 
+  async appendAudit(events: readonly AuditEvent[], b: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {
+    if (events.length === 0) return [];
+    const signals = riskSignalsBySubject(events);
+    return this.guard(async () => {
+      // One pipeline: the stream append (its own key) and one script per signalled subject (that subject's slot).
+      const pipeline = this.redis.pipeline();
+      const values = events.flatMap((e) => [
+        e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
+        JSON.stringify(e.detail),
+      ]);
+      if (values.length !== events.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
+      pipelineScript(pipeline, "auditAppend", [this.auditKey()], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
+      const subjects = [...signals.keys()];
+      for (const subject of subjects) {
+        const list = signals.get(subject)!.map((s) => [s.at, s.ip, s.deviceId, s.count ?? ""]);
+        const args = [b.now, b.riskWindowMs, RISK_CAPS.keys, RISK_CAPS.instants, JSON.stringify(list)];
+        pipelineScript(pipeline, "riskUpdate", [this.riskKey(subject)], args);
+      }
+      const results = (await pipeline.exec()) ?? [];
+      for (const [err] of results) if (err) throw err;
+      return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[i + 1]![1] as string) }));
+    });
+  }
+
+  async listAudit(q: AuditQuery): Promise<AuditPage> {
+    const limit = Math.floor(q.limit);
+    if (!(limit > 0) || (q.cursor && !isAuditId(q.cursor))) return { events: [], next: null };
+    return this.guard(async () => {
+      const events: StoredAuditEvent[] = [];
+      // Ids are never below their event's time, so nothing below `${from}-0` can match.
+      const floor = q.from === undefined ? "-" : `${Math.max(0, Math.floor(q.from))}-0`;
+      let end = q.cursor ? `(${q.cursor}` : "+";
+      let scanned = 0;
+      // Chunks start at what the page still needs and double while a selective filter leaves them wanting.
+      for (let chunk = Math.max(limit, 64); ; chunk = Math.min(chunk * 2, 2048)) {
+        const count = Math.min(AUDIT_SCAN_LIMIT - scanned, Math.max(limit - events.length, chunk));
+        let entries: [string, string[]][];
+        try {
+          entries = await this.redis.xrevrange(this.auditKey(), end, floor, "COUNT", count);
+        } catch (err) {
+          // A well-formed cursor Redis still refuses (0-0): nothing is older.
+          if (err instanceof Error && err.name === "ReplyError" && /ID/i.test(err.message)) return { events, next: null };
+          throw err;
+        }
+        for (const [i, [id, fields]] of entries.entries()) {
+          scanned++;
+          const e = parseAuditEvent(id, fields);
+          if (auditMatches(e, q)) events.push(e);
+          // The cursor is the last event examined: the next page starts just below it.
+          if (events.length >= limit || scanned >= AUDIT_SCAN_LIMIT) {
+            const more = i < entries.length - 1 || entries.length === count;
+            return { events, next: more ? id : null };
+          }
+        }
+        if (entries.length < count) return { events, next: null };
+        end = `(${entries[entries.length - 1]![0]}`;
+      }
+    });
+  }
+
+  async riskOf(subject: string): Promise<RiskObservations | null> {
+    return this.guard(async () => {
+      const raw = await this.redis.get(this.riskKey(subject));
+      return raw === null ? null : parseRisk(raw);
+    });
+  }
+
+  async claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean> {
+    return this.guard(async () => (await this.script("riskClaimAlert", [this.riskKey(q.subject)], [q.now, q.windowMs])) === 1);
+  }
+
   /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */
   async ping(): Promise<void> {
     await this.guard(async () => {
@@ -273,14 +370,33 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Appends to the feed after the change it reports succeeded; a failure fails the call (the change stays). */
+  /**
+   * Appends to the feed after the change it reports succeeded, then waits for replicas if configured; a failure
+   * fails the call (the change stays).
+   */
   private async publish(events: Omit<RevocationEvent, "id">[]): Promise<void> {
+    if (events.length === 0) return;
     await Promise.all(
       events.map((e) =>
         this.redis.xadd(this.feedKey(), "MAXLEN", "~", FEED_MAXLEN, "*",
           "k", e.kind, "s", e.subject, "t", e.target, "a", String(e.at), "r", e.reason),
       ),
     );
+    await this.replicated(undefined);
+  }
+
+  /**
+   * With waitReplicas configured: WAIT until that many replicas have every write this connection made so far (so
+   * also a revocation an earlier, failed call applied), or fail. Returns `result` unchanged.
+   */
+  private async replicated<T>(result: T): Promise<T> {
+    if (this.waitReplicas > 0) {
+      const acked = await this.redis.wait(this.waitReplicas, this.waitTimeoutMs);
+      if (acked < this.waitReplicas) {
+        throw new StoreUnavailableError(new Error(`revocation reached ${acked} of ${this.waitReplicas} replicas in time`));
+      }
+    }
+    return result;
   }
 
   private script(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
@@ -307,6 +423,12 @@ export class RedisStore implements Store {
   private idxKey(subject: string): string {
     return `${this.base(subject)}idx`;
   }
+  private riskKey(subject: string): string {
+    return `${this.base(subject)}risk`;
+  }
+  private auditKey(): string {
+    return `${this.prefix}audit`;
+  }
   private jtiKey(subject: string, jti: string): string {
     return `${this.base(subject)}j:${jti}`;
   }
@@ -322,6 +444,52 @@ export class RedisStore implements Store {
 }
 
 function ignore(): void {}
+
+/** Queues one of our scripts on a pipeline (ioredis puts the defined commands on pipelines too). */
+function pipelineScript(pipeline: ChainableCommander, name: ScriptName, keys: string[], args: (string | number)[]): void {
+  (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[commandName(name)]!(...keys, ...args);
+}
+
+function parseAuditEvent(id: string, fields: string[]): StoredAuditEvent {
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+  const get = (k: (typeof AUDIT_FIELDS)[number]) => f.get(k) ?? "";
+  let detail: Record<string, string> = {};
+  try {
+    detail = JSON.parse(get("x") || "{}") as Record<string, string>;
+  } catch {
+    // a damaged entry keeps its other fields
+  }
+  return {
+    id,
+    at: Number(get("a")),
+    type: get("t") as AuditType,
+    severity: get("v") as AuditSeverity,
+    caller: get("c"),
+    subject: get("s"),
+    sessionId: get("i"),
+    ip: get("p"),
+    userAgent: get("u"),
+    deviceId: get("d"),
+    requestId: get("r"),
+    detail,
+  };
+}
+
+/** Risk observations from the scripts' JSON ({ip, dev, rf, ru, rv, al}); Lua's cjson writes an empty list as {}. */
+function parseRisk(raw: string): RiskObservations {
+  const r = JSON.parse(raw) as Record<string, unknown>;
+  const map = (v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, number>) : {});
+  const list = (v: unknown) => (Array.isArray(v) ? (v as number[]) : []);
+  return {
+    ips: map(r.ip),
+    devices: map(r.dev),
+    refreshes: list(r.rf),
+    reuses: list(r.ru),
+    revokedPresented: list(r.rv),
+    alertedAt: typeof r.al === "number" ? r.al : 0,
+  };
+}
 
 function commandName(script: string): string {
   return `tessera_${script}`;

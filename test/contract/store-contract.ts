@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair } from "jose";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { auditContract } from "./audit-contract.js";
 import type {
   IssuedPair,
   RevocationEvent,
@@ -548,6 +549,8 @@ export function storeContract(name: string, makeStore: StoreFactory): void {
         expect(await store.revocations(all[4]!.id, 100)).toEqual(all.slice(5));
       });
     });
+
+    auditContract(() => store);
 
     describe("isolation", () => {
       it("two stores do not see each other's state", async () => {

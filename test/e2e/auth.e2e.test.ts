@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
@@ -42,6 +43,7 @@ let transport: { transport: Transport; close(): void };
 let tokens: ReturnType<typeof createClient<typeof TokenService>>;
 let sessions: ReturnType<typeof createClient<typeof SessionService>>;
 let keyService: ReturnType<typeof createClient<typeof KeyService>>;
+let auditService: ReturnType<typeof createClient<typeof AuditService>>;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tessera-auth-"));
@@ -52,6 +54,7 @@ beforeAll(async () => {
   tokens = createClient(TokenService, transport.transport);
   sessions = createClient(SessionService, transport.transport);
   keyService = createClient(KeyService, transport.transport);
+  auditService = createClient(AuditService, transport.transport);
 });
 afterAll(async () => {
   transport?.close();
@@ -80,10 +83,11 @@ const RPCS: { rpc: string; permission: Permission; call: (opts: CallOptions) => 
   { rpc: "KeyService.GetJwks", permission: "keys.read", call: (o) => keyService.getJwks({}, o) },
   { rpc: "KeyService.ListKeys", permission: "keys.read", call: (o) => keyService.listKeys({}, o) },
   { rpc: "KeyService.RotateKeys", permission: "keys.rotate", call: (o) => keyService.rotateKeys({}, o) },
+  { rpc: "AuditService.ListAuditEvents", permission: "audit.read", call: (o) => auditService.listAuditEvents({}, o) },
 ];
 
 it("the table covers every RPC the server offers", () => {
-  const offered = [TokenService, SessionService, KeyService].flatMap((s) => s.methods.map((m) => `${s.name}.${m.name}`));
+  const offered = [TokenService, SessionService, KeyService, AuditService].flatMap((s) => s.methods.map((m) => `${s.name}.${m.name}`));
   expect(RPCS.map((r) => r.rpc).sort()).toEqual(offered.sort());
 });
 

@@ -1,4 +1,5 @@
 /** A real Authority on the memory store with a manual clock: the domain unit tests' fixture. */
+import type { AuditInput } from "../../src/domain/audit-trail.js";
 import { Authority, type AuthorityConfig, type AuthorityEvent } from "../../src/domain/authority.js";
 import { ManualClock } from "../../src/domain/clock.js";
 import { KeyRing, type SigningAlgorithm } from "../../src/domain/keys.js";
@@ -35,6 +36,8 @@ export interface Fixture {
   keys: KeyRing;
   codec: TokenCodec;
   events: AuthorityEvent[];
+  /** What the authority recorded in the audit trail, in order. */
+  audited: AuditInput[];
 }
 
 export async function makeAuthority(
@@ -47,14 +50,16 @@ export async function makeAuthority(
   await keys.init();
   const codec = new TokenCodec(keys, { issuer: ISSUER, clockSkewMs: overrides.clockSkewMs ?? 0, maxTokenLength: 8192 });
   const events: AuthorityEvent[] = [];
+  const audited: AuditInput[] = [];
   const authority = new Authority({
     store,
     codec,
     clock,
     config: { ...DEFAULT_CONFIG, ...overrides },
     onEvent: (e) => events.push(e),
+    audit: { record: (e) => audited.push(e) },
   });
-  return { authority, clock, store, keys, codec, events };
+  return { authority, clock, store, keys, codec, events, audited };
 }
 
 export function issueFor(f: Fixture, subject = "alice", client: ClientInfo = PHONE) {

@@ -93,6 +93,14 @@ describe("config", () => {
     expect((err as ConfigError).message).toContain(key);
   });
 
+  it("requires the replica wait to end before the store timeout, but only when waiting is on", () => {
+    const base = { TESSERA_STORE_TIMEOUT: "300ms", TESSERA_REDIS_WAIT_TIMEOUT: "500ms" };
+    expect(loadConfig(base).redisWaitReplicas).toBe(0);
+    expect(() => loadConfig({ ...base, TESSERA_REDIS_WAIT_REPLICAS: "1" })).toThrow(/TESSERA_REDIS_WAIT_TIMEOUT/);
+    const ok = loadConfig({ ...base, TESSERA_REDIS_WAIT_REPLICAS: "2", TESSERA_REDIS_WAIT_TIMEOUT: "200ms" });
+    expect([ok.redisWaitReplicas, ok.redisWaitTimeoutMs]).toEqual([2, 200]);
+  });
+
   it("knows loopback addresses", () => {
     expect(["127.0.0.1", "127.1.2.3", "::1", "localhost"].every(isLoopback)).toBe(true);
     expect(["0.0.0.0", "::", "10.0.0.1", "example.com"].some(isLoopback)).toBe(false);

@@ -8,6 +8,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
 import { digest } from "../../src/domain/ids.js";
+import type { AuditEvent } from "../../src/domain/audit.js";
 import type { RotateInput, SessionRecord } from "../../src/domain/store.js";
 import { RedisStore, createRedisClient } from "../../src/store/redis.js";
 import { RedisServer, freePort } from "../helpers/redis-server.js";
@@ -125,10 +126,10 @@ describe("key layout", () => {
 });
 
 describe("expiry", () => {
-  /** Every key but the signing keys and the (length-capped) feed must carry a TTL. */
+  /** Every key but the signing keys and the (length-capped) feed and audit streams must carry a TTL. */
   async function expectAllExpire(step: string): Promise<void> {
     for (const key of await allKeys()) {
-      if (key === `${prefix}keys` || key === `${prefix}feed`) continue;
+      if (key === `${prefix}keys` || key === `${prefix}feed` || key === `${prefix}audit`) continue;
       expect(await redis.pttl(key), `${step}: ${key}`).toBeGreaterThan(0);
     }
   }
@@ -208,6 +209,66 @@ describe("scripts", () => {
     await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
     await redis.script("FLUSH");
     expect((await store.listSessions(subject, T0)).map((x) => x.id)).toEqual([s.id]);
+  });
+});
+
+describe("audit trail and risk", () => {
+  const event = (subject: string, at: number, over: Partial<AuditEvent> = {}): AuditEvent => ({
+    type: "token_issued",
+    severity: "info",
+    at,
+    caller: "gw",
+    subject,
+    sessionId: "s",
+    ip: "198.51.100.1",
+    userAgent: "ua",
+    deviceId: "d",
+    requestId: "r",
+    detail: {},
+    ...over,
+  });
+  const WINDOW = 600_000;
+  const bounds = (now: number) => ({ now, maxEvents: 1000, maxAgeMs: 24 * HOUR, riskWindowMs: WINDOW });
+
+  it("keeps risk under the subject's hash tag with a TTL of the window, and the trail in one stream", async () => {
+    const subject = `risk-${randomUUID()}`;
+    const now = T0 - 10 * 24 * HOUR; // far from the real clock: the TTL is a delta of the caller's clock
+    await store.appendAudit([event(subject, now), event(subject, now, { type: "token_revoked" })], bounds(now));
+    const tag = tagOf(subject);
+    expect((await allKeys()).filter((k) => k.includes(tag))).toEqual([`${prefix}${tag}:risk`]);
+    const ttl = await redis.pttl(`${prefix}${tag}:risk`);
+    expect(ttl).toBeGreaterThan(WINDOW - 5_000);
+    expect(ttl).toBeLessThanOrEqual(WINDOW);
+    expect(await redis.type(`${prefix}audit`)).toBe("stream");
+    await store.claimRiskAlert({ subject, now, windowMs: WINDOW });
+    expect(await redis.pttl(`${prefix}${tag}:risk`)).toBeGreaterThan(WINDOW - 5_000);
+  });
+
+  it("writes a batch in one pipelined write, whatever the number of events and subjects", async () => {
+    const events = Array.from({ length: 50 }, (_, i) => event(`batch-${i % 7}-${randomUUID()}`, T0 + i));
+    const write = vi.spyOn(redis.stream, "write");
+    try {
+      await store.appendAudit(events, bounds(T0 + 50));
+      expect(write).toHaveBeenCalledTimes(1);
+    } finally {
+      write.mockRestore();
+    }
+  });
+
+  it("answers tokenState with one command that also reads the subject's risk", async () => {
+    const subject = `hot-risk-${randomUUID()}`;
+    const s = session(subject, T0);
+    await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
+    const [written] = await store.appendAudit([event(subject, T0, { type: "refresh_reuse_detected" })], bounds(T0));
+    const send = vi.spyOn(redis, "sendCommand");
+    try {
+      const state = await store.tokenState({ subject, sessionId: s.id, jti: s.currentJti });
+      expect(send).toHaveBeenCalledTimes(1);
+      expect(state.risk).toEqual(written!.risk);
+      expect(state.risk?.reuses).toEqual([T0]);
+    } finally {
+      send.mockRestore();
+    }
   });
 });
 

@@ -1,0 +1,62 @@
+/**
+ * From a Connect request to the domain's AuditContext (who called, for which end user), and the one call interceptors
+ * make to audit a refused request. The domain never sees Connect types: handlers and interceptors build the context
+ * here and pass it on as a plain value.
+ */
+import type { ContextValues, StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import type { AuditContext, AuditType } from "../domain/audit.js";
+import type { AuditSink } from "../domain/audit-trail.js";
+import type { ClientInfo } from "../domain/store.js";
+import { callerKey, requestIdKey } from "./context.js";
+import * as v from "./validate.js";
+
+/** The end-user client fields a request may carry (tessera.v1.ClientInfo), validated. */
+type ClientFields = Pick<ClientInfo, "deviceId" | "userAgent" | "ip">;
+
+/** The audit context of a call: the caller callerAuth identified (empty if none) and the request's validated client. */
+export function auditContext(values: ContextValues, client?: ClientFields): AuditContext {
+  return {
+    caller: values.get(callerKey)?.name ?? "",
+    ip: client?.ip ?? "",
+    userAgent: client?.userAgent ?? "",
+    deviceId: client?.deviceId ?? "",
+    requestId: values.get(requestIdKey),
+  };
+}
+
+/**
+ * The audit context of a request as an interceptor sees it, before the handler validated it. The request's own
+ * fields (subject, client) are used only once a caller is identified, and only if they pass the edge validation:
+ * what an unauthenticated party sends, or anything malformed, never reaches the audit trail.
+ */
+export function requestAuditContext(req: UnaryRequest | StreamRequest): { context: AuditContext; subject: string } {
+  const caller = req.contextValues.get(callerKey);
+  const message = caller && !req.stream ? (req.message as { client?: unknown; subject?: unknown }) : undefined;
+  const subject = valid(() => v.subject("subject", message?.subject as string)) ?? "";
+  const client = message?.client ? valid(() => v.client("client", message.client as ClientInfo)) : undefined;
+  return { context: auditContext(req.contextValues, client), subject };
+}
+
+/** The validator's answer, or undefined if it refuses the value. */
+function valid<T>(check: () => T): T | undefined {
+  try {
+    return check();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts). `detail` says
+ * why (rpc and reason are added); never put a token or key in it.
+ */
+export function auditRefusal(
+  audit: AuditSink | undefined,
+  req: UnaryRequest | StreamRequest,
+  type: Extract<AuditType, "caller_denied" | "rate_limited">,
+  detail: Record<string, string | number | boolean> = {},
+): void {
+  if (!audit) return;
+  const { context, subject } = requestAuditContext(req);
+  audit.record({ type, context, subject, detail: { rpc: `${req.service.name}.${req.method.name}`, ...detail } });
+}

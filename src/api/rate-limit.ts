@@ -1,0 +1,219 @@
+/**
+ * Rate limits and refresh lockout (rate-limiter-flexible, fixed windows):
+ *
+ * - per caller and method, for every call of Tessera's own services (`interceptor`);
+ * - per subject for Issue and for Refresh (each counted apart), per client IP for Issue (`issue`, `refresh`);
+ * - lockout: repeated failed refreshes of one session (or of one subject, across its sessions) lock it out of Refresh
+ *   for a while (`refresh`). Only failures after the refresh token's signature checked out count, so a forged token
+ *   cannot lock anybody out; a successful refresh clears its session's count.
+ *
+ * A refused call is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo. With Redis the counters live there, under the
+ * store's key prefix, so every process on the same Redis and prefix shares them; otherwise in this process's memory.
+ * Fail closed: a limiter that cannot reach Redis refuses the call with UNAVAILABLE. There is deliberately no in-memory
+ * "insurance" limiter: it would let every process admit the full limit on its own and forget every lockout while
+ * Redis is away. Limiter keys never hold a token or an API key: caller names, hashed subjects, IPs and session ids.
+ */
+import type { Interceptor } from "@connectrpc/connect";
+import type { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+import type { RateLimit, RefreshLockout } from "../config/config.js";
+import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
+import { digest } from "../domain/ids.js";
+import { callerKey } from "./context.js";
+import { rateLimited } from "./errors.js";
+
+/** Which limit refused a call. */
+export type LimitKind = "caller" | "subject" | "ip" | "session_lockout" | "subject_lockout";
+
+export interface LimitsDeps {
+  caller?: RateLimit | undefined;
+  subject?: RateLimit | undefined;
+  ip?: RateLimit | undefined;
+  lockout?: RefreshLockout | undefined;
+  /** Counters in Redis (the store's client and key prefix), shared by every process; absent: in memory. */
+  redis?: { client: Redis; prefix: string } | undefined;
+  /**
+   * Told of every refused call, for the audit trail: which limit, and whose: `<caller>/<service>/<method>`, the subject, the
+   * client IP (an IPv6 /64) or the session id. Never a token or an API key.
+   */
+  onLimited?: ((what: LimitKind, key: string) => void) | undefined;
+}
+
+/** The subject and session a validly signed refresh token names. */
+export interface RefreshHolder {
+  subject: string;
+  sessionId: string;
+}
+
+/** What the token service asks before Issue and around Refresh. */
+export interface RequestLimits {
+  /** Before an Issue: the subject's and the client IP's budgets. Throws RESOURCE_EXHAUSTED (or UNAVAILABLE). */
+  issue(subject: string, ip: string): Promise<void>;
+  /**
+   * Runs one Refresh. `attempt` must call `admit` once the token names its holder and before touching the session
+   * (Authority.refresh's `admit` option): admit refuses a locked-out session or subject and takes the subject's
+   * budget. An UNAUTHENTICATED failure after admit counts towards the lockout; a success clears the session's count.
+   */
+  refresh<T>(attempt: (admit: (holder: RefreshHolder) => Promise<void>) => Promise<T>): Promise<T>;
+}
+
+/** No limits at all (tests of other layers). */
+export const NO_LIMITS: RequestLimits = {
+  issue: async () => {},
+  refresh: (attempt) => attempt(async () => {}),
+};
+
+const MESSAGES: Record<LimitKind, string> = {
+  caller: "rate limit exceeded for this caller and method",
+  subject: "rate limit exceeded for this subject",
+  ip: "rate limit exceeded for this client IP",
+  session_lockout: "too many failed refreshes: try again later",
+  subject_lockout: "too many failed refreshes: try again later",
+};
+
+/** A lockout counter: `points` failures within the window, then blocked (points + 1) for the lock time. */
+interface Counter {
+  limiter: RateLimiterAbstract;
+  points: number;
+  kind: LimitKind;
+}
+
+export class Limits implements RequestLimits {
+  /** Per caller and method; put it inside caller authentication (it needs the caller). */
+  readonly interceptor: Interceptor;
+  private readonly subjectLimiter: RateLimiterAbstract | undefined;
+  private readonly ipLimiter: RateLimiterAbstract | undefined;
+  private readonly sessionFailures: Counter | undefined;
+  private readonly subjectFailures: Counter | undefined;
+  private readonly lockSeconds: number;
+  private readonly onLimited: (what: LimitKind, key: string) => void;
+
+  constructor(deps: LimitsDeps) {
+    const make = (name: string, points: number, windowMs: number): RateLimiterAbstract => {
+      const opts = { points, duration: windowMs / 1000 };
+      if (deps.redis === undefined) return new RateLimiterMemory({ ...opts, keyPrefix: `rl:${name}` });
+      return new RateLimiterRedis({
+        ...opts,
+        keyPrefix: `${deps.redis.prefix}rl:${name}`,
+        storeClient: deps.redis.client,
+        rejectIfRedisNotReady: true,
+      });
+    };
+    const limiter = (name: string, limit: RateLimit | undefined) => limit && make(name, limit.points, limit.windowMs);
+    const counter = (name: string, kind: LimitKind, points: number, lockout: RefreshLockout): Counter | undefined =>
+      points > 0 ? { limiter: make(name, points, lockout.windowMs), points, kind } : undefined;
+
+    this.onLimited = deps.onLimited ?? (() => {});
+    this.subjectLimiter = limiter("subject", deps.subject);
+    this.ipLimiter = limiter("ip", deps.ip);
+    const lockout = deps.lockout;
+    this.sessionFailures = lockout && counter("fail:session", "session_lockout", lockout.after, lockout);
+    this.subjectFailures = lockout && counter("fail:subject", "subject_lockout", lockout.subjectAfter, lockout);
+    this.lockSeconds = (lockout?.lockMs ?? 0) / 1000;
+
+    const callerLimiter = limiter("caller", deps.caller);
+    this.interceptor =
+      callerLimiter === undefined
+        ? (next) => next
+        : (next) => async (req) => {
+            const caller = req.contextValues.get(callerKey);
+            // Health and reflection have no caller; they are not limited.
+            if (caller !== undefined) {
+              const rpc = `${req.service.typeName}/${req.method.name}`;
+              await this.take(callerLimiter, `${caller.name}:${rpc}`, "caller", `${caller.name}/${rpc}`);
+            }
+            return next(req);
+          };
+  }
+
+  async issue(subject: string, ip: string): Promise<void> {
+    await Promise.all([
+      this.subjectLimiter && this.take(this.subjectLimiter, `issue:${digest(subject)}`, "subject", subject),
+      this.ipLimiter && ip !== "" && this.take(this.ipLimiter, ipKey(ip), "ip", ipKey(ip)),
+    ]);
+  }
+
+  async refresh<T>(attempt: (admit: (holder: RefreshHolder) => Promise<void>) => Promise<T>): Promise<T> {
+    let admitted: { holder: RefreshHolder; sessionFailures: number } | undefined;
+    const admit = async (holder: RefreshHolder) => {
+      const [sessionFailures] = await Promise.all([
+        this.refuseIfLocked(this.sessionFailures, holder.sessionId, holder.sessionId),
+        this.refuseIfLocked(this.subjectFailures, digest(holder.subject), holder.subject),
+      ]);
+      if (this.subjectLimiter) await this.take(this.subjectLimiter, `refresh:${digest(holder.subject)}`, "subject", holder.subject);
+      admitted = { holder, sessionFailures };
+    };
+    let result: T;
+    try {
+      result = await attempt(admit);
+    } catch (err) {
+      if (admitted !== undefined && err instanceof TesseraError && err.code === "unauthenticated") {
+        await this.failed(admitted.holder);
+      }
+      throw err;
+    }
+    if (admitted !== undefined && admitted.sessionFailures > 0 && this.sessionFailures) {
+      // Best effort: the refresh has happened; a count left behind expires with its window.
+      await this.sessionFailures.limiter.delete(admitted.holder.sessionId).catch(() => {});
+    }
+    return result;
+  }
+
+  /** Refuses if the key is locked out; otherwise the failures counted so far (0 when the lockout is off). */
+  private async refuseIfLocked(c: Counter | undefined, key: string, who: string): Promise<number> {
+    if (c === undefined) return 0;
+    const res = await c.limiter.get(key).catch(unavailable);
+    if (res === null) return 0;
+    if (res.consumedPoints > c.points) this.refuse(c.kind, who, res.msBeforeNext);
+    return res.consumedPoints;
+  }
+
+  /** Counts one failed refresh against its session and subject, locking whichever reaches its threshold. */
+  private async failed(holder: RefreshHolder): Promise<void> {
+    const count = async (c: Counter | undefined, key: string) => {
+      if (c === undefined) return;
+      const res = await c.limiter.penalty(key).catch(unavailable);
+      if (res.consumedPoints >= c.points) await c.limiter.block(key, this.lockSeconds).catch(unavailable);
+    };
+    await Promise.all([count(this.sessionFailures, holder.sessionId), count(this.subjectFailures, digest(holder.subject))]);
+  }
+
+  private async take(limiter: RateLimiterAbstract, key: string, what: LimitKind, who: string): Promise<void> {
+    try {
+      await limiter.consume(key);
+    } catch (err) {
+      if (err instanceof RateLimiterRes) this.refuse(what, who, err.msBeforeNext);
+      unavailable(err);
+    }
+  }
+
+  private refuse(what: LimitKind, who: string, retryAfterMs: number): never {
+    this.onLimited(what, who);
+    throw rateLimited(MESSAGES[what], retryAfterMs, new Error(`${what} limit: ${who}`));
+  }
+}
+
+function unavailable(err: unknown): never {
+  throw new StoreUnavailableError(err);
+}
+
+/** The key an IP is counted under: an IPv4 address as it is, an IPv6 address by its /64 (one subscriber's network). */
+export function ipKey(ip: string): string {
+  const addr = ip.split("%", 1)[0]!.toLowerCase();
+  if (!addr.includes(":")) return addr;
+  let host: string;
+  try {
+    host = new URL(`http://[${addr}]/`).hostname.slice(1, -1); // canonical: lowercase, compressed, no dotted quad
+  } catch {
+    return addr;
+  }
+  const [head = "", tail] = host.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  if (groups.slice(0, 5).every((g) => g === "0") && groups[5] === "ffff") {
+    const n = (parseInt(groups[6]!, 16) << 16) | parseInt(groups[7]!, 16); // IPv4-mapped: count as the IPv4 address
+    return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+  }
+  return `${groups.slice(0, 4).join(":")}::/64`;
+}

@@ -1,0 +1,233 @@
+/**
+ * The audit trail recorder. `record()` is what everything that audits calls: it writes the event's log line at once
+ * (synchronously) and puts the event into a bounded in-process buffer; the buffer goes to the store in batches (every
+ * `flushIntervalMs`, or at once when `batchSize` events wait), one store round trip per batch, so auditing never
+ * adds a blocking store call to a request. A full buffer drops the event (it is still in the log) and counts it.
+ * After each batch it checks the risk score of every subject the batch signalled and raises `suspicious_activity`.
+ */
+import {
+  AUDIT_TYPES,
+  NO_CONTEXT,
+  assessRisk,
+  shouldAlert,
+  type AuditContext,
+  type AuditEvent,
+  type AuditPage,
+  type AuditQuery,
+  type AuditType,
+  type RiskAssessment,
+} from "./audit.js";
+import type { Clock } from "./clock.js";
+import type { Store } from "./store.js";
+
+/** What a caller of record() says; the recorder adds severity and time. */
+export interface AuditInput {
+  type: AuditType;
+  context?: AuditContext;
+  subject?: string;
+  sessionId?: string;
+  detail?: Record<string, string | number | boolean>;
+}
+
+/** The one method the authority and the API layer need. */
+export interface AuditSink {
+  record(input: AuditInput): void;
+}
+
+export interface AuditTrailConfig {
+  maxEvents: number;
+  maxAgeMs: number;
+  riskWindowMs: number;
+  riskThreshold: number;
+  /** Events waiting for the store at most; beyond, new events are dropped (and counted). */
+  bufferSize?: number;
+  /** Events per store write, and the backlog that triggers a write at once. */
+  batchSize?: number;
+  flushIntervalMs?: number;
+}
+
+export interface AuditTrailDeps {
+  store: Store;
+  clock: Clock;
+  config: AuditTrailConfig;
+  /** Writes the event's log line; called synchronously by record(). */
+  log?: (event: AuditEvent) => void;
+  /** Told of every event dropped because the buffer was full (or the trail closed); `total` counts since start. */
+  onDropped?: (total: number, event: AuditEvent) => void;
+  /** Told when a batch could not be written (it is retried) or a risk check failed. */
+  onError?: (err: unknown, what: "flush" | "risk") => void;
+}
+
+export const AUDIT_DEFAULTS = { bufferSize: 10_000, batchSize: 500, flushIntervalMs: 50 } as const;
+
+const DETAIL_MAX = 256;
+
+export class Audit implements AuditSink {
+  private readonly store: Store;
+  private readonly clock: Clock;
+  private readonly cfg: Required<AuditTrailConfig>;
+  private readonly log: (event: AuditEvent) => void;
+  private readonly onDropped: (total: number, event: AuditEvent) => void;
+  private readonly onError: (err: unknown, what: "flush" | "risk") => void;
+  private buffer: AuditEvent[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+  private droppedTotal = 0;
+
+  constructor(deps: AuditTrailDeps) {
+    this.store = deps.store;
+    this.clock = deps.clock;
+    this.cfg = { ...AUDIT_DEFAULTS, ...deps.config };
+    this.log = deps.log ?? (() => {});
+    this.onDropped = deps.onDropped ?? (() => {});
+    this.onError = deps.onError ?? (() => {});
+  }
+
+  /** Events dropped so far because the buffer was full. */
+  get dropped(): number {
+    return this.droppedTotal;
+  }
+
+  /** Events waiting for the store. */
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  /** Records one event: logs it now, stores it soon. Never throws, never waits. */
+  record(input: AuditInput): void {
+    const event = this.build(input);
+    this.log(event);
+    if (this.closed || this.buffer.length >= this.cfg.bufferSize) {
+      this.onDropped(++this.droppedTotal, event);
+      return;
+    }
+    this.buffer.push(event);
+    if (this.buffer.length >= this.cfg.batchSize) this.kick();
+    else this.timer ??= unref(setTimeout(() => this.kick(), this.cfg.flushIntervalMs));
+  }
+
+  /** Stored events matching the query, newest first. */
+  list(query: AuditQuery): Promise<AuditPage> {
+    return this.store.listAudit(query);
+  }
+
+  /** The subject's current risk score and the counts it is made of. */
+  async risk(subject: string): Promise<RiskAssessment> {
+    return assessRisk(await this.store.riskOf(subject), this.clock.now(), this.cfg.riskWindowMs);
+  }
+
+  /** Writes everything buffered so far (and what those writes raise). Resolves when done or when a write failed. */
+  async flush(): Promise<void> {
+    for (let round = 0; round < 1000; round++) {
+      if (this.flushing) {
+        await this.flushing;
+        continue;
+      }
+      if (this.buffer.length === 0) return;
+      if (!(await this.run())) return;
+    }
+  }
+
+  /** Stops taking events and writes what is buffered; events recorded afterwards are logged and counted as dropped. */
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+    this.closed = true;
+    clearTimeout(this.timer);
+    for (const event of this.buffer.splice(0)) this.onDropped(++this.droppedTotal, event);
+  }
+
+  private build(input: AuditInput): AuditEvent {
+    const ctx = input.context ?? NO_CONTEXT;
+    const detail: Record<string, string> = {};
+    for (const [k, v] of Object.entries(input.detail ?? {})) detail[k] = String(v).slice(0, DETAIL_MAX);
+    return {
+      type: input.type,
+      severity: AUDIT_TYPES[input.type],
+      at: this.clock.now(),
+      caller: ctx.caller,
+      subject: input.subject ?? "",
+      sessionId: input.sessionId ?? "",
+      ip: ctx.ip,
+      userAgent: ctx.userAgent,
+      deviceId: ctx.deviceId,
+      requestId: ctx.requestId,
+      detail,
+    };
+  }
+
+  /** Starts a write now unless one is running (which starts the next one when it ends). */
+  private kick(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.flushing && this.buffer.length > 0) void this.run();
+  }
+
+  /** One batch to the store, then the risk checks. True if the batch was written. */
+  private run(): Promise<boolean> {
+    const batch = this.buffer.splice(0, this.cfg.batchSize);
+    let ok = false;
+    const p = this.write(batch).then((written) => (ok = written));
+    this.flushing = p.then(() => {
+      this.flushing = undefined;
+      if (this.closed || this.buffer.length === 0) return;
+      // A backlog goes out at once after a success; after a failure, not before the next interval.
+      if (ok && this.buffer.length >= this.cfg.batchSize) this.kick();
+      else this.timer ??= unref(setTimeout(() => this.kick(), this.cfg.flushIntervalMs));
+    });
+    return this.flushing.then(() => ok);
+  }
+
+  private async write(batch: AuditEvent[]): Promise<boolean> {
+    const now = this.clock.now();
+    const { maxEvents, maxAgeMs, riskWindowMs } = this.cfg;
+    let risks: Awaited<ReturnType<Store["appendAudit"]>>;
+    try {
+      risks = await this.store.appendAudit(batch, { now, maxEvents, maxAgeMs, riskWindowMs });
+    } catch (err) {
+      this.onError(err, "flush");
+      // Back to the front of the buffer, as far as there is room; the rest is dropped (it is in the log).
+      const room = Math.max(0, this.cfg.bufferSize - this.buffer.length);
+      this.buffer.unshift(...batch.slice(0, room));
+      for (const event of batch.slice(room)) this.onDropped(++this.droppedTotal, event);
+      return false;
+    }
+    for (const { subject, risk } of risks) {
+      const assessment = assessRisk(risk, now, riskWindowMs);
+      if (!shouldAlert(risk, assessment.score, this.cfg.riskThreshold, now, riskWindowMs)) continue;
+      try {
+        if (!(await this.store.claimRiskAlert({ subject, now, windowMs: riskWindowMs }))) continue;
+      } catch (err) {
+        this.onError(err, "risk");
+        continue;
+      }
+      // The event that tipped the score says where it came from.
+      const last = batch.findLast((e) => e.subject === subject) ?? batch[batch.length - 1]!;
+      const { score, ...facts } = assessment;
+      this.record({
+        type: "suspicious_activity",
+        context: last,
+        subject,
+        sessionId: last.sessionId,
+        detail: {
+          score,
+          threshold: this.cfg.riskThreshold,
+          trigger: last.type,
+          distinct_ips: facts.distinctIps,
+          distinct_devices: facts.distinctDevices,
+          refreshes: facts.refreshes,
+          reuse_detections: facts.reuses,
+          revoked_presented: facts.revokedPresented,
+        },
+      });
+    }
+    return true;
+  }
+}
+
+function unref(t: NodeJS.Timeout): NodeJS.Timeout {
+  t.unref();
+  return t;
+}
