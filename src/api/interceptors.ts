@@ -1,6 +1,6 @@
 /** Connect interceptors: error mapping and logging, metrics, deadlines, in-flight tracking. */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { randomId } from "../domain/ids.js";
+import { randomUUID } from "node:crypto";
 import { callerKey, requestIdKey } from "./context.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -16,7 +16,7 @@ export function rpcLogging(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const given = req.header.get("x-request-id");
-    const requestId = given !== null && REQUEST_ID.test(given) ? given : randomId();
+    const requestId = given !== null && REQUEST_ID.test(given) ? given : randomUUID();
     req.contextValues.set(requestIdKey, requestId);
     const fields = () => ({
       rpc: { service: req.service.typeName, method: req.method.name },

@@ -157,7 +157,8 @@ export class RedisStore implements Store {
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
     return this.guard(async () => {
       // All three keys carry the subject's hash tag, so one MGET answers (in a cluster too).
-      const keys = [this.jtiKey(q.subject, q.jti), this.sessionKey(q.subject, q.sessionId), this.riskKey(q.subject)];
+      const base = this.base(q.subject); // one digest of the subject for all three key names
+      const keys = [`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, `${base}risk`];
       const [revoked, raw, risk] = await this.redis.mget(...keys);
       const row = parseSession(q.sessionId, q.subject, raw ?? null);
       const session = row && {
