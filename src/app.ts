@@ -69,6 +69,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     issuer: config.issuer,
     clockSkewMs: config.clockSkewMs,
     maxTokenLength: config.maxTokenLength,
+    verifiedCacheSize: config.verifyCacheSize,
   });
   const audit = new Audit({
     store,

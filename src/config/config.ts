@@ -36,6 +36,8 @@ export interface Config {
   maxRequestBytes: number;
   /** Longest token accepted anywhere, in characters. */
   maxTokenLength: number;
+  /** Tokens whose signature verified that are remembered, so a repeat skips the signature check; 0: off. */
+  verifyCacheSize: number;
   /** Longest deadline honoured; a caller asking for more (or for none) gets this. */
   maxTimeoutMs: number;
   /** On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with UNAVAILABLE. */
@@ -97,6 +99,7 @@ export const DEFAULTS = {
   TESSERA_REDIS_WAIT_TIMEOUT: "500ms",
   TESSERA_MAX_REQUEST_BYTES: "16384",
   TESSERA_MAX_TOKEN_LENGTH: "8192",
+  TESSERA_VERIFY_CACHE_SIZE: "10000",
   TESSERA_MAX_TIMEOUT: "30s",
   TESSERA_SHUTDOWN_GRACE: "10s",
   TESSERA_ALLOW_UNAUTHENTICATED: "false",
@@ -233,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ),
     maxRequestBytes: integer("TESSERA_MAX_REQUEST_BYTES", 1024, 16 * 1024 * 1024),
     maxTokenLength: integer("TESSERA_MAX_TOKEN_LENGTH", 256, 65_536),
+    verifyCacheSize: integer("TESSERA_VERIFY_CACHE_SIZE", 0, 1_000_000),
     maxTimeoutMs: duration("TESSERA_MAX_TIMEOUT", 100),
     shutdownGraceMs: duration("TESSERA_SHUTDOWN_GRACE", 0),
     ...access,

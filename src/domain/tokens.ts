@@ -58,6 +58,19 @@ export interface TokenCodecOptions {
   issuer: string;
   clockSkewMs: number;
   maxTokenLength: number;
+  /**
+   * How many tokens whose signature verified are remembered (by their exact string), so a token presented again
+   * skips the signature check; its type, time claims and audience are still checked on every call, and revocation is
+   * the store's business on every call anyway. 0 turns the cache off.
+   */
+  verifiedCacheSize?: number;
+}
+
+/** What a verified signature vouches for: the header's kid and typ and the parsed payload. */
+interface Verified {
+  kid: string;
+  typ: string;
+  payload: unknown;
 }
 
 export interface SignInput {
@@ -76,10 +89,18 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export class TokenCodec {
+  /** Insertion-ordered, so the oldest entry is the first; bounded by opts.verifiedCacheSize. */
+  private readonly verified = new Map<string, Verified>();
+
   constructor(
     private readonly keys: KeyRing,
     private readonly opts: TokenCodecOptions,
   ) {}
+
+  /** Tokens in the verified-signature cache (for tests of its bound). */
+  get cachedCount(): number {
+    return this.verified.size;
+  }
 
   get issuer(): string {
     return this.opts.issuer;
@@ -122,23 +143,31 @@ export class TokenCodec {
   /** Verifies signature, type, issuer, time claims and (if given) audience. Never throws on input. */
   async verify(token: string, kind: TokenKind, now: number, audience?: string): Promise<Verification> {
     if (token.length > this.opts.maxTokenLength || !COMPACT_JWS.test(token)) return reject("malformed");
+    const known = this.verified.get(token) ?? (await this.verifySignature(token));
+    if ("reason" in known) return reject(known.reason);
+    if (known.typ !== TYP[kind]) return reject(Object.values(TYP).includes(known.typ) ? "wrong_type" : "malformed");
+    return this.checkClaims(known.payload, kind, known.kid, now, audience);
+  }
+
+  /** The signature check proper; a token that passes it is remembered (bounded, oldest out first). */
+  private async verifySignature(token: string): Promise<Verified | { reason: RejectReason }> {
     // Base64url's last character can carry unused bits: the same signature has several spellings. Only the
     // canonical one is accepted, so one signed token has exactly one string form.
     const signature = token.slice(token.lastIndexOf(".") + 1);
-    if (Buffer.from(signature, "base64url").toString("base64url") !== signature) return reject("malformed");
+    if (Buffer.from(signature, "base64url").toString("base64url") !== signature) return { reason: "malformed" };
     let header: Record<string, unknown>;
     try {
       header = decodeProtectedHeader(token) as Record<string, unknown>;
     } catch {
-      return reject("malformed");
+      return { reason: "malformed" };
     }
-    if (Object.keys(header).some((k) => !ALLOWED_HEADER.has(k))) return reject("malformed");
+    if (Object.keys(header).some((k) => !ALLOWED_HEADER.has(k))) return { reason: "malformed" };
     const { kid, alg, typ } = header;
-    if (typeof kid !== "string" || typeof alg !== "string" || typeof typ !== "string") return reject("malformed");
-    if (!KID.test(kid)) return reject("unknown_key");
+    if (typeof kid !== "string" || typeof alg !== "string" || typeof typ !== "string") return { reason: "malformed" };
+    if (!KID.test(kid)) return { reason: "unknown_key" };
     const key = await this.keys.lookup(kid);
-    if (!key) return reject("unknown_key");
-    if (alg !== key.alg) return reject("bad_signature");
+    if (!key) return { reason: "unknown_key" };
+    if (alg !== key.alg) return { reason: "bad_signature" };
 
     let payload: unknown;
     try {
@@ -146,10 +175,15 @@ export class TokenCodec {
       payload = JSON.parse(decoder.decode(result.payload));
     } catch (err) {
       const code = (err as { code?: string }).code;
-      return reject(code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad_signature" : "malformed");
+      return { reason: code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad_signature" : "malformed" };
     }
-    if (typ !== TYP[kind]) return reject(Object.values(TYP).includes(typ) ? "wrong_type" : "malformed");
-    return this.checkClaims(payload, kind, kid, now, audience);
+    const entry: Verified = { kid, typ, payload };
+    const max = this.opts.verifiedCacheSize ?? 0;
+    if (max > 0) {
+      this.verified.set(token, entry);
+      if (this.verified.size > max) this.verified.delete(this.verified.keys().next().value!);
+    }
+    return entry;
   }
 
   private checkClaims(

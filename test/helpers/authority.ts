@@ -42,13 +42,19 @@ export interface Fixture {
 
 export async function makeAuthority(
   overrides: Partial<AuthorityConfig> = {},
-  opts: { store?: Store; alg?: SigningAlgorithm; clock?: ManualClock } = {},
+  opts: { store?: Store; alg?: SigningAlgorithm; clock?: ManualClock; verifiedCacheSize?: number } = {},
 ): Promise<Fixture> {
   const clock = opts.clock ?? new ManualClock(Date.UTC(2026, 0, 1, 12, 0, 0, 500));
   const store = opts.store ?? new MemoryStore();
   const keys = new KeyRing(store, opts.alg ?? "ES256", clock);
   await keys.init();
-  const codec = new TokenCodec(keys, { issuer: ISSUER, clockSkewMs: overrides.clockSkewMs ?? 0, maxTokenLength: 8192 });
+  // The verified-signature cache is on, as in production, so every domain test also exercises the cached path.
+  const codec = new TokenCodec(keys, {
+    issuer: ISSUER,
+    clockSkewMs: overrides.clockSkewMs ?? 0,
+    maxTokenLength: 8192,
+    verifiedCacheSize: opts.verifiedCacheSize ?? 1000,
+  });
   const events: AuthorityEvent[] = [];
   const audited: AuditInput[] = [];
   const authority = new Authority({

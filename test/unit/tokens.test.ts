@@ -106,3 +106,28 @@ describe("token verification", () => {
     expect(good.iss).toBe(ISSUER);
   });
 });
+
+describe("verified-signature cache", () => {
+  it("a cached token still gets its type, time and audience checked on every call", async () => {
+    const { f, pair, reason } = await fixture();
+    expect(await reason(pair.accessToken)).toBe("ok"); // verified once: now cached
+    expect(f.codec.cachedCount).toBeGreaterThan(0);
+    expect(await reason(pair.accessToken, "refresh")).toBe("wrong_type");
+    const v = await f.codec.verify(pair.accessToken, "access", f.clock.now(), "someone-else");
+    expect(v).toEqual({ ok: false, reason: "wrong_audience" });
+    f.clock.set(pair.accessExpiresAt);
+    expect(await reason(pair.accessToken)).toBe("expired");
+  });
+
+  it("only tokens whose signature verified are cached, and the cache stays within its bound", async () => {
+    const f = await makeAuthority({}, { verifiedCacheSize: 3 });
+    const [h, p] = (await issueFor(f)).pair.accessToken.split(".");
+    for (let i = 0; i < 5; i++) await f.codec.verify(`${h}.${p}.${"A".repeat(86)}`, "access", f.clock.now());
+    expect(f.codec.cachedCount).toBe(0);
+    const tokens = await Promise.all(Array.from({ length: 5 }, () => issueFor(f)));
+    for (const t of tokens) expect((await f.codec.verify(t.pair.accessToken, "access", f.clock.now())).ok).toBe(true);
+    expect(f.codec.cachedCount).toBe(3);
+    // evicted or not, every one of them still verifies
+    for (const t of tokens) expect((await f.codec.verify(t.pair.accessToken, "access", f.clock.now())).ok).toBe(true);
+  });
+});
