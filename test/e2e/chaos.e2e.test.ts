@@ -87,6 +87,13 @@ describe("Redis killed and restarted while Issue, Refresh, Introspect and Revoke
     }
     const fresh = await c.issue({ subject: "after", client: { deviceId: "d", userAgent: "u", ip: "", platform: "" } });
     expect((await c.introspect({ token: fresh.tokens!.accessToken })).active).toBe(true);
+    // The outage is visible to operators: store errors were counted.
+    const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+    const errors = metrics
+      .split("\n")
+      .filter((l) => l.startsWith("tessera_store_errors_total{"))
+      .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+    expect(errors).toBeGreaterThan(0);
     await srv.close();
   });
 });

@@ -81,6 +81,24 @@ describe("limits", () => {
   });
 });
 
+describe("HTTP/2 settings", () => {
+  it("the server announces its concurrent-stream limit in its SETTINGS frame", async () => {
+    const srv = await startServer({});
+    try {
+      const { connect } = await import("node:http2");
+      const session = connect(srv.url);
+      const settings = await new Promise<import("node:http2").Settings>((resolve, reject) => {
+        session.once("remoteSettings", resolve);
+        session.once("error", reject);
+      });
+      session.close();
+      expect(settings.maxConcurrentStreams).toBe(1000);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe("deadlines and shutdown against a paused Redis", () => {
   let redis: RedisServer;
   let admin: Redis;
