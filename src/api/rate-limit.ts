@@ -87,6 +87,8 @@ export class Limits implements RequestLimits {
   private readonly subjectFailures: Counter | undefined;
   private readonly lockSeconds: number;
   private readonly onLimited: (what: LimitKind, key: string) => void;
+  /** The limiters' Redis client, read directly for the lockout check (one MGET); undefined in memory. */
+  private readonly redis: Redis | undefined;
 
   constructor(deps: LimitsDeps) {
     const make = (name: string, points: number, windowMs: number): RateLimiterAbstract => {
@@ -104,6 +106,7 @@ export class Limits implements RequestLimits {
       points > 0 ? { limiter: make(name, points, lockout.windowMs), points, kind } : undefined;
 
     this.onLimited = deps.onLimited ?? (() => {});
+    this.redis = deps.redis?.client;
     this.subjectLimiter = limiter("subject", deps.subject);
     this.ipLimiter = limiter("ip", deps.ip);
     const lockout = deps.lockout;
@@ -136,10 +139,10 @@ export class Limits implements RequestLimits {
   async refresh<T>(attempt: (admit: (holder: RefreshHolder) => Promise<void>) => Promise<T>): Promise<T> {
     let admitted: { holder: RefreshHolder; sessionFailures: number } | undefined;
     const admit = async (holder: RefreshHolder) => {
-      const [sessionFailures] = await Promise.all([
-        this.refuseIfLocked(this.sessionFailures, holder.sessionId, holder.sessionId),
-        this.refuseIfLocked(this.subjectFailures, digest(holder.subject), holder.subject),
-      ]);
+      const subjectKey = digest(holder.subject);
+      const [sessionFailures, subjectFailures] = await this.failureCounts(holder.sessionId, subjectKey);
+      await this.refuseIfLocked(this.sessionFailures, sessionFailures, holder.sessionId, holder.sessionId);
+      await this.refuseIfLocked(this.subjectFailures, subjectFailures, subjectKey, holder.subject);
       if (this.subjectLimiter) await this.take(this.subjectLimiter, `refresh:${digest(holder.subject)}`, "subject", holder.subject);
       admitted = { holder, sessionFailures };
     };
@@ -160,12 +163,33 @@ export class Limits implements RequestLimits {
   }
 
   /** Refuses if the key is locked out; otherwise the failures counted so far (0 when the lockout is off). */
-  private async refuseIfLocked(c: Counter | undefined, key: string, who: string): Promise<number> {
-    if (c === undefined) return 0;
+  /**
+   * Failures counted so far for the session and the subject. On Redis both counters are read with one MGET (the hot
+   * path of every Refresh); the limiter's own read, which also fetches the TTL, is only needed once a lock is on.
+   */
+  private async failureCounts(sessionKey: string, subjectKey: string): Promise<[number, number]> {
+    const wanted: Array<[Counter, string] | undefined> = [
+      this.sessionFailures && [this.sessionFailures, sessionKey],
+      this.subjectFailures && [this.subjectFailures, subjectKey],
+    ];
+    if (this.redis !== undefined) {
+      const keys = wanted.flatMap((w) => (w ? [w[0].limiter.getKey(w[1])] : []));
+      const values = keys.length === 0 ? [] : await this.redis.mget(...keys).catch(unavailable);
+      let i = 0;
+      const counts = wanted.map((w) => (w ? Number(values[i++] ?? 0) : 0));
+      return [counts[0]!, counts[1]!];
+    }
+    const counts = await Promise.all(
+      wanted.map(async (w) => (w ? ((await w[0].limiter.get(w[1]).catch(unavailable))?.consumedPoints ?? 0) : 0)),
+    );
+    return [counts[0]!, counts[1]!];
+  }
+
+  /** Refuses with RetryInfo (the lock's remaining time) if the count is past the counter's limit. */
+  private async refuseIfLocked(c: Counter | undefined, count: number, key: string, who: string): Promise<void> {
+    if (c === undefined || count <= c.points) return;
     const res = await c.limiter.get(key).catch(unavailable);
-    if (res === null) return 0;
-    if (res.consumedPoints > c.points) this.refuse(c.kind, who, res.msBeforeNext);
-    return res.consumedPoints;
+    this.refuse(c.kind, who, res?.msBeforeNext ?? this.lockSeconds * 1000);
   }
 
   /** Counts one failed refresh against its session and subject, locking whichever reaches its threshold. */
