@@ -99,10 +99,8 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       clockSkewMs: config.clockSkewMs,
       riskWindowMs: config.riskWindowMs,
     },
-    onEvent: (e) => {
-      logger.warn({ event: e.type, subject: e.subject, sessionId: e.sessionId }, e.type);
-      (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc();
-    },
+    // The audit trail already writes each of these as a log line; here they only feed the counters.
+    onEvent: (e) => (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc(),
   });
   // Counters on the store's Redis client and prefix, so every process on it shares them; in memory otherwise.
   const limits = new Limits({

@@ -115,7 +115,6 @@ describe("Redis paused past the callers' deadlines", () => {
       const elapsed = Date.now() - started;
       expect(results.every((r) => !r.ok && r.code === Code.DeadlineExceeded)).toBe(true);
       expect(elapsed).toBeLessThan(1400); // all ended at their deadline, while Redis was still paused
-      expect(srv.app.readiness.serving || true).toBe(true);
       await admin.client("UNPAUSE");
       // The 200 abandoned reads drain from the connection; a new call is not stuck behind a backlog for long.
       const t = Date.now();

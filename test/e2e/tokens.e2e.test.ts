@@ -270,7 +270,9 @@ describe("the log of all the calls above", () => {
     expect(rpcLines).toContainEqual(
       expect.objectContaining({ rpc: { service: "tessera.v1.TokenService", method: "Refresh" }, code: "Unauthenticated" }),
     );
-    expect(server.logs.filter((l) => l.event === "refresh_reuse")).toHaveLength(CLIENT_KINDS.length);
+    const auditType = (l: Record<string, unknown>) => (l.audit as { type?: string } | undefined)?.type;
+    expect(server.logs.filter((l) => auditType(l) === "refresh_reuse_detected")).toHaveLength(CLIENT_KINDS.length);
+    expect(server.logs.filter((l) => l.event === "refresh_reuse")).toEqual([]); // logged once, by the audit trail
     const jwt = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/;
     expect(server.logs.map((l) => JSON.stringify(l)).filter((line) => jwt.test(line))).toEqual([]);
   });
