@@ -3,6 +3,7 @@
  * selects events, and the suspicious-activity risk score as pure functions of what the store kept per subject.
  * An event never holds a token, a key or any other secret: identifiers (subject, session id, jti, kid) only.
  */
+import { digest } from "./ids.js";
 
 export const AUDIT_SEVERITIES = ["info", "notice", "warning", "critical"] as const;
 export type AuditSeverity = (typeof AUDIT_SEVERITIES)[number];
@@ -156,9 +157,9 @@ export function compareAuditIds(a: string, b: string): number {
  * older than the risk window, and each collection capped (RISK_CAPS) so one subject's state stays small.
  */
 export interface RiskObservations {
-  /** IP address -> last seen. */
+  /** IP address (its riskKey) -> last seen. */
   ips: Record<string, number>;
-  /** Device id -> last seen. */
+  /** Device id (its riskKey) -> last seen. */
   devices: Record<string, number>;
   /** Instants of refreshes. */
   refreshes: number[];
@@ -218,11 +219,19 @@ const SIGNAL_COUNTS: Partial<Record<AuditType, RiskSignal["count"] | null>> = {
   revoked_token_presented: "revoked_presented",
 };
 
+/**
+ * How an IP address or device id is kept in the risk observations: only told apart from the others, so 48 bits of
+ * its digest (8 characters) do, whatever its length (a device id is often a 36-character UUID); "" stays "".
+ */
+export function riskKey(value: string): string {
+  return value === "" ? "" : digest(value).slice(0, 8);
+}
+
 /** The risk signal an event carries: Issue, Refresh, reuse and revoked presentations of a known subject. */
 export function riskSignal(e: AuditEvent): RiskSignal | null {
   const count = SIGNAL_COUNTS[e.type];
   if (count === undefined || e.subject === "") return null;
-  return { subject: e.subject, at: e.at, ip: e.ip, deviceId: e.deviceId, ...(count ? { count } : {}) };
+  return { subject: e.subject, at: e.at, ip: riskKey(e.ip), deviceId: riskKey(e.deviceId), ...(count ? { count } : {}) };
 }
 
 /** The risk signals of a batch of events, by subject, each subject's in event order. */

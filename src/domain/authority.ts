@@ -6,7 +6,7 @@ import { NO_CONTEXT, assessRisk, type AuditContext } from "./audit.js";
 import type { AuditInput, AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
-import { digest, randomId } from "./ids.js";
+import { digest, newSessionId, randomId } from "./ids.js";
 import type { ClientInfo, IssuedPair, SessionRecord, Store } from "./store.js";
 import {
   RESERVED_CLAIMS,
@@ -116,7 +116,7 @@ export class Authority {
       }
     }
     const now = this.clock.now();
-    const sessionId = randomId();
+    const sessionId = newSessionId(input.subject);
     const refreshJti = randomId();
     const expiresAt = floorToSecond(now + refreshTtlMs);
     const grant: Grant = {

@@ -9,3 +9,32 @@ export function randomId(): string {
 export function digest(...parts: string[]): string {
   return createHash("sha256").update(parts.join("\0")).digest("base64url");
 }
+
+const TAG_CHARS = 16;
+const SESSION_ID = /^[A-Za-z0-9_-]{38}$/;
+
+/**
+ * The subject's tag: 96 bits of the SHA-256 of the subject, base64url (16 characters). A store keeps all of a
+ * subject's state together under it (in Redis, the hash tag of every key of the subject).
+ */
+export function subjectTag(subject: string): string {
+  return digest(subject).slice(0, TAG_CHARS);
+}
+
+/**
+ * A new session id for the subject: its tag, then 128 random bits (38 characters). The tag lets a store find the
+ * session from its id alone, without a lookup key per session; the subject itself is in every token anyway.
+ */
+export function newSessionId(subject: string): string {
+  return subjectTag(subject) + randomId();
+}
+
+/** The subject tag a session id carries, or null if the string cannot be one of our session ids. */
+export function sessionTag(sessionId: string): string | null {
+  return SESSION_ID.test(sessionId) ? sessionId.slice(0, TAG_CHARS) : null;
+}
+
+/** Whether the session id was minted for the subject (newSessionId): a precondition of Store.createSession. */
+export function isSessionIdOf(sessionId: string, subject: string): boolean {
+  return sessionTag(sessionId) === subjectTag(subject);
+}

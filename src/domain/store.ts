@@ -8,6 +8,7 @@
  */
 import type { JWK } from "jose";
 import type { AuditBounds, AuditEvent, AuditPage, AuditQuery, RiskObservations } from "./audit.js";
+import { isSessionIdOf } from "./ids.js";
 
 export interface ClientInfo {
   deviceId: string;
@@ -119,7 +120,9 @@ export interface Store {
 
   /**
    * Opens a session. If the subject then has more than `maxSessions` live sessions, the least recently used ones
-   * are revoked (kept as revoked for `retentionMs`) and their ids returned. Atomic.
+   * are revoked (kept as revoked for `retentionMs`) and their ids returned. Atomic. The session id must have been
+   * minted for the subject (ids.newSessionId): a store finds a session from its id alone through the subject tag it
+   * carries. Throws (a programming error, not a store outage) if it was not.
    */
   createSession(
     session: SessionRecord,
@@ -135,7 +138,10 @@ export interface Store {
   /** Revokes one token id until `expiresAt`. Returns false if it was revoked already. */
   revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }): Promise<boolean>;
 
-  /** Revokes one session (subject may be omitted: the store looks it up). Returns false if no live session. Atomic. */
+  /**
+   * Revokes one session (subject may be omitted: the id carries the subject's tag). Returns false if there is no live
+   * session of that id (of that subject, if given). Atomic.
+   */
   revokeSession(q: {
     sessionId: string;
     subject?: string;
@@ -183,4 +189,9 @@ export interface Store {
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Store.createSession's precondition: the session id was minted for the session's subject (ids.newSessionId). */
+export function assertSessionIdOf(s: Pick<SessionRecord, "id" | "subject">): void {
+  if (!isSessionIdOf(s.id, s.subject)) throw new Error("session id was not minted for its subject (newSessionId)");
 }

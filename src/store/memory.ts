@@ -18,16 +18,17 @@ import {
   type RiskObservations,
   type StoredAuditEvent,
 } from "../domain/audit.js";
-import type {
-  IssuedPair,
-  RevocationEvent,
-  RevocationKind,
-  RotateInput,
-  RotateResult,
-  SessionRecord,
-  Store,
-  StoredKey,
-  TokenState,
+import {
+  assertSessionIdOf,
+  type IssuedPair,
+  type RevocationEvent,
+  type RevocationKind,
+  type RotateInput,
+  type RotateResult,
+  type SessionRecord,
+  type Store,
+  type StoredKey,
+  type TokenState,
 } from "../domain/store.js";
 
 interface SessionEntry {
@@ -78,6 +79,7 @@ export class MemoryStore implements Store {
     session: SessionRecord,
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }> {
+    assertSessionIdOf(session);
     this.tick(opts.now);
     const live = this.liveSessions(session.subject, opts.now);
     const excess = live.length + 1 - opts.maxSessions;

@@ -10,7 +10,7 @@
  * sessions, score lastUsedAt.
  */
 
-/** [status, createdAt, lastUsedAt, idleExpiresAt, expiresAt, creation order, currentJti, client?]. */
+/** [status, createdAt, lastUsedAt, idleExpiresAt, expiresAt, creation order, currentJti, subject, client?]. */
 export type SessionTuple = [
   status: "a" | "r",
   createdAt: number,
@@ -20,6 +20,8 @@ export type SessionTuple = [
   /** Creation order among the subject's sessions: breaks ties the way insertion order does in the memory store. */
   order: number,
   currentJti: string,
+  /** So that a session is found, and answered for, from its id alone (the id carries the subject's tag). */
+  subject: string,
   client?: [deviceId: string, userAgent: string, ip: string, platform: string],
 ];
 
@@ -51,7 +53,7 @@ end
 -- Revokes one session: kept as revoked for retention, without its client info.
 local function tombstone(sid, s, retention)
   s[1] = 'r'
-  s[8] = nil
+  s[9] = nil
   save(sid, s, now + retention)
   redis.call('DEL', base .. 'g:' .. sid)
   redis.call('ZREM', idx, sid)
@@ -66,10 +68,10 @@ end
 `;
 
 /** KEYS: idx. ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti,
- * client JSON. Returns the evicted ids, least recently used first. */
+ * client JSON, subject. Returns the evicted ids, least recently used first. */
 const CREATE_SESSION = `${PRELUDE}
 local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local s = { 'a', tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), 1, ARGV[10],
+local s = { 'a', tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), 1, ARGV[10], ARGV[12],
   cjson.decode(ARGV[11]) }
 local live, latest = {}, live_until(s)
 each_active(function(m, o)
@@ -129,12 +131,15 @@ tombstone(sid, s, retention)
 return { 'reused' }
 `;
 
-/** KEYS: session. ARGV: base, now, sid, retentionMs. Returns 1 if a live session was revoked, else 0. */
+/**
+ * KEYS: session. ARGV: base, now, sid, retentionMs, subject ('' for any). Returns the session's subject if a live
+ * session (of that subject) was revoked, else 0.
+ */
 const REVOKE_SESSION = `${PRELUDE}
 local s = read_session(ARGV[3])
-if not s or s[1] ~= 'a' or now >= live_until(s) then return 0 end
+if not s or s[1] ~= 'a' or now >= live_until(s) or (ARGV[5] ~= '' and s[8] ~= ARGV[5]) then return 0 end
 tombstone(ARGV[3], s, tonumber(ARGV[4]))
-return 1
+return s[8]
 `;
 
 /** KEYS: idx. ARGV: base, now, retentionMs. Revokes every live session; returns how many. */
@@ -186,7 +191,8 @@ export const AUDIT_FIELDS = ["a", "t", "v", "c", "s", "i", "p", "u", "d", "r", "
 
 /**
  * KEYS: audit stream. ARGV: maxEvents, minId, then per event the values of AUDIT_FIELDS (a = at first).
- * Ids are `<ms>-<seq>` with ms = the event's time, raised to the stream's last id if older (see domain nextAuditId),
+ * Ids are `<ms>-<seq>` with ms = the event's time, raised to the stream's last id if older (see domain nextAuditId);
+ * `a` is stored only in that case ('' when the id's ms is the event's time, 14 bytes less an entry),
  * so ids only grow and MINID trimming follows event time by the caller's clock. Trims by count approximately
  * (MAXLEN ~, whole stream nodes) and by age exactly (nothing older than maxAge is ever served). Returns the count
  * appended.
@@ -214,6 +220,7 @@ for i = 3, #ARGV, n do
     args[#args + 1] = names[j]
     args[#args + 1] = ARGV[i + j - 1]
   end
+  if at == ms then args[8] = '' end
   redis.call(unpack(args))
   added = added + 1
 end
@@ -231,12 +238,22 @@ local function read()
   local r = raw and cjson.decode(raw) or {}
   return { ip = tbl(r.ip), dev = tbl(r.dev), rf = tbl(r.rf), ru = tbl(r.ru), rv = tbl(r.rv), al = tonumber(r.al) or 0 }
 end
+-- As stored: only what is there (an empty collection or al = 0 is left out), since one login's observations are
+-- kept for every subject that logs in; read() fills in the rest.
+local function encode(r)
+  local out = {}
+  for _, k in ipairs({ 'ip', 'dev', 'rf', 'ru', 'rv' }) do
+    if next(r[k]) ~= nil then out[k] = r[k] end
+  end
+  if r.al > 0 then out.al = r.al end
+  return cjson.encode(out)
+end
 `;
 
 /**
  * KEYS: the subject's risk key. ARGV: now, windowMs, keys cap, instants cap, signals JSON [[at, ip, device, count]]
  * (count '' | 'refresh' | 'reuse' | 'revoked_presented'). Stores the merged observations for windowMs and returns
- * them as JSON ({ip, dev, rf, ru, rv, al}).
+ * them as JSON ({ip, dev, rf, ru, rv, al}, each left out when empty).
  */
 const RISK_UPDATE = `${RISK_PRELUDE}
 local capk, capi = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -269,7 +286,7 @@ local function caplist(l)
 end
 local al = r.al
 if al <= since then al = 0 end
-local raw = cjson.encode({ ip = capmap(r.ip), dev = capmap(r.dev), rf = caplist(r.rf), ru = caplist(r.ru),
+local raw = encode({ ip = capmap(r.ip), dev = capmap(r.dev), rf = caplist(r.rf), ru = caplist(r.ru),
   rv = caplist(r.rv), al = al })
 redis.call('SET', KEYS[1], raw, 'PX', win)
 return raw
@@ -282,7 +299,7 @@ if r.al > 0 and r.al > since then return 0 end
 r.al = now
 local left = redis.call('PTTL', KEYS[1])
 if left < win then left = win end
-redis.call('SET', KEYS[1], cjson.encode(r), 'PX', left)
+redis.call('SET', KEYS[1], encode(r), 'PX', left)
 return 1
 `;
 

@@ -3,10 +3,11 @@
  * change is one Lua script (see redis-scripts.ts), every key expires by itself, and every failure to reach Redis is a
  * StoreUnavailableError so callers fail closed.
  *
- * Key layout under the prefix P (t = short digest of the subject, a Redis Cluster hash tag):
+ * Key layout under the prefix P (t = the subject's tag, ids.subjectTag, a Redis Cluster hash tag; a session id
+ * starts with its subject's tag, so a session is found from its id alone):
  *   P{t}:s:<sid>  session (JSON array)     P{t}:g:<sid>  previous pair, for the grace window only
  *   P{t}:idx      zset of the subject's active sessions (score lastUsedAt)
- *   P{t}:j:<jti>  revoked token id        P sid:<sid>   session id -> subject (its own slot)
+ *   P{t}:j:<jti>  revoked token id
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)
  *   P feed        revocation stream, capped at ~100 000 entries; stream ids are the cursors
  *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - TESSERA_AUDIT_MAX_AGE
@@ -29,7 +30,7 @@ import {
   type RiskObservations,
   type StoredAuditEvent,
 } from "../domain/audit.js";
-import { digest } from "../domain/ids.js";
+import { sessionTag, subjectTag } from "../domain/ids.js";
 import type {
   ClientInfo,
   IssuedPair,
@@ -42,6 +43,7 @@ import type {
   StoredKey,
   TokenState,
 } from "../domain/store.js";
+import { assertSessionIdOf } from "../domain/store.js";
 import { AUDIT_FIELDS, SCRIPTS, type ScriptName, type SessionTuple } from "./redis-scripts.js";
 
 const FEED_MAXLEN = "100000";
@@ -110,14 +112,13 @@ export class RedisStore implements Store {
     s: SessionRecord,
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }> {
+    assertSessionIdOf(s);
     return this.guard(async () => {
-      // The lookup first: if the script then fails, a lookup pointing at nothing is harmless.
-      await this.redis.set(this.sidKey(s.id), s.subject, "PX", ttl(s.expiresAt, opts.now));
       const c = s.client;
       const args = [
         this.base(s.subject), opts.now, opts.maxSessions, opts.retentionMs, s.id,
         s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
-        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]),
+        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
       ];
       const evicted = (await this.script("createSession", [this.idxKey(s.subject)], args)) as string[];
       const reason = "evicted: session limit";
@@ -130,20 +131,21 @@ export class RedisStore implements Store {
   async rotateRefresh(input: RotateInput): Promise<RotateResult> {
     return this.guard(async () => {
       const { subject, sessionId, now } = input;
+      const base = this.base(subject);
       const args = [
-        this.base(subject), now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
+        base, now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
         input.graceMs, input.idleTtlMs, input.retentionMs,
         JSON.stringify([input.presentedJti, input.clientFingerprint, now, input.nextPair]),
       ];
-      const [outcome, a, b] = (await this.script("rotate", [this.sessionKey(subject, sessionId)], args)) as string[];
+      const [outcome, a, b] = (await this.script("rotate", [`${base}s:${sessionId}`], args)) as string[];
       switch (outcome) {
         case "rotated":
-          return { outcome: "rotated", session: parseSession(sessionId, subject, a!)!.record };
+          return { outcome: "rotated", session: parseSession(sessionId, a!)!.record };
         case "replayed":
           return {
             outcome: "replayed",
             pair: (JSON.parse(b!) as [string, string, number, IssuedPair])[3],
-            session: parseSession(sessionId, subject, a!)!.record,
+            session: parseSession(sessionId, a!)!.record,
           };
         case "reused":
           await this.publish([{ kind: "session", subject, target: sessionId, at: now, reason: "refresh token reuse" }]);
@@ -160,7 +162,7 @@ export class RedisStore implements Store {
       const base = this.base(q.subject); // one digest of the subject for all three key names
       const keys = [`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, `${base}risk`];
       const [revoked, raw, risk] = await this.redis.mget(...keys);
-      const row = parseSession(q.sessionId, q.subject, raw ?? null);
+      const row = parseSession(q.sessionId, raw ?? null);
       const session = row && {
         status: row.status,
         createdAt: row.record.createdAt,
@@ -183,12 +185,12 @@ export class RedisStore implements Store {
   }
 
   async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
+    const base = this.sessionBase(q.sessionId);
+    if (base === null) return false;
     return this.guard(async () => {
-      const subject = q.subject ?? (await this.redis.get(this.sidKey(q.sessionId)));
-      if (subject === null) return false;
-      const args = [this.base(subject), q.now, q.sessionId, q.retentionMs];
-      const done = await this.script("revokeSession", [this.sessionKey(subject, q.sessionId)], args);
-      if (done !== 1) return this.replicated(false);
+      const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
+      const subject = await this.script("revokeSession", [`${base}s:${q.sessionId}`], args);
+      if (typeof subject !== "string") return this.replicated(false);
       await this.publish([{ kind: "session", subject, target: q.sessionId, at: q.now, reason: q.reason }]);
       return true;
     });
@@ -208,7 +210,7 @@ export class RedisStore implements Store {
       const flat = (await this.script("listSessions", [this.idxKey(subject)], [this.base(subject)])) as Cell[];
       const rows: Row[] = [];
       for (let i = 0; i + 1 < flat.length; i += 2) {
-        const row = parseSession(flat[i]!, subject, flat[i + 1]!);
+        const row = parseSession(flat[i]!, flat[i + 1]!);
         if (row && isLive(row, now)) rows.push(row);
       }
       // Most recently used first; ties in creation order, as the memory store's stable sort gives.
@@ -218,10 +220,10 @@ export class RedisStore implements Store {
   }
 
   async getSession(sessionId: string, now: number): Promise<SessionRecord | null> {
+    const base = this.sessionBase(sessionId);
+    if (base === null) return null;
     return this.guard(async () => {
-      const subject = await this.redis.get(this.sidKey(sessionId));
-      if (subject === null) return null;
-      const row = parseSession(sessionId, subject, await this.redis.get(this.sessionKey(subject, sessionId)));
+      const row = parseSession(sessionId, await this.redis.get(`${base}s:${sessionId}`));
       return row && isLive(row, now) ? row.record : null;
     });
   }
@@ -416,10 +418,12 @@ export class RedisStore implements Store {
 
   /** `P{t}:`, the start of every key of one subject. */
   private base(subject: string): string {
-    return `${this.prefix}{${digest(subject).slice(0, 22)}}:`;
+    return `${this.prefix}{${subjectTag(subject)}}:`;
   }
-  private sessionKey(subject: string, sessionId: string): string {
-    return `${this.base(subject)}s:${sessionId}`;
+  /** The base of the subject a session id names, or null if the string cannot be one of our session ids. */
+  private sessionBase(sessionId: string): string | null {
+    const tag = sessionTag(sessionId);
+    return tag === null ? null : `${this.prefix}{${tag}}:`;
   }
   private idxKey(subject: string): string {
     return `${this.base(subject)}idx`;
@@ -432,9 +436,6 @@ export class RedisStore implements Store {
   }
   private jtiKey(subject: string, jti: string): string {
     return `${this.base(subject)}j:${jti}`;
-  }
-  private sidKey(sessionId: string): string {
-    return `${this.prefix}sid:${sessionId}`;
   }
   private keysKey(): string {
     return `${this.prefix}keys`;
@@ -463,7 +464,7 @@ function parseAuditEvent(id: string, fields: string[]): StoredAuditEvent {
   }
   return {
     id,
-    at: Number(get("a")),
+    at: Number(get("a") || id.slice(0, id.indexOf("-"))),
     type: get("t") as AuditType,
     severity: get("v") as AuditSeverity,
     caller: get("c"),
@@ -509,9 +510,9 @@ function parseKeys(values: string[]): StoredKey[] {
 }
 
 /** A session from its stored JSON (see SessionTuple); null if there is none. */
-function parseSession(id: string, subject: string, raw: Cell): Row | null {
+function parseSession(id: string, raw: Cell): Row | null {
   if (raw === null) return null;
-  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, order, currentJti, cl] = JSON.parse(raw) as SessionTuple;
+  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, order, currentJti, subject, cl] = JSON.parse(raw) as SessionTuple;
   const [deviceId, userAgent, ip, platform] = cl ?? ["", "", "", ""];
   const client: ClientInfo = { deviceId, userAgent, ip, platform };
   return {

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair } from "jose";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { newSessionId } from "../../src/domain/ids.js";
 import { auditContract } from "./audit-contract.js";
 import type {
   IssuedPair,
@@ -53,10 +54,11 @@ function esEsEd(): Promise<[StoredKey, StoredKey, StoredKey]> {
 
 /** A session opened at `at` (created = last used = at) with its own id, client and first refresh jti. */
 function sessionAt(at: number, over: Partial<SessionRecord> = {}): SessionRecord {
-  const id = over.id ?? randomUUID();
+  const subject = over.subject ?? "alice";
+  const id = over.id ?? newSessionId(subject);
   return {
     id,
-    subject: "alice",
+    subject,
     client: { deviceId: `device-${id}`, userAgent: "tessera-contract/1.0", ip: "203.0.113.7", platform: "linux" },
     createdAt: at,
     lastUsedAt: at,
@@ -251,9 +253,21 @@ export function storeContract(name: string, makeStore: StoreFactory): void {
         expect(await store.listSessions("nobody", T0)).toEqual([]);
       });
 
-      it("getSession of an unknown id is null", async () => {
-        await open(sessionAt(T0));
-        expect(await store.getSession(randomUUID(), T0)).toBeNull();
+      it("getSession of an unknown id, or of a string that is no session id, is null", async () => {
+        const s = await opened();
+        expect(await store.getSession(newSessionId("alice"), T0)).toBeNull();
+        for (const id of [randomUUID(), "", "x", `${s.id}x`, s.id.slice(0, -1), `${s.id.slice(0, -1)}.`]) {
+          expect(await store.getSession(id, T0), id).toBeNull();
+        }
+        expect(await store.getSession(s.id, T0)).toEqual(s);
+      });
+
+      it("createSession refuses an id not minted for the session's subject, and stores nothing", async () => {
+        for (const id of [newSessionId("bob"), randomUUID(), "", "s-1"]) {
+          await expect(store.createSession(sessionAt(T0, { id }), { maxSessions: 5, now: T0, retentionMs: RETENTION }))
+            .rejects.toThrow(/not minted for its subject/);
+        }
+        expect(await store.listSessions("alice", T0)).toEqual([]);
       });
 
       it("a session is not live from its idle expiry on", async () => {
@@ -470,11 +484,15 @@ export function storeContract(name: string, makeStore: StoreFactory): void {
         expect(await feed()).toEqual([sessionEvent(s, T0 + 1, "user logout")]);
       });
 
-      it("is false for an unknown or expired session", async () => {
+      it("is false for an unknown or expired session, or a string that is no session id", async () => {
         const s = await opened();
         expect(await revoke(sessionAt(T0), T0 + 1)).toBe(false);
         expect(await revoke(s, T0 + IDLE)).toBe(false);
+        for (const sessionId of [randomUUID(), "", `${s.id}x`]) {
+          expect(await store.revokeSession({ sessionId, now: T0 + 1, retentionMs: RETENTION, reason: "r" })).toBe(false);
+        }
         expect(await feed()).toEqual([]);
+        await expectLive(s, T0 + 1);
       });
     });
 

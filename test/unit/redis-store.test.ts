@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
-import { digest } from "../../src/domain/ids.js";
+import { newSessionId, subjectTag } from "../../src/domain/ids.js";
 import type { AuditEvent } from "../../src/domain/audit.js";
 import type { RotateInput, SessionRecord } from "../../src/domain/store.js";
 import { RedisStore, createRedisClient } from "../../src/store/redis.js";
@@ -45,11 +45,11 @@ async function allKeys(): Promise<string[]> {
 }
 
 function tagOf(subject: string): string {
-  return `{${digest(subject).slice(0, 22)}}`;
+  return `{${subjectTag(subject)}}`;
 }
 
 function session(subject: string, now: number, over: Partial<SessionRecord> = {}): SessionRecord {
-  const id = randomUUID();
+  const id = newSessionId(subject);
   return {
     id,
     subject,
@@ -89,7 +89,7 @@ function rotation(s: SessionRecord, presented: string, next: string, now: number
 }
 
 describe("key layout", () => {
-  it("keeps every key of a subject under one hash tag, and the session lookup apart", async () => {
+  it("keeps every key of a subject under one hash tag, and nothing else per session", async () => {
     const subject = `layout-${randomUUID()}`;
     const s = session(subject, T0);
     await store.createSession(s, { maxSessions: 5, now: T0, retentionMs: RETENTION });
@@ -104,7 +104,6 @@ describe("key layout", () => {
         `${prefix}${tag}:idx`,
         `${prefix}${tag}:j:jti-1`,
         `${prefix}${tag}:s:${s.id}`,
-        `${prefix}sid:${s.id}`,
       ].sort(),
     );
     expect(await redis.zscore(`${prefix}${tag}:idx`, s.id)).toBe(String(T0));
@@ -118,7 +117,7 @@ describe("key layout", () => {
     const tag = tagOf(subject);
     await redis.del(`${prefix}${tag}:g:${s.id}`); // what the grace window's TTL does by itself
     let bytes = 0;
-    for (const key of [`${prefix}${tag}:s:${s.id}`, `${prefix}${tag}:idx`, `${prefix}sid:${s.id}`]) {
+    for (const key of [`${prefix}${tag}:s:${s.id}`, `${prefix}${tag}:idx`]) {
       bytes += Number(await redis.memory("USAGE", key, "SAMPLES", 0));
     }
     expect(bytes).toBeLessThan(1024);
@@ -165,7 +164,6 @@ describe("expiry", () => {
     const near = (ms: number) => expect.toSatisfy((v: number) => v > ms - 5_000 && v <= ms);
     expect(await redis.pttl(`${prefix}${tag}:s:${s.id}`)).toEqual(near(HOUR));
     expect(await redis.pttl(`${prefix}${tag}:idx`)).toEqual(near(HOUR));
-    expect(await redis.pttl(`${prefix}sid:${s.id}`)).toEqual(near(2 * HOUR));
     expect(await redis.pttl(`${prefix}${tag}:j:t-2`)).toEqual(near(600_000));
 
     await store.rotateRefresh(rotation(s, s.currentJti, "s-1", now + 1000));

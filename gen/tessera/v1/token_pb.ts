@@ -98,7 +98,8 @@ export type IssueResponse = Message<"tessera.v1.IssueResponse"> & {
   tokens?: TokenPair | undefined;
 
   /**
-   * Identifier of the new session.
+   * Identifier of the new session: 38 base64url characters, a tag of the
+   * subject (so the session is found from its id alone) and 128 random bits.
    *
    * @generated from field: string session_id = 2;
    */
