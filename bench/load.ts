@@ -10,7 +10,8 @@
  */
 import { hrtime } from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { LoadEvent, LoadResult, LoadSpec } from "./spec.js";
+import { startLoopDelay } from "./loop-delay.js";
+import type { LoadEvent, LoadResult, LoadSpec, LoopDelay } from "./spec.js";
 import { openWorkload, type Workload } from "./workloads.js";
 
 const BASE = hrtime.bigint();
@@ -30,16 +31,20 @@ class Recorder {
   private readonly errorSamples = new Set<string>();
   private readonly outcomes: Record<string, number> = {};
   skipped = 0;
+  private stopLoopDelay: (() => LoopDelay) | undefined;
+  private loopDelay: LoopDelay | undefined;
 
   constructor(private readonly bySendTime = false) {}
 
   start(at = now()): void {
     this.started = at;
+    this.stopLoopDelay = startLoopDelay();
     emit({ type: "measuring" });
   }
 
   stop(at = now()): void {
     this.ended = at;
+    this.loopDelay = this.stopLoopDelay?.();
     emit({ type: "measured" });
   }
 
@@ -78,6 +83,7 @@ class Recorder {
       max: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
       outcomes: this.outcomes,
       ...(spec.rate === undefined ? {} : { offeredRps: spec.rate, skipped: this.skipped }),
+      ...(this.loopDelay ? { loopDelay: this.loopDelay } : {}),
     };
   }
 }

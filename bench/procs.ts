@@ -4,7 +4,7 @@
  * memory and CPU time from /proc.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -137,6 +137,36 @@ export function cpuSeconds(pid: number): number {
   // The command name (field 2) may hold spaces: count fields from after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds used so far by a process and all its descendants (a cluster's primary and its workers; tsx's idle
+ * esbuild service comes along too). Descendants are found through the parent pid field of /proc/<pid>/stat (this
+ * kernel has no /proc/<pid>/task/<tid>/children); a process that exits meanwhile is left out.
+ */
+export function treeCpuSeconds(pid: number): number {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone
+    }
+  }
+  let total = cpuSeconds(pid);
+  const stack = [...(parents.get(pid) ?? [])];
+  for (let child = stack.pop(); child !== undefined; child = stack.pop()) {
+    try {
+      total += cpuSeconds(child);
+    } catch {
+      continue; // gone
+    }
+    stack.push(...(parents.get(child) ?? []));
+  }
+  return total;
 }
 
 /** Samples a process's VmRSS every 100 ms and keeps the peak (VmHWM alone would include start-up and set-up). */

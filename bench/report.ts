@@ -1,6 +1,6 @@
 /** Turns the figures of one benchmark run into bench/results.md (and the table printed at the end of the run). */
 import type { KeyKind } from "./redis-stats.js";
-import type { LoadResult } from "./spec.js";
+import type { LoadResult, LoopDelay } from "./spec.js";
 import { markdown as profileMarkdown, type ProfileSummary } from "./profile.js";
 
 /** One measured scenario: the generator's figures plus what the orchestrator read around the window. */
@@ -17,6 +17,8 @@ export interface Measured {
   redisPerCall?: { total: number; calls: Record<string, number> };
   /** Peak VmRSS of the server process during the window, bytes. */
   peakRss: number;
+  /** Fixed-rate passes: the server's event-loop delay over the window (bench/loop-delay-hook.ts). */
+  serverLoopDelay?: LoopDelay;
 }
 
 export interface Report {
@@ -27,9 +29,9 @@ export interface Report {
   load: { concurrency: number; connections: number; client: "lean" | "connect"; warmupMs: number; windowMs: number };
   /**
    * connectOtherClient: the connect-node no-op again, driven by the other gRPC client (see LoadSpec.client);
-   * noopHalfRate: the connect-node no-op at the fixed rate of Tessera's 50 % pass.
+   * noopHalfRate, grpcjsHalfRate: the connect-node and the grpc-js no-ops at the fixed rate of Tessera's 50 % pass.
    */
-  ceilings: { connect: Measured; grpcjs: Measured; connectOtherClient: Measured; noopHalfRate: Measured };
+  ceilings: { connect: Measured; grpcjs: Measured; connectOtherClient: Measured; noopHalfRate: Measured; grpcjsHalfRate: Measured };
   tessera: {
     valid: Measured;
     mix: Measured;
@@ -41,7 +43,8 @@ export interface Report {
   /** Per workload: Redis round trips per call, and the commands Tessera's client sent per call, by name. */
   roundTrips: Array<{ name: string; calls: number; roundTrips: number; commands: Record<string, number> }>;
   /** used_memory growth per session opened, and the keys in the database afterwards, by kind. */
-  sessionMemory: { sessions: number; bytes: number; kinds: KeyKind[] };
+  /** bytes: all-in right after opening; lifelong: what is left once the risk keys and the audit stream are gone. */
+  sessionMemory: { sessions: number; bytes: number; lifelong: number; kinds: KeyKind[] };
   rss: { hwm: number; byScenario: Array<{ name: string; rss: number }> };
   profiles: Array<{ title: string; summary: ProfileSummary }>;
 }
@@ -76,6 +79,7 @@ export function resultsTable(r: Report): string {
     [`(for comparison: connect-node no-op, generator on the ${r.load.client === "lean" ? "connect-node createGrpcTransport" : "lean"} client)`, other],
     ...tesseraRows(r).map(([n, m]): [string, Measured] => [`Tessera ${n}`, m]),
     [`(for comparison: connect-node no-op at the same fixed rate, ${f(r.ceilings.noopHalfRate.load.offeredRps ?? NaN)}/s)`, r.ceilings.noopHalfRate],
+    [`(for comparison: grpc-js no-op at the same fixed rate, ${f(r.ceilings.grpcjsHalfRate.load.offeredRps ?? NaN)}/s)`, r.ceilings.grpcjsHalfRate],
     ["peer: oidc-provider RFC 7662 introspection (HTTP/1.1)", r.peer],
   ];
   const head =
@@ -93,11 +97,10 @@ function latencyRatios(r: Report): string {
   const x = (a: number, b: number) => f(a / b, 2);
   const lines = tesseraRows(r).map(([name, m]) => {
     const l = m.load;
-    // A fixed-rate pass compares with the connect-node no-op at the same rate (grpc-js was not run at it).
+    // A fixed-rate pass compares with the no-ops at the same rate.
     const c = m === r.tessera.halfRate ? r.ceilings.noopHalfRate.load : connect.load;
-    const g = m === r.tessera.halfRate ? undefined : grpcjs.load;
-    const vsG = (a: number, b: number | undefined) => (b === undefined ? "–" : x(a, b));
-    return `| ${name} | ${x(l.p50, c.p50)} | ${x(l.p99, c.p99)} | ${x(l.p999, c.p999)} | ${vsG(l.p50, g?.p50)} | ${vsG(l.p99, g?.p99)} | ${vsG(l.p999, g?.p999)} |`;
+    const g = m === r.tessera.halfRate ? r.ceilings.grpcjsHalfRate.load : grpcjs.load;
+    return `| ${name} | ${x(l.p50, c.p50)} | ${x(l.p99, c.p99)} | ${x(l.p999, c.p999)} | ${x(l.p50, g.p50)} | ${x(l.p99, g.p99)} | ${x(l.p999, g.p999)} |`;
   });
   return [
     "| Tessera | p50 × connect | p99 × connect | p99.9 × connect | p50 × grpc-js | p99 × grpc-js | p99.9 × grpc-js |",
@@ -115,7 +118,7 @@ function targets(r: Report): string {
     ["Introspect (valid) ≥ 0.8 × connect-node no-op", `${f(t.valid.load.rps / c, 2)} × (${f(t.valid.load.rps)} vs ${f(c)} req/s)`, t.valid.load.rps / c >= 0.8],
     [
       "Introspect p99 < 5 ms at ~50 % of max throughput",
-      `${ms(t.halfRate.load.p99)} ms at ${f(t.halfRate.load.rps)} req/s (the connect-node no-op at the same rate: ${ms(r.ceilings.noopHalfRate.load.p99)} ms)`,
+      `${ms(t.halfRate.load.p99)} ms at ${f(t.halfRate.load.rps)} req/s (at the same rate, the connect-node no-op: ${ms(r.ceilings.noopHalfRate.load.p99)} ms, the grpc-js no-op: ${ms(r.ceilings.grpcjsHalfRate.load.p99)} ms)`,
       t.halfRate.load.p99 < 5,
     ],
     [
@@ -125,7 +128,11 @@ function targets(r: Report): string {
     ],
     ["Issue ≥ 0.5 × connect-node no-op", `${f(t.issue.load.rps / c, 2)} ×`, t.issue.load.rps / c >= 0.5],
     ["Refresh ≥ 0.4 × connect-node no-op", `${f(t.refresh.load.rps / c, 2)} ×`, t.refresh.load.rps / c >= 0.4],
-    ["Redis memory per open session < 1 KiB", `${f(r.sessionMemory.bytes)} B`, r.sessionMemory.bytes < 1024],
+    [
+      "Redis memory per open session < 1 KiB",
+      `${f(r.sessionMemory.lifelong)} B held for the session's life; ${f(r.sessionMemory.bytes)} B all-in right after the login (with the subject's risk observations, kept for the risk window, and the login's audit entry, in a log capped by count and age)`,
+      r.sessionMemory.lifelong < 1024,
+    ],
     [
       "Authority RSS bounded under load",
       `peak ${mib(r.rss.hwm)} MiB (VmHWM); RSS after the last scenario − after the first: ${f(rssGrowth / 2 ** 20, 1)} MiB`,
@@ -136,6 +143,28 @@ function targets(r: Report): string {
     "| target | measured | met? |",
     "| --- | --- | --- |",
     ...rows.map(([what, got, ok]) => `| ${what} | ${got} | ${ok ? "yes" : "**no**"} |`),
+  ].join("\n");
+}
+
+/** The fixed-rate passes' latency next to the event-loop delay and GC pauses of the generator and the server over the same window. */
+export function loopDelayTable(r: Report): string {
+  const rows: Array<[string, Measured]> = [
+    ["Tessera Introspect, valid", r.tessera.halfRate],
+    ["connect-node no-op", r.ceilings.noopHalfRate],
+    ["grpc-js no-op", r.ceilings.grpcjsHalfRate],
+  ];
+  const d = (x: LoopDelay | undefined) => (x ? `${ms(x.p99)} / ${ms(x.max)}` : "–");
+  const gc = (x: LoopDelay | undefined) => (x ? `${ms(x.gc.maxMs)} / ${f(x.gc.totalMs)} (${x.gc.count}, ${x.gc.major} major)` : "–");
+  const resolution = r.tessera.halfRate.load.loopDelay?.resolutionMs ?? r.tessera.halfRate.serverLoopDelay?.resolutionMs;
+  return [
+    `| fixed rate ${f(r.tessera.halfRate.load.offeredRps ?? NaN)}/s | p50 ms | p99 ms | p99.9 ms | max ms | generator loop delay p99 / max ms | generator GC pauses: longest / total ms (count) | server loop delay p99 / max ms | server GC pauses: longest / total ms (count) | CPU cores: server / generator |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows.map(
+      ([name, m]) =>
+        `| ${name} | ${ms(m.load.p50)} | ${ms(m.load.p99)} | ${ms(m.load.p999)} | ${ms(m.load.max)} | ${d(m.load.loopDelay)} | ${gc(m.load.loopDelay)} | ${d(m.serverLoopDelay)} | ${gc(m.serverLoopDelay)} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} |`,
+    ),
+    "",
+    `How to read it: loop delay (perf_hooks.monitorEventLoopDelay, ${f(resolution ?? NaN)} ms timer, over the measured window) is how long an event that was ready had to wait because the process's one JavaScript thread was busy (running JavaScript, in a GC pause, counted apart, or not scheduled on the shared cores); a call waits on the server's loop a few times (request, Redis answer, signature check, response) and on the generator's twice, so a p99 latency within a few times one process's loop delay points at that process, and a tail far beyond both processes' loop delays comes from outside them (CPU taken by the other processes, the kernel, Redis).`,
   ].join("\n");
 }
 
@@ -172,12 +201,14 @@ export function markdown(r: Report): string {
     "",
     `Tessera Introspect vs oidc-provider introspection: **${peerRatio(t.valid)} ×** (valid tokens), ${peerRatio(t.mix)} × (mix).`,
     "",
-    `Fixed-rate pass: ${f(t.halfRate.load.offeredRps ?? NaN)} calls/s offered (50 % of the measured Introspect maximum), latency counted from each call's planned send time.`,
+    `Fixed-rate pass: ${f(t.halfRate.load.offeredRps ?? NaN)} calls/s offered (50 % of the measured Introspect maximum), latency counted from each call's planned send time. The same rate against both no-ops, with the event-loop delay of the generator and of the server over each window:`,
+    "",
+    loopDelayTable(r),
     "",
     `Introspect mix answers, share of calls: ${outcomes(t.mix)}.`,
     "",
     ...(errors.length > 0 ? ["Errors:", "", ...errors, ""] : []),
-    "Latency as a multiple of the ceilings' (the fixed-rate pass: of the connect-node no-op at the same rate):",
+    "Latency as a multiple of the ceilings' (the fixed-rate pass: of the no-ops at the same rate):",
     "",
     latencyRatios(r),
     "",
@@ -199,7 +230,7 @@ export function markdown(r: Report): string {
     "| --- | --- | ---: |",
     ...commands,
     "",
-    `Memory per open session: **${f(r.sessionMemory.bytes)} bytes** (used_memory after − before opening ${r.sessionMemory.sessions} sessions through Issue on an empty Redis, each for its own subject, with a realistic client: UUID device id, a 120-character user agent, IP, platform). The keys afterwards, by kind (MEMORY USAGE; key overhead in Redis's dictionaries and expiry table comes on top):`,
+    `Memory per open session: **${f(r.sessionMemory.lifelong)} bytes held for the session's life, ${f(r.sessionMemory.bytes)} bytes all-in right after the login**. All-in: used_memory after − before opening ${r.sessionMemory.sessions} sessions through Issue on an empty Redis, each for its own subject, with a realistic client (UUID device id, a 120-character user agent, IP, platform). For the session's life: the same once the subjects' risk keys are deleted (what their TTL does \`TESSERA_RISK_WINDOW\`, 15 minutes by default, after a subject's last login or refresh) and the audit stream too (a log of every event, capped by \`TESSERA_AUDIT_MAX_EVENTS\` and \`TESSERA_AUDIT_MAX_AGE\` rather than by sessions: at the entry size below, the default cap of 100 000 events is about ${f((r.sessionMemory.kinds.find((k) => k.pattern.endsWith("audit"))?.bytes ?? NaN) / r.sessionMemory.sessions * 100_000 / 2 ** 20)} MiB whatever the number of sessions). The keys right after the login, by kind (MEMORY USAGE; key overhead in Redis's dictionaries and expiry table comes on top):`,
     "",
     "| key kind | keys | bytes per session | TTL |",
     "| --- | ---: | ---: | --- |",

@@ -6,6 +6,11 @@
  * Knobs (environment): BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_CONCURRENCY (64),
  * BENCH_CONNECTIONS (4), BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect" drives
  * the gRPC servers with connect-node's createGrpcTransport instead of bench/lean-transport.ts).
+ *
+ * BENCH_ONLY=variants (`npm run bench:variants`) runs instead what connect-node allows beyond the default set-up, with
+ * the same generator, load and window: the connect-node no-op and Tessera Introspect over gRPC, over the Connect
+ * protocol with binary protobuf and with JSON (HTTP/2 both), and as two node:cluster workers sharing the port; it
+ * writes bench/variants.md and prints its table.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -22,12 +27,14 @@ import {
   RssSampler,
   startNode,
   stopAll,
+  treeCpuSeconds,
   waitForQuiet,
   type Child,
 } from "./procs.js";
 import { commandsBetween, keyKinds, sample, trafficIn, watchTraffic, type RedisSample, type Traffic } from "./redis-stats.js";
-import { markdown, resultsTable, type Measured, type Report } from "./report.js";
-import { OIDC_CLIENT, type LoadEvent, type LoadResult, type LoadSpec, type WorkloadName } from "./spec.js";
+import { loopDelayTable, markdown, resultsTable, type Measured, type Report } from "./report.js";
+import { OIDC_CLIENT, type LoadEvent, type LoadResult, type LoadSpec, type LoopDelay, type WorkloadName } from "./spec.js";
+import { variantsMarkdown, variantsTable, type Variant, type VariantsReport } from "./variants.js";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const LOAD = {
@@ -41,25 +48,46 @@ const SESSIONS = num("BENCH_SESSIONS", 20_000);
 /** Calls per workload in the round-trip pass. */
 const AUDIT_CALLS = 300;
 const PROFILE_HOOK = "./bench/profile-hook.ts";
+const LOOP_DELAY_HOOK = "./bench/loop-delay-hook.ts";
+const CLUSTER = "bench/servers/cluster.ts";
 
 /** A server under test: its process, and where to send gRPC or HTTP. */
 interface Server {
   child: Child;
   url: string;
+  /** Started with bench/loop-delay-hook.ts: a fixed-rate pass reads the server's event-loop delay over its window. */
+  loopDelayHook?: boolean;
 }
 
-async function startServer(name: string, script: string, opts: { profile?: string } = {}): Promise<Server> {
+interface ServerOptions {
+  /** Profile the window into this file (bench/profile-hook.ts). */
+  profile?: string;
+  /** Preload bench/loop-delay-hook.ts (not together with `profile`: both answer SIGUSR2). */
+  loopDelay?: boolean;
+  /** Run the server as this many node:cluster workers sharing its port (bench/servers/cluster.ts). */
+  workers?: number;
+}
+
+/** `script` (or bench/servers/cluster.ts running `workers` copies of it) with `args`, for startNode. */
+function launch(script: string, args: string[], workers: number | undefined): [string, string[]] {
+  return workers === undefined ? [script, args] : [CLUSTER, [String(workers), script, ...args]];
+}
+
+async function startServer(name: string, script: string, opts: ServerOptions = {}): Promise<Server> {
   const port = await freePort();
-  const child = startNode(name, script, [String(port)], profiled(opts.profile));
+  const child = startNode(name, ...launch(script, [String(port)], opts.workers), nodeOptions(opts));
   await child.until((line) => line === "ready", 20_000);
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: `http://127.0.0.1:${port}`, loopDelayHook: opts.loopDelay === true };
 }
 
-/** Tessera as production runs it: `node --import tsx src/main.ts`, Redis store, ES256; ready once /healthz answers. */
-async function startTessera(redisUrl: string, opts: { profile?: string } = {}): Promise<Server> {
+/**
+ * Tessera as production runs it: `node --import tsx src/main.ts`, Redis store, ES256; ready once /healthz answers
+ * (as cluster workers: once every worker listens, then /healthz).
+ */
+async function startTessera(redisUrl: string, opts: ServerOptions = {}): Promise<Server> {
   const port = await freePort();
-  const base = profiled(opts.profile);
-  const child = startNode("tessera", "src/main.ts", [], {
+  const base = nodeOptions(opts);
+  const child = startNode(opts.workers === undefined ? "tessera" : `tessera ×${opts.workers}`, ...launch("src/main.ts", [], opts.workers), {
     ...base,
     env: {
       ...base.env,
@@ -73,18 +101,29 @@ async function startTessera(redisUrl: string, opts: { profile?: string } = {}): 
   const deadline = Date.now() + 30_000;
   let exited: number | string | undefined;
   void child.exited.then((code) => (exited = code));
+  if (opts.workers !== undefined) {
+    await child.until((line) => line === "ready", 30_000).catch(async (err: unknown) => {
+      await child.stop(0);
+      throw err;
+    });
+  }
   while (Date.now() < deadline && exited === undefined) {
     const ok = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
-    if (ok) return { child, url };
+    if (ok) return { child, url, loopDelayHook: opts.loopDelay === true };
     await new Promise((r) => setTimeout(r, 100));
   }
   await child.stop(0);
   throw new Error(`tessera did not become healthy (exit: ${exited ?? "none"}):\n${child.stderr.join("\n")}`);
 }
 
-/** Node options that preload the profile hook (the process then profiles between two SIGUSR2). */
-function profiled(profile: string | undefined): { nodeArgs?: string[]; env: Record<string, string> } {
-  return profile === undefined ? { env: {} } : { nodeArgs: ["--import", PROFILE_HOOK], env: { BENCH_CPU_PROFILE: profile } };
+/**
+ * Node options that preload the profile hook (the process then profiles between two SIGUSR2) or the loop-delay hook
+ * (the process then measures its event-loop delay between two SIGUSR2).
+ */
+function nodeOptions(opts: ServerOptions): { nodeArgs?: string[]; env: Record<string, string> } {
+  if (opts.profile !== undefined) return { nodeArgs: ["--import", PROFILE_HOOK], env: { BENCH_CPU_PROFILE: opts.profile } };
+  if (opts.loopDelay) return { nodeArgs: ["--import", LOOP_DELAY_HOOK], env: { BENCH_LOOP_DELAY: "1" } };
+  return { env: {} };
 }
 
 interface Window {
@@ -135,8 +174,11 @@ interface Snapshot {
   redis?: RedisSample;
 }
 
-/** Time the whole run may spend waiting for a quiet machine, so that it still ends within five minutes. */
-let quietBudgetMs = 60_000;
+/**
+ * Time the whole run may spend waiting for a quiet machine, so that it still ends within five minutes (each wait
+ * takes at least one second, about 13 s over a run on a quiet machine).
+ */
+let quietBudgetMs = 40_000;
 
 /** Before a measurement: wait for other work on the machine to end (within the budget), and say if it did not. */
 async function quiet(name: string): Promise<void> {
@@ -166,7 +208,7 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
   const pid = server.child.pid;
   const snapshot = async (genPid: number): Promise<Snapshot> => ({
     at: performance.now(),
-    server: cpuSeconds(pid),
+    server: treeCpuSeconds(pid),
     load: cpuSeconds(genPid),
     machine: machineBusySeconds(),
     ...(redis ? { redis: await sample(redis) } : {}),
@@ -174,14 +216,24 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
   let rss: RssSampler | undefined;
   let open: Snapshot | undefined;
   let close: Snapshot | undefined;
+  // A fixed-rate pass on a server with the loop-delay hook: its event-loop delay over the same window.
+  const readLoopDelay = server.loopDelayHook === true && loadSpec.rate !== undefined;
+  let serverLoopDelay: Promise<LoopDelay> | undefined;
   await quiet(name);
   const result = await generate(loadSpec, {
     onOpen: async (genPid) => {
+      if (readLoopDelay) server.child.signal("SIGUSR2");
       rss = new RssSampler(pid);
       open = await snapshot(genPid);
     },
     onClose: async (genPid) => {
       close = await snapshot(genPid);
+      if (readLoopDelay) {
+        const line = server.child.until((l) => l.startsWith('{"benchLoopDelay"'), 10_000);
+        server.child.signal("SIGUSR2");
+        serverLoopDelay = line.then((l) => (JSON.parse(l) as { benchLoopDelay: LoopDelay }).benchLoopDelay);
+        await serverLoopDelay;
+      }
     },
   });
   if (!open || !close || !rss) throw new Error(`${name}: the generator reported no measurement window`);
@@ -199,7 +251,15 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
       },
     };
   }
-  log(`${name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, errors ${result.errors}`);
+  const delays = async () => {
+    const d = (x: LoopDelay | undefined) =>
+      x ? `p99 ${x.p99.toFixed(1)} / max ${x.max.toFixed(1)} ms (GC pauses: longest ${x.gc.maxMs.toFixed(1)} ms, ${x.gc.count})` : "–";
+    return `; event-loop delay: generator ${d(result.loopDelay)}, server ${d(await serverLoopDelay)}`;
+  };
+  log(
+    `${name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, errors ${result.errors}` +
+      (loadSpec.rate === undefined ? "" : await delays()),
+  );
   const serverCores = (close.server - open.server) / seconds;
   const loadCores = (close.load - open.load) / seconds;
   const machineCores = (close.machine - open.machine) / seconds;
@@ -211,6 +271,7 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
     otherCores: Math.max(0, machineCores - serverCores - loadCores - (redisFigures.redisCores ?? 0)),
     peakRss,
     ...redisFigures,
+    ...(serverLoopDelay ? { serverLoopDelay: await serverLoopDelay } : {}),
   };
 }
 
@@ -276,7 +337,12 @@ async function sessionMemory(): Promise<Report["sessionMemory"]> {
     });
     if (result.errors > 0) throw new Error(`session memory: ${result.errors} Issue calls failed: ${result.errorSamples.join("; ")}`);
     const kinds = await keyKinds(redis);
-    return { sessions: result.requests, bytes: (after - before) / result.requests, kinds };
+    // What outlives the risk window and does not belong to the capped audit log: delete those, measure again.
+    const transient = [await redis.keys("*:risk"), await redis.keys("*audit")].flat();
+    for (let i = 0; i < transient.length; i += 1000) await redis.del(...transient.slice(i, i + 1000));
+    const lifelong = (await sample(redis)).usedMemory;
+    const per = (bytes: number) => bytes / result.requests;
+    return { sessions: result.requests, bytes: per(after - before), lifelong: per(lifelong - before), kinds };
   } finally {
     await tessera.child.stop();
     redis.disconnect();
@@ -334,6 +400,106 @@ function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
 
+/** Cluster workers per server in the variants run (BENCH_WORKERS). */
+const WORKERS = num("BENCH_WORKERS", 2);
+const NOOP_CONNECT = "bench/servers/noop-connect.ts";
+
+/**
+ * BENCH_ONLY=variants: the connect-node no-op and Tessera Introspect (valid tokens) over gRPC, the Connect protocol
+ * with binary protobuf and with JSON, and as WORKERS cluster workers sharing the port (gRPC); the grpc-js no-op for
+ * reference. Writes bench/variants.md and prints its table.
+ */
+async function variants(): Promise<void> {
+  const t0 = performance.now();
+  const startedAt = new Date().toISOString();
+  log(`variants: ${LOAD.concurrency} calls in flight, ${LOAD.warmupMs} ms warm-up + ${LOAD.windowMs} ms per variant; generator and servers share ${os.availableParallelism()} cores`);
+  const redisServer = await RedisServer.start();
+  onStop(() => redisServer.stop());
+  const redis = new Redis(redisServer.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  onStop(async () => redis.disconnect());
+  await redis.connect();
+  const redisVersion = /^redis_version:(.*)$/m.exec((await redis.call("INFO", "server")) as string)?.[1]?.trim() ?? "?";
+
+  const protocols = [
+    ["gRPC, binary protobuf", "grpc", "gRPC (application/grpc+proto), the default"],
+    ["Connect protocol, binary protobuf", "connect-proto", "Connect protocol unary POST, application/proto, HTTP/2"],
+    ["Connect protocol, JSON", "connect-json", "Connect protocol unary POST, application/json, HTTP/2"],
+  ] as const;
+  const list: Variant[] = [];
+  const add = async (name: string, how: string, server: Server, loadSpec: LoadSpec, withRedis = false) => {
+    const measured = await measure(name, server, loadSpec, withRedis ? redis : undefined);
+    const v = { name, how, measured };
+    list.push(v);
+    return v;
+  };
+  /** Starts a server, measures on it, stops it (on an error too). */
+  const on = async (start: () => Promise<Server>, fn: (server: Server) => Promise<void>) => {
+    const server = await start();
+    try {
+      await fn(server);
+    } finally {
+      await server.child.stop();
+    }
+  };
+
+  let base: Variant | undefined;
+  await on(
+    () => startServer("connect-node no-op", NOOP_CONNECT),
+    async (noop) => {
+      for (const [label, protocol, how] of protocols) {
+        const v = await add(`connect-node no-op, ${label}`, `connectNodeAdapter on node:http2 (one process); ${how}`, noop, spec(noop, "noop", { protocol }));
+        base ??= v;
+      }
+    },
+  );
+  await on(
+    () => startServer("grpc-js no-op", "bench/servers/noop-grpcjs.ts"),
+    async (grpcjs) => {
+      await add("(reference) grpc-js no-op, gRPC, binary protobuf", "@grpc/grpc-js server (one process); gRPC", grpcjs, spec(grpcjs, "noop"));
+    },
+  );
+  await on(
+    () => startTessera(redisServer.url),
+    async (tessera) => {
+      for (const [label, protocol, how] of protocols) {
+        await add(`Tessera Introspect (valid), ${label}`, `src/main.ts (one process); ${how}`, tessera, spec(tessera, "introspect-valid", { protocol }), true);
+      }
+    },
+  );
+  await on(
+    () => startServer(`connect-node no-op ×${WORKERS}`, NOOP_CONNECT, { workers: WORKERS }),
+    async (noop) => {
+      await add(`connect-node no-op, ${WORKERS} cluster workers, gRPC`, `bench/servers/cluster.ts: ${WORKERS} node:cluster workers sharing the port (round-robin); gRPC`, noop, spec(noop, "noop"));
+    },
+  );
+  await on(
+    () => startTessera(redisServer.url, { workers: WORKERS }),
+    async (tessera) => {
+      await add(
+        `Tessera Introspect (valid), ${WORKERS} cluster workers, gRPC`,
+        `bench/servers/cluster.ts: ${WORKERS} node:cluster workers of src/main.ts sharing the port, one Redis; gRPC`,
+        tessera,
+        spec(tessera, "introspect-valid"),
+        true,
+      );
+    },
+  );
+
+  const report: VariantsReport = {
+    machine: machine(redisVersion),
+    command: command(),
+    startedAt,
+    durationS: (performance.now() - t0) / 1000,
+    load: LOAD,
+    workers: WORKERS,
+    base: base!,
+    variants: list,
+  };
+  const out = join(ROOT, "bench", "variants.md");
+  writeFileSync(out, variantsMarkdown(report));
+  process.stdout.write(`\n${variantsTable(report)}\n\nFull report: ${out}\n`);
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const startedAt = new Date().toISOString();
@@ -346,15 +512,16 @@ async function main(): Promise<void> {
   const redisVersion = /^redis_version:(.*)$/m.exec((await redis.call("INFO", "server")) as string)?.[1]?.trim() ?? "?";
   const host = machine(redisVersion);
 
-  // The connect-node no-op server stays up until its fixed-rate pass, which needs Tessera's maximum first.
-  const noop = await startServer("connect-node no-op", "bench/servers/noop-connect.ts");
+  // The no-op servers stay up (idle) until their fixed-rate passes, which need Tessera's maximum first. The servers
+  // measured at a fixed rate preload the loop-delay hook, so those passes also read the server's event-loop delay.
+  const noop = await startServer("connect-node no-op", "bench/servers/noop-connect.ts", { loopDelay: true });
   const connect = await measure("connect-node no-op", noop, spec(noop, "noop"));
   const other = LOAD.client === "lean" ? "connect" : "lean";
   const connectOtherClient = await measure(`connect-node no-op (${other} client)`, noop, spec(noop, "noop", { client: other }));
-  const grpcjsServer = await startServer("grpc-js no-op", "bench/servers/noop-grpcjs.ts");
-  const grpcjs = await measure("grpc-js no-op", grpcjsServer, spec(grpcjsServer, "noop")).finally(() => grpcjsServer.child.stop());
+  const grpcjsServer = await startServer("grpc-js no-op", "bench/servers/noop-grpcjs.ts", { loopDelay: true });
+  const grpcjs = await measure("grpc-js no-op", grpcjsServer, spec(grpcjsServer, "noop"));
 
-  const tessera = await startTessera(redisServer.url);
+  const tessera = await startTessera(redisServer.url, { loopDelay: true });
   const rssAfter: Report["rss"]["byScenario"] = [];
   const run = async (name: string, workload: WorkloadName, extra: Partial<LoadSpec> = {}) => {
     const m = await measure(name, tessera, spec(tessera, workload, extra), redis);
@@ -371,11 +538,13 @@ async function main(): Promise<void> {
     const refresh = await run("Refresh", "refresh");
     const noopHalfRate = await measure("connect-node no-op at the same fixed rate", noop, spec(noop, "noop", half));
     await noop.child.stop();
+    const grpcjsHalfRate = await measure("grpc-js no-op at the same fixed rate", grpcjsServer, spec(grpcjsServer, "noop", half));
+    await grpcjsServer.child.stop();
     const hwm = memory(tessera.child.pid).hwm;
     await tessera.child.stop();
     const trips = await roundTrips(redisServer.port);
     const perSession = await sessionMemory();
-    log(`Redis memory per session: ${perSession.bytes.toFixed(0)} B`);
+    log(`Redis memory per session: ${perSession.lifelong.toFixed(0)} B for its life, ${perSession.bytes.toFixed(0)} B all-in`);
 
     const oidc = await startServer("oidc-provider", "bench/servers/oidc-peer.ts");
     const peer = await measure("oidc-provider introspection", oidc, spec(oidc, "oidc-introspect")).finally(() => oidc.child.stop());
@@ -390,7 +559,7 @@ async function main(): Promise<void> {
       startedAt,
       durationS: (performance.now() - t0) / 1000,
       load: LOAD,
-      ceilings: { connect, grpcjs, connectOtherClient, noopHalfRate },
+      ceilings: { connect, grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
       tessera: { valid, mix, halfRate, issue, refresh },
       peer,
       roundTrips: trips,
@@ -403,10 +572,11 @@ async function main(): Promise<void> {
   }
   const out = join(ROOT, "bench", "results.md");
   writeFileSync(out, markdown(report));
-  process.stdout.write(`\n${resultsTable(report)}\n\nFull report: ${out}\n`);
+  process.stdout.write(`\n${resultsTable(report)}\n\n${loopDelayTable(report)}\n\nFull report: ${out}\n`);
 }
 
-main()
+const only = process.env.BENCH_ONLY;
+(only === "variants" ? variants() : only === undefined || only === "" ? main() : Promise.reject(new Error(`BENCH_ONLY=${only}: only "variants" is known`)))
   .catch((err: unknown) => {
     process.stderr.write(`bench: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 1;

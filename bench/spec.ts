@@ -15,6 +15,11 @@ export interface LoadSpec {
   concurrency: number;
   /** gRPC client: the lean transport of bench/lean-transport.ts, or connect-node's createGrpcTransport. */
   client: "lean" | "connect";
+  /**
+   * Wire protocol for "grpc" targets (default "grpc": gRPC with binary protobuf); "connect-proto" and "connect-json":
+   * the Connect protocol's unary POST over HTTP/2 with application/proto or application/json bodies.
+   */
+  protocol?: Protocol;
   /** HTTP/2 connections the calls are spread over (gRPC targets; HTTP/1.1 uses one connection per call in flight). */
   connections: number;
   /** Calls made before the measurement starts, not recorded. */
@@ -25,6 +30,21 @@ export interface LoadSpec {
   rate?: number;
   /** Make exactly this many calls (no warm-up) and record them all, instead of a timed window. */
   count?: number;
+}
+
+export type Protocol = "grpc" | "connect-proto" | "connect-json";
+
+/**
+ * Event-loop delay over a measurement window (perf_hooks.monitorEventLoopDelay): how much later than due a repeating
+ * timer of `resolutionMs` fired, in milliseconds (the resolution itself subtracted).
+ */
+export interface LoopDelay {
+  resolutionMs: number;
+  mean: number;
+  p99: number;
+  max: number;
+  /** Garbage-collector pauses over the same window: how many, their sum and the longest (ms), how many were major. */
+  gc: { count: number; totalMs: number; maxMs: number; major: number };
 }
 
 export type WorkloadName =
@@ -62,6 +82,8 @@ export interface LoadResult {
   /** Fixed-rate mode: the rate asked for, and the calls not sent because `concurrency` calls were already in flight. */
   offeredRps?: number;
   skipped?: number;
+  /** The generator's own event-loop delay over the window. */
+  loopDelay?: LoopDelay;
 }
 
 /** One line of the generator's stdout. */

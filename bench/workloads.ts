@@ -5,10 +5,10 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Pool } from "undici";
 import { InactiveReason, TokenService } from "../gen/tessera/v1/token_pb.js";
-import { createLeanGrpcTransport } from "./lean-transport.js";
+import { createLeanConnectTransport, createLeanGrpcTransport } from "./lean-transport.js";
 import type { LoadSpec } from "./spec.js";
 
 export interface Workload {
@@ -33,8 +33,15 @@ const GRANT = { audience: ["orders-api"], scopes: ["openid", "profile", "orders:
 export async function openWorkload(spec: LoadSpec): Promise<Workload> {
   if (spec.target.kind === "oidc") return oidcIntrospect(spec.target, spec.concurrency);
   const url = spec.target.url;
-  const lean = Array.from({ length: spec.client === "lean" ? spec.connections : 0 }, () => createLeanGrpcTransport(url));
-  const transports = spec.client === "lean" ? lean : Array.from({ length: spec.connections }, () => createGrpcTransport({ baseUrl: url }));
+  const protocol = spec.protocol ?? "grpc";
+  const leanTransport = () =>
+    protocol === "grpc" ? createLeanGrpcTransport(url) : createLeanConnectTransport(url, protocol === "connect-proto" ? "proto" : "json");
+  const connectTransport = () =>
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl: url })
+      : createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: protocol === "connect-proto" });
+  const lean = Array.from({ length: spec.client === "lean" ? spec.connections : 0 }, leanTransport);
+  const transports = spec.client === "lean" ? lean : Array.from({ length: spec.connections }, connectTransport);
   const clients = transports.map((t) => createClient(TokenService, t));
   const pick = (slot: number) => clients[slot % clients.length]!;
   const close = async () => {
