@@ -27,7 +27,8 @@ export function rpcLogging(logger: Logger): Interceptor {
       const res = await next(req);
       // Health probes arrive every few seconds from every load balancer: keep them out of the info log.
       const level = req.service.typeName === "grpc.health.v1.Health" ? "debug" : "info";
-      logger[level]({ ...fields(), code: "ok", ms: elapsed(started) }, "rpc");
+      // Build the line only if it is written (at TESSERA_LOG_LEVEL=warn, the busy path builds nothing).
+      if (logger.isLevelEnabled(level)) logger[level]({ ...fields(), code: "ok", ms: elapsed(started) }, "rpc");
       return res;
     } catch (e) {
       const err = toConnectError(e);
