@@ -3,7 +3,8 @@
  * generator process (bench/load.ts); runs the scenarios one after another; writes bench/results.md and prints its
  * main table. Every child process is stopped at the end, on an error too.
  *
- * Knobs (environment): BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_CONCURRENCY (64),
+ * Knobs (environment): BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short no-op
+ * passes between scenarios), BENCH_CONCURRENCY (64),
  * BENCH_CONNECTIONS (4), BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect" drives
  * the gRPC servers with connect-node's createGrpcTransport instead of bench/lean-transport.ts).
  *
@@ -44,6 +45,8 @@ const LOAD = {
   client: process.env.BENCH_CLIENT === "connect" ? ("connect" as const) : ("lean" as const),
   warmupMs: num("BENCH_WARMUP_MS", 2000),
   windowMs: num("BENCH_WINDOW_MS", 10_000),
+  /** Window of the short connect-node no-op passes between Tessera's throughput scenarios. */
+  bracketMs: num("BENCH_BRACKET_MS", 5000),
 };
 const SESSIONS = num("BENCH_SESSIONS", 20_000);
 /** Tessera's entry point as built by buildTessera(). */
@@ -534,15 +537,24 @@ async function main(): Promise<void> {
   };
   let report: Report;
   try {
-    const valid = await run("Introspect valid", "introspect-valid");
-    const mix = await run("Introspect mix", "introspect-mix");
+    // Each throughput scenario sits between two short windows of the connect-node no-op, and its ratio is to their
+    // mean: this VM's speed drifts by a quarter within a run, so a ceiling measured minutes away would carry that.
+    const brackets: Measured[] = [connect];
+    const bracketSpec = spec(noop, "noop", { warmupMs: 1000, durationMs: LOAD.bracketMs });
+    const bracketed = async (name: string, workload: WorkloadName): Promise<Measured> => {
+      const m = await run(name, workload);
+      const after = await measure(`connect-node no-op (after ${name})`, noop, bracketSpec);
+      const before = brackets.at(-1)!;
+      brackets.push(after);
+      return { ...m, ceilingRps: (before.load.rps + after.load.rps) / 2 };
+    };
+    const valid = await bracketed("Introspect valid", "introspect-valid");
+    const mix = await bracketed("Introspect mix", "introspect-mix");
+    const issue = await bracketed("Issue", "issue");
+    const refresh = await bracketed("Refresh", "refresh");
     const half = { rate: Math.round(valid.load.rps / 2), concurrency: 1024 };
     const halfRate = await run("Introspect valid at 50 %", "introspect-valid", half);
-    const issue = await run("Issue", "issue");
-    const refresh = await run("Refresh", "refresh");
-    // The ceiling again, after Tessera's scenarios: this VM's speed drifts, and a ratio to a ceiling measured minutes
-    // earlier alone would carry that drift. Ratios use the mean of the two; the report shows both.
-    const connectAfter = await measure("connect-node no-op (again)", noop, spec(noop, "noop"));
+    const connectAfter = brackets.at(-1)!;
     const noopHalfRate = await measure("connect-node no-op at the same fixed rate", noop, spec(noop, "noop", half));
     await noop.child.stop();
     const grpcjsHalfRate = await measure("grpc-js no-op at the same fixed rate", grpcjsServer, spec(grpcjsServer, "noop", half));
@@ -566,7 +578,7 @@ async function main(): Promise<void> {
       startedAt,
       durationS: (performance.now() - t0) / 1000,
       load: LOAD,
-      ceilings: { connect, connectAfter, grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
+      ceilings: { connect, connectAfter, brackets: brackets.map((b) => b.load.rps), grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
       tessera: { valid, mix, halfRate, issue, refresh },
       peer,
       roundTrips: trips,
