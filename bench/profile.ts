@@ -124,7 +124,7 @@ export function markdown(title: string, s: ProfileSummary): string {
     "",
     ...(s.tessera.some((t) => t.name !== "(no Tessera frame)")
       ? [
-          "Busy time by the innermost Tessera function on the stack (what it calls included; line numbers are not kept by tsx):",
+          "Busy time by the innermost Tessera function on the stack (what it calls included):",
           "",
           table("Tessera function", s.tessera, "ms"),
           "",
