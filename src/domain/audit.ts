@@ -157,9 +157,9 @@ export function compareAuditIds(a: string, b: string): number {
  * older than the risk window, and each collection capped (RISK_CAPS) so one subject's state stays small.
  */
 export interface RiskObservations {
-  /** IP address (its riskKey) -> last seen. */
+  /** IP address (its riskTag) -> last seen. */
   ips: Record<string, number>;
-  /** Device id (its riskKey) -> last seen. */
+  /** Device id (its riskTag) -> last seen. */
   devices: Record<string, number>;
   /** Instants of refreshes. */
   refreshes: number[];
@@ -223,7 +223,7 @@ const SIGNAL_COUNTS: Partial<Record<AuditType, RiskSignal["count"] | null>> = {
  * How an IP address or device id is kept in the risk observations: only told apart from the others, so 48 bits of
  * its digest (8 characters) do, whatever its length (a device id is often a 36-character UUID); "" stays "".
  */
-export function riskKey(value: string): string {
+export function riskTag(value: string): string {
   return value === "" ? "" : digest(value).slice(0, 8);
 }
 
@@ -231,7 +231,7 @@ export function riskKey(value: string): string {
 export function riskSignal(e: AuditEvent): RiskSignal | null {
   const count = SIGNAL_COUNTS[e.type];
   if (count === undefined || e.subject === "") return null;
-  return { subject: e.subject, at: e.at, ip: riskKey(e.ip), deviceId: riskKey(e.deviceId), ...(count ? { count } : {}) };
+  return { subject: e.subject, at: e.at, ip: riskTag(e.ip), deviceId: riskTag(e.deviceId), ...(count ? { count } : {}) };
 }
 
 /** The risk signals of a batch of events, by subject, each subject's in event order. */

@@ -11,7 +11,7 @@ import {
   RISK_CAPS,
   compareAuditIds as byId,
   mergeRisk,
-  riskKey,
+  riskTag,
   riskSignal,
   type AuditBounds,
   type AuditEvent,
@@ -200,8 +200,8 @@ export function auditContract(storeOf: () => Store): void {
       const alice = mergeRisk(null, signals(batch.slice(0, 4)), T0 + 10, WINDOW);
       const bob = mergeRisk(null, signals(batch.slice(4, 5)), T0 + 10, WINDOW);
       expect(alice).toEqual({
-        ips: { [riskKey("198.51.100.1")]: T0, [riskKey("198.51.100.2")]: T0 + 1, [riskKey("203.0.113.9")]: T0 + 2 },
-        devices: { [riskKey("phone")]: T0 + 1, [riskKey("laptop")]: T0 + 2 },
+        ips: { [riskTag("198.51.100.1")]: T0, [riskTag("198.51.100.2")]: T0 + 1, [riskTag("203.0.113.9")]: T0 + 2 },
+        devices: { [riskTag("phone")]: T0 + 1, [riskTag("laptop")]: T0 + 2 },
         refreshes: [T0 + 1],
         reuses: [T0 + 2],
         revokedPresented: [T0 + 3],
@@ -226,8 +226,8 @@ export function auditContract(storeOf: () => Store): void {
       await storeOf().appendAudit([event(T0 + 1, { ip: "198.51.100.2", type: "token_refreshed" })], bounds(T0 + 1));
       const [after] = await storeOf().appendAudit([event(T0 + WINDOW, { ip: "198.51.100.3" })], bounds(T0 + WINDOW));
       expect(after!.risk).toEqual({
-        ips: { [riskKey("198.51.100.2")]: T0 + 1, [riskKey("198.51.100.3")]: T0 + WINDOW },
-        devices: { [riskKey("device-1")]: T0 + WINDOW },
+        ips: { [riskTag("198.51.100.2")]: T0 + 1, [riskTag("198.51.100.3")]: T0 + WINDOW },
+        devices: { [riskTag("device-1")]: T0 + WINDOW },
         refreshes: [T0 + 1],
         reuses: [],
         revokedPresented: [],
@@ -242,8 +242,8 @@ export function auditContract(storeOf: () => Store): void {
       const [r] = await storeOf().appendAudit(many, bounds(T0 + 100));
       expect(Object.keys(r!.risk.ips)).toHaveLength(RISK_CAPS.keys);
       expect(Object.keys(r!.risk.devices)).toHaveLength(RISK_CAPS.keys);
-      expect(r!.risk.ips[riskKey("198.51.100.99")]).toBe(T0 + 99);
-      expect(r!.risk.ips[riskKey("198.51.100.67")]).toBeUndefined();
+      expect(r!.risk.ips[riskTag("198.51.100.99")]).toBe(T0 + 99);
+      expect(r!.risk.ips[riskTag("198.51.100.67")]).toBeUndefined();
       expect(r!.risk.refreshes).toEqual(Array.from({ length: RISK_CAPS.instants }, (_, i) => T0 + 36 + i));
       expect(r!.risk).toEqual(mergeRisk(null, signals(many), T0 + 100, WINDOW));
     });

@@ -13,7 +13,7 @@ import {
   nextAuditId,
   riskFacts,
   riskScore,
-  riskKey,
+  riskTag,
   riskSignal,
   shouldAlert,
   type AuditEvent,
@@ -94,7 +94,7 @@ describe("riskScore", () => {
 
 describe("riskSignal", () => {
   it("Issue and Refresh carry the IP and device; Refresh, reuse and revoked presentations also count", () => {
-    expect(riskSignal(event())).toEqual({ subject: "alice", at: T0, ip: riskKey("198.51.100.1"), deviceId: riskKey("d1") });
+    expect(riskSignal(event())).toEqual({ subject: "alice", at: T0, ip: riskTag("198.51.100.1"), deviceId: riskTag("d1") });
     expect(riskSignal(event({ ip: "", deviceId: "" }))).toMatchObject({ ip: "", deviceId: "" });
     expect(riskSignal(event({ type: "token_refreshed" }))?.count).toBe("refresh");
     expect(riskSignal(event({ type: "refresh_reuse_detected" }))?.count).toBe("reuse");
