@@ -35,10 +35,8 @@ export interface Report {
    */
   ceilings: {
     connect: Measured;
-    /** The connect-node no-op's last short pass, after Tessera's throughput scenarios. */
-    connectAfter: Measured;
-    /** req/s of every connect-node no-op pass, the first (full) one and the short ones between Tessera's scenarios. */
-    brackets: number[];
+    /** Every connect-node no-op pass in order: `connect` first, then the short ones after each Tessera scenario. */
+    brackets: Measured[];
     grpcjs: Measured;
     connectOtherClient: Measured;
     noopHalfRate: Measured;
@@ -73,7 +71,7 @@ const perCall = (calls: Record<string, number>) =>
 /** The connect-node ceiling a scenario's ratio uses: the no-op passes around it, else the mean of all of them. */
 export function ceilingFor(r: Report, m?: Measured): number {
   const all = r.ceilings.brackets;
-  return m?.ceilingRps ?? all.reduce((sum, x) => sum + x, 0) / all.length;
+  return m?.ceilingRps ?? all.reduce((sum, x) => sum + x.load.rps, 0) / all.length;
 }
 
 function tesseraRows(r: Report): Array<[string, Measured]> {
@@ -93,7 +91,7 @@ export function resultsTable(r: Report): string {
   const other = r.ceilings.connectOtherClient;
   const rows: Array<[string, Measured]> = [
     ["ceiling: connect-node no-op Introspect", connect],
-    ["ceiling: connect-node no-op Introspect, its last short pass, after Tessera's throughput scenarios", r.ceilings.connectAfter],
+    ["ceiling: connect-node no-op Introspect, its last short pass, after Tessera's throughput scenarios", r.ceilings.brackets.at(-1)!],
     ["ceiling: grpc-js no-op Introspect", grpcjs],
     [`(for comparison: connect-node no-op, generator on the ${r.load.client === "lean" ? "connect-node createGrpcTransport" : "lean"} client)`, other],
     ...tesseraRows(r).map(([n, m]): [string, Measured] => [`Tessera ${n}`, m]),
@@ -210,7 +208,7 @@ export function markdown(r: Report): string {
     "",
     `- Machine: ${m.cpu}, ${m.cores} cores, ${f(m.memGiB)} GiB; Node.js ${m.node}; Redis ${m.redis}.`,
     `- Versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
-    `- Load: ${r.load.concurrency} calls in flight (closed loop) over ${r.load.connections} HTTP/2 connections, gRPC protocol, the same generator process for every gRPC server. ${clientNote(r)} oidc-provider gets the same ${r.load.concurrency} calls in flight over ${r.load.concurrency} HTTP/1.1 keep-alive connections (undici Pool). Each scenario: ${f(r.load.warmupMs / 1000)} s warm-up, then ${f(r.load.windowMs / 1000)} s measured; each waits first (within a budget) for the machine to be quiet. This VM's speed drifts (by a quarter within one run), so each Tessera throughput scenario sits between two short passes of the connect-node no-op (${f(r.load.bracketMs / 1000)} s after a 1 s warm-up) and its \"× connect no-op\" ratio is to their mean; the no-op's passes in order measured ${r.ceilings.brackets.map((b) => f(b)).join(", ")} req/s (the first is the full ceiling row).`,
+    `- Load: ${r.load.concurrency} calls in flight (closed loop) over ${r.load.connections} HTTP/2 connections, gRPC protocol, the same generator process for every gRPC server. ${clientNote(r)} oidc-provider gets the same ${r.load.concurrency} calls in flight over ${r.load.concurrency} HTTP/1.1 keep-alive connections (undici Pool). Each scenario: ${f(r.load.warmupMs / 1000)} s warm-up, then ${f(r.load.windowMs / 1000)} s measured; each waits first (within a budget) for the machine to be quiet. This VM's speed drifts (by a quarter within one run), so each Tessera throughput scenario sits between two short passes of the connect-node no-op (${f(r.load.bracketMs / 1000)} s after a 1 s warm-up) and its \"× connect no-op\" ratio is to their mean; the no-op's passes in order measured ${r.ceilings.brackets.map((b) => f(b.load.rps)).join(", ")} req/s (the first is the full ceiling row).`,
     `- **The load generator, the server and Redis share the same ${m.cores} cores.** Throughput is what one server process gets while a generator process competes with it for CPU; the CPU column shows the split, and "others" is CPU that other work on the machine took during the window (a figure measured while others were busy is not comparable).`,
     "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's preload hooks aside), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file: the auth interceptor runs, there is no API key to hash). The generator checks every answer: an error is a failed call or a wrong answer.",
     "",

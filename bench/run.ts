@@ -554,7 +554,6 @@ async function main(): Promise<void> {
     const refresh = await bracketed("Refresh", "refresh");
     const half = { rate: Math.round(valid.load.rps / 2), concurrency: 1024 };
     const halfRate = await run("Introspect valid at 50 %", "introspect-valid", half);
-    const connectAfter = brackets.at(-1)!;
     const noopHalfRate = await measure("connect-node no-op at the same fixed rate", noop, spec(noop, "noop", half));
     await noop.child.stop();
     const grpcjsHalfRate = await measure("grpc-js no-op at the same fixed rate", grpcjsServer, spec(grpcjsServer, "noop", half));
@@ -578,7 +577,7 @@ async function main(): Promise<void> {
       startedAt,
       durationS: (performance.now() - t0) / 1000,
       load: LOAD,
-      ceilings: { connect, connectAfter, brackets: brackets.map((b) => b.load.rps), grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
+      ceilings: { connect, brackets, grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
       tessera: { valid, mix, halfRate, issue, refresh },
       peer,
       roundTrips: trips,

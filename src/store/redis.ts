@@ -31,19 +31,19 @@ import {
   type StoredAuditEvent,
 } from "../domain/audit.js";
 import { sessionTag, subjectTag } from "../domain/ids.js";
-import type {
-  ClientInfo,
-  IssuedPair,
-  RevocationEvent,
-  RevocationKind,
-  RotateInput,
-  RotateResult,
-  SessionRecord,
-  Store,
-  StoredKey,
-  TokenState,
+import {
+  assertSessionIdOf,
+  type ClientInfo,
+  type IssuedPair,
+  type RevocationEvent,
+  type RevocationKind,
+  type RotateInput,
+  type RotateResult,
+  type SessionRecord,
+  type Store,
+  type StoredKey,
+  type TokenState,
 } from "../domain/store.js";
-import { assertSessionIdOf } from "../domain/store.js";
 import { AUDIT_FIELDS, SCRIPTS, type ScriptName, type SessionTuple } from "./redis-scripts.js";
 
 const FEED_MAXLEN = "100000";
@@ -113,14 +113,15 @@ export class RedisStore implements Store {
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }> {
     assertSessionIdOf(s);
+    const base = this.sessionBase(s.id)!; // = base(s.subject), by the assertion, without digesting it again
     return this.guard(async () => {
       const c = s.client;
       const args = [
-        this.base(s.subject), opts.now, opts.maxSessions, opts.retentionMs, s.id,
+        base, opts.now, opts.maxSessions, opts.retentionMs, s.id,
         s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
         JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
       ];
-      const evicted = (await this.script("createSession", [this.idxKey(s.subject)], args)) as string[];
+      const evicted = (await this.script("createSession", [`${base}idx`], args)) as string[];
       const reason = "evicted: session limit";
       const subject = s.subject;
       await this.publish(evicted.map((target) => ({ kind: "session", subject, target, at: opts.now, reason })));
