@@ -2,13 +2,13 @@
  * Composition root: config -> store -> keys -> authority -> routes -> listener. The only module that knows every
  * piece. Returns { listen, close } plus the parts tests want to reach.
  */
+import { setMaxListeners } from "node:events";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { callerAuth, peerIdentityKey } from "./api/auth.js";
-import { InFlight, honourSignal, rpcMetrics } from "./api/interceptors.js";
-import { interceptorsFor } from "./api/pipeline.js";
+import { Pipeline, connectInterceptor } from "./api/pipeline.js";
 import { Limits } from "./api/rate-limit.js";
-import { routes } from "./api/routes.js";
+import { routes, services, unaryMethods } from "./api/routes.js";
 import type { Redis } from "ioredis";
 import type { Config } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
@@ -20,9 +20,11 @@ import { TokenCodec } from "./domain/tokens.js";
 import { auditSinks } from "./observability/audit-log.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { Metrics, instrumentStore } from "./observability/metrics.js";
+import { capDeadline, streamDispatcher } from "./server/dispatch.js";
+import { grpcUnaryHandler } from "./server/grpc-unary.js";
 import { httpRoutes } from "./server/http-routes.js";
 import { Listener } from "./server/listener.js";
-import { peerIdentity } from "./server/peer.js";
+import { peerIdentity, socketIdentity } from "./server/peer.js";
 import { Readiness } from "./server/readiness.js";
 import { standardRoutes } from "./server/standard-routes.js";
 import { MemoryStore } from "./store/memory.js";
@@ -125,31 +127,60 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       up ? logger.info({ store: "up" }, "store reachable again: serving") : logger.warn({ err }, "store unreachable: not serving"),
   });
   readiness.start();
-  const inFlight = new InFlight();
+  const pipeline = new Pipeline({
+    logger,
+    authorize: callerAuth(config.callers ? { callers: config.callers } : { open: true }, audit),
+    admitCaller: limits.admitCaller,
+    metrics,
+    maxTimeoutMs: config.maxTimeoutMs,
+  });
+  const api = services({
+    authority,
+    keys,
+    maxTokenLength: config.maxTokenLength,
+    onIntrospect: (result) => metrics.introspections.inc({ result }),
+    limits,
+    audit,
+  });
   const shutdown = new AbortController();
-  const handler = connectNodeAdapter({
+  setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
+  let streamingRequestPaths = new Set<string>();
+  const connectHandler = connectNodeAdapter({
     routes: (router) => {
-      routes({
-        authority,
-        keys,
-        maxTokenLength: config.maxTokenLength,
-        onIntrospect: (result) => metrics.introspections.inc({ result }),
-        limits,
-        audit,
-      })(router);
+      routes(api)(router);
       standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
+      streamingRequestPaths = new Set(
+        router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
+      );
     },
-    interceptors: interceptorsFor({
-      logger,
-      auth: callerAuth(config.callers ? { callers: config.callers } : { open: true }, audit),
-      inner: [inFlight.interceptor, rpcMetrics(metrics), honourSignal(config.maxTimeoutMs), limits.interceptor],
-    }),
+    interceptors: [connectInterceptor(pipeline)],
     contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
+    acceptCompression: [compressionGzip],
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
     fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics }),
   });
-  const listener = new Listener({ host: config.listen.host, port: config.listen.port, handler, tls: config.tls });
+  const lean = config.grpcFastPath
+    ? grpcUnaryHandler({
+        methods: unaryMethods(api),
+        pipeline,
+        maxRequestBytes: config.maxRequestBytes,
+        maxTimeoutMs: config.maxTimeoutMs,
+        readTimeoutMs: config.readTimeoutMs,
+        contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
+      })
+    : undefined;
+  const listener = new Listener({
+    host: config.listen.host,
+    port: config.listen.port,
+    tls: config.tls,
+    readTimeoutMs: config.readTimeoutMs,
+    stream: streamDispatcher({ lean, readTimeoutMs: config.readTimeoutMs, maxTimeoutMs: config.maxTimeoutMs, streamingRequestPaths }),
+    handler: (req, res) => {
+      capDeadline(req.headers, config.maxTimeoutMs); // HTTP/1.1 (HTTP/2 streams were capped by the dispatcher)
+      connectHandler(req as never, res as never);
+    },
+  });
 
   return {
     authority,
@@ -168,12 +199,14 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       readiness.beginShutdown();
       readiness.stop();
       clearInterval(keyReload);
-      inFlight.close();
+      pipeline.close();
       listener.drain();
-      if (!(await settles(inFlight.idle(), config.shutdownGraceMs))) {
-        logger.warn({ inFlight: inFlight.size }, "shutdown grace period over: cancelling calls in flight");
-        shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
-        await settles(inFlight.idle(), 1_000);
+      if (!(await settles(pipeline.idle(), config.shutdownGraceMs))) {
+        logger.warn({ inFlight: pipeline.inFlight }, "shutdown grace period over: cancelling calls in flight");
+        const err = new ConnectError("server is shutting down", Code.Unavailable);
+        pipeline.cancelAll(err);
+        shutdown.abort(err);
+        await settles(pipeline.idle(), 1_000);
       }
       await settles(listener.closed(), 2_000); // let the last responses reach their callers
       listener.destroy();

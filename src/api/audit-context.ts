@@ -3,11 +3,12 @@
  * make to audit a refused request. The domain never sees Connect types: handlers and interceptors build the context
  * here and pass it on as a plain value.
  */
-import type { ContextValues, StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import type { ContextValues } from "@connectrpc/connect";
 import type { AuditContext, AuditType } from "../domain/audit.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import type { ClientInfo } from "../domain/store.js";
-import { callerKey, requestIdKey } from "./context.js";
+import { callerKey, requestIdKey, type Caller } from "./context.js";
+import type { Call } from "./pipeline.js";
 import * as v from "./validate.js";
 
 /** The end-user client fields a request may carry (tessera.v1.ClientInfo), validated. */
@@ -25,16 +26,16 @@ export function auditContext(values: ContextValues, client?: ClientFields): Audi
 }
 
 /**
- * The audit context of a request as an interceptor sees it, before the handler validated it. The request's own
- * fields (subject, client) are used only once a caller is identified, and only if they pass the edge validation:
- * what an unauthenticated party sends, or anything malformed, never reaches the audit trail.
+ * The audit context of a call as the pipeline sees it, before the handler validated it. The request's own fields
+ * (subject, client) are used only once a caller is identified, and only if they pass the edge validation: what an
+ * unauthenticated party sends, or anything malformed, never reaches the audit trail.
  */
-export function requestAuditContext(req: UnaryRequest | StreamRequest): { context: AuditContext; subject: string } {
-  const caller = req.contextValues.get(callerKey);
-  const message = caller && !req.stream ? (req.message as { client?: unknown; subject?: unknown }) : undefined;
+export function requestAuditContext(call: Call, caller: Caller | undefined): { context: AuditContext; subject: string } {
+  const message = caller ? (call.message as { client?: unknown; subject?: unknown } | undefined) : undefined;
   const subject = valid(() => v.subject("subject", message?.subject as string)) ?? "";
   const client = message?.client ? valid(() => v.client("client", message.client as ClientInfo)) : undefined;
-  return { context: auditContext(req.contextValues, client), subject };
+  const context = auditContext(call.values, client);
+  return { context: caller ? { ...context, caller: caller.name } : context, subject };
 }
 
 /** The validator's answer, or undefined if it refuses the value. */
@@ -47,16 +48,17 @@ function valid<T>(check: () => T): T | undefined {
 }
 
 /**
- * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts). `detail` says
- * why (rpc and reason are added); never put a token or key in it.
+ * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts). `caller`: who
+ * was identified, if anyone. `detail` says why (rpc and reason are added); never put a token or key in it.
  */
 export function auditRefusal(
   audit: AuditSink | undefined,
-  req: UnaryRequest | StreamRequest,
+  call: Call,
+  caller: Caller | undefined,
   type: Extract<AuditType, "caller_denied" | "rate_limited">,
   detail: Record<string, string | number | boolean> = {},
 ): void {
   if (!audit) return;
-  const { context, subject } = requestAuditContext(req);
-  audit.record({ type, context, subject, detail: { rpc: `${req.service.name}.${req.method.name}`, ...detail } });
+  const { context, subject } = requestAuditContext(call, caller);
+  audit.record({ type, context, subject, detail: { rpc: `${call.method.parent.name}.${call.method.name}`, ...detail } });
 }

@@ -4,11 +4,12 @@
  * from the table below is PERMISSION_DENIED for everyone. Health and reflection are open to all.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import { auditRefusal } from "./audit-context.js";
 import { callerKey, PERMISSIONS, type Caller, type Permission } from "./context.js";
+import type { Authorize } from "./pipeline.js";
 
 /** The permission each RPC needs, by service type name and method name. */
 export const METHOD_PERMISSIONS: ReadonlyMap<string, ReadonlyMap<string, Permission>> = new Map([
@@ -60,28 +61,32 @@ const OPEN_CALLER: Caller = Object.freeze({ name: ANONYMOUS, via: "open", permis
 const MAX_KEY_LENGTH = 4096;
 const BEARER = /^Bearer +(\S+) *$/i;
 
-/** `audit`: where refusals go, as caller_denied events (the API key never does). */
-export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Interceptor {
+/**
+ * The pipeline's authorization step: the caller of a call (undefined for the open services), or UNAUTHENTICATED /
+ * PERMISSION_DENIED. `audit`: where refusals go, as caller_denied events (the API key never does).
+ */
+export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authorize {
   const identify = "open" in opts ? () => OPEN_CALLER : identifier(opts.callers);
-  return (next) => async (req) => {
-    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
+  return (call) => {
+    const service = call.method.parent;
+    if (OPEN_SERVICES.has(service.typeName)) return undefined;
     let caller: Caller;
     try {
-      caller = identify(req.header.get("authorization"), req.contextValues.get(peerIdentityKey));
+      caller = identify(call.header.get("authorization"), call.values.get(peerIdentityKey));
     } catch (err) {
       const reason = err instanceof ConnectError ? err.rawMessage : "invalid credentials";
-      auditRefusal(audit, req, "caller_denied", { code: "unauthenticated", reason });
+      auditRefusal(audit, call, undefined, "caller_denied", { code: "unauthenticated", reason });
       throw err;
     }
-    req.contextValues.set(callerKey, caller);
-    const permission = METHOD_PERMISSIONS.get(req.service.typeName)?.get(req.method.name);
+    call.values.set(callerKey, caller); // the log line names the caller, refused or not
+    const permission = METHOD_PERMISSIONS.get(service.typeName)?.get(call.method.name);
     if (permission === undefined || !caller.permissions.has(permission)) {
-      const rpc = `${req.service.name}.${req.method.name}`;
+      const rpc = `${service.name}.${call.method.name}`;
       const why = permission === undefined ? `${rpc} is in no permission (deny by default)` : `${rpc} needs "${permission}"`;
-      auditRefusal(audit, req, "caller_denied", { code: "permission_denied", permission: permission ?? "" });
+      auditRefusal(audit, call, caller, "caller_denied", { code: "permission_denied", permission: permission ?? "" });
       throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined, new Error(why));
     }
-    return next(req);
+    return caller;
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Rate limits and refresh lockout (rate-limiter-flexible, fixed windows):
  *
- * - per caller and method, for every call of Tessera's own services (`interceptor`);
+ * - per caller and method, for every call of Tessera's own services (`admitCaller`, a step of the call pipeline);
  * - per subject for Issue and for Refresh (each counted apart), per client IP for Issue (`issue`, `refresh`);
  * - lockout: repeated failed refreshes of one session (or of one subject, across its sessions) lock it out of Refresh
  *   for a while (`refresh`). Only failures after the refresh token's signature checked out count, so a forged token
@@ -13,14 +13,13 @@
  * "insurance" limiter: it would let every process admit the full limit on its own and forget every lockout while
  * Redis is away. Limiter keys never hold a token or an API key: caller names, hashed subjects, IPs and session ids.
  */
-import type { Interceptor } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { RateLimit, RefreshLockout } from "../config/config.js";
 import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
 import { digest } from "../domain/ids.js";
-import { callerKey } from "./context.js";
 import { rateLimited } from "./errors.js";
+import type { AdmitCaller } from "./pipeline.js";
 
 /** Which limit refused a call. */
 export type LimitKind = "caller" | "subject" | "ip" | "session_lockout" | "subject_lockout";
@@ -79,8 +78,8 @@ interface Counter {
 }
 
 export class Limits implements RequestLimits {
-  /** Per caller and method; put it inside caller authentication (it needs the caller). */
-  readonly interceptor: Interceptor;
+  /** Per caller and method: the pipeline's step after caller authentication; undefined when unlimited. */
+  readonly admitCaller: AdmitCaller | undefined;
   private readonly subjectLimiter: RateLimiterAbstract | undefined;
   private readonly ipLimiter: RateLimiterAbstract | undefined;
   private readonly sessionFailures: Counter | undefined;
@@ -115,18 +114,12 @@ export class Limits implements RequestLimits {
     this.lockSeconds = (lockout?.lockMs ?? 0) / 1000;
 
     const callerLimiter = limiter("caller", deps.caller);
-    this.interceptor =
-      callerLimiter === undefined
-        ? (next) => next
-        : (next) => async (req) => {
-            const caller = req.contextValues.get(callerKey);
-            // Health and reflection have no caller; they are not limited.
-            if (caller !== undefined) {
-              const rpc = `${req.service.typeName}/${req.method.name}`;
-              await this.take(callerLimiter, `${caller.name}:${rpc}`, "caller", `${caller.name}/${rpc}`);
-            }
-            return next(req);
-          };
+    this.admitCaller =
+      callerLimiter &&
+      (async (caller, call) => {
+        const rpc = `${call.method.parent.typeName}/${call.method.name}`;
+        await this.take(callerLimiter, `${caller.name}:${rpc}`, "caller", `${caller.name}/${rpc}`);
+      });
   }
 
   async issue(subject: string, ip: string): Promise<void> {

@@ -1,5 +1,6 @@
-/** Every Connect route of Tessera, in one function module. */
-import type { ConnectRouter } from "@connectrpc/connect";
+/** Every service of Tessera's API with its implementation, in one module: connect-node and the lean path serve these. */
+import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
@@ -25,11 +26,55 @@ export interface RouteDeps {
   audit?: Audit;
 }
 
-export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
-  return (router) => {
-    router.service(TokenService, tokenService(deps));
-    router.service(SessionService, sessionService(deps));
-    router.service(KeyService, keyService(deps));
-    if (deps.audit) router.service(AuditService, auditService({ audit: deps.audit }));
+/** One service and its implementation. */
+export interface ServiceEntry {
+  readonly service: DescService;
+  register(router: ConnectRouter): void;
+  /** The implementation of one of its methods, by the method's local name. */
+  method(localName: string): ((req: unknown, ctx: HandlerContext) => Promise<unknown>) | undefined;
+}
+
+function entry<T extends DescService>(service: T, impl: ServiceImpl<T>): ServiceEntry {
+  const methods = impl as unknown as Record<string, (req: unknown, ctx: HandlerContext) => Promise<unknown>>;
+  return {
+    service,
+    register: (router) => void router.service(service, impl),
+    method: (localName) => methods[localName]?.bind(impl),
   };
+}
+
+export function services(deps: RouteDeps): ServiceEntry[] {
+  return [
+    entry(TokenService, tokenService(deps)),
+    entry(SessionService, sessionService(deps)),
+    entry(KeyService, keyService(deps)),
+    ...(deps.audit ? [entry(AuditService, auditService({ audit: deps.audit }))] : []),
+  ];
+}
+
+/** Registers the services on a connect router. */
+export function routes(deps: RouteDeps | readonly ServiceEntry[]): (router: ConnectRouter) => void {
+  const list = Array.isArray(deps) ? (deps as readonly ServiceEntry[]) : services(deps as RouteDeps);
+  return (router) => {
+    for (const s of list) s.register(router);
+  };
+}
+
+/** A unary method of the API and its implementation. */
+export interface UnaryMethod {
+  readonly method: DescMethodUnary;
+  readonly impl: (req: unknown, ctx: HandlerContext) => Promise<unknown>;
+}
+
+/** Every unary method of the services by its gRPC path (`/tessera.v1.TokenService/Introspect`). */
+export function unaryMethods(list: readonly ServiceEntry[]): Map<string, UnaryMethod> {
+  const byPath = new Map<string, UnaryMethod>();
+  for (const s of list) {
+    for (const method of s.service.methods) {
+      const impl = s.method(method.localName);
+      if (method.methodKind !== "unary" || impl === undefined) continue;
+      byPath.set(`/${s.service.typeName}/${method.name}`, { method: method as DescMethodUnary, impl });
+    }
+  }
+  return byPath;
 }

@@ -40,6 +40,10 @@ export interface Config {
   verifyCacheSize: number;
   /** Longest deadline honoured; a caller asking for more (or for none) gets this. */
   maxTimeoutMs: number;
+  /** Longest time from a request's headers to its complete body, on every path and protocol. */
+  readTimeoutMs: number;
+  /** Unary gRPC calls to Tessera's own methods take the lean path (TESSERA_GRPC_FAST_PATH); false: all connect-node. */
+  grpcFastPath: boolean;
   /** On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with UNAVAILABLE. */
   shutdownGraceMs: number;
   /** Who may call what (TESSERA_CALLERS_FILE). Unset: open mode (loopback, or TESSERA_ALLOW_UNAUTHENTICATED). */
@@ -101,6 +105,8 @@ export const DEFAULTS = {
   TESSERA_MAX_TOKEN_LENGTH: "8192",
   TESSERA_VERIFY_CACHE_SIZE: "10000",
   TESSERA_MAX_TIMEOUT: "30s",
+  TESSERA_READ_TIMEOUT: "10s",
+  TESSERA_GRPC_FAST_PATH: "true",
   TESSERA_SHUTDOWN_GRACE: "10s",
   TESSERA_ALLOW_UNAUTHENTICATED: "false",
   TESSERA_AUDIT_MAX_EVENTS: "100000",
@@ -152,6 +158,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const ms = duration(key, 1000);
     if (ms % 1000 !== 0) throw new ConfigError(key, `"${get(key)}" is not a whole number of seconds`);
     return ms;
+  };
+  const boolean = (key: keyof typeof DEFAULTS): boolean => {
+    const raw = get(key).toLowerCase();
+    if (raw === "true" || raw === "1") return true;
+    if (raw === "false" || raw === "0") return false;
+    throw new ConfigError(key, `"${get(key)}" is not true or false`);
   };
   const rate = (key: keyof typeof DEFAULTS): RateLimit | undefined => {
     const raw = get(key);
@@ -238,6 +250,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxTokenLength: integer("TESSERA_MAX_TOKEN_LENGTH", 256, 65_536),
     verifyCacheSize: integer("TESSERA_VERIFY_CACHE_SIZE", 0, 1_000_000),
     maxTimeoutMs: duration("TESSERA_MAX_TIMEOUT", 100),
+    readTimeoutMs: duration("TESSERA_READ_TIMEOUT", 100),
+    grpcFastPath: boolean("TESSERA_GRPC_FAST_PATH"),
     shutdownGraceMs: duration("TESSERA_SHUTDOWN_GRACE", 0),
     ...access,
     tls,

@@ -8,6 +8,8 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { interceptStreams } from "./dispatch.js";
+import type { StreamHandler } from "./grpc-unary.js";
 
 /** The request handler shape connect-node produces and accepts as a fallback (http or http2). */
 export type RequestHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -16,6 +18,10 @@ export interface ListenerOptions {
   host: string;
   port: number;
   handler: RequestHandler;
+  /** Sees every HTTP/2 stream first (src/server/dispatch.ts); true: it took the stream, `handler` never sees it. */
+  stream?: StreamHandler | undefined;
+  /** HTTP/1.1: the longest time from a request's first byte to its complete body (node's requestTimeout). */
+  readTimeoutMs?: number | undefined;
   /** HTTP/2 settings: at most this many concurrent streams per connection. */
   maxConcurrentStreams?: number;
   /** Connections with no traffic for this long are closed. */
@@ -48,6 +54,7 @@ export class Listener {
       s.once("close", () => this.sessions.delete(s));
     };
     this.h2.on("session", track);
+    if (opts.stream) interceptStreams(this.h2, opts.stream);
     if (opts.tls) {
       this.secure = http2.createSecureServer(
         {
@@ -69,10 +76,14 @@ export class Listener {
         },
       );
       this.secure.on("session", track);
-      Object.assign(this.secure, { keepAliveTimeout: 5_000 }); // read by node's HTTP/1.1 code path (allowHTTP1)
+      if (opts.stream) interceptStreams(this.secure, opts.stream);
+      // Read by node's HTTP/1.1 code path (allowHTTP1).
+      Object.assign(this.secure, { keepAliveTimeout: 5_000, requestTimeout: opts.readTimeoutMs ?? 30_000 });
     }
     const h1Handler = opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void;
-    this.h1 = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
+    const h1Options = { requestTimeout: readTimeoutMs, headersTimeout: Math.min(10_000, readTimeoutMs) };
+    this.h1 = http.createServer(h1Options, (req, res) => {
       // While draining, HTTP/1.1 keep-alive connections close after their current response.
       if (this.draining) res.shouldKeepAlive = false;
       h1Handler(req, res);

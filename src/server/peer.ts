@@ -15,9 +15,22 @@ export interface CertificateNames {
 }
 
 export function peerIdentity(req: IncomingMessage | Http2ServerRequest): MtlsIdentity | undefined {
-  const socket = ("stream" in req ? req.stream.session?.socket : req.socket) as Partial<TLSSocket> | undefined;
-  if (socket?.authorized !== true || typeof socket.getPeerCertificate !== "function") return undefined;
-  return certificateIdentity(socket.getPeerCertificate());
+  return socketIdentity("stream" in req ? req.stream.session?.socket : req.socket);
+}
+
+/** Identities by connection: a certificate is read once per connection, not once per call. */
+const identities = new WeakMap<object, MtlsIdentity | null>();
+
+/** The verified client certificate identity of a connection's socket (undefined without TLS or a valid one). */
+export function socketIdentity(socket: unknown): MtlsIdentity | undefined {
+  const tls = socket as Partial<TLSSocket> | undefined;
+  if (tls?.authorized !== true || typeof tls.getPeerCertificate !== "function") return undefined;
+  let id = identities.get(tls);
+  if (id === undefined) {
+    id = certificateIdentity(tls.getPeerCertificate()) ?? null;
+    identities.set(tls, id);
+  }
+  return id ?? undefined;
 }
 
 /**

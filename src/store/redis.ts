@@ -53,6 +53,9 @@ const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
 export function createRedisClient(url: string, opts: { commandTimeoutMs: number }): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    // Commands made in the same tick go out in one write (measured: one write syscall per command cost a fifth of
+    // Introspect's CPU).
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     commandTimeout: opts.commandTimeoutMs,

@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createContextValues, type UnaryRequest } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import type { Call } from "../../src/api/pipeline.js";
 import { callerAuth, matchApiKey, METHOD_PERMISSIONS, type ApiKeyEntry } from "../../src/api/auth.js";
-import { callerKey, PERMISSIONS } from "../../src/api/context.js";
+import { PERMISSIONS } from "../../src/api/context.js";
 import { parseCallers } from "../../src/config/callers.js";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 import { certificateIdentity, peerIdentity, subjectAltNames } from "../../src/server/peer.js";
@@ -205,15 +206,15 @@ describe("client certificate identity", () => {
 describe("callerAuth", () => {
   /** Runs the interceptor on a bare request for service/method; resolves with the caller name or the error code. */
   async function outcome(auth: ReturnType<typeof callerAuth>, service: string, method: string, authorization?: string) {
-    const req = {
-      service: { typeName: service, name: service.split(".").at(-1) },
-      method: { name: method },
+    const call = {
+      method: { name: method, parent: { typeName: service, name: service.split(".").at(-1) } },
       header: new Headers(authorization ? { authorization } : {}),
-      contextValues: createContextValues(),
-    } as unknown as UnaryRequest;
+      values: createContextValues(),
+      message: undefined,
+      signal: new AbortController().signal,
+    } as unknown as Call;
     try {
-      await auth(async () => ({}) as never)(req);
-      return req.contextValues.get(callerKey)?.name ?? "(no caller)";
+      return auth(call)?.name ?? "(no caller)";
     } catch (err) {
       return Code[ConnectError.from(err).code];
     }

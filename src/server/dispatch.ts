@@ -1,0 +1,91 @@
+/**
+ * Per-stream dispatch on one port. Every HTTP/2 stream is looked at once, by its headers, before node's
+ * request/response compatibility layer sees it: a unary gRPC call to one of Tessera's own unary methods goes to the
+ * lean path (src/server/grpc-unary.ts); anything else continues to connect-node (Connect protocol, gRPC-Web,
+ * streaming, health, reflection) and to the plain HTTP routes, with two guards that hold on every path and protocol:
+ *
+ * - the request must be complete within TESSERA_READ_TIMEOUT of its headers (TESSERA_MAX_TIMEOUT for methods that
+ *   stream requests, such as reflection), so a stalled or trickling body cannot hold a stream; HTTP/1.1 has the
+ *   same bound through node's requestTimeout (src/server/listener.ts);
+ * - a deadline header beyond TESSERA_MAX_TIMEOUT (`grpc-timeout`, `connect-timeout-ms`) is dropped, so the server's
+ *   cap applies (src/api/pipeline.ts) and no deadline can overflow a timer.
+ */
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import type { StreamHandler } from "./grpc-unary.js";
+
+const { NGHTTP2_NO_ERROR } = http2.constants;
+
+export interface DispatchOptions {
+  /** The lean path; absent (TESSERA_GRPC_FAST_PATH=false): every stream goes to connect-node. */
+  lean?: StreamHandler | undefined;
+  /** TESSERA_READ_TIMEOUT. */
+  readTimeoutMs: number;
+  /** TESSERA_MAX_TIMEOUT. */
+  maxTimeoutMs: number;
+  /** Paths of methods whose request is a stream (client or bidi streaming): bounded by maxTimeoutMs instead. */
+  streamingRequestPaths: ReadonlySet<string>;
+}
+
+/** The stream handler for the listener: true if the lean path took the stream; false to hand it to connect-node. */
+export function streamDispatcher(opts: DispatchOptions): StreamHandler {
+  return (stream, headers) => {
+    if (opts.lean?.(stream, headers)) return true;
+    capDeadline(headers, opts.maxTimeoutMs);
+    const path = String(headers[":path"] ?? "");
+    boundRequestTime(stream, headers, opts.streamingRequestPaths.has(path) ? opts.maxTimeoutMs : opts.readTimeoutMs);
+    return false;
+  };
+}
+
+/**
+ * Drops a deadline header that asks for more than maxTimeoutMs (the server's cap then applies). An unparseable one
+ * stays, for connect-node to refuse with INVALID_ARGUMENT.
+ */
+export function capDeadline(headers: Record<string, string | string[] | undefined>, maxTimeoutMs: number): void {
+  const grpc = headers["grpc-timeout"];
+  if (typeof grpc === "string" && parseGrpcTimeout(grpc, maxTimeoutMs).timeoutMs! > maxTimeoutMs) delete headers["grpc-timeout"];
+  const connect = headers["connect-timeout-ms"];
+  if (typeof connect === "string" && parseConnectTimeout(connect, maxTimeoutMs).timeoutMs! > maxTimeoutMs) {
+    delete headers["connect-timeout-ms"];
+  }
+}
+
+/**
+ * Ends a stream whose request body is not complete within ms of its headers: with DEADLINE_EXCEEDED in the
+ * protocol's own form if no answer has started (gRPC and gRPC-Web: a trailers-only status; otherwise HTTP 408 with a
+ * Connect error body), then RST_STREAM. connect-node sees its request aborted and writes nothing more.
+ */
+function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ms: number): void {
+  const timer = setTimeout(() => {
+    if (stream.destroyed) return;
+    const message = `request not received within ${ms}ms`;
+    if (!stream.headersSent) {
+      const contentType = String(headers["content-type"] ?? "");
+      if (/^application\/grpc/i.test(contentType)) {
+        stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": "4", "grpc-message": message }, { endStream: true });
+      } else {
+        stream.respond({ ":status": 408, "content-type": "application/json" });
+        stream.end(JSON.stringify({ code: "deadline_exceeded", message }));
+      }
+    }
+    stream.close(NGHTTP2_NO_ERROR);
+  }, ms);
+  const clear = () => clearTimeout(timer);
+  stream.once("end", clear); // the whole request has been read
+  stream.once("close", clear);
+}
+
+/**
+ * Routes a server's HTTP/2 streams through `take` before node's compatibility layer: a stream `take` returns true
+ * for is never seen as a request. (node's Http2Server turns each 'stream' event into a 'request' event; overriding
+ * `emit` for that one event is the one place where a stream can be claimed first.)
+ */
+export function interceptStreams(server: http2.Http2Server | http2.Http2SecureServer, take: StreamHandler): void {
+  const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean;
+  server.emit = ((event: string | symbol, ...args: unknown[]) => {
+    if (event === "stream" && take(args[0] as ServerHttp2Stream, args[1] as IncomingHttpHeaders)) return true;
+    return emit(event, ...args);
+  }) as typeof server.emit;
+}

@@ -1,0 +1,322 @@
+/**
+ * The lean unary gRPC path: a unary gRPC call (`content-type: application/grpc` or `application/grpc+proto`) to one
+ * of Tessera's own unary methods is served straight on its node:http2 stream, without connect-node's per-call
+ * streaming machinery. Everything else (Connect protocol, gRPC-Web, gRPC+JSON, streaming methods, health,
+ * reflection, plain HTTP) goes to connect-node (src/server/dispatch.ts decides). Both run the same call pipeline
+ * (src/api/pipeline.ts) and the same service implementations, so they answer alike; test/e2e/paths.e2e.test.ts
+ * holds them to it.
+ *
+ * gRPC over HTTP/2 (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), as connect-node answers it:
+ * - one length-prefixed message in, at most TESSERA_MAX_REQUEST_BYTES (RESOURCE_EXHAUSTED as soon as the prefix
+ *   says more); none is UNIMPLEMENTED, two are UNIMPLEMENTED, a cut-off one INVALID_ARGUMENT, an unparseable one
+ *   INTERNAL (connect-node's codes);
+ * - `grpc-encoding: gzip` inflates within the same bound; any other encoding is UNIMPLEMENTED with
+ *   `grpc-accept-encoding`; responses are not compressed;
+ * - `grpc-timeout` in every unit; a deadline beyond TESSERA_MAX_TIMEOUT (however large) is capped to it; the time
+ *   spent receiving the request counts against it, and the request must be complete within TESSERA_READ_TIMEOUT;
+ * - a client's RST_STREAM or disconnect ends the call (CANCELLED in the log); nothing more is written;
+ * - answers: headers, one message, trailers with `grpc-status: 0`; errors trailers-only, with `grpc-status`, a
+ *   percent-encoded `grpc-message` and `grpc-status-details-bin` (google.rpc.Status with the details).
+ */
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { create, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
+import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { compressionGzip } from "@connectrpc/connect-node";
+import type { Call, CallSignal, Pipeline } from "../api/pipeline.js";
+import type { UnaryMethod } from "../api/routes.js";
+
+export interface GrpcUnaryOptions {
+  /** Tessera's unary methods by path (src/api/routes.ts unaryMethods). */
+  methods: ReadonlyMap<string, UnaryMethod>;
+  pipeline: Pipeline;
+  /** Largest request message, after decompression (TESSERA_MAX_REQUEST_BYTES). */
+  maxRequestBytes: number;
+  /** Longest deadline honoured (TESSERA_MAX_TIMEOUT). */
+  maxTimeoutMs: number;
+  /** Longest time from the request headers to the end of its body (TESSERA_READ_TIMEOUT). */
+  readTimeoutMs: number;
+  /** The per-call values the transport provides (the peer's certificate identity). */
+  contextValues: (stream: ServerHttp2Stream) => ContextValues;
+}
+
+/** Takes the stream if it is a unary gRPC call to one of `methods`; returns false (untouched) otherwise. */
+export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
+
+const CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
+const ACCEPT = [compressionGzip];
+const ACCEPT_ENCODING = ACCEPT.map((c) => c.name).join(",");
+const { NGHTTP2_NO_ERROR } = http2.constants;
+
+export function grpcUnaryHandler(opts: GrpcUnaryOptions): StreamHandler {
+  return (stream, headers) => {
+    if (headers[":method"] !== "POST") return false;
+    const target = opts.methods.get(headers[":path"] ?? "");
+    const contentType = headers["content-type"];
+    if (target === undefined || contentType === undefined || !CONTENT_TYPE.test(contentType)) return false;
+    serve(stream, headers, target, contentType, opts);
+    return true;
+  };
+}
+
+/** One call, from the stream's headers to its answer. */
+function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: UnaryMethod, contentType: string, opts: GrpcUnaryOptions): void {
+  const arrived = performance.now();
+  const signal = new StreamSignal();
+  let answered = false;
+  stream.on("error", () => {}); // a reset or a broken connection: 'close' below ends the call
+  stream.once("close", () => {
+    clearTimeout(readTimer);
+    if (!answered) signal.abort(new ConnectError("the call was cancelled by the client", Code.Canceled));
+  });
+
+  const fail = (err: ConnectError) => {
+    clearTimeout(readTimer);
+    if (answered) return;
+    answered = true;
+    respondError(stream, err, contentType);
+  };
+
+  // The deadline: the caller's, unless it is past the server's cap, which then applies instead (in the pipeline).
+  const timeout = parseTimeout(header(headers, "grpc-timeout"), opts.maxTimeoutMs);
+  if (timeout.error !== undefined && timeout.timeoutMs === undefined) return fail(timeout.error);
+  const callerMs = timeout.error === undefined ? timeout.timeoutMs : undefined;
+  const compression = compressionNegotiate(ACCEPT, header(headers, "grpc-encoding"), null, "grpc-accept-encoding");
+  if (compression.error !== undefined) return fail(compression.error);
+
+  // The request must be complete within the read timeout and the caller's deadline, whichever is first.
+  const readMs = Math.min(opts.readTimeoutMs, callerMs ?? Infinity);
+  const readTimer = setTimeout(
+    () =>
+      fail(
+        readMs === callerMs
+          ? new ConnectError("the operation timed out", Code.DeadlineExceeded)
+          : new ConnectError(`request not received within ${opts.readTimeoutMs}ms`, Code.DeadlineExceeded),
+      ),
+    readMs,
+  );
+
+  const body = new Envelope(opts.maxRequestBytes);
+  stream.on("data", (chunk: Buffer) => {
+    if (answered) return;
+    const err = body.add(chunk);
+    if (err !== undefined) fail(err);
+  });
+  stream.once("end", () => {
+    clearTimeout(readTimer);
+    if (answered) return;
+    const done = body.finish();
+    if (done instanceof ConnectError) return fail(done);
+    void decode(done, compression.request, target, opts.maxRequestBytes).then((message) => {
+      if (message instanceof ConnectError) return fail(message);
+      if (answered) return;
+      const left = callerMs === undefined ? undefined : Math.max(1, callerMs - (performance.now() - arrived));
+      const values = opts.contextValues(stream);
+      const call: Call = { method: target.method, header: new NodeHeaders(headers), values, message, signal, timeoutMs: left };
+      opts.pipeline
+        .run(call, async () => answer(target, await target.impl(message, new LeanContext(call, headers))))
+        .then(
+          (res) => {
+            if (answered || stream.destroyed) return;
+            answered = true;
+            respondMessage(stream, res, contentType);
+          },
+          (err: unknown) => fail(ConnectError.from(err)),
+        );
+    });
+  });
+}
+
+/** The request body: one length-prefixed message, checked against the size bound as it arrives. */
+class Envelope {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private declared = -1;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Takes a chunk; an error as soon as the body is known to be too large or to hold a second message. */
+  add(chunk: Buffer): ConnectError | undefined {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.declared < 0 && this.size >= 5) {
+      const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
+      this.declared = head.readUInt32BE(1);
+      if (this.declared > this.maxBytes) {
+        return new ConnectError(
+          `message size ${this.declared} is larger than configured readMaxBytes ${this.maxBytes}`,
+          Code.ResourceExhausted,
+        );
+      }
+    }
+    if (this.declared >= 0 && this.size >= 5 + this.declared + 5) {
+      return new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+    }
+    return undefined;
+  }
+
+  /** At the end of the body: the flags byte and the message bytes, or what is wrong. */
+  finish(): { flags: number; data: Uint8Array } | ConnectError {
+    if (this.size === 0) return new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+    if (this.declared < 0 || this.size < 5 + this.declared) {
+      return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+    }
+    if (this.size > 5 + this.declared) return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    return { flags: all[0]!, data: all.subarray(5, 5 + this.declared) };
+  }
+}
+
+/** The request message, inflated and parsed, or the error connect-node would answer. */
+async function decode(
+  env: { flags: number; data: Uint8Array },
+  compression: Compression | null,
+  target: UnaryMethod,
+  maxBytes: number,
+): Promise<unknown> {
+  let data = env.data;
+  if ((env.flags & 1) === 1) {
+    if (compression === null) {
+      return new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    }
+    try {
+      data = await compression.decompress(data, maxBytes);
+    } catch (err) {
+      return ConnectError.from(err, Code.Internal);
+    }
+  }
+  try {
+    return fromBinary(target.method.input, data);
+  } catch (err) {
+    return new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
+  }
+}
+
+/** What an implementation returned, as the method's output message. */
+function answer(target: UnaryMethod, out: unknown): Uint8Array {
+  const output = target.method.output;
+  const message = isMessage(out, output) ? out : create(output, out as never);
+  return toBinary(output, message);
+}
+
+function respondMessage(stream: ServerHttp2Stream, body: Uint8Array, contentType: string): void {
+  const frame = Buffer.allocUnsafe(5 + body.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, 5);
+  stream.respond({ ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING }, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+  stream.end(frame);
+}
+
+/** Trailers-only: the status in the one HEADERS frame, then the stream ends (and stops the request if still open). */
+function respondError(stream: ServerHttp2Stream, err: ConnectError, contentType: string): void {
+  if (stream.destroyed || stream.headersSent) return;
+  const status = setTrailerStatus(new Headers(), err);
+  const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING };
+  status.forEach((value, key) => (out[key] = value));
+  out["grpc-message"] = percentEncode(err.rawMessage);
+  stream.respond(out, { endStream: true });
+  // The request may still be arriving (too large, timed out): tell the client to stop sending.
+  if (!stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
+}
+
+/**
+ * grpc-message as the spec spells it: bytes of the UTF-8 encoding outside printable ASCII (0x20-0x7E), and "%",
+ * as %XX; everything else as it is.
+ */
+export function percentEncode(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | null {
+  const v = headers[name];
+  return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
+}
+
+/** The pipeline's view of node's header object. */
+class NodeHeaders {
+  constructor(private readonly headers: IncomingHttpHeaders) {}
+  get(name: string): string | null {
+    return header(this.headers, name);
+  }
+}
+
+/** A call's end, without an AbortController: one listener at most (the pipeline's). */
+class StreamSignal implements CallSignal {
+  aborted = false;
+  reason: unknown = undefined;
+  private listener: (() => void) | undefined;
+
+  addEventListener(_type: "abort", listener: () => void): void {
+    this.listener = listener;
+  }
+
+  removeEventListener(_type: "abort", listener: () => void): void {
+    if (this.listener === listener) this.listener = undefined;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.listener?.();
+  }
+}
+
+/**
+ * The HandlerContext the implementations get on the lean path. They read `values`; the rest is made only if read
+ * (an AbortSignal, Headers objects).
+ */
+class LeanContext implements HandlerContext {
+  readonly requestMethod = "POST";
+  readonly protocolName = "grpc";
+  private controller: AbortController | undefined;
+  private lazyHeaders: { request?: Headers; response?: Headers; trailer?: Headers } = {};
+
+  constructor(
+    private readonly call: Call,
+    private readonly headers: IncomingHttpHeaders,
+  ) {}
+
+  get method() {
+    return this.call.method;
+  }
+  get service() {
+    return this.call.method.parent;
+  }
+  get values() {
+    return this.call.values;
+  }
+  get url() {
+    return String(this.headers[":path"] ?? "");
+  }
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = new AbortController();
+      const signal = this.call.signal;
+      if (signal.aborted) controller.abort(signal.reason);
+      else signal.addEventListener("abort", () => controller.abort(signal.reason));
+      this.controller = controller;
+    }
+    return this.controller.signal;
+  }
+  readonly timeoutMs = (): number | undefined => this.call.timeoutMs;
+  get requestHeader(): Headers {
+    return (this.lazyHeaders.request ??= new Headers(
+      Object.entries(this.headers).flatMap(([k, v]) => (k.startsWith(":") || v === undefined ? [] : [[k, String(v)] as [string, string]])),
+    ));
+  }
+  get responseHeader(): Headers {
+    return (this.lazyHeaders.response ??= new Headers());
+  }
+  get responseTrailer(): Headers {
+    return (this.lazyHeaders.trailer ??= new Headers());
+  }
+}
