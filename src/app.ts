@@ -46,6 +46,8 @@ export interface App {
   readonly metrics: Metrics;
   /** The security audit trail (record, flush, list, risk). */
   readonly audit: Audit;
+  /** Calls in flight now, on every path. */
+  inFlight(): number;
 }
 
 export async function createApp(config: Readonly<Config>, opts: AppOptions = {}): Promise<App> {
@@ -145,10 +147,12 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
   let streamingRequestPaths = new Set<string>();
+  let rpcServices = new Set<string>();
   const connectHandler = connectNodeAdapter({
     routes: (router) => {
       routes(api)(router);
       standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
+      rpcServices = new Set(router.handlers.map((h) => h.service.typeName));
       streamingRequestPaths = new Set(
         router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
       );
@@ -158,7 +162,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     acceptCompression: [compressionGzip],
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
-    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics }),
+    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics, services: () => rpcServices }),
   });
   const lean = config.grpcFastPath
     ? grpcUnaryHandler({
@@ -190,6 +194,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
     readiness,
     metrics,
     audit,
+    inFlight: () => pipeline.inFlight,
     listen: () => listener.listen(),
     /**
      * Graceful shutdown: health goes NOT_SERVING, new calls are refused, connections are asked to close; calls in

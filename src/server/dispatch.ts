@@ -15,7 +15,7 @@ import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protoco
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { StreamHandler } from "./grpc-unary.js";
 
-const { NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
 export interface DispatchOptions {
   /** The lean path; absent (TESSERA_GRPC_FAST_PATH=false): every stream goes to connect-node. */
@@ -85,7 +85,15 @@ function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeader
 export function interceptStreams(server: http2.Http2Server | http2.Http2SecureServer, take: StreamHandler): void {
   const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean;
   server.emit = ((event: string | symbol, ...args: unknown[]) => {
-    if (event === "stream" && take(args[0] as ServerHttp2Stream, args[1] as IncomingHttpHeaders)) return true;
+    if (event !== "stream") return emit(event, ...args);
+    const stream = args[0] as ServerHttp2Stream;
+    try {
+      if (take(stream, args[1] as IncomingHttpHeaders)) return true;
+    } catch {
+      // A bug in a stream handler must not take the process down: the stream ends, the connection lives on.
+      if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+      return true;
+    }
     return emit(event, ...args);
   }) as typeof server.emit;
 }

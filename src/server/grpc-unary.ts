@@ -65,6 +65,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   const arrived = performance.now();
   const signal = new StreamSignal();
   let answered = false;
+  let readTimer: NodeJS.Timeout | undefined;
   stream.on("error", () => {}); // a reset or a broken connection: 'close' below ends the call
   stream.once("close", () => {
     clearTimeout(readTimer);
@@ -87,7 +88,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
 
   // The request must be complete within the read timeout and the caller's deadline, whichever is first.
   const readMs = Math.min(opts.readTimeoutMs, callerMs ?? Infinity);
-  const readTimer = setTimeout(
+  readTimer = setTimeout(
     () =>
       fail(
         readMs === callerMs
@@ -108,24 +109,27 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
     if (answered) return;
     const done = body.finish();
     if (done instanceof ConnectError) return fail(done);
-    void decode(done, compression.request, target, opts.maxRequestBytes).then((message) => {
-      if (message instanceof ConnectError) return fail(message);
-      if (answered) return;
-      const left = callerMs === undefined ? undefined : Math.max(1, callerMs - (performance.now() - arrived));
-      const values = opts.contextValues(stream);
-      const call: Call = { method: target.method, header: new NodeHeaders(headers), values, message, signal, timeoutMs: left };
-      opts.pipeline
-        .run(call, async () => answer(target, await target.impl(message, new LeanContext(call, headers))))
-        .then(
-          (res) => {
-            if (answered || stream.destroyed) return;
-            answered = true;
-            respondMessage(stream, res, contentType);
-          },
-          (err: unknown) => fail(ConnectError.from(err)),
-        );
-    });
+    run(done).catch((err: unknown) => fail(new ConnectError("internal error", Code.Internal, undefined, undefined, err)));
   });
+
+  /** Decodes the message, runs the pipeline and the implementation, writes the answer. */
+  async function run(env: { flags: number; data: Uint8Array }): Promise<void> {
+    const message = await decode(env, compression.request, target, opts.maxRequestBytes);
+    if (message instanceof ConnectError) return fail(message);
+    if (answered) return;
+    const left = callerMs === undefined ? undefined : Math.max(1, callerMs - (performance.now() - arrived));
+    const values = opts.contextValues(stream);
+    const call: Call = { method: target.method, header: new NodeHeaders(headers), values, message, signal, timeoutMs: left };
+    let res: Uint8Array;
+    try {
+      res = await opts.pipeline.run(call, async () => answer(target, await target.impl(message, new LeanContext(call, headers))));
+    } catch (err) {
+      return fail(ConnectError.from(err));
+    }
+    if (answered || stream.destroyed) return;
+    answered = true;
+    respondMessage(stream, res, contentType);
+  }
 }
 
 /** The request body: one length-prefixed message, checked against the size bound as it arrives. */

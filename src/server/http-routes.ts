@@ -1,6 +1,12 @@
-/** Plain HTTP routes beside the RPCs: liveness, readiness, metrics and the JWKS. Everything else is 404. */
+/**
+ * Plain HTTP routes beside the RPCs: liveness, readiness, metrics and the JWKS. A request that looks like an RPC to a
+ * service or method this server does not have is UNIMPLEMENTED in its protocol's own form (gRPC and gRPC-Web: a
+ * trailers-only status; Connect: 404 with a Connect error body), so every client reports it as such. Everything else
+ * is 404.
+ */
 import { createHash } from "node:crypto";
 import type { JWK } from "jose";
+import { percentEncode } from "./grpc-unary.js";
 import type { RequestHandler } from "./listener.js";
 
 export interface HttpRouteDeps {
@@ -9,11 +15,28 @@ export interface HttpRouteDeps {
   ready: () => boolean;
   /** Prometheus exposition: GET /metrics. */
   metrics?: { render(): Promise<string>; readonly contentType: string };
+  /** The RPC services this server has (type names), to tell an unknown method from an unknown service. */
+  services?: () => ReadonlySet<string>;
 }
+
+const RPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
+const GRPC = /^application\/grpc(?:-web(?:-text)?)?(?:[+;].*)?$/i;
+const CONNECT = /^application\/(?:connect\+)?(?:proto|json)(?:;.*)?$/i;
 
 export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
   return (req, res) => {
-    const path = (req.url ?? "/").split("?", 1)[0];
+    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const rpc = RPC_PATH.exec(path);
+    const contentType = String(req.headers["content-type"] ?? "");
+    if (rpc && req.method === "POST" && (GRPC.test(contentType) || CONNECT.test(contentType))) {
+      const [, service = "", method = ""] = rpc;
+      const message = deps.services?.().has(service) ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
+      if (GRPC.test(contentType)) {
+        res.writeHead(200, { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) });
+        return void res.end();
+      }
+      return send(res, 404, { code: "unimplemented", message });
+    }
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     switch (path) {
       case "/healthz":

@@ -1,0 +1,386 @@
+/**
+ * The wire, with a raw node:http2 client: what the lean unary gRPC path and connect-node answer to well- and
+ * ill-formed requests (framing, compression, deadlines, slow bodies, resets, unknown methods, many streams).
+ * In-process servers on port 0, memory store, except where a paused Redis is needed.
+ */
+import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { Code } from "@connectrpc/connect";
+import { IntrospectRequestSchema, IntrospectResponseSchema } from "../../gen/tessera/v1/token_pb.js";
+import { connectClients } from "../helpers/clients.js";
+import { RedisServer } from "../helpers/redis-server.js";
+import { spawnAuthority, startServer, type StartedServer } from "../helpers/server.js";
+
+const INTROSPECT = "/tessera.v1.TokenService/Introspect";
+const GRPC = { ":method": "POST", "content-type": "application/grpc", te: "trailers" };
+
+/** One gRPC frame: flags byte, 4-byte length, message. */
+function frame(message: Uint8Array, flags = 0, declared = message.length): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out[0] = flags;
+  out.writeUInt32BE(declared, 1);
+  out.set(message, 5);
+  return out;
+}
+
+const introspectBody = (token: string) => toBinary(IntrospectRequestSchema, create(IntrospectRequestSchema, { token }));
+
+interface Answer {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders | undefined;
+  body: Buffer;
+  /** grpc-status from the trailers, or from the headers of a trailers-only answer. */
+  grpcStatus: number | undefined;
+  grpcMessage: string;
+  /** Whether the status came in the one HEADERS frame (trailers-only). */
+  trailersOnly: boolean;
+  /** The RST_STREAM code the server ended the stream with (0 if none or NO_ERROR). */
+  rstCode: number;
+}
+
+/**
+ * Sends one request on `session`. `send(stream)` writes the body (default: `body`, then end). Resolves once the
+ * stream closes.
+ */
+function request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+  send?: (stream: http2.ClientHttp2Stream) => void,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":path": INTROSPECT, ...GRPC, ...headers });
+    const chunks: Buffer[] = [];
+    let head: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    stream.on("response", (h) => (head = h));
+    stream.on("trailers", (t) => (trailers = t));
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      const where = trailers ?? head;
+      const raw = where["grpc-status"];
+      resolve({
+        status: Number(head[":status"] ?? 0),
+        headers: head,
+        trailers,
+        body: Buffer.concat(chunks),
+        grpcStatus: raw === undefined ? undefined : Number(raw),
+        grpcMessage: decodeURIComponent(String(where["grpc-message"] ?? "")),
+        trailersOnly: trailers === undefined && head["grpc-status"] !== undefined,
+        rstCode: stream.rstCode ?? 0,
+      });
+    });
+    stream.on("aborted", () => {});
+    if (send) send(stream);
+    else stream.end(body);
+    void reject;
+  });
+}
+
+function connect(url: string): http2.ClientHttp2Session {
+  const session = http2.connect(url);
+  session.on("error", () => {});
+  return session;
+}
+
+describe("the lean path on the wire", () => {
+  let server: StartedServer;
+  let session: http2.ClientHttp2Session;
+  let token = "";
+
+  beforeAll(async () => {
+    server = await startServer({ TESSERA_MAX_REQUEST_BYTES: "4096", TESSERA_READ_TIMEOUT: "400ms", TESSERA_MAX_TIMEOUT: "2s" });
+    const c = connectClients("connect-h1", server.url);
+    token = (await c.tokens.issue({ subject: "wire" })).tokens!.accessToken;
+    c.close();
+    session = connect(server.url);
+  });
+  afterAll(async () => {
+    session?.close();
+    await server?.close();
+  });
+
+  it("answers a call: headers, one message, then trailers with grpc-status 0", async () => {
+    const a = await request(session, {}, frame(introspectBody(token)));
+    expect(a.status).toBe(200);
+    expect(a.headers["content-type"]).toBe("application/grpc");
+    expect(a.trailersOnly).toBe(false);
+    expect(a.trailers?.["grpc-status"]).toBe("0");
+    expect(a.body.readUInt32BE(1)).toBe(a.body.length - 5);
+    const res = fromBinary(IntrospectResponseSchema, a.body.subarray(5));
+    expect(res.active).toBe(true);
+    expect(res.subject).toBe("wire");
+  });
+
+  it("answers an error trailers-only, with a spec percent-encoded grpc-message and grpc-status-details-bin", async () => {
+    const a = await request(session, {}, frame(introspectBody("")));
+    expect(a.trailersOnly).toBe(true);
+    expect(a.body.length).toBe(0);
+    expect(a.grpcStatus).toBe(Code.InvalidArgument);
+    // Printable ASCII stays as it is (the spec encodes only what is outside 0x20-0x7E, and "%").
+    expect(a.headers["grpc-message"]).toBe("token: must not be empty");
+    const details = decodeStatus(Buffer.from(String(a.headers["grpc-status-details-bin"]), "base64"));
+    expect(details).toEqual({ code: Code.InvalidArgument, message: "token: must not be empty", typeUrls: ["type.googleapis.com/google.rpc.BadRequest"] });
+  });
+
+  it.each([
+    ["no message", Buffer.alloc(0), Code.Unimplemented, /missing input message/],
+    ["two messages", Buffer.concat([frame(introspectBody("a")), frame(introspectBody("b"))]), Code.Unimplemented, /extra input message/],
+    ["a cut-off envelope", frame(new Uint8Array(3), 0, 10), Code.InvalidArgument, /incomplete envelope/],
+    ["a cut-off prefix", Buffer.from([0, 0, 0]), Code.InvalidArgument, /incomplete envelope/],
+    ["bytes that are not protobuf", frame(Buffer.from([0xff, 0xff, 0xff, 0xff])), Code.Internal, /parse binary/],
+    ["a compressed flag without grpc-encoding", frame(introspectBody(token), 1), Code.Internal, /do not know how to decompress/],
+  ])("framing: %s is refused with the code connect-node gives", async (_name, body, code, message) => {
+    const a = await request(session, {}, body);
+    expect(a.grpcStatus).toBe(code);
+    expect(a.grpcMessage).toMatch(message);
+  });
+
+  it("refuses a message larger than TESSERA_MAX_REQUEST_BYTES as soon as its prefix says so, without reading it", async () => {
+    const a = await request(session, {}, undefined, (stream) => {
+      stream.write(frame(new Uint8Array(0), 0, 1_000_000)); // announces 1 MB, sends nothing more, never ends
+    });
+    expect(a.grpcStatus).toBe(Code.ResourceExhausted);
+    expect(a.grpcMessage).toMatch(/larger than configured readMaxBytes 4096/);
+  });
+
+  it("inflates gzip within the bound, refuses an inflate bomb, and names gzip for an unknown encoding", async () => {
+    const ok = await request(session, { "grpc-encoding": "gzip" }, frame(gzipSync(introspectBody(token)), 1));
+    expect(ok.trailers?.["grpc-status"]).toBe("0");
+    expect(fromBinary(IntrospectResponseSchema, ok.body.subarray(5)).active).toBe(true);
+
+    const bomb = gzipSync(Buffer.alloc(10_000_000)); // 10 MB of zeros in about 10 KB: small on the wire
+    expect(bomb.length).toBeLessThan(4096 * 4);
+    const small = gzipSync(Buffer.alloc(100_000));
+    expect(small.length).toBeLessThan(4096);
+    const a = await request(session, { "grpc-encoding": "gzip" }, frame(small, 1));
+    expect(a.grpcStatus).toBe(Code.ResourceExhausted);
+    expect(a.grpcMessage).toMatch(/after decompression/);
+
+    const br = await request(session, { "grpc-encoding": "br" }, frame(introspectBody(token), 1));
+    expect(br.grpcStatus).toBe(Code.Unimplemented);
+    expect(br.headers["grpc-accept-encoding"]).toBe("gzip");
+  });
+
+  it("takes grpc-timeout in every unit and caps a huge one at TESSERA_MAX_TIMEOUT instead of failing at once", async () => {
+    for (const t of ["1H", "5M", "30S", "1500m", "1500000u", "99999999n", "99999999H", "99999999S"]) {
+      const a = await request(session, { "grpc-timeout": t }, frame(introspectBody(token)));
+      expect([t, a.trailers?.["grpc-status"]]).toEqual([t, "0"]);
+    }
+    const bad = await request(session, { "grpc-timeout": "1x" }, frame(introspectBody(token)));
+    expect(bad.grpcStatus).toBe(Code.InvalidArgument);
+    expect(bad.grpcMessage).toMatch(/invalid grpc timeout value/);
+  });
+
+  it("counts the time spent receiving the request against the caller's deadline", async () => {
+    const started = Date.now();
+    const a = await request(session, { "grpc-timeout": "150m" }, undefined, (stream) => stream.write(Buffer.from([0, 0, 0])));
+    expect(a.grpcStatus).toBe(Code.DeadlineExceeded);
+    expect(a.grpcMessage).toBe("the operation timed out");
+    expect(Date.now() - started).toBeLessThan(400); // the caller's 150 ms, not the 400 ms read timeout
+  });
+
+  it("ends a stalled body and a trickling body at TESSERA_READ_TIMEOUT, without credentials", async () => {
+    const stalled = await request(session, {}, undefined, (stream) => stream.write(Buffer.from([0, 0, 0, 0, 20])));
+    expect(stalled.grpcStatus).toBe(Code.DeadlineExceeded);
+    expect(stalled.grpcMessage).toBe("request not received within 400ms");
+
+    let timer: NodeJS.Timeout | undefined;
+    const trickle = await request(session, {}, undefined, (stream) => {
+      stream.write(Buffer.from([0, 0, 0, 0, 100]));
+      timer = setInterval(() => {
+        if (!stream.closed && !stream.destroyed) stream.write(Buffer.from([0x0a]));
+      }, 50);
+    });
+    clearInterval(timer);
+    expect(trickle.grpcStatus).toBe(Code.DeadlineExceeded);
+  });
+
+  it("answers UNIMPLEMENTED, as a gRPC status, for an unknown method and an unknown service", async () => {
+    const method = await request(session, { ":path": "/tessera.v1.TokenService/Mint" }, frame(new Uint8Array(0)));
+    expect(method.grpcStatus).toBe(Code.Unimplemented);
+    expect(method.grpcMessage).toBe("unknown method Mint for service tessera.v1.TokenService");
+    const service = await request(session, { ":path": "/tessera.v9.Nothing/Do" }, frame(new Uint8Array(0)));
+    expect(service.grpcStatus).toBe(Code.Unimplemented);
+    expect(service.grpcMessage).toBe("unknown service tessera.v9.Nothing");
+  });
+
+  it("answers 300 concurrent streams on one connection", async () => {
+    const answers = await Promise.all(Array.from({ length: 300 }, () => request(session, {}, frame(introspectBody(token)))));
+    expect(answers.map((a) => a.trailers?.["grpc-status"])).toEqual(answers.map(() => "0"));
+  });
+});
+
+describe("connect-node's side of the port keeps the same guards", () => {
+  let server: StartedServer;
+  let session: http2.ClientHttp2Session;
+  let token = "";
+
+  beforeAll(async () => {
+    server = await startServer({ TESSERA_READ_TIMEOUT: "400ms", TESSERA_MAX_TIMEOUT: "2s" });
+    const c = connectClients("connect-h1", server.url);
+    token = (await c.tokens.issue({ subject: "wire" })).tokens!.accessToken;
+    c.close();
+    session = connect(server.url);
+  });
+  afterAll(async () => {
+    session?.close();
+    await server?.close();
+  });
+
+  const connectHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
+
+  it("caps a huge connect-timeout-ms and grpc-timeout (gRPC-Web) instead of failing at once", async () => {
+    const connect = await request(session, { ...connectHeaders, "connect-timeout-ms": "9999999999" }, Buffer.from(introspectBody(token)));
+    expect(connect.status).toBe(200);
+    expect(fromBinary(IntrospectResponseSchema, connect.body).active).toBe(true);
+    const web = await request(session, { "content-type": "application/grpc-web+proto", "grpc-timeout": "99999999H" }, frame(introspectBody(token)));
+    expect(web.status).toBe(200);
+    expect(web.headers["grpc-status"] ?? "0").toBe("0");
+  });
+
+  it("ends a stalled Connect body (408, deadline_exceeded) and a stalled gRPC-Web body (grpc-status 4)", async () => {
+    const c = await request(session, connectHeaders, undefined, (s) => s.write(Buffer.from([0x0a])));
+    expect(c.status).toBe(408);
+    expect(JSON.parse(c.body.toString())).toEqual({ code: "deadline_exceeded", message: "request not received within 400ms" });
+    const web = await request(session, { "content-type": "application/grpc-web+proto" }, undefined, (s) => s.write(Buffer.from([0, 0])));
+    expect(web.grpcStatus).toBe(Code.DeadlineExceeded);
+  });
+
+  it("answers UNIMPLEMENTED for unknown methods over the Connect protocol (404) and gRPC-Web", async () => {
+    const c = await request(session, { ...connectHeaders, ":path": "/tessera.v1.TokenService/Mint" }, Buffer.alloc(0));
+    expect(c.status).toBe(404);
+    expect(JSON.parse(c.body.toString())).toEqual({ code: "unimplemented", message: "unknown method Mint for service tessera.v1.TokenService" });
+    const web = await request(session, { "content-type": "application/grpc-web+proto", ":path": "/x.Y/Z" }, frame(new Uint8Array(0)));
+    expect(web.grpcStatus).toBe(Code.Unimplemented);
+  });
+
+  it("plain HTTP routes still answer", async () => {
+    const res = await fetch(`${server.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect((await fetch(`${server.url}/nothing`)).status).toBe(404);
+  });
+});
+
+describe("a client that goes away", () => {
+  let redis: RedisServer;
+  let server: StartedServer;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    server = await startServer({ TESSERA_REDIS_URL: redis.url, TESSERA_STORE_TIMEOUT: "3s", TESSERA_LOG_LEVEL: "info" });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+  });
+
+  it("stops the call when the client resets the stream mid-call (lean path)", async () => {
+    const c = connectClients("connect-h1", server.url);
+    const token = (await c.tokens.issue({ subject: "gone" })).tokens!.accessToken;
+    c.close();
+    const session = connect(server.url);
+    try {
+      // Hold the store: the Introspect below waits on its read, in the pipeline.
+      await pauseRedis(redis.url, 2000);
+      const stream = session.request({ ":path": INTROSPECT, ...GRPC });
+      stream.on("error", () => {});
+      stream.end(frame(introspectBody(token)));
+      await until(() => server.app.metrics !== undefined && pipelineBusy(server));
+      const before = Date.now();
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await until(() => server.logs.some((l) => l.msg === "rpc failed" && l.code === "Canceled"));
+      expect(Date.now() - before).toBeLessThan(1500); // long before the store answers (2 s) or times out (3 s)
+    } finally {
+      session.close();
+    }
+  });
+});
+
+/** Whether a call is in flight in the server (its in-flight gauge, read through /metrics would be slower). */
+function pipelineBusy(server: StartedServer): boolean {
+  return server.app.inFlight() > 0;
+}
+
+/** google.rpc.Status read field by field (code 1, message 2, details 3 as Any with type_url 1). */
+function decodeStatus(bytes: Uint8Array): { code: number; message: string; typeUrls: string[] } {
+  const r = new BinaryReader(bytes);
+  const out = { code: 0, message: "", typeUrls: [] as string[] };
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field === 1) out.code = r.int32();
+    else if (field === 2) out.message = r.string();
+    else if (field === 3) {
+      const any = new BinaryReader(r.bytes());
+      while (any.pos < any.len) {
+        const [f, w] = any.tag();
+        if (f === 1) out.typeUrls.push(any.string());
+        else any.skip(w);
+      }
+    } else r.skip(wire);
+  }
+  return out;
+}
+
+async function pauseRedis(url: string, ms: number): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const r = new Redis(url);
+  await r.call("CLIENT", "PAUSE", String(ms), "ALL");
+  r.disconnect();
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("a real process under many concurrent calls and huge deadlines", () => {
+  it("writes nothing but JSON log lines: no TimeoutOverflowWarning, no MaxListenersExceededWarning", async () => {
+    const proc = await spawnAuthority({ TESSERA_LOG_LEVEL: "warn" });
+    const session = connect(proc.url);
+    try {
+      const c = connectClients("connect-h1", proc.url);
+      const token = (await c.tokens.issue({ subject: "warnings" })).tokens!.accessToken;
+      c.close();
+      const body = introspectBody(token);
+      const calls = Array.from({ length: 40 }, (_, i) => {
+        switch (i % 4) {
+          case 0: // the lean path
+            return request(session, { "grpc-timeout": "99999999H" }, frame(body));
+          case 1: // connect-node, gRPC-Web
+            return request(session, { "content-type": "application/grpc-web+proto", "grpc-timeout": "99999999H" }, frame(body));
+          case 2: // connect-node, Connect protocol
+            return request(session, { "content-type": "application/proto", "connect-timeout-ms": "9999999999" }, Buffer.from(body));
+          default: // connect-node, gRPC with JSON
+            return request(session, { "content-type": "application/grpc+json" }, frame(Buffer.from(JSON.stringify({ token }))));
+        }
+      });
+      const answers = await Promise.all(calls);
+      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+      expect(answers.map((a) => a.trailers?.["grpc-status"] ?? a.headers["grpc-status"] ?? "0")).toEqual(answers.map(() => "0"));
+      await proc.kill("SIGTERM");
+      const notJson = [...proc.stdout, ...proc.stderr].filter((line) => line.trim() !== "" && !isJson(line));
+      expect(notJson).toEqual([]);
+    } finally {
+      session.close();
+      await proc.kill("SIGKILL");
+    }
+  });
+});
+
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
