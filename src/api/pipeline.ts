@@ -72,6 +72,8 @@ export class Pipeline {
   /** Calls in flight, each with the function that ends it early (shutdown). */
   private readonly running = new Set<(err: ConnectError) => void>();
   private closing = false;
+  /** The metric series of each service/method/code, looked up once (prom-client hashes a label object per call). */
+  private readonly series = new Map<string, (seconds: number) => void>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(deps: PipelineDeps) {
@@ -148,11 +150,7 @@ export class Pipeline {
     const service = call.method.parent.typeName;
     const method = call.method.name;
     const ms = performance.now() - started;
-    if (this.metrics !== undefined) {
-      const labels = { service, method, code };
-      this.metrics.rpcDuration.observe(labels, ms / 1000);
-      this.metrics.rpcTotal.inc(labels);
-    }
+    if (this.metrics !== undefined) this.seriesOf(this.metrics, service, method, code)(ms / 1000);
     // Health probes arrive every few seconds from every load balancer: keep them out of the info log.
     const level =
       err === undefined
@@ -175,6 +173,23 @@ export class Pipeline {
       ...(err === undefined ? {} : { err: err.cause ?? err }),
     };
     this.logger[level](line, err === undefined ? "rpc" : "rpc failed");
+  }
+
+  /** Records one call's duration and count. The keys are bounded: known methods times gRPC codes. */
+  private seriesOf(metrics: Metrics, service: string, method: string, code: string): (seconds: number) => void {
+    const key = `${service}/${method}/${code}`;
+    let record = this.series.get(key);
+    if (record === undefined) {
+      const labels = { service, method, code };
+      const duration = metrics.rpcDuration.labels(labels);
+      const total = metrics.rpcTotal.labels(labels);
+      record = (seconds) => {
+        duration.observe(seconds);
+        total.inc();
+      };
+      this.series.set(key, record);
+    }
+    return record;
   }
 
   /** Calls in flight. */
