@@ -71,7 +71,14 @@ interface Verified {
   kid: string;
   typ: string;
   payload: unknown;
+  /** The payload read into claims (the part of the checks that does not depend on the clock or the audience), once. */
+  read?: ReadClaims;
 }
+
+/** A payload's claims as checkClaims reads them: refused before the time checks, or the times and what follows. */
+type ReadClaims =
+  | { refused: RejectReason }
+  | { exp: number; iat: number; nbf: number; audiences: string[]; result: Verification };
 
 export interface SignInput {
   subject: string;
@@ -146,7 +153,9 @@ export class TokenCodec {
     const known = this.verified.get(token) ?? (await this.verifySignature(token));
     if ("reason" in known) return reject(known.reason);
     if (known.typ !== TYP[kind]) return reject(Object.values(TYP).includes(known.typ) ? "wrong_type" : "malformed");
-    return this.checkClaims(known.payload, kind, known.kid, now, audience);
+    // A cached entry keeps its payload read; the clock and audience checks run on every call.
+    known.read ??= this.readClaims(known.payload, kind, known.kid);
+    return checkTimes(known.read, now, this.opts.clockSkewMs, audience);
   }
 
   /** The signature check proper; a token that passes it is remembered (bounded, oldest out first). */
@@ -186,17 +195,15 @@ export class TokenCodec {
     return entry;
   }
 
-  private checkClaims(
-    payload: unknown,
-    kind: TokenKind,
-    kid: string,
-    now: number,
-    audience: string | undefined,
-  ): Verification {
-    if (!isObject(payload)) return reject("malformed");
+  /**
+   * Reads and checks everything in a payload that does not depend on the clock or the audience, in the order the
+   * checks have always run: what is refused before the time checks, else the times and the outcome after them.
+   */
+  private readClaims(payload: unknown, kind: TokenKind, kid: string): ReadClaims {
+    if (!isObject(payload)) return { refused: "malformed" };
     const { iss, sub, aud, exp, iat, nbf, jti, sid } = payload;
-    if (typeof iss !== "string") return reject("malformed");
-    if (iss !== this.opts.issuer) return reject("wrong_issuer");
+    if (typeof iss !== "string") return { refused: "malformed" };
+    if (iss !== this.opts.issuer) return { refused: "wrong_issuer" };
     const audiences = typeof aud === "string" ? [aud] : aud;
     if (
       !nonEmpty(sub) ||
@@ -208,19 +215,15 @@ export class TokenCodec {
       !Array.isArray(audiences) ||
       !audiences.every(nonEmpty)
     ) {
-      return reject("malformed");
+      return { refused: "malformed" };
     }
-    const skew = this.opts.clockSkewMs;
-    if (now >= exp * 1000 + skew) return reject("expired");
-    if (nbf * 1000 > now + skew || iat * 1000 > now + skew) return reject("not_yet_valid");
-    if (audience !== undefined && audience !== "" && !audiences.includes(audience)) return reject("wrong_audience");
-
+    const times = { exp, iat, nbf, audiences: audiences as string[] };
     const base = {
       kind,
       kid,
       issuer: iss,
       subject: sub,
-      audience: audiences,
+      audience: audiences as string[],
       expiresAt: exp * 1000,
       issuedAt: iat * 1000,
       notBefore: nbf * 1000,
@@ -228,10 +231,10 @@ export class TokenCodec {
       sessionId: sid,
     };
     if (kind === "access") {
-      if (typeof payload.scope !== "string") return reject("malformed");
+      if (typeof payload.scope !== "string") return { ...times, result: reject("malformed") };
       const claims: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(payload)) if (!RESERVED_CLAIMS.has(k)) claims[k] = v;
-      return { ok: true, token: { ...base, scopes: splitScopes(payload.scope), claims } };
+      return { ...times, result: { ok: true, token: { ...base, scopes: splitScopes(payload.scope), claims } } };
     }
     const grant = payload.grant;
     if (
@@ -243,22 +246,20 @@ export class TokenCodec {
       !Number.isInteger(grant.att) ||
       (grant.att as number) <= 0
     ) {
-      return reject("malformed");
+      return { ...times, result: reject("malformed") };
     }
-    return {
-      ok: true,
-      token: {
-        ...base,
+    const token: VerifiedToken = {
+      ...base,
+      scopes: splitScopes(grant.scope),
+      claims: {},
+      grant: {
+        audience: grant.aud as string[],
         scopes: splitScopes(grant.scope),
-        claims: {},
-        grant: {
-          audience: grant.aud as string[],
-          scopes: splitScopes(grant.scope),
-          claims: grant.ext,
-          accessTtlMs: (grant.att as number) * 1000,
-        },
+        claims: grant.ext,
+        accessTtlMs: (grant.att as number) * 1000,
       },
     };
+    return { ...times, result: { ok: true, token } };
   }
 
   private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
@@ -267,6 +268,15 @@ export class TokenCodec {
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TYP[kind] })
       .sign(key.privateKey);
   }
+}
+
+/** The checks that depend on the clock and the audience, then the outcome read from the payload. */
+function checkTimes(read: ReadClaims, now: number, skew: number, audience: string | undefined): Verification {
+  if ("refused" in read) return reject(read.refused);
+  if (now >= read.exp * 1000 + skew) return reject("expired");
+  if (read.nbf * 1000 > now + skew || read.iat * 1000 > now + skew) return reject("not_yet_valid");
+  if (audience !== undefined && audience !== "" && !read.audiences.includes(audience)) return reject("wrong_audience");
+  return read.result;
 }
 
 function reject(reason: RejectReason): Verification {

@@ -74,21 +74,30 @@ export class Metrics {
 
 /** The store, with every operation timed and every unavailability counted. Same behaviour otherwise. */
 export function instrumentStore(store: Store, metrics: Metrics): Store {
+  // One wrapper per operation, made on first use (not a new closure and label lookup on every call).
+  const wrapped = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+  const wrap = (op: string, fn: (...args: unknown[]) => Promise<unknown>) => {
+    const duration = metrics.storeDuration.labels({ op });
+    const errors = metrics.storeErrors.labels({ op });
+    return async (...args: unknown[]) => {
+      const started = performance.now();
+      try {
+        return await fn.apply(store, args);
+      } catch (err) {
+        if (err instanceof StoreUnavailableError) errors.inc();
+        throw err;
+      } finally {
+        duration.observe((performance.now() - started) / 1000);
+      }
+    };
+  };
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== "function" || typeof prop !== "string" || prop === "close") return value;
-      return async (...args: unknown[]) => {
-        const end = metrics.storeDuration.startTimer({ op: prop });
-        try {
-          return await value.apply(target, args);
-        } catch (err) {
-          if (err instanceof StoreUnavailableError) metrics.storeErrors.inc({ op: prop });
-          throw err;
-        } finally {
-          end();
-        }
-      };
+      let fn = wrapped.get(prop);
+      if (fn === undefined) wrapped.set(prop, (fn = wrap(prop, value as (...args: unknown[]) => Promise<unknown>)));
+      return fn;
     },
   });
 }
