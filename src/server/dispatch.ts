@@ -32,35 +32,46 @@ export interface DispatchOptions {
 export function streamDispatcher(opts: DispatchOptions): StreamHandler {
   return (stream, headers) => {
     if (opts.lean?.(stream, headers)) return true;
-    capDeadline(headers, opts.maxTimeoutMs);
+    const callerMs = capDeadline(headers, opts.maxTimeoutMs);
     const path = String(headers[":path"] ?? "");
-    boundRequestTime(stream, headers, opts.streamingRequestPaths.has(path) ? opts.maxTimeoutMs : opts.readTimeoutMs);
+    const readMs = opts.streamingRequestPaths.has(path) ? opts.maxTimeoutMs : opts.readTimeoutMs;
+    boundRequestTime(stream, headers, readMs, callerMs);
     return false;
   };
 }
 
 /**
  * Drops a deadline header that asks for more than maxTimeoutMs (the server's cap then applies). An unparseable one
- * stays, for connect-node to refuse with INVALID_ARGUMENT.
+ * stays, for connect-node to refuse with INVALID_ARGUMENT. Returns the caller's deadline in ms, if it set one.
  */
-export function capDeadline(headers: Record<string, string | string[] | undefined>, maxTimeoutMs: number): void {
+export function capDeadline(headers: Record<string, string | string[] | undefined>, maxTimeoutMs: number): number | undefined {
   const grpc = headers["grpc-timeout"];
-  if (typeof grpc === "string" && parseGrpcTimeout(grpc, maxTimeoutMs).timeoutMs! > maxTimeoutMs) delete headers["grpc-timeout"];
-  const connect = headers["connect-timeout-ms"];
-  if (typeof connect === "string" && parseConnectTimeout(connect, maxTimeoutMs).timeoutMs! > maxTimeoutMs) {
-    delete headers["connect-timeout-ms"];
+  if (typeof grpc === "string") {
+    const ms = parseGrpcTimeout(grpc, maxTimeoutMs).timeoutMs;
+    if (ms !== undefined && ms > maxTimeoutMs) delete headers["grpc-timeout"];
+    else return ms;
   }
+  const connect = headers["connect-timeout-ms"];
+  if (typeof connect === "string") {
+    const ms = parseConnectTimeout(connect, maxTimeoutMs).timeoutMs;
+    if (ms !== undefined && ms > maxTimeoutMs) delete headers["connect-timeout-ms"];
+    else return ms;
+  }
+  return undefined;
 }
 
 /**
- * Ends a stream whose request body is not complete within ms of its headers: with DEADLINE_EXCEEDED in the
- * protocol's own form if no answer has started (gRPC and gRPC-Web: a trailers-only status; otherwise HTTP 408 with a
- * Connect error body), then RST_STREAM. connect-node sees its request aborted and writes nothing more.
+ * Ends a stream whose request body is not complete within readMs of its headers, or by the caller's deadline if that
+ * comes first: with DEADLINE_EXCEEDED in the protocol's own form if no answer has started (gRPC and gRPC-Web: a
+ * trailers-only status; otherwise HTTP 408 with a Connect error body), then RST_STREAM. connect-node sees its request
+ * aborted and writes nothing more. (connect-node's own deadline ends the handler, not the reading of the body.)
  */
-function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ms: number): void {
+function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, readMs: number, callerMs: number | undefined): void {
+  const byCaller = callerMs !== undefined && callerMs < readMs;
+  const ms = byCaller ? Math.max(0, callerMs) : readMs;
   const timer = setTimeout(() => {
     if (stream.destroyed) return;
-    const message = `request not received within ${ms}ms`;
+    const message = byCaller ? "the operation timed out" : `request not received within ${ms}ms`;
     if (!stream.headersSent) {
       const contentType = String(headers["content-type"] ?? "");
       if (/^application\/grpc/i.test(contentType)) {

@@ -82,7 +82,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   stream.on("error", () => {}); // a reset or a broken connection: 'close' below ends the call
   stream.once("close", () => {
     clearTimeout(readTimer);
-    if (!answered) signal.abort(new ConnectError("the call was cancelled by the client", Code.Canceled));
+    if (!answered) signal.abort(new ConnectError(closedMessage(stream.rstCode), Code.Canceled));
   });
 
   const fail = (err: ConnectError) => {
@@ -96,6 +96,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   const timeout = parseTimeout(header(headers, "grpc-timeout"), opts.maxTimeoutMs);
   if (timeout.error !== undefined && timeout.timeoutMs === undefined) return fail(timeout.error);
   const callerMs = timeout.error === undefined ? timeout.timeoutMs : undefined;
+  if (callerMs !== undefined && callerMs <= 0) return fail(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   const compression = compressionNegotiate(ACCEPT, header(headers, "grpc-encoding"), null, "grpc-accept-encoding");
   if (compression.error !== undefined) return fail(compression.error);
 
@@ -130,7 +131,8 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
     const message = await decode(env, compression.request, target, opts.maxRequestBytes);
     if (message instanceof ConnectError) return fail(message);
     if (answered) return;
-    const left = callerMs === undefined ? undefined : Math.max(1, callerMs - (performance.now() - arrived));
+    const left = callerMs === undefined ? undefined : callerMs - (performance.now() - arrived);
+    if (left !== undefined && left <= 0) return fail(new ConnectError("the operation timed out", Code.DeadlineExceeded));
     const values = opts.contextValues(stream);
     const call: Call = { method: target.method, header: new NodeHeaders(headers), values, message, signal, timeoutMs: left };
     let res: Uint8Array;
@@ -249,6 +251,30 @@ export function percentEncode(message: string): string {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }
   return out;
+}
+
+/** HTTP/2 error codes by number (RFC 9113, section 7). */
+const H2_ERRORS = [
+  "NO_ERROR",
+  "PROTOCOL_ERROR",
+  "INTERNAL_ERROR",
+  "FLOW_CONTROL_ERROR",
+  "SETTINGS_TIMEOUT",
+  "STREAM_CLOSED",
+  "FRAME_SIZE_ERROR",
+  "REFUSED_STREAM",
+  "CANCEL",
+  "COMPRESSION_ERROR",
+  "CONNECT_ERROR",
+  "ENHANCE_YOUR_CALM",
+  "INADEQUATE_SECURITY",
+  "HTTP_1_1_REQUIRED",
+];
+
+/** What the log says of a stream the client ended, in connect-node's words ("... CANCEL (0x8)"). */
+function closedMessage(rstCode: number | undefined): string {
+  if (rstCode === undefined || rstCode === NGHTTP2_NO_ERROR) return "the client closed the stream before the answer";
+  return `http/2 stream closed with error code ${H2_ERRORS[rstCode] ?? "UNKNOWN"} (0x${rstCode.toString(16)})`;
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | null {

@@ -32,7 +32,10 @@ export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
       const [, service = "", method = ""] = rpc;
       const message = deps.services?.().has(service) ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
       if (GRPC.test(contentType)) {
-        res.writeHead(200, { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) });
+        const headers = { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) };
+        // HTTP/2: trailers-only, the status in a HEADERS frame that ends the stream (grpc-js reads it only so).
+        if ("stream" in res) return void res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+        res.writeHead(200, headers);
         return void res.end();
       }
       return send(res, 404, { code: "unimplemented", message });

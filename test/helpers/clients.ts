@@ -1,8 +1,22 @@
 /**
- * Clients for end-to-end tests. Raw factories: a generated Connect client over the gRPC protocol (HTTP/2) or the
- * Connect protocol (HTTP/1.1 or HTTP/2), and an @grpc/grpc-js client built from the .proto files at run time.
- * On top, `tesseraClient(kind, url)` gives all four kinds one plain interface (times in ms, enums as the generated
- * TS enums, errors as ConnectError with the gRPC code) so one scenario can run through every kind.
+ * Clients for end-to-end tests. Raw factories: a generated Connect client over the gRPC protocol (HTTP/2), the
+ * Connect protocol (HTTP/1.1 or HTTP/2) or gRPC-Web (HTTP/1.1, keep-alive agent), and an @grpc/grpc-js client built
+ * from the .proto files at run time. On top, `tesseraClient(kind, url)` gives every kind one plain interface (times in
+ * ms, enums as the generated TS enums, errors as ConnectError with the gRPC code) so one scenario can run through every
+ * kind.
+ *
+ * Which server path each kind takes (src/server/dispatch.ts decides per HTTP/2 stream; with the default
+ * TESSERA_GRPC_FAST_PATH=true):
+ *
+ * | kind           | protocol               | server path                                    |
+ * | -------------- | ---------------------- | ---------------------------------------------- |
+ * | `connect-grpc` | gRPC over HTTP/2       | the lean unary path (src/server/grpc-unary.ts) |
+ * | `grpc-js`      | gRPC over HTTP/2       | the lean unary path (src/server/grpc-unary.ts) |
+ * | `connect-h1`   | Connect over HTTP/1.1  | connect-node                                   |
+ * | `connect-h2`   | Connect over HTTP/2    | connect-node                                   |
+ * | `grpc-web`     | gRPC-Web over HTTP/1.1 | connect-node                                   |
+ *
+ * With TESSERA_GRPC_FAST_PATH=false every kind takes connect-node. test/e2e/paths.e2e.test.ts compares the two paths.
  *
  * grpc-js conventions used throughout: proto-loader with keepCase false (camelCase fields), longs as String, enums as
  * numbers (the default), defaults true, oneofs true.
@@ -12,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { TokenType, type ClientInfo } from "../../gen/tessera/v1/common_pb.js";
@@ -26,7 +40,7 @@ const PROTO_DIR = fileURLToPath(new URL("../../proto", import.meta.url));
 // ---------------------------------------------------------------------------------------------------------------
 // Connect clients
 
-export type ConnectKind = "connect-grpc" | "connect-h1" | "connect-h2";
+export type ConnectKind = "connect-grpc" | "connect-h1" | "connect-h2" | "grpc-web";
 
 export interface ConnectClients {
   tokens: Client<typeof TokenService>;
@@ -36,10 +50,11 @@ export interface ConnectClients {
 
 /** A transport of the given kind plus the means to drop its connections. */
 export function connectTransport(kind: ConnectKind, baseUrl: string): { transport: Transport; close(): void } {
-  if (kind === "connect-h1") {
+  if (kind === "connect-h1" || kind === "grpc-web") {
     const agent = new http.Agent({ keepAlive: true });
+    const options = { baseUrl, httpVersion: "1.1", nodeOptions: { agent } } as const;
     return {
-      transport: createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { agent } }),
+      transport: kind === "grpc-web" ? createGrpcWebTransport(options) : createConnectTransport(options),
       close: () => agent.destroy(),
     };
   }
@@ -143,7 +158,8 @@ function fromGrpcValue(v: GrpcValue): JsonValue {
 // One interface over every client kind
 
 export type ClientKind = ConnectKind | "grpc-js";
-export const CLIENT_KINDS: readonly ClientKind[] = ["connect-grpc", "connect-h1", "connect-h2", "grpc-js"];
+/** Every client kind; the header says which server path each one takes. */
+export const CLIENT_KINDS: readonly ClientKind[] = ["connect-grpc", "connect-h1", "connect-h2", "grpc-web", "grpc-js"];
 
 export type Device = Partial<Pick<ClientInfo, "deviceId" | "userAgent" | "ip" | "platform">>;
 
