@@ -8,36 +8,30 @@ import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import { auditRefusal } from "./audit-context.js";
-import { callerKey, PERMISSIONS, type Caller, type Permission } from "./context.js";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
+import { KeyService } from "../../gen/tessera/v1/key_pb.js";
+import { SessionService } from "../../gen/tessera/v1/session_pb.js";
+import { TokenService } from "../../gen/tessera/v1/token_pb.js";
+import { PERMISSIONS, type Permission } from "../domain/permissions.js";
+import { callerKey, type Caller } from "./context.js";
 import type { Authorize } from "./pipeline.js";
 
-/** The permission each RPC needs, by service type name and method name. */
-export const METHOD_PERMISSIONS: ReadonlyMap<string, ReadonlyMap<string, Permission>> = new Map([
-  [
-    "tessera.v1.TokenService",
-    new Map<string, Permission>([
-      ["Issue", "issue"],
-      ["Refresh", "refresh"],
-      ["Revoke", "revoke"],
-      ["Introspect", "introspect"],
-    ]),
-  ],
-  [
-    "tessera.v1.SessionService",
-    new Map<string, Permission>([
-      ["ListSessions", "sessions.read"],
-      ["GetSession", "sessions.read"],
-    ]),
-  ],
-  [
-    "tessera.v1.KeyService",
-    new Map<string, Permission>([
-      ["GetJwks", "keys.read"],
-      ["ListKeys", "keys.read"],
-      ["RotateKeys", "keys.rotate"],
-    ]),
-  ],
-  ["tessera.v1.AuditService", new Map<string, Permission>([["ListAuditEvents", "audit.read"]])],
+/**
+ * The permission each RPC needs, keyed by the generated method descriptors, so a renamed or removed RPC fails the
+ * type check here. An RPC missing from the table is refused to everyone (deny by default).
+ */
+export const METHOD_PERMISSIONS: ReadonlyMap<DescMethod, Permission> = new Map<DescMethod, Permission>([
+  [TokenService.method.issue, "issue"],
+  [TokenService.method.refresh, "refresh"],
+  [TokenService.method.revoke, "revoke"],
+  [TokenService.method.introspect, "introspect"],
+  [SessionService.method.listSessions, "sessions.read"],
+  [SessionService.method.getSession, "sessions.read"],
+  [KeyService.method.getJwks, "keys.read"],
+  [KeyService.method.listKeys, "keys.read"],
+  [KeyService.method.rotateKeys, "keys.rotate"],
+  [AuditService.method.listAuditEvents, "audit.read"],
 ]);
 
 /** Services anyone may call without credentials. */
@@ -79,7 +73,7 @@ export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authoriz
       throw err;
     }
     call.values.set(callerKey, caller); // the log line names the caller, refused or not
-    const permission = METHOD_PERMISSIONS.get(service.typeName)?.get(call.method.name);
+    const permission = METHOD_PERMISSIONS.get(call.method);
     if (permission === undefined || !caller.permissions.has(permission)) {
       const rpc = `${service.name}.${call.method.name}`;
       const why = permission === undefined ? `${rpc} is in no permission (deny by default)` : `${rpc} needs "${permission}"`;

@@ -1,18 +1,7 @@
 /** Per-request values carried in Connect's context (set by interceptors, read by handlers and the log line). */
 import { createContextKey } from "@connectrpc/connect";
 
-/** What a caller may do; each RPC needs exactly one (see src/api/auth.ts). */
-export const PERMISSIONS = [
-  "issue",
-  "refresh",
-  "revoke",
-  "introspect",
-  "sessions.read",
-  "keys.read",
-  "keys.rotate",
-  "audit.read",
-] as const;
-export type Permission = (typeof PERMISSIONS)[number];
+import type { Permission } from "../domain/permissions.js";
 
 export interface Caller {
   /** The caller's configured name; goes into every log line and audit record it causes. */

@@ -14,7 +14,7 @@
  * API keys are configured only as the SHA-256 of the key (`scripts/hash-api-key.mjs` prints it).
  */
 import { readFileSync } from "node:fs";
-import { PERMISSIONS, type Permission } from "../api/context.js";
+import { PERMISSIONS, type Permission } from "../domain/permissions.js";
 import { ConfigError } from "./errors.js";
 
 const KEY = "TESSERA_CALLERS_FILE";

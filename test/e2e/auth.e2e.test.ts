@@ -17,7 +17,7 @@ import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
-import { PERMISSIONS, type Permission } from "../../src/api/context.js";
+import { PERMISSIONS, type Permission } from "../../src/domain/permissions.js";
 import { Code, codeOf, connectTransport } from "../helpers/clients.js";
 import { runMain, startServer, type StartedServer } from "../helpers/server.js";
 

@@ -43,7 +43,7 @@ import { TokenType } from "../../gen/tessera/v1/common_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
-import { PERMISSIONS, type Permission } from "../../src/api/context.js";
+import { PERMISSIONS, type Permission } from "../../src/domain/permissions.js";
 import { connectTransport, grpcJsClient, toGrpcStruct, type ClientKind } from "../helpers/clients.js";
 import { RedisServer } from "../helpers/redis-server.js";
 import { redisScope, startServer, type RedisScope, type StartedServer } from "../helpers/server.js";
