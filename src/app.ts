@@ -7,10 +7,10 @@ import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { callerAuth, peerIdentityKey } from "./api/auth.js";
 import { Pipeline, connectInterceptor } from "./api/pipeline.js";
-import { Limits } from "./api/rate-limit.js";
-import { routes, services, unaryMethods } from "./api/routes.js";
+import { Limits, auditLimited } from "./api/rate-limit.js";
+import { routes, services, unaryMethods, type ServiceEntry } from "./api/routes.js";
 import type { Redis } from "ioredis";
-import type { Config } from "./config/config.js";
+import type { Config, ServerConfig, StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -50,141 +50,59 @@ export interface App {
   inFlight(): number;
 }
 
-export async function createApp(config: Readonly<Config>, opts: AppOptions = {}): Promise<App> {
+export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
-  if (config.callers === undefined) {
-    const why = config.allowUnauthenticated ? "TESSERA_ALLOW_UNAUTHENTICATED=true" : "listening on loopback";
-    logger.warn({ auth: "open" }, `no TESSERA_CALLERS_FILE (${why}): every caller is let in, unauthenticated, with every permission`);
-  } else {
-    logger.info({ auth: "callers", callers: config.callers.map((c) => c.name) }, "caller authentication on");
-  }
+  logAccess(logger, config.access);
   const metrics = new Metrics();
-  const opened = await openStore(config, logger);
+  const opened = await openStore(config.store, logger);
   const store = instrumentStore(opened.store, metrics);
-  const keys = new KeyRing(store, config.signingAlg, clock);
+  const keys = new KeyRing(store, config.tokens.signingAlg, clock);
   await keys.init();
   // Pick up keys rotated by other processes on the same store (an unknown kid also triggers a reload).
   const keyReload = setInterval(() => {
     keys.reload().catch((err: unknown) => logger.warn({ err }, "key set reload failed"));
   }, 60_000);
   keyReload.unref();
-  const codec = new TokenCodec(keys, {
-    issuer: config.issuer,
-    clockSkewMs: config.clockSkewMs,
-    maxTokenLength: config.maxTokenLength,
-    verifiedCacheSize: config.verifyCacheSize,
-  });
-  const audit = new Audit({
-    store,
-    clock,
-    config: {
-      maxEvents: config.auditMaxEvents,
-      maxAgeMs: config.auditMaxAgeMs,
-      riskWindowMs: config.riskWindowMs,
-      riskThreshold: config.riskThreshold,
-    },
-    ...auditSinks(logger, metrics),
-  });
+  const audit = new Audit({ store, clock, config: config.audit, ...auditSinks(logger, metrics) });
   const authority = new Authority({
     store,
-    codec,
+    codec: new TokenCodec(keys, config.tokens),
     clock,
     audit,
-    config: {
-      defaultAudience: config.audience,
-      accessTtlMs: config.accessTtlMs,
-      accessTtlMaxMs: config.accessTtlMaxMs,
-      refreshTtlMs: config.refreshTtlMs,
-      refreshTtlMaxMs: config.refreshTtlMaxMs,
-      refreshIdleTtlMs: config.refreshIdleTtlMs,
-      refreshGraceMs: config.refreshGraceMs,
-      maxSessions: config.maxSessions,
-      clockSkewMs: config.clockSkewMs,
-      riskWindowMs: config.riskWindowMs,
-    },
+    config: { ...config.sessions, clockSkewMs: config.tokens.clockSkewMs, riskWindowMs: config.audit.riskWindowMs },
     // The audit trail already writes each of these as a log line; here they only feed the counters.
     onEvent: (e) => (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc(),
   });
   // Counters on the store's Redis client and prefix, so every process on it shares them; in memory otherwise.
   const limits = new Limits({
-    caller: config.rateCaller,
-    subject: config.rateSubject,
-    ip: config.rateIp,
-    lockout: config.refreshLockout,
-    redis: opened.redis && { client: opened.redis, prefix: config.redisPrefix },
-    // A refused call is an audit event. The limiter knows what was limited and for whom, not the whole request.
-    onLimited: (what, key) =>
-      audit.record({
-        type: "rate_limited",
-        ...(what === "subject" || what === "subject_lockout" ? { subject: key } : {}),
-        ...(what === "session_lockout" ? { sessionId: key } : {}),
-        detail: { limit: what, ...(what === "caller" || what === "ip" ? { key } : {}) },
-      }),
+    ...config.limits,
+    redis: opened.redis && { client: opened.redis, prefix: config.store.prefix },
+    onLimited: auditLimited(audit),
   });
   const readiness = new Readiness({
     store,
-    pingTimeoutMs: 2 * config.storeTimeoutMs,
+    pingTimeoutMs: 2 * config.store.commandTimeoutMs,
     onStoreChange: (up, err) =>
       up ? logger.info({ store: "up" }, "store reachable again: serving") : logger.warn({ err }, "store unreachable: not serving"),
   });
   readiness.start();
   const pipeline = new Pipeline({
     logger,
-    authorize: callerAuth(config.callers ? { callers: config.callers } : { open: true }, audit),
+    authorize: callerAuth(config.access.callers ? { callers: config.access.callers } : { open: true }, audit),
     admitCaller: limits.admitCaller,
     metrics,
-    maxTimeoutMs: config.maxTimeoutMs,
+    maxTimeoutMs: config.server.maxTimeoutMs,
   });
   const api = services({
     authority,
     keys,
-    maxTokenLength: config.maxTokenLength,
+    maxTokenLength: config.tokens.maxTokenLength,
     onIntrospect: (result) => metrics.introspections.inc({ result }),
     limits,
     audit,
   });
-  const shutdown = new AbortController();
-  setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
-  let streamingRequestPaths = new Set<string>();
-  let rpcServices = new Set<string>();
-  const connectHandler = connectNodeAdapter({
-    routes: (router) => {
-      routes(api)(router);
-      standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
-      rpcServices = new Set(router.handlers.map((h) => h.service.typeName));
-      streamingRequestPaths = new Set(
-        router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
-      );
-    },
-    interceptors: [connectInterceptor(pipeline)],
-    contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
-    acceptCompression: [compressionGzip],
-    readMaxBytes: config.maxRequestBytes,
-    shutdownSignal: shutdown.signal,
-    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics, services: () => rpcServices }),
-  });
-  const lean = config.grpcFastPath
-    ? grpcUnaryHandler({
-        methods: unaryMethods(api),
-        pipeline,
-        maxRequestBytes: config.maxRequestBytes,
-        maxTimeoutMs: config.maxTimeoutMs,
-        readTimeoutMs: config.readTimeoutMs,
-        contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
-      })
-    : undefined;
-  const listener = new Listener({
-    host: config.listen.host,
-    port: config.listen.port,
-    tls: config.tls,
-    readTimeoutMs: config.readTimeoutMs,
-    stream: streamDispatcher({ lean, readTimeoutMs: config.readTimeoutMs, maxTimeoutMs: config.maxTimeoutMs, streamingRequestPaths }),
-    handler: (req, res) => {
-      capDeadline(req.headers, config.maxTimeoutMs); // HTTP/1.1 (HTTP/2 streams were capped by the dispatcher)
-      connectHandler(req as never, res as never);
-    },
-  });
+  const { listener, cancelCalls } = serve(config.server, { api, pipeline, keys, readiness, metrics });
 
   return {
     authority,
@@ -206,11 +124,9 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
       clearInterval(keyReload);
       pipeline.close();
       listener.drain();
-      if (!(await settles(pipeline.idle(), config.shutdownGraceMs))) {
+      if (!(await settles(pipeline.idle(), config.server.shutdownGraceMs))) {
         logger.warn({ inFlight: pipeline.inFlight }, "shutdown grace period over: cancelling calls in flight");
-        const err = new ConnectError("server is shutting down", Code.Unavailable);
-        pipeline.cancelAll(err);
-        shutdown.abort(err);
+        cancelCalls(new ConnectError("server is shutting down", Code.Unavailable));
         await settles(pipeline.idle(), 1_000);
       }
       await settles(listener.closed(), 2_000); // let the last responses reach their callers
@@ -222,19 +138,25 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions = {})
   };
 }
 
+/** Says at start who may call: the callers file's callers, or everybody (open mode, a warning). */
+function logAccess(logger: Logger, access: Config["access"]): void {
+  if (access.callers === undefined) {
+    const why = access.allowUnauthenticated ? "TESSERA_ALLOW_UNAUTHENTICATED=true" : "listening on loopback";
+    logger.warn({ auth: "open" }, `no TESSERA_CALLERS_FILE (${why}): every caller is let in, unauthenticated, with every permission`);
+  } else {
+    logger.info({ auth: "callers", callers: access.callers.map((c) => c.name) }, "caller authentication on");
+  }
+}
+
 /** The store, and with Redis its client (the rate limiters share it). */
-async function openStore(config: Readonly<Config>, logger: Logger): Promise<{ store: Store; redis?: Redis }> {
+async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; redis?: Redis }> {
   if (config.redisUrl === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
     return { store: new MemoryStore() };
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
-  const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.storeTimeoutMs });
-  const store = new RedisStore(redis, {
-    prefix: config.redisPrefix,
-    waitReplicas: config.redisWaitReplicas,
-    waitTimeoutMs: config.redisWaitTimeoutMs,
-  });
+  const redis = createRedisClient(config.redisUrl, config);
+  const store = new RedisStore(redis, config);
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
@@ -248,8 +170,67 @@ async function openStore(config: Readonly<Config>, logger: Logger): Promise<{ st
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  logger.info({ store: "redis", prefix: config.redisPrefix }, "using the Redis store");
+  logger.info({ store: "redis", prefix: config.prefix }, "using the Redis store");
   return { store, redis };
+}
+
+/**
+ * The one port: every stream goes to the lean unary gRPC path when it takes it (TESSERA_GRPC_FAST_PATH), everything
+ * else to connect-node (with health, reflection and the plain HTTP routes). Both run the same pipeline.
+ */
+function serve(
+  config: ServerConfig,
+  parts: { api: ServiceEntry[]; pipeline: Pipeline; keys: KeyRing; readiness: Readiness; metrics: Metrics },
+): { listener: Listener; cancelCalls: (err: ConnectError) => void } {
+  const { api, pipeline, keys, readiness, metrics } = parts;
+  const { maxRequestBytes, maxTimeoutMs, readTimeoutMs } = config;
+  const shutdown = new AbortController();
+  setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
+  let streamingRequestPaths = new Set<string>();
+  let rpcServices = new Set<string>();
+  const connectHandler = connectNodeAdapter({
+    routes: (router) => {
+      routes(api)(router);
+      standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
+      rpcServices = new Set(router.handlers.map((h) => h.service.typeName));
+      streamingRequestPaths = new Set(
+        router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
+      );
+    },
+    interceptors: [connectInterceptor(pipeline)],
+    contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
+    acceptCompression: [compressionGzip],
+    readMaxBytes: maxRequestBytes,
+    shutdownSignal: shutdown.signal,
+    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics, services: () => rpcServices }),
+  });
+  const lean = config.grpcFastPath
+    ? grpcUnaryHandler({
+        methods: unaryMethods(api),
+        pipeline,
+        maxRequestBytes,
+        maxTimeoutMs,
+        readTimeoutMs,
+        contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
+      })
+    : undefined;
+  const listener = new Listener({
+    ...config.listen,
+    tls: config.tls,
+    readTimeoutMs,
+    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamingRequestPaths }),
+    handler: (req, res) => {
+      capDeadline(req.headers, maxTimeoutMs); // HTTP/1.1 (HTTP/2 streams were capped by the dispatcher)
+      connectHandler(req as never, res as never);
+    },
+  });
+  return {
+    listener,
+    cancelCalls: (err) => {
+      pipeline.cancelAll(err);
+      shutdown.abort(err);
+    },
+  };
 }
 
 /** Whether the promise settled within ms. */

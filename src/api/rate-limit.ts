@@ -16,6 +16,7 @@
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { RateLimit, RefreshLockout } from "../config/config.js";
+import type { AuditSink } from "../domain/audit-trail.js";
 import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
 import { digest } from "../domain/ids.js";
 import { rateLimited } from "./errors.js";
@@ -208,6 +209,21 @@ export class Limits implements RequestLimits {
     this.onLimited(what, who);
     throw rateLimited(MESSAGES[what], retryAfterMs, new Error(`${what} limit: ${who}`));
   }
+}
+
+/**
+ * Records each refused call in the audit trail (LimitsDeps.onLimited): a `rate_limited` event naming whom the limit
+ * counted (the subject, or the session for a session lockout) and which limit it was; the caller and IP limits put
+ * their key in the detail. The limiter knows what was limited and for whom, not the whole request.
+ */
+export function auditLimited(audit: AuditSink): (what: LimitKind, key: string) => void {
+  return (what, key) =>
+    audit.record({
+      type: "rate_limited",
+      ...(what === "subject" || what === "subject_lockout" ? { subject: key } : {}),
+      ...(what === "session_lockout" ? { sessionId: key } : {}),
+      detail: { limit: what, ...(what === "caller" || what === "ip" ? { key } : {}) },
+    });
 }
 
 function unavailable(err: unknown): never {

@@ -16,6 +16,7 @@
 import { readFileSync } from "node:fs";
 import { PERMISSIONS, type Permission } from "../domain/permissions.js";
 import { ConfigError } from "./errors.js";
+import { isLoopback } from "./variable.js";
 
 const KEY = "TESSERA_CALLERS_FILE";
 
@@ -136,24 +137,21 @@ export interface CallerAccess {
  * address, unless TESSERA_ALLOW_UNAUTHENTICATED=true says so explicitly.
  */
 export function loadAccess(opts: {
-  callersFile: string | undefined;
-  /** TESSERA_ALLOW_UNAUTHENTICATED as given (or its default). */
-  allowUnauthenticated: string;
-  listenHost: string;
-  loopback: boolean;
+  /** TESSERA_CALLERS_FILE: the file's path, or undefined. */
+  callers: string | undefined;
+  /** TESSERA_ALLOW_UNAUTHENTICATED. */
+  allowUnauthenticated: boolean;
+  /** TESSERA_LISTEN: open mode needs a loopback address (or allowUnauthenticated). */
+  listen: { host: string };
+  /** Whether TESSERA_TLS_CLIENT_CA is set: mtls callers need it. */
   clientCa: boolean;
 }): CallerAccess {
-  const allow = opts.allowUnauthenticated;
-  if (allow !== "true" && allow !== "false") {
-    throw new ConfigError("TESSERA_ALLOW_UNAUTHENTICATED", `"${allow}" is not true or false`);
-  }
-  const allowUnauthenticated = allow === "true";
-  const file = opts.callersFile?.trim() || undefined;
+  const { callers: file, allowUnauthenticated } = opts;
   if (file === undefined) {
-    if (!opts.loopback && !allowUnauthenticated) {
+    if (!isLoopback(opts.listen.host) && !allowUnauthenticated) {
       throw new ConfigError(
         KEY,
-        `is not set and TESSERA_LISTEN (${opts.listenHost}) is not a loopback address: configure callers, or set ` +
+        `is not set and TESSERA_LISTEN (${opts.listen.host}) is not a loopback address: configure callers, or set ` +
           "TESSERA_ALLOW_UNAUTHENTICATED=true to let every caller in unauthenticated",
       );
     }

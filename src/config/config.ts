@@ -1,296 +1,320 @@
 /**
- * Configuration: read from the environment once, at start, validated eagerly into a frozen object. Every error
- * names the variable. The defaults live in DEFAULTS below and nowhere else (the README's table mirrors them).
+ * Configuration: every TESSERA_* variable is declared once, in VARIABLES below (name, default, bounds, a one-line doc
+ * and the part of Tessera that uses it), read from the environment once, at start, validated eagerly and frozen.
+ * Every error names the variable. The README's configuration table is generated from VARIABLES
+ * (`npm run docs:config`; `npm test` fails when it is stale).
+ *
+ * The result is grouped by consumer, and each group's field names are its consumer's option names, so the
+ * composition root (src/app.ts) hands each part its group. Adding a variable: its declaration here, plus its
+ * consumer.
  */
-import { isIP } from "node:net";
-import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../domain/keys.js";
-import { formatDuration, parseDuration } from "./duration.js";
-import { loadAccess, type CallerSpec } from "./callers.js";
+import { SIGNING_ALGORITHMS } from "../domain/keys.js";
+import { loadAccess, type CallerAccess } from "./callers.js";
 import { ConfigError } from "./errors.js";
 import { loadTls, type TlsConfig } from "./tls.js";
+import {
+  boolean,
+  duration,
+  hostPort,
+  integer,
+  isLoopback,
+  list,
+  oneOf,
+  path,
+  rate,
+  readAll,
+  redisUrl,
+  seconds,
+  strictBoolean,
+  text,
+  variable,
+  variablesOf,
+  type NameOf,
+  type Values,
+} from "./variable.js";
 
-export interface Config {
-  listen: { host: string; port: number };
-  /** Unset: the embedded in-memory store. */
-  redisUrl: string | undefined;
-  redisPrefix: string;
-  issuer: string;
-  audience: string[];
-  signingAlg: SigningAlgorithm;
-  accessTtlMs: number;
-  accessTtlMaxMs: number;
-  refreshTtlMs: number;
-  refreshTtlMaxMs: number;
-  refreshIdleTtlMs: number;
-  refreshGraceMs: number;
-  maxSessions: number;
-  clockSkewMs: number;
-  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
-  /** Redis commands that take longer fail with UNAVAILABLE. */
-  storeTimeoutMs: number;
-  /** Replicas that must have a revocation before it is acknowledged (Redis WAIT); 0: do not wait. */
-  redisWaitReplicas: number;
-  /** How long to wait for them. */
-  redisWaitTimeoutMs: number;
-  /** Largest request body accepted, in bytes. */
-  maxRequestBytes: number;
-  /** Longest token accepted anywhere, in characters. */
-  maxTokenLength: number;
-  /** Tokens whose signature verified that are remembered, so a repeat skips the signature check; 0: off. */
-  verifyCacheSize: number;
-  /** Longest deadline honoured; a caller asking for more (or for none) gets this. */
-  maxTimeoutMs: number;
-  /** Longest time from a request's headers to its complete body, on every path and protocol. */
-  readTimeoutMs: number;
-  /** Unary gRPC calls to Tessera's own methods take the lean path (TESSERA_GRPC_FAST_PATH); false: all connect-node. */
-  grpcFastPath: boolean;
-  /** On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with UNAVAILABLE. */
-  shutdownGraceMs: number;
-  /** Who may call what (TESSERA_CALLERS_FILE). Unset: open mode (loopback, or TESSERA_ALLOW_UNAUTHENTICATED). */
-  callers: readonly CallerSpec[] | undefined;
-  allowUnauthenticated: boolean;
-  /** Unset: plaintext (h2c and HTTP/1.1 on one port). */
-  tls: TlsConfig | undefined;
-  /** The audit trail keeps about this many events (TESSERA_AUDIT_MAX_EVENTS)... */
-  auditMaxEvents: number;
-  /** ...and none older than this (TESSERA_AUDIT_MAX_AGE). */
-  auditMaxAgeMs: number;
-  /** Suspicious-activity signals count within this window (TESSERA_RISK_WINDOW). */
-  riskWindowMs: number;
-  /** A risk score (0-100) at or above this raises a suspicious_activity event (TESSERA_RISK_THRESHOLD). */
-  riskThreshold: number;
-  /** Calls per caller and method (TESSERA_RATE_CALLER); undefined: no limit. */
-  rateCaller: RateLimit | undefined;
-  /** Issue and Refresh calls per subject, each method counted apart (TESSERA_RATE_SUBJECT); undefined: no limit. */
-  rateSubject: RateLimit | undefined;
-  /** Issue calls per client IP, IPv6 per /64 (TESSERA_RATE_IP); undefined: no limit. */
-  rateIp: RateLimit | undefined;
-  /** Failed refreshes that lock a session or subject out of Refresh (TESSERA_REFRESH_LOCKOUT_*). */
-  refreshLockout: RefreshLockout;
-}
-
-/** At most `points` calls per fixed window of `windowMs` (whole seconds). */
-export interface RateLimit {
-  points: number;
-  windowMs: number;
-}
-
-/** `after` failures of one session (`subjectAfter` of one subject) within `windowMs` lock it for `lockMs`; 0 is off. */
-export interface RefreshLockout {
-  after: number;
-  subjectAfter: number;
-  windowMs: number;
-  lockMs: number;
-}
-
-export const DEFAULTS = {
-  TESSERA_LISTEN: "127.0.0.1:8080",
-  TESSERA_REDIS_PREFIX: "tessera:",
-  TESSERA_ISSUER: "tessera",
-  TESSERA_AUDIENCE: "tessera",
-  TESSERA_SIGNING_ALG: "ES256",
-  TESSERA_ACCESS_TTL: "15m",
-  TESSERA_ACCESS_TTL_MAX: "1h",
-  TESSERA_REFRESH_TTL: "7d",
-  TESSERA_REFRESH_TTL_MAX: "90d",
-  TESSERA_REFRESH_IDLE_TTL: "7d",
-  TESSERA_REFRESH_GRACE: "10s",
-  TESSERA_MAX_SESSIONS: "20",
-  TESSERA_CLOCK_SKEW: "5s",
-  TESSERA_LOG_LEVEL: "info",
-  TESSERA_STORE_TIMEOUT: "1s",
-  TESSERA_REDIS_WAIT_REPLICAS: "0",
-  TESSERA_REDIS_WAIT_TIMEOUT: "500ms",
-  TESSERA_MAX_REQUEST_BYTES: "16384",
-  TESSERA_MAX_TOKEN_LENGTH: "8192",
-  TESSERA_VERIFY_CACHE_SIZE: "10000",
-  TESSERA_MAX_TIMEOUT: "30s",
-  TESSERA_READ_TIMEOUT: "10s",
-  TESSERA_GRPC_FAST_PATH: "true",
-  TESSERA_SHUTDOWN_GRACE: "10s",
-  TESSERA_ALLOW_UNAUTHENTICATED: "false",
-  TESSERA_AUDIT_MAX_EVENTS: "100000",
-  TESSERA_AUDIT_MAX_AGE: "30d",
-  TESSERA_RISK_WINDOW: "15m",
-  TESSERA_RISK_THRESHOLD: "50",
-  TESSERA_RATE_CALLER: "0",
-  TESSERA_RATE_SUBJECT: "0",
-  TESSERA_RATE_IP: "0",
-  TESSERA_REFRESH_LOCKOUT_AFTER: "20",
-  TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER: "100",
-  TESSERA_REFRESH_LOCKOUT_WINDOW: "15m",
-  TESSERA_REFRESH_LOCKOUT_TIME: "15m",
-} as const;
-
-export type ConfigKey =
-  | keyof typeof DEFAULTS
-  | "TESSERA_REDIS_URL"
-  | "TESSERA_CALLERS_FILE"
-  | "TESSERA_TLS_CERT"
-  | "TESSERA_TLS_KEY"
-  | "TESSERA_TLS_CLIENT_CA";
-
-export { ConfigError };
+export { ConfigError, isLoopback };
+export type { RateLimit } from "./variable.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
-  const get = (key: keyof typeof DEFAULTS): string => {
-    const v = env[key];
-    return v === undefined || v.trim() === "" ? DEFAULTS[key] : v.trim();
-  };
-  const duration = (key: keyof typeof DEFAULTS, min = 1): number => {
-    const ms = parseDuration(get(key));
-    if (ms === undefined) throw new ConfigError(key, `"${get(key)}" is not a duration (examples: 15m, 7d, 1h30m, 500ms)`);
-    if (ms < min) throw new ConfigError(key, `must be at least ${formatDuration(min)}`);
-    return ms;
-  };
-  const integer = (key: keyof typeof DEFAULTS, min: number, max: number): number => {
-    const raw = get(key);
-    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new ConfigError(key, `"${raw}" is not a whole number from ${min} to ${max}`);
-    }
-    return n;
-  };
-  /** Limiter windows are whole seconds: rate-limiter-flexible's Redis backend counts in seconds. */
-  const seconds = (key: keyof typeof DEFAULTS): number => {
-    const ms = duration(key, 1000);
-    if (ms % 1000 !== 0) throw new ConfigError(key, `"${get(key)}" is not a whole number of seconds`);
-    return ms;
-  };
-  const boolean = (key: keyof typeof DEFAULTS): boolean => {
-    const raw = get(key).toLowerCase();
-    if (raw === "true" || raw === "1") return true;
-    if (raw === "false" || raw === "0") return false;
-    throw new ConfigError(key, `"${get(key)}" is not true or false`);
-  };
-  const rate = (key: keyof typeof DEFAULTS): RateLimit | undefined => {
-    const raw = get(key);
-    if (raw === "0") return undefined;
-    const m = /^(\d{1,9})\/(\S+)$/.exec(raw);
-    const points = Number(m?.[1]);
-    const windowMs = m ? parseDuration(m[2]!) : undefined;
-    if (!m || points < 1 || windowMs === undefined) {
-      throw new ConfigError(key, `"${raw}" is not calls/window (examples: 100/1s, 1000/1m) or 0 (no limit)`);
-    }
-    if (windowMs < 1000 || windowMs % 1000 !== 0) throw new ConfigError(key, `the window must be a whole number of seconds`);
-    return { points, windowMs };
-  };
-
-  const accessTtlMs = duration("TESSERA_ACCESS_TTL", 1000);
-  const accessTtlMaxMs = duration("TESSERA_ACCESS_TTL_MAX", 1000);
-  if (accessTtlMs > accessTtlMaxMs) throw new ConfigError("TESSERA_ACCESS_TTL", "exceeds TESSERA_ACCESS_TTL_MAX");
-  const refreshTtlMs = duration("TESSERA_REFRESH_TTL", 1000);
-  const refreshTtlMaxMs = duration("TESSERA_REFRESH_TTL_MAX", 1000);
-  if (refreshTtlMs > refreshTtlMaxMs) throw new ConfigError("TESSERA_REFRESH_TTL", "exceeds TESSERA_REFRESH_TTL_MAX");
-
-  const alg = get("TESSERA_SIGNING_ALG");
-  if (!(SIGNING_ALGORITHMS as readonly string[]).includes(alg)) {
-    throw new ConfigError("TESSERA_SIGNING_ALG", `"${alg}" is not one of ${SIGNING_ALGORITHMS.join(", ")}`);
-  }
-  const logLevel = get("TESSERA_LOG_LEVEL");
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigError("TESSERA_LOG_LEVEL", `"${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
-  }
-  const audience = get("TESSERA_AUDIENCE")
-    .split(",")
-    .map((a) => a.trim())
-    .filter((a) => a !== "");
-  if (audience.length === 0) throw new ConfigError("TESSERA_AUDIENCE", "needs at least one audience");
-
-  const redisUrl = env.TESSERA_REDIS_URL?.trim() || undefined;
-  if (redisUrl !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(redisUrl);
-    } catch {
-      throw new ConfigError("TESSERA_REDIS_URL", "is not a URL (example: redis://127.0.0.1:6379/0)");
-    }
-    if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-      throw new ConfigError("TESSERA_REDIS_URL", "must start with redis:// or rediss://");
-    }
-  }
-  const issuer = get("TESSERA_ISSUER");
-  if (issuer.length > 256) throw new ConfigError("TESSERA_ISSUER", "is longer than 256 characters");
-  const listen = parseListen(get("TESSERA_LISTEN"));
-  const tls = loadTls(env);
-  const access = loadAccess({
-    callersFile: env.TESSERA_CALLERS_FILE,
-    allowUnauthenticated: get("TESSERA_ALLOW_UNAUTHENTICATED"),
-    listenHost: listen.host,
-    loopback: isLoopback(listen.host),
-    clientCa: tls?.clientCa !== undefined,
-  });
-
-  return Object.freeze({
-    listen,
-    redisUrl,
-    redisPrefix: get("TESSERA_REDIS_PREFIX"),
-    issuer,
-    audience,
-    signingAlg: alg as SigningAlgorithm,
-    accessTtlMs,
-    accessTtlMaxMs,
-    refreshTtlMs,
-    refreshTtlMaxMs,
-    refreshIdleTtlMs: duration("TESSERA_REFRESH_IDLE_TTL", 1000),
-    refreshGraceMs: duration("TESSERA_REFRESH_GRACE", 0),
-    maxSessions: integer("TESSERA_MAX_SESSIONS", 1, 10_000),
-    clockSkewMs: duration("TESSERA_CLOCK_SKEW", 0),
-    logLevel: logLevel as Config["logLevel"],
-    storeTimeoutMs: duration("TESSERA_STORE_TIMEOUT", 10),
-    redisWaitReplicas: integer("TESSERA_REDIS_WAIT_REPLICAS", 0, 16),
-    redisWaitTimeoutMs: waitTimeout(
-      duration("TESSERA_REDIS_WAIT_TIMEOUT", 1),
-      duration("TESSERA_STORE_TIMEOUT", 10),
-      integer("TESSERA_REDIS_WAIT_REPLICAS", 0, 16),
-    ),
-    maxRequestBytes: integer("TESSERA_MAX_REQUEST_BYTES", 1024, 16 * 1024 * 1024),
-    maxTokenLength: integer("TESSERA_MAX_TOKEN_LENGTH", 256, 65_536),
-    verifyCacheSize: integer("TESSERA_VERIFY_CACHE_SIZE", 0, 1_000_000),
-    maxTimeoutMs: duration("TESSERA_MAX_TIMEOUT", 100),
-    readTimeoutMs: duration("TESSERA_READ_TIMEOUT", 100),
-    grpcFastPath: boolean("TESSERA_GRPC_FAST_PATH"),
-    shutdownGraceMs: duration("TESSERA_SHUTDOWN_GRACE", 0),
-    ...access,
-    tls,
-    auditMaxEvents: integer("TESSERA_AUDIT_MAX_EVENTS", 100, 100_000_000),
-    auditMaxAgeMs: duration("TESSERA_AUDIT_MAX_AGE", 60_000),
-    riskWindowMs: duration("TESSERA_RISK_WINDOW", 1000),
-    riskThreshold: integer("TESSERA_RISK_THRESHOLD", 1, 100),
-    rateCaller: rate("TESSERA_RATE_CALLER"),
-    rateSubject: rate("TESSERA_RATE_SUBJECT"),
-    rateIp: rate("TESSERA_RATE_IP"),
-    refreshLockout: {
-      after: integer("TESSERA_REFRESH_LOCKOUT_AFTER", 0, 1_000_000),
-      subjectAfter: integer("TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER", 0, 1_000_000),
-      windowMs: seconds("TESSERA_REFRESH_LOCKOUT_WINDOW"),
-      lockMs: seconds("TESSERA_REFRESH_LOCKOUT_TIME"),
+/** Every variable Tessera reads, by the part of Tessera that reads it. The README's table lists them in this order. */
+export const VARIABLES = {
+  /** The listener, the two request paths (src/server/) and shutdown. */
+  server: {
+    listen: variable({
+      name: "TESSERA_LISTEN", default: "127.0.0.1:8080", parse: hostPort,
+      doc:
+        "`host:port` to listen on (`[::1]:8080` for IPv6). One port serves gRPC (HTTP/2 without TLS), the Connect " +
+        "protocol and gRPC-Web over HTTP/2 and HTTP/1.1. Port `0` picks a free port.",
+    }),
+    /** The paths of the PEM files; loadConfig reads them into a TlsConfig (unset: plaintext, h2c and HTTP/1.1). */
+    tls: {
+      cert: variable({
+        name: "TESSERA_TLS_CERT", parse: path,
+        doc:
+          "PEM certificate (chain) of the server. With `TESSERA_TLS_KEY`, the port speaks TLS only: HTTP/2 and " +
+          "HTTP/1.1 chosen by ALPN.",
+      }),
+      key: variable({
+        name: "TESSERA_TLS_KEY", parse: path,
+        doc: "PEM private key of `TESSERA_TLS_CERT`; both or neither.",
+      }),
+      clientCa: variable({
+        name: "TESSERA_TLS_CLIENT_CA", parse: path,
+        doc:
+          "PEM CA bundle for client certificates (needs TLS). Set: clients are asked for a certificate (not " +
+          "required), and one this CA signed identifies an mTLS caller.",
+      }),
     },
-  });
-}
+    maxRequestBytes: variable({
+      name: "TESSERA_MAX_REQUEST_BYTES", default: "16384", parse: integer(1024, 16 * 1024 * 1024),
+      doc: "Largest request message accepted.",
+    }),
+    maxTimeoutMs: variable({
+      name: "TESSERA_MAX_TIMEOUT", default: "30s", parse: duration("100ms"),
+      doc:
+        "Longest any call may run: a caller's longer (or missing) deadline is capped to it and the call ends with " +
+        "`DEADLINE_EXCEEDED`.",
+    }),
+    readTimeoutMs: variable({
+      name: "TESSERA_READ_TIMEOUT", default: "10s", parse: duration("100ms"),
+      doc:
+        "Longest time from a request's headers to its complete body, on every protocol (`DEADLINE_EXCEEDED`; " +
+        "HTTP/1.1: 408). Methods that stream their requests (reflection) get `TESSERA_MAX_TIMEOUT`.",
+    }),
+    grpcFastPath: variable({
+      name: "TESSERA_GRPC_FAST_PATH", default: "true", parse: boolean,
+      doc:
+        "Unary gRPC calls to Tessera's own methods take the lean path. `false` sends every call through connect-node " +
+        "(an operator's fallback; the answers are the same).",
+    }),
+    shutdownGraceMs: variable({
+      name: "TESSERA_SHUTDOWN_GRACE", default: "10s", parse: duration("0s"),
+      doc: "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with `UNAVAILABLE`.",
+    }),
+  },
+  /** The store: Redis (createRedisClient, RedisStore) or, with no URL, the embedded in-memory store. */
+  store: {
+    redisUrl: variable({
+      name: "TESSERA_REDIS_URL", parse: redisUrl,
+      doc:
+        "`redis://` or `rediss://` URL (may carry a password and a database number). Unset: the embedded in-memory " +
+        "store (one process; state is lost on restart, and the log says so).",
+    }),
+    prefix: variable({
+      name: "TESSERA_REDIS_PREFIX", default: "tessera:", parse: text(),
+      doc: "Prefix of every Redis key, so several deployments can share one Redis.",
+    }),
+    commandTimeoutMs: variable({
+      name: "TESSERA_STORE_TIMEOUT", default: "1s", parse: duration("10ms"),
+      doc: "A Redis command that takes longer fails the call with `UNAVAILABLE`.",
+    }),
+    waitReplicas: variable({
+      name: "TESSERA_REDIS_WAIT_REPLICAS", default: "0", parse: integer(0, 16),
+      doc:
+        "Replicas that must hold a revocation before it is acknowledged (Redis `WAIT`); fewer in time: `UNAVAILABLE`. " +
+        "`0` does not wait.",
+    }),
+    waitTimeoutMs: variable({
+      name: "TESSERA_REDIS_WAIT_TIMEOUT", default: "500ms", parse: duration("1ms"),
+      doc: "How long to wait for them; must be shorter than `TESSERA_STORE_TIMEOUT` when waiting is on.",
+    }),
+  },
+  /** Signing and verifying tokens: the TokenCodec's options, and the KeyRing's algorithm. */
+  tokens: {
+    issuer: variable({
+      name: "TESSERA_ISSUER", default: "tessera", parse: text(256),
+      doc: "`iss` of every token; tokens from another issuer are rejected. Use your service URL.",
+    }),
+    signingAlg: variable({
+      name: "TESSERA_SIGNING_ALG", default: "ES256", parse: oneOf(SIGNING_ALGORITHMS),
+      doc: "`ES256`, `EdDSA`, `RS256` or `PS256`. The first process on an empty store creates the key.",
+    }),
+    clockSkewMs: variable({
+      name: "TESSERA_CLOCK_SKEW", default: "5s", parse: duration("0s"),
+      doc: "Leeway for `exp`, `nbf` and `iat` checks.",
+    }),
+    maxTokenLength: variable({
+      name: "TESSERA_MAX_TOKEN_LENGTH", default: "8192", parse: integer(256, 65_536),
+      doc: "Longest token accepted in any request field (`INVALID_ARGUMENT` beyond).",
+    }),
+    verifiedCacheSize: variable({
+      name: "TESSERA_VERIFY_CACHE_SIZE", default: "10000", parse: integer(0, 1_000_000),
+      doc:
+        "Tokens whose signature verified that are remembered, so a repeat skips the signature check (type, time " +
+        "claims, audience and revocation are still checked on every call). `0` turns it off.",
+    }),
+  },
+  /** What Issue and Refresh hand out: the Authority's options (with tokens.clockSkewMs and audit.riskWindowMs). */
+  sessions: {
+    defaultAudience: variable({
+      name: "TESSERA_AUDIENCE", default: "tessera", parse: list("audience"),
+      doc: "Comma-separated default `aud` for access tokens when Issue names none.",
+    }),
+    accessTtlMs: variable({
+      name: "TESSERA_ACCESS_TTL", default: "15m", parse: duration("1s"),
+      doc: "Access token lifetime when Issue does not ask for one.",
+    }),
+    accessTtlMaxMs: variable({
+      name: "TESSERA_ACCESS_TTL_MAX", default: "1h", parse: duration("1s"),
+      doc: "Longest `access_ttl` a caller may ask for; longer is `INVALID_ARGUMENT`.",
+    }),
+    refreshTtlMs: variable({
+      name: "TESSERA_REFRESH_TTL", default: "7d", parse: duration("1s"),
+      doc: "Session (refresh token) absolute lifetime when Issue does not ask for one.",
+    }),
+    refreshTtlMaxMs: variable({
+      name: "TESSERA_REFRESH_TTL_MAX", default: "90d", parse: duration("1s"),
+      doc: "Longest `refresh_ttl` (\"remember me\") a caller may ask for.",
+    }),
+    refreshIdleTtlMs: variable({
+      name: "TESSERA_REFRESH_IDLE_TTL", default: "7d", parse: duration("1s"),
+      doc: "A session not refreshed for this long ends.",
+    }),
+    refreshGraceMs: variable({
+      name: "TESSERA_REFRESH_GRACE", default: "10s", parse: duration("0s"),
+      doc: "How long a retry of the same refresh from the same client gets the same answer. `0s` disables.",
+    }),
+    maxSessions: variable({
+      name: "TESSERA_MAX_SESSIONS", default: "20", parse: integer(1, 10_000),
+      doc: "Sessions per subject; the least recently used one is revoked beyond it.",
+    }),
+  },
+  /** Who may call what (callerAuth). loadConfig reads the callers file; unset: open mode. */
+  access: {
+    callers: variable({
+      name: "TESSERA_CALLERS_FILE", parse: path,
+      doc:
+        "Path of the [callers file](#who-may-call-what): who may call, and which RPCs. Unset: open mode, allowed only " +
+        "on a loopback `TESSERA_LISTEN` unless `TESSERA_ALLOW_UNAUTHENTICATED=true`.",
+    }),
+    allowUnauthenticated: variable({
+      name: "TESSERA_ALLOW_UNAUTHENTICATED", default: "false", parse: strictBoolean,
+      doc:
+        "`true` lets Tessera run open (every caller unauthenticated, with every permission) on a non-loopback " +
+        "address. Not allowed together with `TESSERA_CALLERS_FILE`.",
+    }),
+  },
+  /** Rate limits and the refresh lockout: the Limits' options (src/api/rate-limit.ts). */
+  limits: {
+    caller: variable({
+      name: "TESSERA_RATE_CALLER", default: "0", note: "off", parse: rate,
+      doc:
+        "Calls per caller and RPC, as `calls/window` (`1000/1s`, `50000/1m`; the window in whole seconds). `0`: no " +
+        "limit. See [Rate limits](#rate-limits).",
+    }),
+    subject: variable({
+      name: "TESSERA_RATE_SUBJECT", default: "0", note: "off", parse: rate,
+      doc: "Issue calls per subject, and Refresh calls per subject (counted apart), as `calls/window`. `0`: no limit.",
+    }),
+    ip: variable({
+      name: "TESSERA_RATE_IP", default: "0", note: "off", parse: rate,
+      doc: "Issue calls per client IP (`client.ip`; IPv6 per /64), as `calls/window`. `0`: no limit.",
+    }),
+    lockout: {
+      after: variable({
+        name: "TESSERA_REFRESH_LOCKOUT_AFTER", default: "20", parse: integer(0, 1_000_000),
+        doc:
+          "Failed refreshes of one session within `TESSERA_REFRESH_LOCKOUT_WINDOW` that lock the session out of " +
+          "Refresh. `0`: no session lockout. See [Refresh lockout](#refresh-lockout).",
+      }),
+      subjectAfter: variable({
+        name: "TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER", default: "100", parse: integer(0, 1_000_000),
+        doc:
+          "Failed refreshes of one subject (all its sessions together) within the window that lock the subject out of " +
+          "Refresh. `0`: no subject lockout.",
+      }),
+      windowMs: variable({
+        name: "TESSERA_REFRESH_LOCKOUT_WINDOW", default: "15m", parse: seconds(),
+        doc: "The window failed refreshes are counted in (whole seconds).",
+      }),
+      lockMs: variable({
+        name: "TESSERA_REFRESH_LOCKOUT_TIME", default: "15m", parse: seconds(),
+        doc: "How long a lockout lasts (whole seconds).",
+      }),
+    },
+  },
+  /** The audit trail and the risk score: the Audit's options. */
+  audit: {
+    maxEvents: variable({
+      name: "TESSERA_AUDIT_MAX_EVENTS", default: "100000", parse: integer(100, 100_000_000),
+      doc:
+        "The stored [audit trail](#security-audit) keeps about this many events (at least the newest this many; Redis " +
+        "may keep up to ~100 more). 100 to 100 000 000.",
+    }),
+    maxAgeMs: variable({
+      name: "TESSERA_AUDIT_MAX_AGE", default: "30d", parse: duration("1m"),
+      doc: "Stored audit events older than this are dropped (at least `1m`). The log keeps every event regardless.",
+    }),
+    riskWindowMs: variable({
+      name: "TESSERA_RISK_WINDOW", default: "15m", parse: duration("1s"),
+      doc:
+        "The window the [risk score](#suspicious-activity-the-risk-score) counts a subject's signals in (at least " +
+        "`1s`).",
+    }),
+    riskThreshold: variable({
+      name: "TESSERA_RISK_THRESHOLD", default: "50", parse: integer(1, 100),
+      doc:
+        "A risk score (0 to 100) at or above this raises a `suspicious_activity` audit event, at most once per window " +
+        "and subject. 1 to 100.",
+    }),
+  },
+  /** The logger's one setting. */
+  logLevel: variable({
+    name: "TESSERA_LOG_LEVEL", default: "info", parse: oneOf(LOG_LEVELS),
+    doc: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.",
+  }),
+};
 
-/** WAIT blocks the connection: it must end before the store's command timeout cuts it off. */
-function waitTimeout(waitMs: number, storeTimeoutMs: number, replicas: number): number {
-  if (replicas > 0 && waitMs >= storeTimeoutMs) {
+/** What one variable cannot say alone; each check names the variable to change. */
+function checkTogether(v: Values<typeof VARIABLES>): void {
+  const { sessions, store } = v;
+  if (sessions.accessTtlMs > sessions.accessTtlMaxMs) throw new ConfigError("TESSERA_ACCESS_TTL", "exceeds TESSERA_ACCESS_TTL_MAX");
+  if (sessions.refreshTtlMs > sessions.refreshTtlMaxMs) throw new ConfigError("TESSERA_REFRESH_TTL", "exceeds TESSERA_REFRESH_TTL_MAX");
+  // WAIT blocks the connection: it must end before the store's command timeout cuts it off.
+  if (store.waitReplicas > 0 && store.waitTimeoutMs >= store.commandTimeoutMs) {
     throw new ConfigError("TESSERA_REDIS_WAIT_TIMEOUT", "must be shorter than TESSERA_STORE_TIMEOUT");
   }
-  return waitMs;
 }
 
-function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
-  const host = m?.[1] ?? m?.[2];
-  const port = Number(m?.[3]);
-  if (!m || host === undefined || !Number.isInteger(port) || port > 65535) {
-    throw new ConfigError("TESSERA_LISTEN", `"${value}" is not host:port (examples: 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080)`);
+type Declared = Values<typeof VARIABLES>;
+/** One object type rather than an intersection (for readable hovers and messages). */
+type Flat<T> = { [K in keyof T]: T[K] } & {};
+
+/** The configuration, by consumer: VARIABLES' shape, with the TLS files and the callers file read. */
+export type Config = Flat<
+  Omit<Declared, "server" | "access"> & { readonly server: ServerConfig; readonly access: Readonly<CallerAccess> }
+>;
+export type ServerConfig = Flat<Omit<Declared["server"], "tls"> & { readonly tls: TlsConfig | undefined }>;
+export type StoreConfig = Config["store"];
+/** `after` failures of one session (`subjectAfter` of one subject) within `windowMs` lock it for `lockMs`; 0 is off. */
+export type RefreshLockout = Config["limits"]["lockout"];
+
+export type VariableName = NameOf<typeof VARIABLES>;
+
+/** Each variable's default as written (undefined: unset is allowed). */
+export const DEFAULTS = Object.freeze(
+  Object.fromEntries(variablesOf(VARIABLES).map((v) => [v.name, v.default])) as Record<VariableName, string | undefined>,
+);
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const declared = readAll(VARIABLES, env);
+  checkTogether(declared);
+  const { server, access } = declared;
+  const tls = loadTls(server.tls);
+  return deepFreeze({
+    ...declared,
+    server: { ...server, tls },
+    access: loadAccess({ ...access, listen: server.listen, clientCa: tls?.clientCa !== undefined }),
+  });
+}
+
+/** Freezes plain objects and arrays all the way down (the PEM buffers stay as they are: typed arrays cannot be frozen). */
+function deepFreeze<T>(value: T): T {
+  if (Array.isArray(value) || (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
   }
-  if (m[1] !== undefined && isIP(host) !== 6) throw new ConfigError("TESSERA_LISTEN", `"${host}" is not an IPv6 address`);
-  return { host, port };
-}
-
-/** Whether the listen address only accepts connections from this machine. */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return value;
 }

@@ -17,11 +17,15 @@ export interface TlsConfig {
 
 type TlsKey = "TESSERA_TLS_CERT" | "TESSERA_TLS_KEY" | "TESSERA_TLS_CLIENT_CA";
 
-export function loadTls(env: Record<string, string | undefined>): TlsConfig | undefined {
-  const path = (key: TlsKey) => env[key]?.trim() || undefined;
-  const certPath = path("TESSERA_TLS_CERT");
-  const keyPath = path("TESSERA_TLS_KEY");
-  const caPath = path("TESSERA_TLS_CLIENT_CA");
+/** The PEM files' paths, as config.ts read them (server.tls); undefined: not set. */
+export interface TlsPaths {
+  cert: string | undefined;
+  key: string | undefined;
+  clientCa: string | undefined;
+}
+
+export function loadTls(paths: TlsPaths): TlsConfig | undefined {
+  const { cert: certPath, key: keyPath, clientCa: caPath } = paths;
   if (certPath === undefined && keyPath === undefined) {
     if (caPath !== undefined) throw new ConfigError("TESSERA_TLS_CLIENT_CA", "needs TLS: set TESSERA_TLS_CERT and TESSERA_TLS_KEY");
     return undefined;

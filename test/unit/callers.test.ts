@@ -102,15 +102,15 @@ describe("callers file", () => {
 describe("open mode", () => {
   it("without a callers file, runs open on loopback", () => {
     const c = loadConfig({ TESSERA_LISTEN: "127.0.0.1:0" });
-    expect(c.callers).toBeUndefined();
-    expect(c.allowUnauthenticated).toBe(false);
+    expect(c.access.callers).toBeUndefined();
+    expect(c.access.allowUnauthenticated).toBe(false);
   });
 
   it.each(["0.0.0.0:8080", "[::]:8080", "10.0.0.1:8080"])("refuses %s without callers unless explicitly allowed", (listen) => {
     expect(() => loadConfig({ TESSERA_LISTEN: listen })).toThrow(
       /^TESSERA_CALLERS_FILE: is not set and TESSERA_LISTEN .* set TESSERA_ALLOW_UNAUTHENTICATED=true/,
     );
-    expect(loadConfig({ TESSERA_LISTEN: listen, TESSERA_ALLOW_UNAUTHENTICATED: "true" }).allowUnauthenticated).toBe(true);
+    expect(loadConfig({ TESSERA_LISTEN: listen, TESSERA_ALLOW_UNAUTHENTICATED: "true" }).access.allowUnauthenticated).toBe(true);
   });
 
   it("TESSERA_ALLOW_UNAUTHENTICATED is true or false, and not together with a callers file", () => {
@@ -118,7 +118,7 @@ describe("open mode", () => {
     expect(errorFor({ callers: [billing] }, { TESSERA_ALLOW_UNAUTHENTICATED: "true" })).toBe(
       "TESSERA_ALLOW_UNAUTHENTICATED: cannot be true when TESSERA_CALLERS_FILE is set",
     );
-    expect(loadConfig({ TESSERA_LISTEN: "0.0.0.0:1", TESSERA_CALLERS_FILE: callersFile({ callers: [billing] }) }).callers).toHaveLength(1);
+    expect(loadConfig({ TESSERA_LISTEN: "0.0.0.0:1", TESSERA_CALLERS_FILE: callersFile({ callers: [billing] }) }).access.callers).toHaveLength(1);
   });
 });
 

@@ -5,7 +5,7 @@ import { ConfigError, DEFAULTS, loadConfig } from "../../src/config/config.js";
 describe("audit and risk configuration", () => {
   it("defaults: about 100 000 events, kept 30 days; risk counted over 15 minutes, alert at 50", () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ auditMaxEvents: 100_000, auditMaxAgeMs: 30 * 86_400_000, riskWindowMs: 900_000, riskThreshold: 50 });
+    expect(c.audit).toEqual({ maxEvents: 100_000, maxAgeMs: 30 * 86_400_000, riskWindowMs: 900_000, riskThreshold: 50 });
     expect(DEFAULTS).toMatchObject({
       TESSERA_AUDIT_MAX_EVENTS: "100000",
       TESSERA_AUDIT_MAX_AGE: "30d",
@@ -21,7 +21,7 @@ describe("audit and risk configuration", () => {
       TESSERA_RISK_WINDOW: "1h",
       TESSERA_RISK_THRESHOLD: "80",
     });
-    expect(c).toMatchObject({ auditMaxEvents: 5000, auditMaxAgeMs: 7 * 86_400_000, riskWindowMs: 3_600_000, riskThreshold: 80 });
+    expect(c.audit).toEqual({ maxEvents: 5000, maxAgeMs: 7 * 86_400_000, riskWindowMs: 3_600_000, riskThreshold: 80 });
   });
 
   it.each([

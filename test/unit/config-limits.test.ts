@@ -5,10 +5,12 @@ import { loadConfig } from "../../src/config/config.js";
 describe("rate limit and lockout configuration", () => {
   it("defaults: every rate limit off, lockout after 20 failures of a session or 100 of a subject in 15m, for 15m", () => {
     const c = loadConfig({});
-    expect(c.rateCaller).toBeUndefined();
-    expect(c.rateSubject).toBeUndefined();
-    expect(c.rateIp).toBeUndefined();
-    expect(c.refreshLockout).toEqual({ after: 20, subjectAfter: 100, windowMs: 900_000, lockMs: 900_000 });
+    expect(c.limits).toEqual({
+      caller: undefined,
+      subject: undefined,
+      ip: undefined,
+      lockout: { after: 20, subjectAfter: 100, windowMs: 900_000, lockMs: 900_000 },
+    });
   });
 
   it("reads calls/window and the lockout variables", () => {
@@ -21,10 +23,12 @@ describe("rate limit and lockout configuration", () => {
       TESSERA_REFRESH_LOCKOUT_WINDOW: "10m",
       TESSERA_REFRESH_LOCKOUT_TIME: "1s",
     });
-    expect(c.rateCaller).toEqual({ points: 1000, windowMs: 1000 });
-    expect(c.rateSubject).toEqual({ points: 30, windowMs: 60_000 });
-    expect(c.rateIp).toEqual({ points: 600, windowMs: 3_600_000 });
-    expect(c.refreshLockout).toEqual({ after: 5, subjectAfter: 0, windowMs: 600_000, lockMs: 1000 });
+    expect(c.limits).toEqual({
+      caller: { points: 1000, windowMs: 1000 },
+      subject: { points: 30, windowMs: 60_000 },
+      ip: { points: 600, windowMs: 3_600_000 },
+      lockout: { after: 5, subjectAfter: 0, windowMs: 600_000, lockMs: 1000 },
+    });
   });
 
   it.each([

@@ -1,6 +1,11 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { ConfigError, isLoopback, loadConfig } from "../../src/config/config.js";
+import { ConfigError, VARIABLES, isLoopback, loadConfig } from "../../src/config/config.js";
+import { configTable } from "../../src/config/docs.js";
 import { formatDuration, parseDuration } from "../../src/config/duration.js";
+import { variablesOf } from "../../src/config/variable.js";
 
 describe("durations", () => {
   it.each([
@@ -23,13 +28,16 @@ describe("durations", () => {
 describe("config", () => {
   it("has working defaults: loopback, memory store, ES256", () => {
     const c = loadConfig({});
-    expect(c.listen).toEqual({ host: "127.0.0.1", port: 8080 });
-    expect(c.redisUrl).toBeUndefined();
-    expect(c.signingAlg).toBe("ES256");
-    expect(c.accessTtlMs).toBe(15 * 60_000);
-    expect(c.refreshTtlMs).toBe(7 * 86_400_000);
-    expect(c.refreshGraceMs).toBe(10_000);
+    expect(c.server.listen).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(c.server.tls).toBeUndefined();
+    expect(c.store.redisUrl).toBeUndefined();
+    expect(c.tokens.signingAlg).toBe("ES256");
+    expect(c.sessions.accessTtlMs).toBe(15 * 60_000);
+    expect(c.sessions.refreshTtlMs).toBe(7 * 86_400_000);
+    expect(c.sessions.refreshGraceMs).toBe(10_000);
+    expect(c.logLevel).toBe("info");
     expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.sessions) && Object.isFrozen(c.sessions.defaultAudience) && Object.isFrozen(c.limits.lockout)).toBe(true);
   });
 
   it("reads every variable", () => {
@@ -50,20 +58,20 @@ describe("config", () => {
       TESSERA_SIGNING_ALG: "EdDSA",
     });
     expect(c).toMatchObject({
-      listen: { host: "::1", port: 9090 },
-      redisUrl: "redis://127.0.0.1:6380/2",
-      issuer: "https://auth.example",
-      audience: ["a", "b"],
-      accessTtlMs: 300_000,
-      accessTtlMaxMs: 600_000,
-      refreshTtlMs: 86_400_000,
-      refreshTtlMaxMs: 172_800_000,
-      refreshIdleTtlMs: 3_600_000,
-      refreshGraceMs: 0,
-      maxSessions: 3,
-      clockSkewMs: 0,
+      server: { listen: { host: "::1", port: 9090 } },
+      store: { redisUrl: "redis://127.0.0.1:6380/2" },
+      tokens: { issuer: "https://auth.example", clockSkewMs: 0, signingAlg: "EdDSA" },
+      sessions: {
+        defaultAudience: ["a", "b"],
+        accessTtlMs: 300_000,
+        accessTtlMaxMs: 600_000,
+        refreshTtlMs: 86_400_000,
+        refreshTtlMaxMs: 172_800_000,
+        refreshIdleTtlMs: 3_600_000,
+        refreshGraceMs: 0,
+        maxSessions: 3,
+      },
       logLevel: "warn",
-      signingAlg: "EdDSA",
     });
   });
 
@@ -95,14 +103,42 @@ describe("config", () => {
 
   it("requires the replica wait to end before the store timeout, but only when waiting is on", () => {
     const base = { TESSERA_STORE_TIMEOUT: "300ms", TESSERA_REDIS_WAIT_TIMEOUT: "500ms" };
-    expect(loadConfig(base).redisWaitReplicas).toBe(0);
+    expect(loadConfig(base).store.waitReplicas).toBe(0);
     expect(() => loadConfig({ ...base, TESSERA_REDIS_WAIT_REPLICAS: "1" })).toThrow(/TESSERA_REDIS_WAIT_TIMEOUT/);
     const ok = loadConfig({ ...base, TESSERA_REDIS_WAIT_REPLICAS: "2", TESSERA_REDIS_WAIT_TIMEOUT: "200ms" });
-    expect([ok.redisWaitReplicas, ok.redisWaitTimeoutMs]).toEqual([2, 200]);
+    expect([ok.store.waitReplicas, ok.store.waitTimeoutMs]).toEqual([2, 200]);
   });
 
   it("knows loopback addresses", () => {
     expect(["127.0.0.1", "127.1.2.3", "::1", "localhost"].every(isLoopback)).toBe(true);
     expect(["0.0.0.0", "::", "10.0.0.1", "example.com"].some(isLoopback)).toBe(false);
+  });
+});
+
+describe("the declarations (VARIABLES)", () => {
+  const declared = variablesOf(VARIABLES);
+
+  it("declare each variable once, with a doc, and every TESSERA_* variable src/ mentions", () => {
+    const names = declared.map((v) => v.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(declared.filter((v) => v.doc.trim() === "")).toEqual([]);
+    const src = fileURLToPath(new URL("../../src", import.meta.url));
+    const mentioned = new Set(
+      readdirSync(src, { recursive: true, encoding: "utf8" })
+        .filter((f) => f.endsWith(".ts"))
+        .flatMap((f) => readFileSync(join(src, f), "utf8").match(/\bTESSERA_[A-Z0-9_]+\b(?!\*)/g) ?? []),
+    );
+    expect([...mentioned].filter((n) => !names.includes(n as never))).toEqual([]);
+  });
+
+  it("give the README one row per variable, in declaration order", () => {
+    const rows = configTable().split("\n").slice(2);
+    expect(rows.map((r) => /^\| `(\w+)` \|/.exec(r)?.[1])).toEqual(declared.map((v) => v.name));
+    expect(rows[0]).toBe(
+      "| `TESSERA_LISTEN` | `127.0.0.1:8080` | `host:port` to listen on (`[::1]:8080` for IPv6). One port serves gRPC (HTTP/2 " +
+        "without TLS), the Connect protocol and gRPC-Web over HTTP/2 and HTTP/1.1. Port `0` picks a free port. |",
+    );
+    expect(rows.find((r) => r.startsWith("| `TESSERA_RATE_IP`"))).toMatch(/^\| `TESSERA_RATE_IP` \| `0` \(off\) \| /);
+    expect(rows.find((r) => r.startsWith("| `TESSERA_REDIS_URL`"))).toMatch(/^\| `TESSERA_REDIS_URL` \| unset \| /);
   });
 });

@@ -1,0 +1,212 @@
+/**
+ * One environment variable as config.ts declares it (name, default, one-line doc, parser with its bounds), the
+ * parsers, and the walk that reads a tree of declarations from the environment into a tree of values of the same
+ * shape. A parser sees the trimmed value (the default when the variable is unset or blank) and says what is wrong
+ * with it; the walk puts the variable's name in front, so every message names the exact variable.
+ */
+import { isIP } from "node:net";
+import { formatDuration, parseDuration } from "./duration.js";
+import { ConfigError } from "./errors.js";
+
+/** Reads a value, or throws Invalid saying what is wrong with it (without the variable's name). */
+export type Parser<T> = (raw: string) => T;
+
+/** What a parser throws; the walk turns it into a ConfigError naming the variable. */
+export class Invalid extends Error {}
+
+export interface Variable<T, N extends string = string> {
+  readonly name: N;
+  /** As an operator would write it. Undefined: the variable may stay unset, and its value is then undefined. */
+  readonly default: string | undefined;
+  /** The README's default column, after the default itself: `0` (off). */
+  readonly note: string | undefined;
+  /** One line of Markdown: the README's meaning column. */
+  readonly doc: string;
+  read(raw: string | undefined): T;
+}
+
+/** Declarations: a variable, or a record of them (a consumer's group, or a part of one). */
+export type Declarations = Variable<unknown> | { readonly [field: string]: Declarations };
+
+/** The values a tree of declarations reads into: the same shape, each variable replaced by its value. */
+export type Values<D> = D extends Variable<infer T> ? T : { readonly [K in keyof D]: Values<D[K]> };
+
+/** Every variable name in a tree of declarations. */
+export type NameOf<D> = D extends Variable<unknown, infer N> ? N : { [K in keyof D]: NameOf<D[K]> }[keyof D];
+
+interface Spec<T, N extends string> {
+  name: N;
+  parse: Parser<T>;
+  doc: string;
+  note?: string;
+}
+
+/** A variable with a default. */
+export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { default: string }): Variable<T, N>;
+/** A variable that may stay unset (its value is then undefined). */
+export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N>): Variable<T | undefined, N>;
+export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { default?: string }): Variable<T | undefined, N> {
+  const { name, parse, doc, note, default: fallback } = spec;
+  if (/[|\n]/.test(doc)) throw new Error(`${name}: the doc must be one line without "|" (it is a Markdown table cell)`);
+  return {
+    name,
+    default: fallback,
+    note,
+    doc,
+    read(raw) {
+      const value = raw?.trim() || fallback;
+      if (value === undefined) return undefined;
+      try {
+        return parse(value);
+      } catch (err) {
+        if (err instanceof Invalid) throw new ConfigError(name, err.message);
+        throw err;
+      }
+    },
+  };
+}
+
+/** The variables of a tree of declarations, in declaration order. */
+export function variablesOf(d: Declarations): Variable<unknown>[] {
+  return isVariable(d) ? [d] : Object.values(d).flatMap(variablesOf);
+}
+
+/** Reads every variable of the tree from env, in declaration order; the first bad value throws its ConfigError. */
+export function readAll<D extends Declarations>(d: D, env: Record<string, string | undefined>): Values<D> {
+  if (isVariable(d)) return d.read(env[d.name]) as Values<D>;
+  return Object.fromEntries(Object.entries(d).map(([field, node]) => [field, readAll(node, env)])) as Values<D>;
+}
+
+function isVariable(d: Declarations): d is Variable<unknown> {
+  return typeof (d as Variable<unknown>).read === "function";
+}
+
+// --- parsers -------------------------------------------------------------------------------------------------------
+
+/** A duration (`250ms`, `15m`, `1h30m`, `7d`) of at least `min` (itself a duration), in milliseconds. */
+export function duration(min: string): Parser<number> {
+  const minMs = parseDuration(min)!;
+  return (raw) => {
+    const ms = parseDuration(raw);
+    if (ms === undefined) throw new Invalid(`"${raw}" is not a duration (examples: 15m, 7d, 1h30m, 500ms)`);
+    if (ms < minMs) throw new Invalid(`must be at least ${formatDuration(minMs)}`);
+    return ms;
+  };
+}
+
+/** A duration of whole seconds, at least 1s, in milliseconds (rate-limiter-flexible's Redis backend counts seconds). */
+export function seconds(): Parser<number> {
+  const atLeast1s = duration("1s");
+  return (raw) => {
+    const ms = atLeast1s(raw);
+    if (ms % 1000 !== 0) throw new Invalid(`"${raw}" is not a whole number of seconds`);
+    return ms;
+  };
+}
+
+/** A whole number from min to max. */
+export function integer(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new Invalid(`"${raw}" is not a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** `true` or `false` (any case), or `1` or `0`. */
+export const boolean: Parser<boolean> = (raw) => {
+  const lower = raw.toLowerCase();
+  if (lower === "true" || lower === "1") return true;
+  if (lower === "false" || lower === "0") return false;
+  throw new Invalid(`"${raw}" is not true or false`);
+};
+
+/** Exactly `true` or `false`: for switches that weaken security, nothing that merely looks like true. */
+export const strictBoolean: Parser<boolean> = (raw) => {
+  if (raw === "true" || raw === "false") return raw === "true";
+  throw new Invalid(`"${raw}" is not true or false`);
+};
+
+/** One of the given words. */
+export function oneOf<const W extends string>(words: readonly W[]): Parser<W> {
+  return (raw) => {
+    if (!(words as readonly string[]).includes(raw)) throw new Invalid(`"${raw}" is not one of ${words.join(", ")}`);
+    return raw as W;
+  };
+}
+
+/** Any text (of at most maxLength characters). */
+export function text(maxLength = Infinity): Parser<string> {
+  return (raw) => {
+    if (raw.length > maxLength) throw new Invalid(`is longer than ${maxLength} characters`);
+    return raw;
+  };
+}
+
+/** A file's path, checked when the file is read. */
+export const path: Parser<string> = (raw) => raw;
+
+/** A comma-separated list of at least one non-empty item (`what` names the items in the error). */
+export function list(what: string): Parser<string[]> {
+  return (raw) => {
+    const items = raw
+      .split(",")
+      .map((a) => a.trim())
+      .filter((a) => a !== "");
+    if (items.length === 0) throw new Invalid(`needs at least one ${what}`);
+    return items;
+  };
+}
+
+/** A redis:// or rediss:// URL. */
+export const redisUrl: Parser<string> = (raw) => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Invalid("is not a URL (example: redis://127.0.0.1:6379/0)");
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") throw new Invalid("must start with redis:// or rediss://");
+  return raw;
+};
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `host:port`, or `[ipv6]:port`. */
+export const hostPort: Parser<HostPort> = (raw) => {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(raw);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!m || host === undefined || !Number.isInteger(port) || port > 65535) {
+    throw new Invalid(`"${raw}" is not host:port (examples: 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080)`);
+  }
+  if (m[1] !== undefined && isIP(host) !== 6) throw new Invalid(`"${host}" is not an IPv6 address`);
+  return { host, port };
+};
+
+/** Whether the listen address only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** At most `points` calls per fixed window of `windowMs` (whole seconds). */
+export interface RateLimit {
+  points: number;
+  windowMs: number;
+}
+
+/** `calls/window` (`100/1s`, `1000/1m`; the window in whole seconds), or `0`: no limit (undefined). */
+export const rate: Parser<RateLimit | undefined> = (raw) => {
+  if (raw === "0") return undefined;
+  const m = /^(\d{1,9})\/(\S+)$/.exec(raw);
+  const points = Number(m?.[1]);
+  const windowMs = m ? parseDuration(m[2]!) : undefined;
+  if (!m || points < 1 || windowMs === undefined) {
+    throw new Invalid(`"${raw}" is not calls/window (examples: 100/1s, 1000/1m) or 0 (no limit)`);
+  }
+  if (windowMs < 1000 || windowMs % 1000 !== 0) throw new Invalid("the window must be a whole number of seconds");
+  return { points, windowMs };
+};
