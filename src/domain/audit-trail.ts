@@ -18,7 +18,7 @@ import {
   type RiskAssessment,
 } from "./audit.js";
 import type { Clock } from "./clock.js";
-import type { Store } from "./store.js";
+import type { AuditStore } from "./store.js";
 
 /** What a caller of record() says; the recorder adds severity and time. */
 export interface AuditInput {
@@ -47,7 +47,7 @@ export interface AuditTrailConfig {
 }
 
 export interface AuditTrailDeps {
-  store: Store;
+  store: AuditStore;
   clock: Clock;
   config: AuditTrailConfig;
   /** Writes the event's log line; called synchronously by record(). */
@@ -63,7 +63,7 @@ export const AUDIT_DEFAULTS = { bufferSize: 10_000, batchSize: 500, flushInterva
 const DETAIL_MAX = 256;
 
 export class Audit implements AuditSink {
-  private readonly store: Store;
+  private readonly store: AuditStore;
   private readonly clock: Clock;
   private readonly cfg: Required<AuditTrailConfig>;
   private readonly log: (event: AuditEvent) => void;
@@ -183,7 +183,7 @@ export class Audit implements AuditSink {
   private async write(batch: AuditEvent[]): Promise<boolean> {
     const now = this.clock.now();
     const { maxEvents, maxAgeMs, riskWindowMs } = this.cfg;
-    let risks: Awaited<ReturnType<Store["appendAudit"]>>;
+    let risks: Awaited<ReturnType<AuditStore["appendAudit"]>>;
     try {
       risks = await this.store.appendAudit(batch, { now, maxEvents, maxAgeMs, riskWindowMs });
     } catch (err) {

@@ -129,6 +129,7 @@ export function auditMatches(e: AuditEvent, q: AuditQuery): boolean {
 /**
  * Stream-style event ids, `<ms>-<seq>`: ms is the event's time, raised to the newest id's ms if the event is older
  * (events of several processes arrive out of order), so ids only grow and age trimming by id follows event time.
+ * The memory store uses this. Lua twin: the id loop of AUDIT_APPEND in src/store/redis/audit.ts.
  */
 export function nextAuditId(last: string | null, at: number): string {
   const [lastMs, lastSeq] = last === null ? [-1, 0] : last.split("-").map(Number) as [number, number];
@@ -251,7 +252,8 @@ export function emptyRisk(): RiskObservations {
 /**
  * The observations after adding `signals` at `now`: entries outside the window (at or before now - windowMs) are
  * dropped, then each collection is cut to its cap, oldest first (ties: smaller key first). The memory store uses
- * this; the Redis store's Lua script does the same.
+ * this. Lua twin: RISK_UPDATE in src/store/redis/audit.ts (Redis merges inside the script, so the read, merge and
+ * write are one atomic step); change both or neither, the audit contract holds them to the same answers.
  */
 export function mergeRisk(
   prev: RiskObservations | null,
@@ -276,7 +278,7 @@ export function mergeRisk(
     refreshes: capInstants(lists.refresh, keep),
     reuses: capInstants(lists.reuse, keep),
     revokedPresented: capInstants(lists.revoked_presented, keep),
-    alertedAt: keep(base.alertedAt) ? base.alertedAt : 0,
+    alertedAt: alertedWithin(base, now, windowMs) ? base.alertedAt : 0,
   };
 }
 
@@ -330,5 +332,14 @@ export function assessRisk(obs: RiskObservations | null | undefined, now: number
  * processes.)
  */
 export function shouldAlert(obs: RiskObservations, score: number, threshold: number, now: number, windowMs: number): boolean {
-  return score >= threshold && !(obs.alertedAt > 0 && obs.alertedAt > now - windowMs);
+  return score >= threshold && !alertedWithin(obs, now, windowMs);
+}
+
+/**
+ * The alert window: whether a suspicious_activity event was raised for the subject within the window (after
+ * now - windowMs). shouldAlert, mergeRisk (which forgets an older mark) and the memory store's claimRiskAlert use it.
+ * Lua twin: `alerted_within` in RISK_PRELUDE (src/store/redis/audit.ts), used by RISK_UPDATE and RISK_CLAIM_ALERT.
+ */
+export function alertedWithin(obs: Pick<RiskObservations, "alertedAt">, now: number, windowMs: number): boolean {
+  return obs.alertedAt > 0 && obs.alertedAt > now - windowMs;
 }

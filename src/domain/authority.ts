@@ -1,13 +1,14 @@
 /**
  * The token authority: issue, refresh (rotation, reuse detection, grace window), revoke, introspect, sessions.
- * Pure TypeScript and jose; state goes through the Store interface, time through the Clock.
+ * Pure TypeScript and jose; state goes through the SessionStore interface, time through the Clock.
  */
 import { NO_CONTEXT, assessRisk, type AuditContext } from "./audit.js";
 import type { AuditInput, AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { digest, newSessionId, randomId } from "./ids.js";
-import type { ClientInfo, IssuedPair, SessionRecord, Store } from "./store.js";
+import { isLive } from "./sessions.js";
+import type { ClientInfo, IssuedPair, SessionRecord, SessionStore } from "./store.js";
 import {
   RESERVED_CLAIMS,
   TYP,
@@ -76,7 +77,7 @@ export type AuthorityEvent =
   | { type: "session_evicted"; subject: string; sessionId: string };
 
 export interface AuthorityDeps {
-  store: Store;
+  store: SessionStore;
   codec: TokenCodec;
   clock: Clock;
   config: AuthorityConfig;
@@ -86,7 +87,7 @@ export interface AuthorityDeps {
 }
 
 export class Authority {
-  private readonly store: Store;
+  private readonly store: SessionStore;
   private readonly codec: TokenCodec;
   private readonly clock: Clock;
   private readonly cfg: AuthorityConfig;
@@ -223,8 +224,7 @@ export class Authority {
       });
       return { active: false, reason: "revoked" };
     }
-    if (!s) return { active: false, reason: "session_ended" };
-    if (now >= Math.min(s.idleExpiresAt, s.expiresAt)) return { active: false, reason: "session_ended" };
+    if (!s || !isLive(s.status, s, now)) return { active: false, reason: "session_ended" };
     if (expected === "refresh" && s.currentJti !== t.jti) return { active: false, reason: "rotated" };
     const riskScore = assessRisk(state.risk, now, this.cfg.riskWindowMs ?? DEFAULT_RISK_WINDOW_MS).score;
     return { active: true, token: t, riskScore };

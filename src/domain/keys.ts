@@ -5,7 +5,7 @@
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from "jose";
 import type { Clock } from "./clock.js";
-import type { Store, StoredKey } from "./store.js";
+import type { KeyStore, StoredKey } from "./store.js";
 
 export const SIGNING_ALGORITHMS = ["ES256", "EdDSA", "RS256", "PS256"] as const;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
@@ -26,7 +26,7 @@ export class KeyRing {
   private reloading: Promise<void> | undefined;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: KeyStore,
     private readonly alg: SigningAlgorithm,
     private readonly clock: Clock,
     private readonly reloadIntervalMs = 1_000,

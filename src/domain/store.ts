@@ -1,6 +1,7 @@
 /**
- * The state behind the token authority. The domain owns this interface; `src/store/memory.ts` and
- * `src/store/redis.ts` implement it, and `test/contract/store.contract.test.ts` holds both to the same behaviour.
+ * The state behind the token authority. The domain owns these interfaces, one per concern (keys, sessions, the
+ * revocation feed, the audit trail, lifecycle); `src/store/memory.ts` and `src/store/redis.ts` implement them, and
+ * `test/contract/` holds both to the same behaviour, one suite per interface.
  *
  * All times are milliseconds since the epoch and are passed in by the caller (the domain's clock), so a store never
  * reads a clock of its own for decisions. Every operation that changes more than one thing is atomic. Everything a
@@ -107,9 +108,13 @@ export interface StoredKey {
   publicJwk: JWK;
 }
 
-export interface Store {
-  readonly kind: "memory" | "redis";
+// ---------------------------------------------------------------------------------------------------------------
+// The store, by concern. Each consumer depends on the part it uses: KeyRing on KeyStore, Authority on SessionStore,
+// Audit on AuditStore, Readiness on StoreLifecycle's ping. `Store` is all of them together, what a backend provides
+// (src/store/memory.ts, src/store/redis.ts, each a composite of one part per concern).
 
+/** The signing keys, shared by every authority process on one store. */
+export interface KeyStore {
   /** Every signing key, oldest first. */
   listKeys(): Promise<StoredKey[]>;
   /**
@@ -117,23 +122,36 @@ export interface Store {
    * starting at once on an empty store exactly one key is created). Returns the keys after the call. Atomic.
    */
   addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]>;
+}
 
+/** Reading sessions and revocation state. Liveness is judged by domain/sessions.ts (`isLive`). */
+export interface SessionReader {
+  /** Revocation and session facts for one token, in one round trip (the subject's risk observations too). */
+  tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState>;
+  /** Live sessions of a subject, most recently used first. */
+  listSessions(subject: string, now: number): Promise<SessionRecord[]>;
+  /** One live session, or null. */
+  getSession(sessionId: string, now: number): Promise<SessionRecord | null>;
+}
+
+/** Changing sessions and revoking. Every revocation is also appended to the revocation feed. */
+export interface SessionWriter {
   /**
    * Opens a session. If the subject then has more than `maxSessions` live sessions, the least recently used ones
-   * are revoked (kept as revoked for `retentionMs`) and their ids returned. Atomic. The session id must have been
-   * minted for the subject (ids.newSessionId): a store finds a session from its id alone through the subject tag it
-   * carries. Throws (a programming error, not a store outage) if it was not.
+   * (domain/sessions.ts `evictionOrder`) are revoked (kept as revoked for `retentionMs`) and their ids returned.
+   * Atomic. The session id must have been minted for the subject (ids.newSessionId): a store finds a session from its
+   * id alone through the subject tag it carries. Throws (a programming error, not a store outage) if it was not.
    */
   createSession(
     session: SessionRecord,
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }>;
 
-  /** Rotates a session's refresh token, detects reuse, replays inside the grace window. Atomic. */
+  /**
+   * Rotates a session's refresh token, detects reuse, replays inside the grace window (domain/sessions.ts
+   * `judgeRotation`). Atomic.
+   */
   rotateRefresh(input: RotateInput): Promise<RotateResult>;
-
-  /** Revocation and session facts for one token, in one round trip. */
-  tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState>;
 
   /** Revokes one token id until `expiresAt`. Returns false if it was revoked already. */
   revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }): Promise<boolean>;
@@ -156,15 +174,18 @@ export interface Store {
    * Returns the number of sessions revoked.
    */
   revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<number>;
+}
 
-  /** Live sessions of a subject, most recently used first. */
-  listSessions(subject: string, now: number): Promise<SessionRecord[]>;
-  /** One live session, or null. */
-  getSession(sessionId: string, now: number): Promise<SessionRecord | null>;
+export interface SessionStore extends SessionReader, SessionWriter {}
 
+/** What was revoked, in order, for sidecars that verify tokens locally. Written by SessionWriter. */
+export interface RevocationFeed {
   /** Revocation feed entries after `cursor` (null: from the oldest kept), at most `limit`. */
   revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]>;
+}
 
+/** The stored audit trail and the per-subject risk observations derived from it. */
+export interface AuditStore {
   /**
    * Appends audit events (in this order) to the audit trail and records the risk signals they carry (domain
    * `riskSignal`) into each subject's risk observations (domain `mergeRisk`; the state expires `riskWindowMs` after its
@@ -181,17 +202,22 @@ export interface Store {
   riskOf(subject: string): Promise<RiskObservations | null>;
 
   /**
-   * Marks that a suspicious_activity event is raised for the subject now, unless one was within `windowMs`: true if
-   * this call made the mark (so of several processes exactly one raises the event). Atomic.
+   * Marks that a suspicious_activity event is raised for the subject now, unless one was within `windowMs` (domain
+   * `alertedWithin`): true if this call made the mark (so of several processes exactly one raises the event). Atomic.
    */
   claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean>;
+}
 
+export interface StoreLifecycle {
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Store.createSession's precondition: the session id was minted for the session's subject (ids.newSessionId). */
+/** Every part together: what a backend provides and the composition root hands out. */
+export interface Store extends KeyStore, SessionStore, RevocationFeed, AuditStore, StoreLifecycle {}
+
+/** SessionWriter.createSession's precondition: the session id was minted for the session's subject (ids.newSessionId). */
 export function assertSessionIdOf(s: Pick<SessionRecord, "id" | "subject">): void {
   if (!isSessionIdOf(s.id, s.subject)) throw new Error("session id was not minted for its subject (newSessionId)");
 }

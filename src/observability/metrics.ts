@@ -1,7 +1,6 @@
 /** Prometheus metrics (prom-client), one registry per app so several apps in one process (tests) do not collide. */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { StoreUnavailableError } from "../domain/errors.js";
-import type { Store } from "../domain/store.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -72,8 +71,11 @@ export class Metrics {
   }
 }
 
-/** The store, with every operation timed and every unavailability counted. Same behaviour otherwise. */
-export function instrumentStore(store: Store, metrics: Metrics): Store {
+/**
+ * The store (or any part of it: the whole Store, a KeyStore, a SessionStore...), with every operation timed and every
+ * unavailability counted under its method name. Same behaviour and type otherwise; `close` is passed through.
+ */
+export function instrumentStore<S extends object>(store: S, metrics: Metrics): S {
   // One wrapper per operation, made on first use (not a new closure and label lookup on every call).
   const wrapped = new Map<string, (...args: unknown[]) => Promise<unknown>>();
   const wrap = (op: string, fn: (...args: unknown[]) => Promise<unknown>) => {

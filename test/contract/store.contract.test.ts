@@ -1,41 +1,48 @@
 /**
- * Runs the shared store contract against every backend: the in-memory store, and Redis (the throwaway server that
- * test/helpers/global-setup.ts starts), each Redis test on its own key prefix, deleted afterwards.
+ * The contract of a whole Store (every part together, src/domain/store.ts), run against every backend: the
+ * lifecycle, and that two stores do not see each other's state in any part. The parts have their own suites:
+ * keys, sessions, feed and audit `.contract.test.ts`.
  */
-import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
-import { inject } from "vitest";
-import { MemoryStore } from "../../src/store/memory.js";
-import { createRedisClient, RedisStore } from "../../src/store/redis.js";
-import { storeContract } from "./store-contract.js";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Store } from "../../src/domain/store.js";
+import { BACKENDS } from "./backends.js";
+import { RETENTION, T0, makeKey, sessionAt, sessionHelpers, storesFrom } from "./fixtures.js";
 
-storeContract("memory", async () => {
-  const store = new MemoryStore();
-  return { store, cleanup: () => store.close() };
-});
+for (const { name, make } of BACKENDS) {
+  describe(name, () => {
+    let store: Store;
+    const stores = storesFrom(make);
+    const freshStore = () => stores.fresh();
+    beforeEach(async () => {
+      store = await stores.fresh();
+    });
+    const { open, expectLive, revokeJti } = sessionHelpers(() => store);
 
-storeContract("redis", async () => {
-  const client = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 2000 });
-  const prefix = `test:contract:${randomUUID()}:`;
-  const store = new RedisStore(client, { prefix });
-  // The client fails fast (no offline queue): wait for the connection, as app.ts does, before the first command.
-  await store.ping();
-  return {
-    store,
-    cleanup: async () => {
-      await deleteUnder(client, prefix);
-      await store.close();
-    },
-  };
-});
+    describe("lifecycle", () => {
+      it("ping resolves while the store answers", async () => {
+        await expect(store.ping()).resolves.toBeUndefined();
+      });
+    });
 
-/** Deletes every key whose name starts with `prefix` (SCAN, then DEL in batches). */
-async function deleteUnder(client: Redis, prefix: string): Promise<void> {
-  // The prefix is a fixed string plus a UUID: no glob metacharacters to escape.
-  let cursor = "0";
-  do {
-    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
+    describe("isolation", () => {
+      it("two stores do not see each other's state", async () => {
+        const other = await freshStore();
+        const key = await makeKey("ES256", T0);
+        const s = sessionAt(T0);
+        await store.addKey(key, true);
+        await open(s);
+        expect(await revokeJti("jti-a")).toBe(true);
+        expect(await other.listKeys()).toEqual([]);
+        expect(await other.getSession(s.id, T0)).toBeNull();
+        expect(await other.listSessions("alice", T0)).toEqual([]);
+        expect(await other.tokenState({ subject: "alice", sessionId: s.id, jti: "jti-a" })).toEqual({
+          jtiRevoked: false,
+          session: null,
+        });
+        expect(await other.revocations(null, 100)).toEqual([]);
+        expect(await other.revokeSubject({ subject: "alice", now: T0, retentionMs: RETENTION, reason: "r" })).toBe(0);
+        await expectLive(s, T0);
+      });
+    });
+  });
 }

@@ -1,230 +1,39 @@
 /**
- * The shared store contract: one suite that every `Store` backend runs (see `store.contract.test.ts`). It holds a
- * backend to the doc comments of `src/domain/store.ts`. Every instant is passed in (from `T0`), nothing sleeps, and
- * each test gets a fresh, empty store from `makeStore`.
+ * The SessionStore contract (src/domain/store.ts; rules in src/domain/sessions.ts), run against every backend:
+ * sessions round-trip and are live until their idle or absolute expiry, eviction, rotation with reuse detection and
+ * the grace window (also under concurrency), tokenState, and every revocation, each seen in the revocation feed it
+ * appends to.
  */
 import { randomUUID } from "node:crypto";
-import { exportJWK, generateKeyPair } from "jose";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { newSessionId } from "../../src/domain/ids.js";
-import { auditContract } from "./audit-contract.js";
-import type {
-  IssuedPair,
-  RevocationEvent,
-  RotateInput,
-  RotateResult,
-  SessionRecord,
-  Store,
-  StoredKey,
-} from "../../src/domain/store.js";
+import type { RevocationFeed, RotateInput, SessionRecord, SessionStore } from "../../src/domain/store.js";
+import { BACKENDS } from "./backends.js";
+import {
+  GRACE,
+  HOUR,
+  IDLE,
+  MIN,
+  OTHER_FP,
+  RETENTION,
+  SEC,
+  T0,
+  countOutcomes,
+  rotation,
+  sessionAt,
+  sessionHelpers,
+  storesFrom,
+} from "./fixtures.js";
 
-export type StoreFactory = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
-
-const T0 = Date.UTC(2026, 0, 1);
-const SEC = 1_000;
-const MIN = 60 * SEC;
-const HOUR = 60 * MIN;
-const DAY = 24 * HOUR;
-const IDLE = HOUR;
-const LIFETIME = 30 * DAY;
-const GRACE = 10 * SEC;
-const RETENTION = DAY;
-const MAX_SESSIONS = 10;
-const FP = "fingerprint-of-the-client";
-const OTHER_FP = "fingerprint-of-someone-else";
-
-/** A feed entry without its backend-chosen id. */
-type FeedEntry = Omit<RevocationEvent, "id">;
-
-/** Any non-blank text: the reason of a revocation the store decides on (eviction, reuse) is its own wording. */
-const someReason = () => expect.stringMatching(/\S/);
-
-async function makeKey(alg: "ES256" | "EdDSA", createdAt: number): Promise<StoredKey> {
-  const kid = randomUUID();
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg, use: "sig" };
-  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
-  return { kid, alg, createdAt, privateJwk, publicJwk };
-}
-
-/** Two ES256 keys and an EdDSA key, created in that order. */
-function esEsEd(): Promise<[StoredKey, StoredKey, StoredKey]> {
-  return Promise.all([makeKey("ES256", T0), makeKey("ES256", T0 + 1), makeKey("EdDSA", T0 + 2)]);
-}
-
-/** A session opened at `at` (created = last used = at) with its own id, client and first refresh jti. */
-function sessionAt(at: number, over: Partial<SessionRecord> = {}): SessionRecord {
-  const subject = over.subject ?? "alice";
-  const id = over.id ?? newSessionId(subject);
-  return {
-    id,
-    subject,
-    client: { deviceId: `device-${id}`, userAgent: "tessera-contract/1.0", ip: "203.0.113.7", platform: "linux" },
-    createdAt: at,
-    lastUsedAt: at,
-    idleExpiresAt: at + IDLE,
-    expiresAt: at + LIFETIME,
-    currentJti: `jti-${randomUUID()}`,
-    ...over,
-  };
-}
-
-function pairFor(jti: string, now: number): IssuedPair {
-  return {
-    accessToken: `access.${jti}`,
-    refreshToken: `refresh.${jti}`,
-    accessExpiresAt: now + 5 * MIN,
-    refreshExpiresAt: now + LIFETIME,
-  };
-}
-
-/** A rotation of `s` presenting `presentedJti` at `now`, with a fresh successor; `over` changes any input. */
-function rotation(s: SessionRecord, presentedJti: string, now: number, over: Partial<RotateInput> = {}): RotateInput {
-  const nextJti = over.nextJti ?? `jti-${randomUUID()}`;
-  return {
-    subject: s.subject,
-    sessionId: s.id,
-    presentedJti,
-    nextJti,
-    nextPair: pairFor(nextJti, now),
-    clientFingerprint: FP,
-    now,
-    graceMs: GRACE,
-    idleTtlMs: IDLE,
-    retentionMs: RETENTION,
-    ...over,
-  };
-}
-
-function countOutcomes(results: RotateResult[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.outcome === "ended" ? `ended:${r.why}` : r.outcome;
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
-
-export function storeContract(name: string, makeStore: StoreFactory): void {
+for (const { name, make } of BACKENDS) {
   describe(name, () => {
-    let store: Store;
-    const cleanups: Array<() => Promise<void>> = [];
-
-    /** Another fresh store from the factory, cleaned up with the test's own. */
-    async function freshStore(): Promise<Store> {
-      const made = await makeStore();
-      cleanups.push(made.cleanup);
-      return made.store;
-    }
-
+    let store: SessionStore & RevocationFeed;
+    const stores = storesFrom(make);
     beforeEach(async () => {
-      store = await freshStore();
+      store = await stores.fresh();
     });
-
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
-    /** Opens `s` (at its createdAt unless `now` is given) and returns the ids the store evicted. */
-    async function open(s: SessionRecord, maxSessions = MAX_SESSIONS, now = s.createdAt): Promise<string[]> {
-      const { evicted } = await store.createSession(s, { maxSessions, now, retentionMs: RETENTION });
-      return evicted;
-    }
-
-    /** Opens one session of alice at T0 (changed by `over`) and returns it. */
-    async function opened(over: Partial<SessionRecord> = {}): Promise<SessionRecord> {
-      const s = sessionAt(T0, over);
-      expect(await open(s)).toEqual([]);
-      return s;
-    }
-
-    /** Opens one session per instant, all of `subject`. */
-    async function openMany(instants: number[], subject = "alice", maxSessions = MAX_SESSIONS) {
-      const out: SessionRecord[] = [];
-      for (const at of instants) {
-        const s = sessionAt(at, { subject });
-        expect(await open(s, maxSessions)).toEqual([]);
-        out.push(s);
-      }
-      return out;
-    }
-
-    /** Rotates `s` from its current jti at `now`, expects "rotated", and returns the session as it is now. */
-    async function rotated(s: SessionRecord, now: number, over: Partial<RotateInput> = {}): Promise<SessionRecord> {
-      const input = rotation(s, s.currentJti, now, over);
-      const result = await store.rotateRefresh(input);
-      expect(result.outcome).toBe("rotated");
-      if (result.outcome !== "rotated") throw new Error("unreachable");
-      expect(result.session.currentJti).toBe(input.nextJti);
-      return result.session;
-    }
-
-    /** 20 refreshes of `s` presenting its current jti at once (T0 + 1 min), each with its own successor. */
-    async function refreshRace(s: SessionRecord, over: Partial<RotateInput> = {}) {
-      const inputs = Array.from({ length: 20 }, () => rotation(s, s.currentJti, T0 + MIN, over));
-      const results = await Promise.all(inputs.map((input) => store.rotateRefresh(input)));
-      return { inputs, results };
-    }
-
-    function stateOf(s: SessionRecord, jti = s.currentJti) {
-      return store.tokenState({ subject: s.subject, sessionId: s.id, jti });
-    }
-
-    async function expectRevoked(s: SessionRecord, now: number): Promise<void> {
-      expect((await stateOf(s)).session?.status).toBe("revoked");
-      expect(await store.getSession(s.id, now)).toBeNull();
-    }
-
-    async function expectLive(s: SessionRecord, now: number): Promise<void> {
-      expect((await stateOf(s)).session?.status).toBe("active");
-      expect((await store.getSession(s.id, now))?.id).toBe(s.id);
-    }
-
-    async function liveIds(subject: string, now: number): Promise<string[]> {
-      return (await store.listSessions(subject, now)).map((s) => s.id);
-    }
-
-    /** The whole feed, oldest first, without ids. */
-    async function feed(): Promise<FeedEntry[]> {
-      return (await store.revocations(null, 10_000)).map(({ id: _id, ...rest }) => rest);
-    }
-
-    function sessionEvent(s: SessionRecord, at: number, reason: unknown = someReason()): FeedEntry {
-      return { kind: "session", subject: s.subject, target: s.id, at, reason } as FeedEntry;
-    }
-
-    /** Revokes one token of alice that expires in an hour; returns what the store answered. */
-    function revokeJti(jti: string, now = T0, reason = "logout"): Promise<boolean> {
-      return store.revokeToken({ subject: "alice", jti, expiresAt: now + HOUR, now, reason });
-    }
-
-    describe("keys", () => {
-      it("addKey returns the keys after the call; listKeys round-trips every field, oldest first", async () => {
-        const [k1, k2, k3] = await esEsEd();
-        expect(await store.listKeys()).toEqual([]);
-        expect(await store.addKey(k1, false)).toEqual([k1]);
-        expect(await store.addKey(k2, false)).toEqual([k1, k2]);
-        expect(await store.addKey(k3, false)).toEqual([k1, k2, k3]);
-        expect(await store.listKeys()).toEqual([k1, k2, k3]);
-      });
-
-      it("onlyIfAlgAbsent adds no second key of a present algorithm but adds one of another", async () => {
-        const [es1, es2, ed] = await esEsEd();
-        expect(await store.addKey(es1, true)).toEqual([es1]);
-        expect(await store.addKey(es2, true)).toEqual([es1]);
-        expect(await store.addKey(ed, true)).toEqual([es1, ed]);
-        expect(await store.listKeys()).toEqual([es1, ed]);
-      });
-
-      it("concurrent addKey(onlyIfAlgAbsent) of two keys of one algorithm leaves exactly one", async () => {
-        const [a, b] = await Promise.all([makeKey("ES256", T0), makeKey("ES256", T0)]);
-        const answers = await Promise.all([store.addKey(a, true), store.addKey(b, true)]);
-        const keys = await store.listKeys();
-        expect(keys).toHaveLength(1);
-        expect([a.kid, b.kid]).toContain(keys[0]!.kid);
-        for (const answer of answers) expect(answer).toEqual(keys);
-      });
-    });
+    const { open, opened, openMany, rotated, refreshRace, stateOf, expectRevoked, expectLive, liveIds, feed, sessionEvent, revokeJti } =
+      sessionHelpers(() => store);
 
     describe("sessions", () => {
       it("createSession then getSession and listSessions round-trip every field", async () => {
@@ -524,70 +333,6 @@ export function storeContract(name: string, makeStore: StoreFactory): void {
         await expectLive(s, T0 + 1);
         expect(await liveIds("alice", T0 + 1)).toEqual([s.id]);
         await rotated(s, T0 + 2);
-      });
-    });
-
-    describe("revocation feed", () => {
-      it("records every kind of revocation in order with kind, subject, target, reason and at", async () => {
-        const [evictee, reused, revoked] = await openMany([T0, T0 + 1, T0 + 2], "alice", 3);
-        expect(await revokeJti("jti-x", T0 + 10, "token reason")).toBe(true);
-        const q = { sessionId: revoked!.id, now: T0 + 20, retentionMs: RETENTION, reason: "session reason" };
-        expect(await store.revokeSession(q)).toBe(true);
-        expect(await open(sessionAt(T0 + 30), 2)).toEqual([evictee!.id]);
-        await rotated(reused!, T0 + 40, { graceMs: 0 });
-        await store.rotateRefresh(rotation(reused!, reused!.currentJti, T0 + 50, { graceMs: 0 }));
-        await store.revokeSubject({ subject: "alice", now: T0 + 60, retentionMs: RETENTION, reason: "subject reason" });
-        expect(await feed()).toEqual([
-          { kind: "token", subject: "alice", target: "jti-x", at: T0 + 10, reason: "token reason" },
-          sessionEvent(revoked!, T0 + 20, "session reason"),
-          sessionEvent(evictee!, T0 + 30),
-          sessionEvent(reused!, T0 + 50),
-          { kind: "subject", subject: "alice", target: "", at: T0 + 60, reason: "subject reason" },
-        ]);
-      });
-
-      it("pages by cursor: in order, limit respected, nothing twice, nothing left out", async () => {
-        const jtis = Array.from({ length: 7 }, (_, i) => `jti-${i}`);
-        for (const [i, jti] of jtis.entries()) expect(await revokeJti(jti, T0 + i)).toBe(true);
-        const all = await store.revocations(null, 100);
-        expect(all.map((e) => e.target)).toEqual(jtis);
-        expect(await store.revocations(null, 3)).toEqual(all.slice(0, 3));
-        const pages: RevocationEvent[][] = [];
-        let cursor: string | null = null;
-        // Bounded, so a cursor that does not advance fails the test instead of hanging it.
-        for (let i = 0; i < 5; i++) {
-          const page: RevocationEvent[] = await store.revocations(cursor, 3);
-          if (page.length === 0) break;
-          pages.push(page);
-          cursor = page[page.length - 1]!.id;
-        }
-        expect(pages.map((p) => p.length)).toEqual([3, 3, 1]);
-        expect(pages.flat()).toEqual(all);
-        expect(new Set(all.map((e) => e.id)).size).toBe(all.length);
-        expect(await store.revocations(all[4]!.id, 100)).toEqual(all.slice(5));
-      });
-    });
-
-    auditContract(() => store);
-
-    describe("isolation", () => {
-      it("two stores do not see each other's state", async () => {
-        const other = await freshStore();
-        const key = await makeKey("ES256", T0);
-        const s = sessionAt(T0);
-        await store.addKey(key, true);
-        await open(s);
-        expect(await revokeJti("jti-a")).toBe(true);
-        expect(await other.listKeys()).toEqual([]);
-        expect(await other.getSession(s.id, T0)).toBeNull();
-        expect(await other.listSessions("alice", T0)).toEqual([]);
-        expect(await other.tokenState({ subject: "alice", sessionId: s.id, jti: "jti-a" })).toEqual({
-          jtiRevoked: false,
-          session: null,
-        });
-        expect(await other.revocations(null, 100)).toEqual([]);
-        expect(await other.revokeSubject({ subject: "alice", now: T0, retentionMs: RETENTION, reason: "r" })).toBe(0);
-        await expectLive(s, T0);
       });
     });
   });

@@ -1,11 +1,11 @@
 /**
- * The audit trail and risk part of the store contract, run by `storeContract` for every backend: appendAudit /
- * listAudit (round trip, filters, newest first, paging without duplicates or gaps, bounds by age and count, the scan
- * limit) and the risk observations (merged per subject, pruned to the window, capped, read with tokenState, alert
- * claimed once per window). Instants are passed in; nothing sleeps.
+ * The AuditStore contract (src/domain/store.ts), run against every backend: appendAudit / listAudit (round trip,
+ * filters, newest first, paging without duplicates or gaps, bounds by age and count, the scan limit) and the risk
+ * observations (merged per subject, pruned to the window, capped, read with SessionReader.tokenState in the same
+ * round trip, alert claimed once per window). Instants are passed in; nothing sleeps.
  */
 import { randomUUID } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   AUDIT_SCAN_LIMIT,
   RISK_CAPS,
@@ -19,7 +19,12 @@ import {
   type RiskSignal,
   type StoredAuditEvent,
 } from "../../src/domain/audit.js";
-import type { Store } from "../../src/domain/store.js";
+import type { AuditStore, SessionReader } from "../../src/domain/store.js";
+import { BACKENDS } from "./backends.js";
+import { storesFrom } from "./fixtures.js";
+
+/** The audit part, and tokenState, which reads the risk observations in the same round trip as the session. */
+type Audited = AuditStore & Pick<SessionReader, "tokenState">;
 
 const T0 = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
@@ -51,7 +56,7 @@ function event(at: number, over: Partial<AuditEvent> = {}): AuditEvent {
 
 const withoutId = ({ id: _id, ...e }: StoredAuditEvent): AuditEvent => e;
 
-export function auditContract(storeOf: () => Store): void {
+function auditContract(storeOf: () => Audited): void {
   /** Every page of the query, following cursors (bounded, so a cursor that does not advance fails instead of hanging). */
   async function pages(q: Omit<AuditQuery, "cursor">): Promise<StoredAuditEvent[][]> {
     const out: StoredAuditEvent[][] = [];
@@ -264,5 +269,16 @@ export function auditContract(storeOf: () => Store): void {
       const claims = Array.from({ length: 10 }, () => storeOf().claimRiskAlert({ subject: "alice", now: T0, windowMs: WINDOW }));
       expect((await Promise.all(claims)).filter(Boolean)).toHaveLength(1);
     });
+  });
+}
+
+for (const { name, make } of BACKENDS) {
+  describe(name, () => {
+    let store: Audited;
+    const stores = storesFrom(make);
+    beforeEach(async () => {
+      store = await stores.fresh();
+    });
+    auditContract(() => store);
   });
 }

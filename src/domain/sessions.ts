@@ -1,0 +1,120 @@
+/**
+ * The session rules, in one place: when a session is live, what a refresh does (rotate, replay inside the grace
+ * window, reuse, or nothing because the session ended), how a rotation changes the session, and in which order
+ * sessions are evicted and listed. The memory store and the authority call these; the Redis store runs them inside
+ * its Lua scripts (src/store/redis/sessions.ts), which mirror them line for line: each function here names its Lua
+ * twin, and each Lua twin names the function. Change both or neither; test/contract holds them to the same answers.
+ */
+import type { RotateInput, SessionRecord } from "./store.js";
+
+export type SessionStatus = "active" | "revoked";
+
+/** The two expiries of a session. */
+export interface SessionExpiries {
+  idleExpiresAt: number;
+  expiresAt: number;
+}
+
+/**
+ * The instant a session stops being live: the earlier of its idle expiry and its absolute expiry.
+ * Lua twin: `live_until` in src/store/redis/sessions.ts (SESSION_PRELUDE).
+ */
+export function liveUntil(s: SessionExpiries): number {
+  return Math.min(s.idleExpiresAt, s.expiresAt);
+}
+
+/**
+ * Whether a session is live at `now`: not revoked, and before liveUntil. A session is dead from that instant on.
+ * Lua twin: `status == 'a' and now < live_until(s)` in src/store/redis/sessions.ts.
+ */
+export function isLive(status: SessionStatus, s: SessionExpiries, now: number): boolean {
+  return status === "active" && now < liveUntil(s);
+}
+
+/** A session as a store holds it: its record, its status, and its creation order among its subject's sessions. */
+export interface SessionRow {
+  status: SessionStatus;
+  record: SessionRecord;
+  /** Creation order among the subject's sessions: the last tie-breaker of both orders below. */
+  order: number;
+}
+
+/**
+ * Eviction order: least recently used first; ties: created earlier first, then opened earlier.
+ * Lua twin: the `table.sort` in CREATE_SESSION (src/store/redis/sessions.ts).
+ */
+export function evictionOrder(a: SessionRow, b: SessionRow): number {
+  return a.record.lastUsedAt - b.record.lastUsedAt || a.record.createdAt - b.record.createdAt || a.order - b.order;
+}
+
+/** Listing order: most recently used first; ties in the order the sessions were opened. */
+export function listingOrder(a: SessionRow, b: SessionRow): number {
+  return b.record.lastUsedAt - a.record.lastUsedAt || a.order - b.order;
+}
+
+/** How many of `live` sessions must go so that one more fits within `maxSessions` (0 or more). */
+export function excessSessions(live: number, maxSessions: number): number {
+  return Math.max(0, live + 1 - maxSessions);
+}
+
+/** The last rotation of a session, kept for the grace window: what was rotated out, by whom, when. */
+export interface GraceEntry {
+  jti: string;
+  fingerprint: string;
+  at: number;
+}
+
+/** What a refresh does to the session (RotateResult without the data the store fills in). */
+export type RotationStep =
+  | { step: "ended"; why: "revoked" | "expired" | "missing" }
+  | { step: "rotate" }
+  | { step: "replay" }
+  | { step: "reuse" };
+
+/**
+ * Judges a refresh: a missing (or another subject's) session, a revoked one and an expired one have ended; the current
+ * jti rotates; a repeat of the last rotation's jti by the same client inside the grace window replays; anything else
+ * is reuse (the caller revokes the session).
+ * Lua twin: ROTATE in src/store/redis/sessions.ts.
+ */
+export function judgeRotation(
+  s: { status: SessionStatus; record: SessionRecord } | null,
+  previous: GraceEntry | null | undefined,
+  input: Pick<RotateInput, "subject" | "presentedJti" | "clientFingerprint" | "now" | "graceMs">,
+): RotationStep {
+  if (!s || s.record.subject !== input.subject) return { step: "ended", why: "missing" };
+  if (s.status !== "active") return { step: "ended", why: "revoked" };
+  if (input.now >= liveUntil(s.record)) return { step: "ended", why: "expired" };
+  if (input.presentedJti === s.record.currentJti) return { step: "rotate" };
+  if (previous && graceReplays(previous, input)) return { step: "replay" };
+  return { step: "reuse" };
+}
+
+/**
+ * The grace window: the same jti as the last rotation's, from the same client, less than graceMs after it (0: never).
+ * Lua twin: the `grace > 0 and ...` test in ROTATE.
+ */
+export function graceReplays(
+  prev: GraceEntry,
+  input: Pick<RotateInput, "presentedJti" | "clientFingerprint" | "now" | "graceMs">,
+): boolean {
+  return (
+    input.graceMs > 0 &&
+    input.presentedJti === prev.jti &&
+    input.now - prev.at < input.graceMs &&
+    input.clientFingerprint === prev.fingerprint
+  );
+}
+
+/**
+ * The session after a rotation: the successor jti is current, it was used now, and its idle expiry moves to
+ * now + idleTtlMs, never beyond its absolute expiry. Lua twin: the `presented == s[CURRENT_JTI]` branch of ROTATE.
+ */
+export function rotated(s: SessionRecord, input: Pick<RotateInput, "nextJti" | "now" | "idleTtlMs">): SessionRecord {
+  return {
+    ...s,
+    currentJti: input.nextJti,
+    lastUsedAt: input.now,
+    idleExpiresAt: Math.min(input.now + input.idleTtlMs, s.expiresAt),
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * The memory store's sessions and revocations (SessionStore). Every operation is one synchronous step, which makes it
+ * atomic. The rules (liveness, rotation, grace window, eviction and listing order) are domain/sessions.ts's; every
+ * revocation is appended to the feed part.
+ */
+import {
+  evictionOrder,
+  excessSessions,
+  isLive,
+  judgeRotation,
+  listingOrder,
+  liveUntil,
+  rotated,
+  type GraceEntry,
+  type SessionRow,
+} from "../../domain/sessions.js";
+import {
+  assertSessionIdOf,
+  type IssuedPair,
+  type RotateInput,
+  type RotateResult,
+  type SessionRecord,
+  type SessionStore,
+  type TokenState,
+} from "../../domain/store.js";
+import type { RiskObservations } from "../../domain/audit.js";
+import type { MemoryRevocationFeed } from "./feed.js";
+import type { Horizon } from "./shared.js";
+
+interface SessionEntry extends SessionRow {
+  /** Instant this entry may be forgotten. */
+  dropAt: number;
+  /** The last rotation, with the pair it handed out, for the grace window. */
+  previous?: GraceEntry & { pair: IssuedPair };
+}
+
+export class MemorySessionStore implements SessionStore {
+  private sessions = new Map<string, SessionEntry>();
+  private bySubject = new Map<string, Set<string>>();
+  private revokedJti = new Map<string, number>();
+  private opened = 0;
+
+  constructor(
+    private readonly horizon: Horizon,
+    private readonly feed: MemoryRevocationFeed,
+    /** The subject's risk observations (a copy), read with tokenState as Redis reads them in the same MGET. */
+    private readonly riskOf: (subject: string) => RiskObservations | null,
+  ) {}
+
+  async createSession(
+    session: SessionRecord,
+    opts: { maxSessions: number; now: number; retentionMs: number },
+  ): Promise<{ evicted: string[] }> {
+    assertSessionIdOf(session);
+    this.horizon.tick(opts.now);
+    const live = this.liveSessions(session.subject, opts.now);
+    const excess = excessSessions(live.length, opts.maxSessions);
+    const evicted: string[] = [];
+    if (excess > 0) {
+      for (const entry of live.sort(evictionOrder).slice(0, excess)) {
+        this.tombstone(entry, opts.now, opts.retentionMs, "evicted: session limit");
+        evicted.push(entry.record.id);
+      }
+    }
+    this.sessions.set(session.id, { record: { ...session }, status: "active", order: ++this.opened, dropAt: liveUntil(session) });
+    let ids = this.bySubject.get(session.subject);
+    if (!ids) this.bySubject.set(session.subject, (ids = new Set()));
+    ids.add(session.id);
+    return { evicted };
+  }
+
+  async rotateRefresh(input: RotateInput): Promise<RotateResult> {
+    const now = input.now;
+    this.horizon.tick(now);
+    const entry = this.sessions.get(input.sessionId) ?? null;
+    const judged = judgeRotation(entry, entry?.previous, input);
+    switch (judged.step) {
+      case "ended":
+        return { outcome: "ended", why: judged.why };
+      case "rotate": {
+        const e = entry!;
+        e.previous = { jti: e.record.currentJti, pair: input.nextPair, at: now, fingerprint: input.clientFingerprint };
+        e.record = rotated(e.record, input);
+        e.dropAt = liveUntil(e.record);
+        return { outcome: "rotated", session: { ...e.record } };
+      }
+      case "replay":
+        return { outcome: "replayed", pair: entry!.previous!.pair, session: { ...entry!.record } };
+      case "reuse":
+        this.tombstone(entry!, now, input.retentionMs, "refresh token reuse");
+        return { outcome: "reused" };
+    }
+  }
+
+  async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
+    const until = this.revokedJti.get(q.jti);
+    const entry = this.sessions.get(q.sessionId);
+    const session =
+      entry && entry.record.subject === q.subject
+        ? {
+            status: entry.status,
+            createdAt: entry.record.createdAt,
+            idleExpiresAt: entry.record.idleExpiresAt,
+            expiresAt: entry.record.expiresAt,
+            currentJti: entry.record.currentJti,
+          }
+        : null;
+    const risk = this.riskOf(q.subject);
+    return { jtiRevoked: until !== undefined, session, ...(risk ? { risk } : {}) };
+  }
+
+  async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
+    this.horizon.tick(q.now);
+    if (this.revokedJti.has(q.jti) || q.expiresAt <= q.now) return false;
+    this.revokedJti.set(q.jti, q.expiresAt);
+    this.feed.append("token", q.subject, q.jti, q.now, q.reason);
+    return true;
+  }
+
+  async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
+    this.horizon.tick(q.now);
+    const entry = this.sessions.get(q.sessionId);
+    if (!entry || (q.subject !== undefined && entry.record.subject !== q.subject) || !liveAt(entry, q.now)) {
+      return false;
+    }
+    this.tombstone(entry, q.now, q.retentionMs, q.reason);
+    return true;
+  }
+
+  async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
+    this.horizon.tick(q.now);
+    const live = this.liveSessions(q.subject, q.now);
+    for (const entry of live) entry.status = "revoked";
+    for (const entry of live) entry.dropAt = q.now + q.retentionMs;
+    this.feed.append("subject", q.subject, "", q.now, q.reason);
+    return live.length;
+  }
+
+  async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
+    return this.liveSessions(subject, now)
+      .sort(listingOrder)
+      .map((e) => ({ ...e.record }));
+  }
+
+  async getSession(sessionId: string, now: number): Promise<SessionRecord | null> {
+    const entry = this.sessions.get(sessionId);
+    return entry && liveAt(entry, now) ? { ...entry.record } : null;
+  }
+
+  /** Drops what has expired. */
+  sweep(now: number): void {
+    for (const [id, entry] of this.sessions) {
+      if (entry.dropAt <= now) {
+        this.sessions.delete(id);
+        const ids = this.bySubject.get(entry.record.subject);
+        ids?.delete(id);
+        if (ids?.size === 0) this.bySubject.delete(entry.record.subject);
+      }
+    }
+    for (const [jti, until] of this.revokedJti) if (until <= now) this.revokedJti.delete(jti);
+  }
+
+  size(): { sessions: number; revokedJti: number } {
+    return { sessions: this.sessions.size, revokedJti: this.revokedJti.size };
+  }
+
+  private liveSessions(subject: string, now: number): SessionEntry[] {
+    const out: SessionEntry[] = [];
+    for (const id of this.bySubject.get(subject) ?? []) {
+      const entry = this.sessions.get(id);
+      if (entry && liveAt(entry, now)) out.push(entry);
+    }
+    return out;
+  }
+
+  private tombstone(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
+    entry.status = "revoked";
+    entry.previous = undefined;
+    entry.dropAt = now + retentionMs;
+    this.feed.append("session", entry.record.subject, entry.record.id, now, reason);
+  }
+}
+
+function liveAt(entry: SessionEntry, now: number): boolean {
+  return isLive(entry.status, entry.record, now);
+}

@@ -1,0 +1,188 @@
+/**
+ * What the parts of the Redis store share: the one ioredis client, the key prefix and the key names built from it,
+ * the Lua scripts' registration, the mapping of every failure to StoreUnavailableError (so callers fail closed), and
+ * the wait for replicas after a revocation.
+ *
+ * Key layout under the prefix P (t = the subject's tag, ids.subjectTag, a Redis Cluster hash tag; a session id
+ * starts with its subject's tag, so a session is found from its id alone):
+ *   P{t}:s:<sid>  session (JSON array)     P{t}:g:<sid>  previous pair, for the grace window only   (sessions.ts)
+ *   P{t}:idx      zset of the subject's active sessions (score lastUsedAt)                         (sessions.ts)
+ *   P{t}:j:<jti>  revoked token id                                                                   (sessions.ts)
+ *   P keys        hash kid -> [order, StoredKey] JSON (never expires)                                (keys.ts)
+ *   P feed        revocation stream, capped at ~100 000 entries; stream ids are the cursors          (feed.ts)
+ *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - MAX_AGE (audit.ts)
+ *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update (audit.ts)
+ */
+import { Redis, type ChainableCommander } from "ioredis";
+import { StoreUnavailableError, TesseraError } from "../../domain/errors.js";
+import { sessionTag, subjectTag } from "../../domain/ids.js";
+
+/** An ioredis client that fails fast: no offline queue, no retries of a command, a timeout on each command. */
+export function createRedisClient(url: string, opts: { commandTimeoutMs: number }): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    // Commands made in the same tick go out in one write (measured: one write syscall per command cost a fifth of
+    // Introspect's CPU).
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: opts.commandTimeoutMs,
+    connectTimeout: Math.max(opts.commandTimeoutMs, 1000),
+    // Reconnect forever, backing off up to one second.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 1000),
+  });
+  redis.on("error", ignore);
+  return redis;
+}
+
+/** A Lua script as ioredis defines it. Time comes from ARGV, never from the server: the caller's clock decides. */
+export interface Script {
+  numberOfKeys: number;
+  lua: string;
+}
+
+export interface RedisStoreOptions {
+  prefix: string;
+  /**
+   * > 0: a revocation is acknowledged only once that many replicas have it (Redis WAIT, up to `waitTimeoutMs`);
+   * fewer in time fails the call with UNAVAILABLE (the revocation stays applied on the primary, and a retry waits
+   * again).
+   */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
+}
+
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+
+export class RedisContext {
+  readonly prefix: string;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
+
+  constructor(
+    readonly redis: Redis,
+    opts: RedisStoreOptions,
+  ) {
+    this.prefix = opts.prefix;
+    this.waitReplicas = opts.waitReplicas ?? 0;
+    this.waitTimeoutMs = opts.waitTimeoutMs ?? 500;
+    // An unreachable server must never crash the process with an unhandled 'error' event.
+    redis.on("error", ignore);
+  }
+
+  /** Defines a part's scripts on the client (names unique across parts: each becomes the command `tessera_<name>`). */
+  define(scripts: Record<string, Script>): void {
+    for (const [name, script] of Object.entries(scripts)) this.redis.defineCommand(commandName(name), script);
+  }
+
+  /** Runs one of the defined scripts. */
+  script(name: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    const call = (this.redis as unknown as Record<string, ScriptCall>)[commandName(name)]!;
+    return call.call(this.redis, ...keys, ...args);
+  }
+
+  /** Queues one of the defined scripts on a pipeline (ioredis puts the defined commands on pipelines too). */
+  pipelineScript(pipeline: ChainableCommander, name: string, keys: string[], args: (string | number)[]): void {
+    (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[commandName(name)]!(...keys, ...args);
+  }
+
+  /** Runs `op`; any failure but a domain error becomes StoreUnavailableError. */
+  async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof TesseraError) throw err;
+      throw new StoreUnavailableError(err);
+    }
+  }
+
+  /**
+   * With waitReplicas configured: WAIT until that many replicas have every write this connection made so far (so
+   * also a revocation an earlier, failed call applied), or fail. Returns `result` unchanged.
+   */
+  async replicated<T>(result: T): Promise<T> {
+    if (this.waitReplicas > 0) {
+      const acked = await this.redis.wait(this.waitReplicas, this.waitTimeoutMs);
+      if (acked < this.waitReplicas) {
+        throw new StoreUnavailableError(new Error(`revocation reached ${acked} of ${this.waitReplicas} replicas in time`));
+      }
+    }
+    return result;
+  }
+
+  /** `P{t}:`, the start of every key of one subject. */
+  base(subject: string): string {
+    return `${this.prefix}{${subjectTag(subject)}}:`;
+  }
+  /** The base of the subject a session id names, or null if the string cannot be one of our session ids. */
+  sessionBase(sessionId: string): string | null {
+    const tag = sessionTag(sessionId);
+    return tag === null ? null : `${this.prefix}{${tag}}:`;
+  }
+  riskKey(subject: string): string {
+    return `${this.base(subject)}risk`;
+  }
+
+  /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */
+  async ping(): Promise<void> {
+    await this.guard(async () => {
+      await this.connected();
+      await this.redis.ping();
+    });
+  }
+
+  /** QUIT, so replies in flight arrive; a server that does not answer within a second (or the command timeout) is cut off. */
+  async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const cutOff = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.min(this.redis.options.commandTimeout ?? 1000, 1000));
+    });
+    try {
+      await Promise.race([this.redis.quit().then(() => undefined), cutOff]);
+    } catch {
+      // fall through to disconnect
+    } finally {
+      clearTimeout(timer);
+      this.redis.disconnect();
+    }
+  }
+
+  /** Waits for the client to be ready, at most one command timeout; a client that gave up is not waited for. */
+  private async connected(): Promise<void> {
+    const r = this.redis;
+    if (r.status === "ready") return;
+    if (r.status === "end" || r.status === "close") throw new Error(`redis client is ${r.status}`);
+    if (r.status === "wait") r.connect().catch(ignore);
+    const waitMs = r.options.commandTimeout ?? 1000;
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        r.off("ready", onReady);
+        r.off("end", onEnd);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      const onEnd = () => done(new Error("redis connection ended"));
+      const timer = setTimeout(() => done(new Error(`redis not ready within ${waitMs}ms`)), waitMs);
+      r.once("ready", onReady);
+      r.once("end", onEnd);
+    });
+  }
+}
+
+/** Milliseconds from now to deadline, at least 1 (for PX / PEXPIRE). Lua twin: `ttl` in SESSION_PRELUDE. */
+export function ttl(deadline: number, now: number): number {
+  return Math.max(1, Math.floor(deadline - now));
+}
+
+/** A well-formed stream id Redis still refuses (0-0, or past the largest id): nothing lies beyond it. */
+export function isStreamIdRefusal(err: unknown): boolean {
+  return err instanceof Error && err.name === "ReplyError" && /ID/i.test(err.message);
+}
+
+function commandName(script: string): string {
+  return `tessera_${script}`;
+}
+
+function ignore(): void {}

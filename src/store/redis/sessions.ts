@@ -1,0 +1,385 @@
+/**
+ * The Redis store's sessions and revocations (SessionStore). Every change is one Lua script on one subject's slot (all
+ * its keys share the subject's hash tag; a script builds them from `base` = `P{t}:`), so it is atomic and Redis
+ * Cluster can run it; time comes from ARGV, never from the server. Every revocation is then appended to the feed
+ * part.
+ *
+ * The rules the scripts apply are domain/sessions.ts's (liveness, rotation, grace window, eviction order), mirrored
+ * in Lua: each Lua twin below names its TypeScript function, and each function there names its twin here.
+ *
+ * A session `P{t}:s:<sid>` is a string holding a JSON array (SessionTuple); a string is about half the memory of a
+ * hash once the client info passes the 64-byte listpack limit, which a real user agent does. A tombstone (a revoked
+ * session) drops the client info. `P{t}:g:<sid>` holds, for the grace window only, the GraceTuple of the last
+ * rotation. `P{t}:idx` is a zset of the subject's active sessions, score lastUsedAt. `P{t}:j:<jti>` marks a revoked
+ * access token until it expires.
+ */
+import type { RiskObservations } from "../../domain/audit.js";
+import { isLive, listingOrder, type SessionRow } from "../../domain/sessions.js";
+import {
+  assertSessionIdOf,
+  type ClientInfo,
+  type IssuedPair,
+  type RotateInput,
+  type RotateResult,
+  type SessionRecord,
+  type SessionStore,
+  type TokenState,
+} from "../../domain/store.js";
+import { parseRisk } from "./audit.js";
+import { ttl, type RedisContext, type Script } from "./client.js";
+import type { RedisRevocationFeed } from "./feed.js";
+
+/** A stored session. Lua names its positions in SESSION_PRELUDE (STATUS = 1 ... CLIENT = 9); keep both in step. */
+type SessionTuple = [
+  status: "a" | "r",
+  createdAt: number,
+  lastUsedAt: number,
+  idleExpiresAt: number,
+  expiresAt: number,
+  /** Creation order among the subject's sessions: breaks ties the way insertion order does in the memory store. */
+  order: number,
+  currentJti: string,
+  /** So that a session is found, and answered for, from its id alone (the id carries the subject's tag). */
+  subject: string,
+  client?: [deviceId: string, userAgent: string, ip: string, platform: string],
+];
+
+/** The last rotation, for the grace window (domain GraceEntry + the pair). Lua: G_JTI = 1 ... G_PAIR = 4. */
+type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPair];
+
+/**
+ * Common head of the writing scripts: ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua
+ * twins of domain/sessions.ts liveUntil / isLive, and the helpers every script shares.
+ */
+const SESSION_PRELUDE = `
+local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURRENT_JTI, SUBJECT, CLIENT =
+  1, 2, 3, 4, 5, 6, 7, 8, 9
+local G_JTI, G_FINGERPRINT, G_AT, G_PAIR = 1, 2, 3, 4
+local base = ARGV[1]
+local now = tonumber(ARGV[2])
+local idx = base .. 'idx'
+-- PX / PEXPIRE argument for a deadline: milliseconds from now, at least 1 (twin of client.ts ttl).
+local function ttl(deadline)
+  local d = math.floor(deadline - now)
+  if d < 1 then return 1 end
+  return d
+end
+-- A session as a table (positions as in SessionTuple) and as stored; nil if there is none.
+local function read_session(sid)
+  local raw = redis.call('GET', base .. 's:' .. sid)
+  if not raw then return nil, nil end
+  return cjson.decode(raw), raw
+end
+local function save(sid, s, deadline)
+  local raw = cjson.encode(s)
+  redis.call('SET', base .. 's:' .. sid, raw, 'PX', ttl(deadline))
+  return raw
+end
+-- Twin of domain/sessions.ts liveUntil.
+local function live_until(s)
+  return math.min(s[IDLE_EXPIRES_AT], s[EXPIRES_AT])
+end
+-- Twin of domain/sessions.ts isLive.
+local function is_live(s)
+  return s[STATUS] == 'a' and now < live_until(s)
+end
+-- Revokes one session: kept as revoked for retention, without its client info; its grace entry and index entry go.
+local function tombstone(sid, s, retention)
+  s[STATUS] = 'r'
+  s[CLIENT] = nil
+  save(sid, s, now + retention)
+  redis.call('DEL', base .. 'g:' .. sid)
+  redis.call('ZREM', idx, sid)
+end
+-- Walks the index, dropping members that are gone or revoked; calls visit(sid, s) for each active one.
+local function each_active(visit)
+  for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    local s = read_session(m)
+    if not s or s[STATUS] ~= 'a' then redis.call('ZREM', idx, m) else visit(m, s) end
+  end
+end
+`;
+
+/**
+ * CREATE_SESSION. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: the new session `P{t}:s:<sid>` and its
+ * `P{t}:g:<sid>`, and `P{t}:s:<member>` of every index member (read; written when evicted), all in the subject's slot.
+ * ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON,
+ * subject.
+ * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
+ * the excess is tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last
+ * resort); the index lives as long as its longest member. Returns the evicted ids, first evicted first.
+ */
+const CREATE_SESSION = `${SESSION_PRELUDE}
+local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local s = {}
+s[STATUS], s[CREATED_AT], s[LAST_USED_AT] = 'a', tonumber(ARGV[6]), tonumber(ARGV[7])
+s[IDLE_EXPIRES_AT], s[EXPIRES_AT], s[ORDER] = tonumber(ARGV[8]), tonumber(ARGV[9]), 1
+s[CURRENT_JTI], s[SUBJECT], s[CLIENT] = ARGV[10], ARGV[12], cjson.decode(ARGV[11])
+local live, latest = {}, live_until(s)
+each_active(function(m, o)
+  if o[ORDER] >= s[ORDER] then s[ORDER] = o[ORDER] + 1 end
+  if live_until(o) > latest then latest = live_until(o) end
+  if is_live(o) then live[#live + 1] = { id = m, s = o } end
+end)
+local evicted = {}
+-- Twin of domain/sessions.ts excessSessions.
+local excess = #live + 1 - max
+if excess > 0 then
+  -- Twin of domain/sessions.ts evictionOrder.
+  table.sort(live, function(a, b)
+    for _, i in ipairs({ LAST_USED_AT, CREATED_AT, ORDER }) do
+      if a.s[i] ~= b.s[i] then return a.s[i] < b.s[i] end
+    end
+    return a.id < b.id
+  end)
+  for i = 1, math.min(excess, #live) do
+    tombstone(live[i].id, live[i].s, retention)
+    evicted[#evicted + 1] = live[i].id
+  end
+end
+redis.call('DEL', base .. 'g:' .. sid)
+save(sid, s, live_until(s))
+redis.call('ZADD', idx, ARGV[7], sid)
+redis.call('PEXPIRE', idx, ttl(latest))
+return evicted
+`;
+
+/**
+ * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step. Touches:
+ * KEYS[1] = `P{t}:s:<sid>` (declared); not yet declared: `P{t}:g:<sid>` and `P{t}:idx` (same slot).
+ * ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
+ * (GraceTuple).
+ * Guarantees: of concurrent refreshes of one token exactly one rotates; the others replay its pair (same client,
+ * inside the grace window) or find reuse, which tombstones the session. Nothing changes for an ended session.
+ * Returns {'ended', why} | {'reused'} | {'rotated', session} | {'replayed', session, grace entry}.
+ */
+const ROTATE = `${SESSION_PRELUDE}
+local sid, presented, fp = ARGV[3], ARGV[4], ARGV[6]
+local grace, idle, retention = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local gkey = base .. 'g:' .. sid
+local s, raw = read_session(sid)
+if not s then return { 'ended', 'missing' } end
+if s[STATUS] ~= 'a' then return { 'ended', 'revoked' } end
+if now >= live_until(s) then return { 'ended', 'expired' } end
+if presented == s[CURRENT_JTI] then
+  -- Twin of domain/sessions.ts rotated.
+  s[LAST_USED_AT], s[IDLE_EXPIRES_AT], s[CURRENT_JTI] = now, math.min(now + idle, s[EXPIRES_AT]), ARGV[5]
+  raw = save(sid, s, s[IDLE_EXPIRES_AT])
+  redis.call('DEL', gkey)
+  if grace > 0 then redis.call('SET', gkey, ARGV[10], 'PX', ttl(math.min(now + grace, s[IDLE_EXPIRES_AT]))) end
+  redis.call('ZADD', idx, ARGV[2], sid)
+  local left = redis.call('PTTL', idx)
+  if left == -1 or left < ttl(s[IDLE_EXPIRES_AT]) then redis.call('PEXPIRE', idx, ttl(s[IDLE_EXPIRES_AT])) end
+  return { 'rotated', raw }
+end
+local g = redis.call('GET', gkey)
+if g then
+  local prev = cjson.decode(g)
+  -- Twin of domain/sessions.ts graceReplays.
+  if grace > 0 and presented == prev[G_JTI] and now - prev[G_AT] < grace and fp == prev[G_FINGERPRINT] then
+    return { 'replayed', raw, g }
+  end
+end
+tombstone(sid, s, retention)
+return { 'reused' }
+`;
+
+/**
+ * REVOKE_SESSION. Touches: KEYS[1] = `P{t}:s:<sid>` (declared); not yet declared: `P{t}:g:<sid>` and `P{t}:idx`
+ * (same slot). ARGV: base, now, sid, retentionMs, subject ('' for any).
+ * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns the session's
+ * subject if this call revoked it, else 0.
+ */
+const REVOKE_SESSION = `${SESSION_PRELUDE}
+local s = read_session(ARGV[3])
+if not s or not is_live(s) or (ARGV[5] ~= '' and s[SUBJECT] ~= ARGV[5]) then return 0 end
+tombstone(ARGV[3], s, tonumber(ARGV[4]))
+return s[SUBJECT]
+`;
+
+/**
+ * REVOKE_SUBJECT. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: `P{t}:s:<member>` and `P{t}:g:<member>`
+ * of every index member (same slot). ARGV: base, now, retentionMs.
+ * Guarantees: every session live at `now` is tombstoned in one atomic step, so every token issued so far is dead and
+ * a session opened afterwards (even in the same millisecond) lives. Returns how many were revoked.
+ */
+const REVOKE_SUBJECT = `${SESSION_PRELUDE}
+local retention, n = tonumber(ARGV[3]), 0
+each_active(function(m, s)
+  if is_live(s) then
+    tombstone(m, s, retention)
+    n = n + 1
+  end
+end)
+return n
+`;
+
+/**
+ * LIST_SESSIONS. Read only. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: `P{t}:s:<member>` of every
+ * index member (same slot). ARGV: base.
+ * Guarantees: one consistent snapshot of the subject's sessions; liveness and order are judged in TypeScript
+ * (domain/sessions.ts isLive, listingOrder). Returns {sid, session or nil, ...} for every index member.
+ */
+const LIST_SESSIONS = `
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  out[#out + 1] = m
+  out[#out + 1] = redis.call('GET', ARGV[1] .. 's:' .. m)
+end
+return out
+`;
+
+const SCRIPTS: Record<string, Script> = {
+  createSession: { numberOfKeys: 1, lua: CREATE_SESSION },
+  rotate: { numberOfKeys: 1, lua: ROTATE },
+  revokeSession: { numberOfKeys: 1, lua: REVOKE_SESSION },
+  revokeSubject: { numberOfKeys: 1, lua: REVOKE_SUBJECT },
+  listSessions: { numberOfKeys: 1, lua: LIST_SESSIONS },
+};
+
+type Cell = string | null;
+
+export class RedisSessionStore implements SessionStore {
+  constructor(
+    private readonly ctx: RedisContext,
+    private readonly feed: RedisRevocationFeed,
+  ) {
+    ctx.define(SCRIPTS);
+  }
+
+  async createSession(
+    s: SessionRecord,
+    opts: { maxSessions: number; now: number; retentionMs: number },
+  ): Promise<{ evicted: string[] }> {
+    assertSessionIdOf(s);
+    const base = this.ctx.sessionBase(s.id)!; // = base(s.subject), by the assertion, without digesting it again
+    return this.ctx.guard(async () => {
+      const c = s.client;
+      const args = [
+        base, opts.now, opts.maxSessions, opts.retentionMs, s.id,
+        s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
+        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
+      ];
+      const evicted = (await this.ctx.script("createSession", [`${base}idx`], args)) as string[];
+      const reason = "evicted: session limit";
+      const subject = s.subject;
+      await this.feed.publish(evicted.map((target) => ({ kind: "session", subject, target, at: opts.now, reason })));
+      return { evicted };
+    });
+  }
+
+  async rotateRefresh(input: RotateInput): Promise<RotateResult> {
+    return this.ctx.guard(async () => {
+      const { subject, sessionId, now } = input;
+      const base = this.ctx.base(subject);
+      const grace: GraceTuple = [input.presentedJti, input.clientFingerprint, now, input.nextPair];
+      const args = [
+        base, now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
+        input.graceMs, input.idleTtlMs, input.retentionMs, JSON.stringify(grace),
+      ];
+      const [outcome, a, b] = (await this.ctx.script("rotate", [`${base}s:${sessionId}`], args)) as string[];
+      switch (outcome) {
+        case "rotated":
+          return { outcome: "rotated", session: parseSession(sessionId, a!)!.record };
+        case "replayed":
+          return {
+            outcome: "replayed",
+            pair: (JSON.parse(b!) as GraceTuple)[3],
+            session: parseSession(sessionId, a!)!.record,
+          };
+        case "reused":
+          await this.feed.publish([{ kind: "session", subject, target: sessionId, at: now, reason: "refresh token reuse" }]);
+          return { outcome: "reused" };
+        default:
+          return { outcome: "ended", why: a as "revoked" | "expired" | "missing" };
+      }
+    });
+  }
+
+  async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
+    return this.ctx.guard(async () => {
+      // All three keys carry the subject's hash tag, so one MGET answers (in a cluster too). The risk key is the
+      // audit part's; reading it here keeps Introspect at one command.
+      const base = this.ctx.base(q.subject); // one digest of the subject for all three key names
+      const keys = [`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, `${base}risk`];
+      const [revoked, raw, risk] = await this.ctx.redis.mget(...keys);
+      const row = parseSession(q.sessionId, raw ?? null);
+      const session = row && {
+        status: row.status,
+        createdAt: row.record.createdAt,
+        idleExpiresAt: row.record.idleExpiresAt,
+        expiresAt: row.record.expiresAt,
+        currentJti: row.record.currentJti,
+      };
+      const observed: RiskObservations | null = risk != null ? parseRisk(risk) : null;
+      return { jtiRevoked: revoked != null, session, ...(observed ? { risk: observed } : {}) };
+    });
+  }
+
+  async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
+    if (q.expiresAt <= q.now) return false;
+    return this.ctx.guard(async () => {
+      const key = `${this.ctx.base(q.subject)}j:${q.jti}`;
+      const set = await this.ctx.redis.set(key, "1", "PX", ttl(q.expiresAt, q.now), "NX");
+      if (set === null) return this.ctx.replicated(false);
+      await this.feed.publish([{ kind: "token", subject: q.subject, target: q.jti, at: q.now, reason: q.reason }]);
+      return true;
+    });
+  }
+
+  async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
+    const base = this.ctx.sessionBase(q.sessionId);
+    if (base === null) return false;
+    return this.ctx.guard(async () => {
+      const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
+      const subject = await this.ctx.script("revokeSession", [`${base}s:${q.sessionId}`], args);
+      if (typeof subject !== "string") return this.ctx.replicated(false);
+      await this.feed.publish([{ kind: "session", subject, target: q.sessionId, at: q.now, reason: q.reason }]);
+      return true;
+    });
+  }
+
+  async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
+    return this.ctx.guard(async () => {
+      const base = this.ctx.base(q.subject);
+      const n = (await this.ctx.script("revokeSubject", [`${base}idx`], [base, q.now, q.retentionMs])) as number;
+      await this.feed.publish([{ kind: "subject", subject: q.subject, target: "", at: q.now, reason: q.reason }]);
+      return n;
+    });
+  }
+
+  async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
+    return this.ctx.guard(async () => {
+      const base = this.ctx.base(subject);
+      const flat = (await this.ctx.script("listSessions", [`${base}idx`], [base])) as Cell[];
+      const rows: SessionRow[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const row = parseSession(flat[i]!, flat[i + 1]!);
+        if (row && isLive(row.status, row.record, now)) rows.push(row);
+      }
+      return rows.sort(listingOrder).map((r) => r.record);
+    });
+  }
+
+  async getSession(sessionId: string, now: number): Promise<SessionRecord | null> {
+    const base = this.ctx.sessionBase(sessionId);
+    if (base === null) return null;
+    return this.ctx.guard(async () => {
+      const row = parseSession(sessionId, await this.ctx.redis.get(`${base}s:${sessionId}`));
+      return row && isLive(row.status, row.record, now) ? row.record : null;
+    });
+  }
+}
+
+/** A session from its stored JSON (see SessionTuple); null if there is none. */
+function parseSession(id: string, raw: Cell): SessionRow | null {
+  if (raw === null) return null;
+  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, order, currentJti, subject, cl] = JSON.parse(raw) as SessionTuple;
+  const [deviceId, userAgent, ip, platform] = cl ?? ["", "", "", ""];
+  const client: ClientInfo = { deviceId, userAgent, ip, platform };
+  return {
+    status: st === "a" ? "active" : "revoked",
+    order,
+    record: { id, subject, client, createdAt, lastUsedAt, idleExpiresAt, expiresAt, currentJti },
+  };
+}
