@@ -186,7 +186,7 @@ export const VARIABLES = {
     callers: variable({
       name: "TESSERA_CALLERS_FILE", parse: path,
       doc:
-        "Path of the [callers file](#who-may-call-what): who may call, and which RPCs. Unset: open mode, allowed only " +
+        "Path of the [callers file](security.md#who-may-call-what): who may call, and which RPCs. Unset: open mode, allowed only " +
         "on a loopback `TESSERA_LISTEN` unless `TESSERA_ALLOW_UNAUTHENTICATED=true`.",
     }),
     allowUnauthenticated: variable({
@@ -202,7 +202,7 @@ export const VARIABLES = {
       name: "TESSERA_RATE_CALLER", default: "0", note: "off", parse: rate,
       doc:
         "Calls per caller and RPC, as `calls/window` (`1000/1s`, `50000/1m`; the window in whole seconds). `0`: no " +
-        "limit. See [Rate limits](#rate-limits).",
+        "limit. See [Rate limits](security.md#rate-limits).",
     }),
     subject: variable({
       name: "TESSERA_RATE_SUBJECT", default: "0", note: "off", parse: rate,
@@ -217,7 +217,7 @@ export const VARIABLES = {
         name: "TESSERA_REFRESH_LOCKOUT_AFTER", default: "20", parse: integer(0, 1_000_000),
         doc:
           "Failed refreshes of one session within `TESSERA_REFRESH_LOCKOUT_WINDOW` that lock the session out of " +
-          "Refresh. `0`: no session lockout. See [Refresh lockout](#refresh-lockout).",
+          "Refresh. `0`: no session lockout. See [Refresh lockout](security.md#refresh-lockout).",
       }),
       subjectAfter: variable({
         name: "TESSERA_REFRESH_LOCKOUT_SUBJECT_AFTER", default: "100", parse: integer(0, 1_000_000),
@@ -240,7 +240,7 @@ export const VARIABLES = {
     maxEvents: variable({
       name: "TESSERA_AUDIT_MAX_EVENTS", default: "100000", parse: integer(100, 100_000_000),
       doc:
-        "The stored [audit trail](#security-audit) keeps about this many events (at least the newest this many; Redis " +
+        "The stored [audit trail](security.md#security-audit) keeps about this many events (at least the newest this many; Redis " +
         "may keep up to ~100 more). 100 to 100 000 000.",
     }),
     maxAgeMs: variable({
@@ -250,7 +250,7 @@ export const VARIABLES = {
     riskWindowMs: variable({
       name: "TESSERA_RISK_WINDOW", default: "15m", parse: duration("1s"),
       doc:
-        "The window the [risk score](#suspicious-activity-the-risk-score) counts a subject's signals in (at least " +
+        "The window the [risk score](security.md#suspicious-activity-the-risk-score) counts a subject's signals in (at least " +
         "`1s`).",
     }),
     riskThreshold: variable({

@@ -1,6 +1,6 @@
 /**
- * The README's configuration table, generated from the declarations in config.ts (scripts/config-docs.mjs writes it
- * between the two markers below; `npm test` fails when README.md differs from what this produces).
+ * docs/configuration.md's table, generated from the declarations in config.ts (scripts/config-docs.mjs writes it
+ * between the two markers below; `npm test` fails when docs/configuration.md differs from what this produces).
  */
 import { VARIABLES } from "./config.js";
 import { variablesOf, type Variable } from "./variable.js";
@@ -14,11 +14,11 @@ export function configTable(): string {
   return ["| variable | default | meaning |", "| --- | --- | --- |", ...rows].join("\n");
 }
 
-/** The README with its table replaced by the generated one. Throws if the markers are missing. */
+/** The document with its table replaced by the generated one. Throws if the markers are missing. */
 export function withConfigTable(readme: string): string {
   const start = readme.indexOf(TABLE_START);
   const end = readme.indexOf(TABLE_END);
-  if (start < 0 || end < start) throw new Error(`README.md needs the markers ${TABLE_START} and ${TABLE_END}`);
+  if (start < 0 || end < start) throw new Error(`docs/configuration.md needs the markers ${TABLE_START} and ${TABLE_END}`);
   return `${readme.slice(0, start)}${TABLE_START}\n\n${configTable()}\n\n${readme.slice(end)}`;
 }
 

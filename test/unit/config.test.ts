@@ -131,7 +131,7 @@ describe("the declarations (VARIABLES)", () => {
     expect([...mentioned].filter((n) => !names.includes(n as never))).toEqual([]);
   });
 
-  it("give the README one row per variable, in declaration order", () => {
+  it("give docs/configuration.md one row per variable, in declaration order", () => {
     const rows = configTable().split("\n").slice(2);
     expect(rows.map((r) => /^\| `(\w+)` \|/.exec(r)?.[1])).toEqual(declared.map((v) => v.name));
     expect(rows[0]).toBe(
