@@ -64,13 +64,22 @@ export interface StartOptions {
 
 /** Starts `node [nodeArgs] --import tsx <script> [args]` in the repository root. */
 export function startNode(name: string, script: string, args: string[], opts: StartOptions = {}): Child {
+  return startProcess(name, process.execPath, ["--import", "tsx", ...(opts.nodeArgs ?? []), script, ...args], opts);
+}
+
+/**
+ * Starts any program (`command [args]`, e.g. h2load) in the repository root, watched and killed at the end like the
+ * Node children. `nodeArgs` does not apply.
+ */
+export function startProcess(name: string, command: string, args: string[], opts: StartOptions = {}): Child {
   install();
-  const proc = spawn(process.execPath, ["--import", "tsx", ...(opts.nodeArgs ?? []), script, ...args], {
+  const proc = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  if (proc.pid === undefined) throw new Error(`${name}: could not start`);
+  proc.once("error", () => {}); // a failed spawn: reported by the missing pid below
+  if (proc.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   live.add(proc);
   const stderr: string[] = [];
   const watchers = new Set<(line: string) => void>();

@@ -1,11 +1,29 @@
-/** Turns the figures of one benchmark run into bench/results.md (and the table printed at the end of the run). */
+/**
+ * Turns the figures of one benchmark run into bench/results.md (and the table printed at the end of the run).
+ * docs/performance.md explains the method and reads the figures.
+ */
+import type { H2load, H2loadStats } from "./h2load.js";
+import { markdown as profileMarkdown, type ProfileSummary } from "./profile.js";
 import type { KeyKind } from "./redis-stats.js";
 import type { LoadResult, LoopDelay } from "./spec.js";
-import { markdown as profileMarkdown, type ProfileSummary } from "./profile.js";
+import type { ServerCounts } from "./verify.js";
+
+/** How an h2load window's answers were checked (bench/verify.ts). */
+export interface Checks {
+  /** What the sample calls before and after the window got. */
+  before: string[];
+  after: string[];
+  /** The sample calls that failed, with why. */
+  failures: string[];
+  /** Tessera's counters over the whole h2load run (warm-up, window, calls in flight at its end). */
+  server?: ServerCounts;
+}
 
 /** One measured scenario: the generator's figures plus what the orchestrator read around the window. */
 export interface Measured {
   name: string;
+  /** Which generator drove it: h2load, or the Node generator (bench/load.ts). Absent: the Node generator. */
+  generator?: "h2load" | "node";
   load: LoadResult;
   /** CPU used during the window, in cores (1 = one core busy all the time): the server, the generator, Redis. */
   serverCores: number;
@@ -13,14 +31,25 @@ export interface Measured {
   redisCores?: number;
   /** CPU the rest of the machine used meanwhile (other people's work skews the figures). */
   otherCores: number;
+  /** Cores nobody used during the window. */
+  idleCores?: number;
+  /** CPU microseconds per call completed in the window: the server's process tree, the generator. */
+  serverUsPerCall?: number;
+  loadUsPerCall?: number;
   /** Redis commands per call, scripts' inner commands included (INFO stats), and by command name. */
   redisPerCall?: { total: number; calls: Record<string, number> };
   /** Peak VmRSS of the server process during the window, bytes. */
   peakRss: number;
   /** Fixed-rate passes: the server's event-loop delay over the window (bench/loop-delay-hook.ts). */
   serverLoopDelay?: LoopDelay;
-  /** Tessera's throughput scenarios: the connect-node no-op's req/s, the mean of the passes right before and after. */
+  /** Tessera's throughput scenarios: the grpc-js no-op's req/s under the same generator, mean of the passes around it. */
   ceilingRps?: number;
+  /** h2load scenarios: h2load's own counts, the request sent, the answers' checks. */
+  h2load?: H2loadStats;
+  scenario?: string;
+  checks?: Checks;
+  /** Why the figures are not to be taken as a result (sample calls failed, errors): the scenario failed. */
+  failed?: string;
 }
 
 export interface Report {
@@ -28,35 +57,46 @@ export interface Report {
   command: string;
   startedAt: string;
   durationS: number;
-  load: { concurrency: number; connections: number; client: "lean" | "connect"; warmupMs: number; windowMs: number; bracketMs: number };
-  /**
-   * connectOtherClient: the connect-node no-op again, driven by the other gRPC client (see LoadSpec.client);
-   * noopHalfRate, grpcjsHalfRate: the connect-node and the grpc-js no-ops at the fixed rate of Tessera's 50 % pass.
-   */
-  ceilings: {
-    connect: Measured;
-    /** Every connect-node no-op pass in order: `connect` first, then the short ones after each Tessera scenario. */
-    brackets: Measured[];
-    grpcjs: Measured;
-    connectOtherClient: Measured;
-    noopHalfRate: Measured;
-    grpcjsHalfRate: Measured;
+  h2load: H2load;
+  load: {
+    connections: number;
+    streams: number;
+    h1Connections: number;
+    rateStreams: number;
+    /** The Node generator's calls in flight. */
+    concurrency: number;
+    client: "lean" | "connect";
+    warmupMs: number;
+    windowMs: number;
+    bracketMs: number;
   };
-  tessera: {
-    valid: Measured;
-    mix: Measured;
-    halfRate: Measured;
-    issue: Measured;
-    refresh: Measured;
-  };
-  peer: Measured;
+  /** The parts the run measured (BENCH_ONLY), and whether that is a subset. */
+  parts: string[];
+  subset: boolean;
+  /** h2load: the grpc-js no-op, the ceiling; every grpc-js no-op pass in order (grpcjs first, then the short ones). */
+  grpcjs?: Measured;
+  brackets: Measured[];
+  /** h2load: the connect-node no-op (Tessera's stack without Tessera) over gRPC and over the Connect protocol. */
+  connectGrpc?: Measured;
+  connectConnect?: Measured;
+  /** h2load: Tessera. */
+  introspect?: Measured;
+  introspectConnect?: Measured;
+  issue?: Measured;
+  /** h2load at a fixed rate (half of Introspect's maximum): Tessera's Introspect and the grpc-js no-op. */
+  halfRate?: Measured;
+  grpcjsHalfRate?: Measured;
+  /** h2load --h1: oidc-provider's introspection. */
+  peer?: Measured;
+  /** The Node generator: the grpc-js no-op (and its passes), Refresh, Issue for a new subject per call, the Introspect mix. */
+  node: { grpcjs?: Measured; brackets: Measured[]; refresh?: Measured; issueFresh?: Measured; mix?: Measured };
   /** Per workload: Redis round trips per call, and the commands Tessera's client sent per call, by name. */
-  roundTrips: Array<{ name: string; calls: number; roundTrips: number; commands: Record<string, number> }>;
+  roundTrips?: Array<{ name: string; calls: number; roundTrips: number; commands: Record<string, number> }>;
   /** used_memory growth per session opened, and the keys in the database afterwards, by kind. */
   /** bytes: all-in right after opening; lifelong: what is left once the risk keys and the audit stream are gone. */
-  sessionMemory: { sessions: number; bytes: number; lifelong: number; kinds: KeyKind[] };
-  rss: { hwm: number; byScenario: Array<{ name: string; rss: number }> };
-  profiles: Array<{ title: string; summary: ProfileSummary }>;
+  sessionMemory?: { sessions: number; bytes: number; lifelong: number; kinds: KeyKind[] };
+  rss?: { hwm: number; byScenario: Array<{ name: string; rss: number }> };
+  profiles?: Array<{ title: string; summary: ProfileSummary }>;
 }
 
 const f = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -67,200 +107,347 @@ const perCall = (calls: Record<string, number>) =>
     .sort((a, b) => b[1] - a[1])
     .map(([name, n]) => `${name} ${f(n, 2)}`)
     .join(", ");
+const ok = (m: Measured | undefined): m is Measured => m !== undefined && !m.failed;
 
-/** The connect-node ceiling a scenario's ratio uses: the no-op passes around it, else the mean of all of them. */
-export function ceilingFor(r: Report, m?: Measured): number {
-  const all = r.ceilings.brackets;
-  return m?.ceilingRps ?? all.reduce((sum, x) => sum + x.load.rps, 0) / all.length;
+interface Row {
+  label: string;
+  m: Measured;
+  /** The ratio to the grpc-js no-op under the same generator (undefined: not meaningful, e.g. a fixed rate). */
+  ratio?: number;
 }
 
-function tesseraRows(r: Report): Array<[string, Measured]> {
-  const t = r.tessera;
-  return [
-    ["Introspect, valid tokens", t.valid],
-    ["Introspect, mix (80 % valid, 10 % revoked, 10 % garbage)", t.mix],
-    [`Introspect, valid, fixed rate ${f(t.halfRate.load.offeredRps ?? NaN)}/s (~50 % of max)`, t.halfRate],
-    ["Issue", t.issue],
-    ["Refresh", t.refresh],
-  ];
+/** Every measured scenario in table order, with its ratio to the grpc-js no-op. */
+function rows(r: Report): Row[] {
+  const out: Row[] = [];
+  const g = ok(r.grpcjs) ? r.grpcjs.load.rps : NaN;
+  const add = (label: string, m: Measured | undefined, ratio?: (m: Measured) => number) => {
+    if (m) out.push({ label, m, ...(ratio ? { ratio: ratio(m) } : {}) });
+  };
+  const toCeiling = (m: Measured) => m.load.rps / (m.ceilingRps ?? NaN);
+  const toGrpcjs = (m: Measured) => m.load.rps / g;
+  add("ceiling: grpc-js no-op, gRPC", r.grpcjs, toGrpcjs);
+  add("reference: connect-node no-op, gRPC", r.connectGrpc, toGrpcjs);
+  add("reference: connect-node no-op, Connect protocol (application/proto)", r.connectConnect, toGrpcjs);
+  add("**Tessera Introspect, gRPC** (one valid token)", r.introspect, toCeiling);
+  add("Tessera Introspect, Connect protocol (application/proto)", r.introspectConnect, toCeiling);
+  add("**Tessera Issue, gRPC** (one subject)", r.issue, toCeiling);
+  const rate = r.halfRate?.load.offeredRps ?? r.grpcjsHalfRate?.load.offeredRps;
+  add(`**Tessera Introspect, gRPC, fixed rate ${f(rate ?? NaN)}/s** (~50 % of max)`, r.halfRate);
+  add(`grpc-js no-op, gRPC, at the same fixed rate`, r.grpcjsHalfRate);
+  add("**peer: oidc-provider RFC 7662 introspection**, HTTP/1.1", r.peer, toGrpcjs);
+  add("grpc-js no-op, gRPC (ceiling of the Node generator's rows)", r.node.grpcjs, () => 1);
+  add("**Tessera Refresh, gRPC**", r.node.refresh, toCeiling);
+  add("Tessera Issue, gRPC, a new subject per call", r.node.issueFresh, toCeiling);
+  add("Tessera Introspect mix (80 % valid, 10 % revoked, 10 % garbage), gRPC", r.node.mix, toCeiling);
+  return out;
 }
 
-/** The main table: every scenario with its throughput, latency, ratios to the ceilings, Redis and process figures. */
+const generatorLabel = (m: Measured) =>
+  m.generator === "h2load" ? `h2load${m.h2load?.command.includes("--h1") ? " --h1" : ""}${m.load.offeredRps ? " --rps" : ""}` : "Node (bench/load.ts)";
+
+/** What the errors column says: h2load's failures and 4xx/5xx, Tessera's non-OK codes, or the Node generator's errors. */
+function errorsCell(m: Measured): string {
+  const parts: string[] = [];
+  const h = m.h2load;
+  if (h) {
+    parts.push(`${h.failed + h.errored + h.timeout}`);
+    const bad = h.status["4xx"] + h.status["5xx"];
+    if (bad > 0) parts.push(`${bad} HTTP 4xx/5xx`);
+  } else parts.push(`${m.load.errors}`);
+  const server = m.checks?.server;
+  if (server) {
+    const nonOk = Object.entries(server.codes).filter(([code]) => code !== "OK" && code !== "Canceled");
+    if (nonOk.length > 0) parts.push(`Tessera: ${nonOk.map(([c, n]) => `${n} ${c}`).join(", ")}`);
+    if (server.codes.Canceled) parts.push(`${server.codes.Canceled} Canceled at h2load's end`);
+  }
+  if (m.load.skipped) parts.push(`+${m.load.skipped} not sent`);
+  return parts.join("; ");
+}
+
+/** What the checks column says: sample calls and Tessera's counters (h2load), or that the generator checked all. */
+function checksCell(m: Measured): string {
+  if (m.failed) return `**FAILED**: ${m.failed}`;
+  const c = m.checks;
+  if (!c) return "every answer, by the generator";
+  const n = c.before.length + c.after.length;
+  const server = c.server ? `; Tessera counted ${c.server.codes.OK ?? 0} OK` : "";
+  return `${n}/${n + c.failures.length} sample calls OK${server}`;
+}
+
+/** The main table: every scenario with throughput, latency, ratio, CPU per call, CPU split, Redis, errors, checks. */
 export function resultsTable(r: Report): string {
-  const { connect, grpcjs } = r.ceilings;
-  const other = r.ceilings.connectOtherClient;
-  const rows: Array<[string, Measured]> = [
-    ["ceiling: connect-node no-op Introspect", connect],
-    ["ceiling: connect-node no-op Introspect, its last short pass, after Tessera's throughput scenarios", r.ceilings.brackets.at(-1)!],
-    ["ceiling: grpc-js no-op Introspect", grpcjs],
-    [`(for comparison: connect-node no-op, generator on the ${r.load.client === "lean" ? "connect-node createGrpcTransport" : "lean"} client)`, other],
-    ...tesseraRows(r).map(([n, m]): [string, Measured] => [`Tessera ${n}`, m]),
-    [`(for comparison: connect-node no-op at the same fixed rate, ${f(r.ceilings.noopHalfRate.load.offeredRps ?? NaN)}/s)`, r.ceilings.noopHalfRate],
-    [`(for comparison: grpc-js no-op at the same fixed rate, ${f(r.ceilings.grpcjsHalfRate.load.offeredRps ?? NaN)}/s)`, r.ceilings.grpcjsHalfRate],
-    ["peer: oidc-provider RFC 7662 introspection (HTTP/1.1)", r.peer],
-  ];
   const head =
-    "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | × connect no-op | × grpc-js no-op | Redis cmds/call | CPU cores: server / generator / Redis / others | server peak RSS MiB | errors |";
-  const lines = rows.map(([name, m]) => {
+    "| scenario | generator | req/s | p50 ms | p99 ms | p99.9 ms | × grpc-js no-op | server CPU µs/call | generator CPU µs/call | CPU cores: server / generator / Redis / others / idle | Redis cmds/call | errors | answers checked |";
+  const lines = rows(r).map(({ label, m, ratio }) => {
     const l = m.load;
-    return `| ${name} | ${f(l.rps)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p999)} | ${f(l.rps / ceilingFor(r, m), 2)} | ${f(l.rps / grpcjs.load.rps, 2)} | ${m.redisPerCall ? f(m.redisPerCall.total, 2) : "–"} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} / ${f(m.redisCores ?? 0, 2)} / ${f(m.otherCores, 2)} | ${mib(m.peakRss)} | ${l.errors}${l.skipped ? ` (+${l.skipped} not sent)` : ""} |`;
+    const cpu = `${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} / ${f(m.redisCores ?? 0, 2)} / ${f(m.otherCores, 2)} / ${f(m.idleCores ?? NaN, 2)}`;
+    const figures = m.failed
+      ? "**FAILED** | – | – | – | –"
+      : `${f(l.rps)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p999)} | ${ratio === undefined ? "–" : f(ratio, 2)}`;
+    return `| ${label} | ${generatorLabel(m)} | ${figures} | ${f(m.serverUsPerCall ?? NaN)} | ${f(m.loadUsPerCall ?? NaN, 1)} | ${cpu} | ${m.redisPerCall ? f(m.redisPerCall.total, 2) : "–"} | ${errorsCell(m)} | ${checksCell(m)} |`;
   });
-  return [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", ...lines].join("\n");
+  return [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", ...lines].join("\n");
 }
 
-/** Tessera's latencies as multiples of the ceilings' (the throughput ratios are in the main table). */
-function latencyRatios(r: Report): string {
-  const { connect, grpcjs } = r.ceilings;
-  const x = (a: number, b: number) => f(a / b, 2);
-  const lines = tesseraRows(r).map(([name, m]) => {
-    const l = m.load;
-    // A fixed-rate pass compares with the no-ops at the same rate.
-    const c = m === r.tessera.halfRate ? r.ceilings.noopHalfRate.load : connect.load;
-    const g = m === r.tessera.halfRate ? r.ceilings.grpcjsHalfRate.load : grpcjs.load;
-    return `| ${name} | ${x(l.p50, c.p50)} | ${x(l.p99, c.p99)} | ${x(l.p999, c.p999)} | ${x(l.p50, g.p50)} | ${x(l.p99, g.p99)} | ${x(l.p999, g.p999)} |`;
-  });
+type Target = [what: string, got: string, met: boolean | undefined];
+
+function targetRows(r: Report): Target[] {
+  const out: Target[] = [];
+  const failed = (m: Measured) => `**failed**: ${m.failed}`;
+  const ratioTarget = (what: string, m: Measured | undefined, min: number, note = "") => {
+    if (!m) return;
+    if (m.failed) return void out.push([what, failed(m), undefined]);
+    const x = m.load.rps / (m.ceilingRps ?? NaN);
+    out.push([what, `${f(x, 2)} × (${f(m.load.rps)} vs ${f(m.ceilingRps ?? NaN)} req/s, the no-op's passes right before and after)${note}`, Number.isFinite(x) ? x >= min : undefined]);
+  };
+  ratioTarget("Introspect (gRPC, h2load) ≥ 0.5 × the grpc-js no-op", r.introspect, 0.5);
+  ratioTarget("Issue (gRPC, h2load) ≥ 0.25 × the grpc-js no-op", r.issue, 0.25);
+  const refresh = r.node.refresh;
+  const noopUs = ok(r.grpcjs) ? r.grpcjs.serverUsPerCall : undefined;
+  ratioTarget(
+    "Refresh (gRPC) ≥ 0.25 × the grpc-js no-op",
+    refresh,
+    0.25,
+    `; **both driven by the Node generator** (h2load cannot send a fresh refresh token per call), which may set the no-op's pace` +
+      (refresh && noopUs !== undefined ? `; by server CPU per call instead: ${f(noopUs)} µs (no-op under h2load) / ${f(refresh.serverUsPerCall ?? NaN)} µs = ${f(noopUs / (refresh.serverUsPerCall ?? NaN), 2)}` : ""),
+  );
+  const half = r.halfRate;
+  const noopHalf = r.grpcjsHalfRate;
+  if (half) {
+    if (half.failed) out.push(["Introspect p99 < 5 ms at ~50 % of max", failed(half), undefined]);
+    else {
+      const noopP99 = noopHalf && !noopHalf.failed ? noopHalf.load.p99 : NaN;
+      const met = half.load.p99 < 5 || (noopP99 > 5 && half.load.p99 <= 1.5 * noopP99);
+      out.push([
+        "Introspect p99 < 5 ms at ~50 % of max (or ≤ 1.5 × the grpc-js no-op's p99 at the same rate, when that is above 5 ms)",
+        `${ms(half.load.p99)} ms at ${f(half.load.rps)} of ${f(half.load.offeredRps ?? NaN)} req/s offered; the grpc-js no-op at the same rate: ${ms(noopP99)} ms (${f(half.load.p99 / noopP99, 2)} ×)`,
+        met,
+      ]);
+    }
+  }
+  if (r.introspect && r.peer) {
+    const what = "Introspect at least as fast as oidc-provider's introspection";
+    if (r.introspect.failed || r.peer.failed) out.push([what, failed(r.introspect.failed ? r.introspect : r.peer), undefined]);
+    else {
+      const x = r.introspect.load.rps / r.peer.load.rps;
+      out.push([
+        what,
+        `${f(x, 2)} × (${f(r.introspect.load.rps)} vs ${f(r.peer.load.rps)} req/s, both under h2load, 64 calls in flight); server CPU per call ${f(r.introspect.serverUsPerCall ?? NaN)} vs ${f(r.peer.serverUsPerCall ?? NaN)} µs`,
+        x >= 1,
+      ]);
+    }
+  }
+  if (r.introspectConnect) {
+    const m = r.introspectConnect;
+    out.push([
+      "(reported, no target) Introspect over the Connect protocol",
+      m.failed
+        ? failed(m)
+        : `${f(m.load.rps / (m.ceilingRps ?? NaN), 2)} × the grpc-js no-op; ${f(ok(r.introspect) ? m.load.rps / r.introspect.load.rps : NaN, 2)} × Introspect over gRPC; ${f(ok(r.connectConnect) ? m.load.rps / r.connectConnect.load.rps : NaN, 2)} × the connect-node no-op over the Connect protocol`,
+      undefined,
+    ]);
+  }
+  const introspectTrips = r.roundTrips?.find((x) => x.name === "Introspect, valid tokens")?.roundTrips;
+  if (introspectTrips !== undefined) {
+    out.push([
+      "Introspect: at most one Redis round trip per call",
+      `${f(introspectTrips, 2)} round trips (the audit trail's batched background writes included)${r.introspect?.redisPerCall ? `, ${f(r.introspect.redisPerCall.total, 2)} commands per call under h2load` : ""}`,
+      introspectTrips < 1.02,
+    ]);
+  }
+  if (r.sessionMemory) {
+    out.push([
+      "Redis memory per open session < 1 KiB",
+      `${f(r.sessionMemory.lifelong)} B held for the session's life; ${f(r.sessionMemory.bytes)} B all-in right after the login (with the subject's risk observations, kept for the risk window, and the login's audit entry, in a log capped by count and age)`,
+      r.sessionMemory.lifelong < 1024,
+    ]);
+  }
+  if (r.rss && r.rss.byScenario.length > 0) {
+    const growth = r.rss.byScenario.length > 1 ? r.rss.byScenario.at(-1)!.rss - r.rss.byScenario[0]!.rss : NaN;
+    out.push([
+      "Authority RSS bounded under load",
+      `peak ${mib(r.rss.hwm)} MiB (VmHWM); RSS after the last scenario − after the first: ${f(growth / 2 ** 20, 1)} MiB`,
+      r.rss.hwm < 512 * 2 ** 20,
+    ]);
+  }
+  return out;
+}
+
+export function targetsTable(r: Report): string {
+  const met = (x: boolean | undefined) => (x === undefined ? "–" : x ? "yes" : "**no**");
+  return ["| target | measured | met? |", "| --- | --- | --- |", ...targetRows(r).map(([what, got, x]) => `| ${what} | ${got} | ${met(x)} |`)].join("\n");
+}
+
+/** ["a", "a", "b"] -> "2 × a, 1 × b". */
+function grouped(outcomes: string[]): string {
+  const counts = new Map<string, number>();
+  for (const o of outcomes) counts.set(o, (counts.get(o) ?? 0) + 1);
+  return [...counts].map(([o, n]) => `${n} × ${o}`).join(", ") || "none";
+}
+
+/** Per h2load scenario: the body, the sample calls, h2load's own counts and Tessera's counters. */
+function checksTable(r: Report): string {
+  const lines = rows(r)
+    .filter(({ m }) => m.h2load)
+    .map(({ label, m }) => {
+      const h = m.h2load!;
+      const c = m.checks;
+      const samples = c
+        ? `${grouped(c.before)} / ${grouped(c.after)}${c.failures.length > 0 ? `; **failed**: ${c.failures.join("; ")}` : ""}`
+        : "–";
+      const server = c?.server;
+      const counted = server
+        ? `${Object.entries(server.codes).map(([code, n]) => `${n} ${code}`).join(", ") || "none"}` +
+          (Object.keys(server.introspect).length > 0 ? `; answers: ${Object.entries(server.introspect).map(([k, n]) => `${n} ${k}`).join(", ")}` : "") +
+          (server.evicted > 0 ? `; ${server.evicted} sessions evicted (${f(server.evicted / Math.max(1, server.codes.OK ?? 0), 2)} per call)` : "") +
+          (server.reuse > 0 ? `; ${server.reuse} refresh reuses` : "")
+        : "– (not Tessera)";
+      return `| ${label} | ${m.scenario ?? "–"} | ${samples} | ${h.succeeded} / ${h.failed} / ${h.errored} / ${h.timeout}; ${h.status["2xx"]} / ${h.status["3xx"]} / ${h.status["4xx"]} / ${h.status["5xx"]} | ${counted} |`;
+    });
   return [
-    "| Tessera | p50 × connect | p99 × connect | p99.9 × connect | p50 × grpc-js | p99 × grpc-js | p99.9 × grpc-js |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| scenario | body (sent on every call) | sample calls before / after the window | h2load in the window: succeeded / failed / errored / timeout; HTTP 2xx / 3xx / 4xx / 5xx | Tessera's counters over the whole h2load run (gRPC codes) |",
+    "| --- | --- | --- | --- | --- |",
     ...lines,
   ].join("\n");
 }
 
-function targets(r: Report): string {
-  const t = r.tessera;
-  const x = (m: Measured) => m.load.rps / ceilingFor(r, m);
-  const introspectTrips = r.roundTrips.find((x) => x.name === "Introspect, valid tokens")?.roundTrips ?? NaN;
-  const rssGrowth = r.rss.byScenario.length > 1 ? r.rss.byScenario.at(-1)!.rss - r.rss.byScenario[0]!.rss : NaN;
-  const rows: Array<[string, string, boolean]> = [
-    ["Introspect (valid) ≥ 0.8 × connect-node no-op", `${f(x(t.valid), 2)} × (${f(t.valid.load.rps)} vs ${f(ceilingFor(r, t.valid))} req/s, the no-op's passes right before and after)`, x(t.valid) >= 0.8],
-    [
-      "Introspect p99 < 5 ms at ~50 % of max throughput",
-      `${ms(t.halfRate.load.p99)} ms at ${f(t.halfRate.load.rps)} req/s (at the same rate, the connect-node no-op: ${ms(r.ceilings.noopHalfRate.load.p99)} ms, the grpc-js no-op: ${ms(r.ceilings.grpcjsHalfRate.load.p99)} ms)`,
-      t.halfRate.load.p99 < 5,
-    ],
-    [
-      "Introspect: at most one Redis round trip per call",
-      `${f(introspectTrips, 2)} round trips (the audit trail's batched background writes included), ${f(t.valid.redisPerCall?.total ?? NaN, 2)} commands per call`,
-      introspectTrips < 1.02,
-    ],
-    ["Issue ≥ 0.5 × connect-node no-op", `${f(x(t.issue), 2)} ×`, x(t.issue) >= 0.5],
-    ["Refresh ≥ 0.4 × connect-node no-op", `${f(x(t.refresh), 2)} ×`, x(t.refresh) >= 0.4],
-    [
-      "Redis memory per open session < 1 KiB",
-      `${f(r.sessionMemory.lifelong)} B held for the session's life; ${f(r.sessionMemory.bytes)} B all-in right after the login (with the subject's risk observations, kept for the risk window, and the login's audit entry, in a log capped by count and age)`,
-      r.sessionMemory.lifelong < 1024,
-    ],
-    [
-      "Authority RSS bounded under load",
-      `peak ${mib(r.rss.hwm)} MiB (VmHWM); RSS after the last scenario − after the first: ${f(rssGrowth / 2 ** 20, 1)} MiB`,
-      r.rss.hwm < 512 * 2 ** 20,
-    ],
-  ];
-  return [
-    "| target | measured | met? |",
-    "| --- | --- | --- |",
-    ...rows.map(([what, got, ok]) => `| ${what} | ${got} | ${ok ? "yes" : "**no**"} |`),
-  ].join("\n");
-}
-
-/** The fixed-rate passes' latency next to the event-loop delay and GC pauses of the generator and the server over the same window. */
-export function loopDelayTable(r: Report): string {
-  const rows: Array<[string, Measured]> = [
-    ["Tessera Introspect, valid", r.tessera.halfRate],
-    ["connect-node no-op", r.ceilings.noopHalfRate],
-    ["grpc-js no-op", r.ceilings.grpcjsHalfRate],
-  ];
+/** The fixed-rate passes: latency beside the server's event-loop delay and GC pauses over the same window. */
+function fixedRateTable(r: Report): string {
+  const list = [
+    ["Tessera Introspect, gRPC", r.halfRate],
+    ["grpc-js no-op, gRPC", r.grpcjsHalfRate],
+  ].filter((x): x is [string, Measured] => x[1] !== undefined);
+  if (list.length === 0) return "";
   const d = (x: LoopDelay | undefined) => (x ? `${ms(x.p99)} / ${ms(x.max)}` : "–");
   const gc = (x: LoopDelay | undefined) => (x ? `${ms(x.gc.maxMs)} / ${f(x.gc.totalMs)} (${x.gc.count}, ${x.gc.major} major)` : "–");
-  const resolution = r.tessera.halfRate.load.loopDelay?.resolutionMs ?? r.tessera.halfRate.serverLoopDelay?.resolutionMs;
   return [
-    `| fixed rate ${f(r.tessera.halfRate.load.offeredRps ?? NaN)}/s | p50 ms | p99 ms | p99.9 ms | max ms | generator loop delay p99 / max ms | generator GC pauses: longest / total ms (count) | server loop delay p99 / max ms | server GC pauses: longest / total ms (count) | CPU cores: server / generator |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ...rows.map(
+    "| fixed rate | offered / achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | server loop delay p99 / max ms | server GC pauses: longest / total ms (count) | CPU cores: server / h2load |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...list.map(
       ([name, m]) =>
-        `| ${name} | ${ms(m.load.p50)} | ${ms(m.load.p99)} | ${ms(m.load.p999)} | ${ms(m.load.max)} | ${d(m.load.loopDelay)} | ${gc(m.load.loopDelay)} | ${d(m.serverLoopDelay)} | ${gc(m.serverLoopDelay)} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} |`,
+        `| ${name} | ${f(m.load.offeredRps ?? NaN)} / ${f(m.load.rps)} | ${ms(m.load.p50)} | ${ms(m.load.p99)} | ${ms(m.load.p999)} | ${ms(m.load.max)} | ${d(m.serverLoopDelay)} | ${gc(m.serverLoopDelay)} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} |`,
     ),
-    "",
-    `How to read it: loop delay (perf_hooks.monitorEventLoopDelay, ${f(resolution ?? NaN)} ms timer, over the measured window) is how long an event that was ready had to wait because the process's one JavaScript thread was busy (running JavaScript, in a GC pause, counted apart, or not scheduled on the shared cores); a call waits on the server's loop a few times (request, Redis answer, signature check, response) and on the generator's twice, so a p99 latency within a few times one process's loop delay points at that process, and a tail far beyond both processes' loop delays comes from outside them (CPU taken by the other processes, the kernel, Redis).`,
   ].join("\n");
 }
 
-function clientNote(r: Report): string {
-  return r.load.client === "lean"
-    ? "Client: bench/lean-transport.ts, a minimal unary gRPC transport on node:http2 plugged into connect's createClient: connect-node's own createGrpcTransport costs the generator several times more CPU per call (see the comparison row), and on two shared cores that would make the generator, not the server, set the ceilings (BENCH_CLIENT=connect runs everything with createGrpcTransport)."
-    : "Client: connect-node's createGrpcTransport (BENCH_CLIENT=connect).";
+/** Every distinct h2load command of the run (the body file shown as <what it holds>, the server's port as <port>). */
+function commands(r: Report): string[] {
+  const seen = new Map<string, string[]>();
+  for (const { label, m } of rows(r)) {
+    if (!m.h2load) continue;
+    const command = m.h2load.command.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:<port>");
+    seen.set(command, [...(seen.get(command) ?? []), label.replace(/\*\*/g, "")]);
+  }
+  return [...seen].map(([command, labels]) => `- ${labels.join("; ")}:\n\n  \`\`\`\n  ${command}\n  \`\`\``);
 }
 
 export function markdown(r: Report): string {
   const m = r.machine;
-  const t = r.tessera;
-  const peerRatio = (x: Measured) => f(x.load.rps / r.peer.load.rps, 2);
-  const roundTrips = r.roundTrips.map((x) => `| ${x.name} | ${f(x.roundTrips, 2)} | ${perCall(x.commands)} | ${x.calls} |`);
-  const commands = tesseraRows(r).map(([name, x]) => `| ${name} | ${x.redisPerCall ? `${f(x.redisPerCall.total, 2)}: ${perCall(x.redisPerCall.calls)}` : "–"} | ${f(x.redisCores ?? NaN, 2)} |`);
+  const L = r.load;
+  const tessera = [r.introspect, r.introspectConnect, r.issue, r.halfRate, r.node.refresh, r.node.issueFresh, r.node.mix].filter((x): x is Measured => x !== undefined);
+  const redisCommands = tessera.map((x) => `| ${x.name} | ${x.redisPerCall ? `${f(x.redisPerCall.total, 2)}: ${perCall(x.redisPerCall.calls)}` : "–"} | ${f(x.redisCores ?? NaN, 2)} |`);
   const outcomes = (x: Measured) => perCall(Object.fromEntries(Object.entries(x.load.outcomes).map(([k, n]) => [k, n / x.load.requests])));
-  const errors = [...tesseraRows(r), ["peer", r.peer] as [string, Measured]]
-    .filter(([, x]) => x.load.errors > 0)
-    .map(([name, x]) => `- ${name}: ${x.load.errors} errors, e.g. ${x.load.errorSamples.map((e) => `\`${e}\``).join("; ")}`);
-  return [
+  const nodeErrors = [...r.node.brackets, r.node.refresh, r.node.issueFresh, r.node.mix]
+    .filter((x): x is Measured => x !== undefined && x.load.errors > 0)
+    .map((x) => `- ${x.name}: ${x.load.errors} errors, e.g. ${x.load.errorSamples.map((e) => `\`${e}\``).join("; ")}`);
+  const failures = rows(r)
+    .filter(({ m }) => m.failed)
+    .map(({ m }) => `- **${m.name} failed**: ${m.failed}`);
+  const sm = r.sessionMemory;
+  const out = [
     "# Tessera benchmark",
     "",
-    `Generated by \`${r.command}\` on ${r.startedAt} (the run took ${f(r.durationS)} s).`,
+    `Generated by \`${r.command}\` on ${r.startedAt} (the run took ${f(r.durationS)} s).${r.subset ? ` **A subset run** (BENCH_ONLY): ${r.parts.join(", ")}.` : ""} How the figures are made and how to read them: [docs/performance.md](../docs/performance.md).`,
     "",
-    `- Machine: ${m.cpu}, ${m.cores} cores, ${f(m.memGiB)} GiB; Node.js ${m.node}; Redis ${m.redis}.`,
+    `- Machine: ${m.cpu}, ${m.cores} cores, ${f(m.memGiB)} GiB; Node.js ${m.node}; Redis ${m.redis}; ${r.h2load.version}.`,
     `- Versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
-    `- Load: ${r.load.concurrency} calls in flight (closed loop) over ${r.load.connections} HTTP/2 connections, gRPC protocol, the same generator process for every gRPC server. ${clientNote(r)} oidc-provider gets the same ${r.load.concurrency} calls in flight over ${r.load.concurrency} HTTP/1.1 keep-alive connections (undici Pool). Each scenario: ${f(r.load.warmupMs / 1000)} s warm-up, then ${f(r.load.windowMs / 1000)} s measured; each waits first (within a budget) for the machine to be quiet. This VM's speed drifts (by a quarter within one run), so each Tessera throughput scenario sits between two short passes of the connect-node no-op (${f(r.load.bracketMs / 1000)} s after a 1 s warm-up) and its \"× connect no-op\" ratio is to their mean; the no-op's passes in order measured ${r.ceilings.brackets.map((b) => f(b.load.rps)).join(", ")} req/s (the first is the full ceiling row).`,
-    `- **The load generator, the server and Redis share the same ${m.cores} cores.** Throughput is what one server process gets while a generator process competes with it for CPU; the CPU column shows the split, and "others" is CPU that other work on the machine took during the window (a figure measured while others were busy is not comparable).`,
-    "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's preload hooks aside), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file: the auth interceptor runs, there is no API key to hash). The generator checks every answer: an error is a failed call or a wrong answer.",
+    `- Load: **h2load** (one thread, \`-t 1\`) with ${L.connections} HTTP/2 connections × ${L.streams} streams (\`-c ${L.connections} -m ${L.streams}\`), ${L.connections * L.streams} calls in flight, the same fixed request body on every call (listed under Checks); oidc-provider over HTTP/1.1 with ${L.h1Connections} connections, one call in flight on each (\`--h1 -c ${L.h1Connections}\`). Each scenario: ${f(L.warmupMs / 1000, 1)} s warm-up, then ${f(L.windowMs / 1000, 1)} s measured; each waits first (within a budget) for the machine to be quiet. Tessera's throughput scenarios sit between two passes of the grpc-js no-op under the same load (the one before and a ${f(L.bracketMs / 1000, 1)} s pass after), and their ratio is to the mean of those: this VM's speed drifts within a run. The grpc-js no-op's passes in order: ${r.brackets.map((b) => (b.failed ? "failed" : f(b.load.rps))).join(", ") || "–"} req/s.`,
+    ...(r.node.brackets.length === 0 ? [] : [`- Refresh (a refresh token is good for one use; presenting it again revokes its session), Issue with a new subject per call and the Introspect mix cannot be one fixed body, so the **Node generator** (bench/load.ts, ${L.concurrency} calls in flight over ${L.connections} HTTP/2 connections, ${L.client === "lean" ? "the lean gRPC transport of bench/lean-transport.ts" : "connect-node's createGrpcTransport"}, every answer checked) drives them, each between two passes of the grpc-js no-op under that same generator, and their ratio is to the mean of those (passes in order: ${r.node.brackets.map((b) => (b.failed ? "failed" : f(b.load.rps))).join(", ") || "–"} req/s). The Node generator costs far more CPU per call than h2load and sets the no-op's pace there (see its generator CPU): compare server CPU per call too.`]),
+    `- **h2load, the server and Redis share the same ${m.cores} cores.** CPU per call is the CPU the server's process tree (h2load's process) used over the window, from /proc/<pid>/stat, divided by the calls completed in it; "idle" is what nobody used, so a generator below one core with idle left over was not the limit.`,
+    "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's loop-delay hook preloaded), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file).",
+    "- h2load counts a call as successful by its HTTP status, and a gRPC error is HTTP 200: so every h2load window has sample calls before and after it (the same bytes replayed and decoded, then the same message through connect-node's client), and on Tessera its counters (GET /metrics: calls by gRPC code, Introspect answers) over the whole h2load run. A scenario whose sample calls fail, or with more than 0.1 % errors, is reported as failed.",
     "",
     "## Results",
     "",
     resultsTable(r),
     "",
-    `Tessera Introspect vs oidc-provider introspection: **${peerRatio(t.valid)} ×** (valid tokens), ${peerRatio(t.mix)} × (mix).`,
-    "",
-    `Fixed-rate pass: ${f(t.halfRate.load.offeredRps ?? NaN)} calls/s offered (50 % of the measured Introspect maximum), latency counted from each call's planned send time. The same rate against both no-ops, with the event-loop delay of the generator and of the server over each window:`,
-    "",
-    loopDelayTable(r),
-    "",
-    `Introspect mix answers, share of calls: ${outcomes(t.mix)}.`,
-    "",
-    ...(errors.length > 0 ? ["Errors:", "", ...errors, ""] : []),
-    "Latency as a multiple of the ceilings' (the fixed-rate pass: of the no-ops at the same rate):",
-    "",
-    latencyRatios(r),
-    "",
+    ...(failures.length > 0 ? ["Failed scenarios:", "", ...failures, ""] : []),
     "## Targets",
     "",
-    targets(r),
+    targetsTable(r),
     "",
-    "## Redis",
+  ];
+  if (r.halfRate || r.grpcjsHalfRate) {
+    out.push(
+      "## Latency at a fixed rate",
+      "",
+      `h2load \`--rps\` (per connection: the rate / ${L.connections}) with up to ${L.rateStreams} streams per connection; latency counts from when h2load sent each call. h2load only delays a send when a connection already has ${L.rateStreams} calls open, so coordinated omission would show as an achieved rate below the offered one. The server's event-loop delay and GC pauses over the same window (bench/loop-delay-hook.ts):`,
+      "",
+      fixedRateTable(r),
+      "",
+    );
+  }
+  out.push(
+    "## Checks",
     "",
-    "Round trips per call: a separate pass, one call at a time, with Tessera talking to Redis through a relay that counts its writes (a pipeline or a MULTI…EXEC block is one write; the readiness PINGs are left out). The commands it sent, by name, from MONITOR (without the commands Lua scripts run inside Redis).",
+    checksTable(r),
     "",
-    "| workload | round trips per call | commands sent per call | calls |",
-    "| --- | ---: | --- | ---: |",
-    ...roundTrips,
+    ...(r.node.mix ? [`Introspect mix answers (Node generator), share of calls: ${outcomes(r.node.mix)}.`, ""] : []),
+    ...(nodeErrors.length > 0 ? ["Node generator errors:", "", ...nodeErrors, ""] : []),
+    "h2load commands (the body file, written by the run, named by what it holds):",
     "",
-    "Commands per call during the measured windows (INFO stats total_commands_processed; inner script commands included):",
+    ...commands(r),
     "",
-    "| workload | commands per call | Redis CPU (cores) |",
-    "| --- | --- | ---: |",
-    ...commands,
-    "",
-    `Memory per open session: **${f(r.sessionMemory.lifelong)} bytes held for the session's life, ${f(r.sessionMemory.bytes)} bytes all-in right after the login**. All-in: used_memory after − before opening ${r.sessionMemory.sessions} sessions through Issue on an empty Redis, each for its own subject, with a realistic client (UUID device id, a 120-character user agent, IP, platform). For the session's life: the same once the subjects' risk keys are deleted (their TTL deletes them \`TESSERA_RISK_WINDOW\`, 15 minutes by default, after the subject's last login or refresh) and the audit stream too (a log of every event, capped by \`TESSERA_AUDIT_MAX_EVENTS\` and \`TESSERA_AUDIT_MAX_AGE\` rather than by sessions: at the entry size below, the default cap of 100 000 events is about ${f((r.sessionMemory.kinds.find((k) => k.pattern.endsWith("audit"))?.bytes ?? NaN) / r.sessionMemory.sessions * 100_000 / 2 ** 20)} MiB whatever the number of sessions). The keys right after the login, by kind (MEMORY USAGE; key overhead in Redis's dictionaries and expiry table comes on top):`,
-    "",
-    "| key kind | keys | bytes per session | TTL |",
-    "| --- | ---: | ---: | --- |",
-    ...r.sessionMemory.kinds.map((k) => `| \`${k.pattern}\` | ${k.count} | ${f(k.bytes / r.sessionMemory.sessions)} | ${k.ttl} |`),
-    "",
-    "## Authority memory",
-    "",
-    `Peak RSS over the whole run (VmHWM, start-up and set-up included): ${mib(r.rss.hwm)} MiB. RSS at the end of each scenario: ${r.rss.byScenario.map((x) => `${x.name} ${mib(x.rss)} MiB`).join(", ")}.`,
-    "",
-    "## CPU profiles",
-    "",
-    "Main thread of the server, in a separate pass (the profiler costs throughput), started and stopped through the inspector exactly around the measurement window (bench/profile-hook.ts), so start-up and set-up are not in them; summarised by bench/profile.ts. `(native ...)` is V8 builtins and C++ bindings called from JavaScript: `run` under jose's WebCrypto call is the main thread's share of an ES256 verification (the rest runs on libuv's thread pool and shows as server CPU above 1 core), `writeUtf8String` is a socket write (ioredis sends each command as a string). `DOMException` comes from connect aborting each call's AbortSignal when the call ends.",
-    "",
-    ...r.profiles.map((p) => profileMarkdown(p.title, p.summary)),
-  ].join("\n");
+  );
+  if (r.roundTrips || redisCommands.length > 0) {
+    out.push("## Redis", "");
+    if (r.roundTrips) {
+      out.push(
+        "Round trips per call: a separate pass, one call at a time (Node generator), with Tessera talking to Redis through a relay that counts its writes (a pipeline or a MULTI…EXEC block is one write; the readiness PINGs are left out). The commands it sent, by name, from MONITOR (without the commands Lua scripts run inside Redis).",
+        "",
+        "| workload | round trips per call | commands sent per call | calls |",
+        "| --- | ---: | --- | ---: |",
+        ...r.roundTrips.map((x) => `| ${x.name} | ${f(x.roundTrips, 2)} | ${perCall(x.commands)} | ${x.calls} |`),
+        "",
+      );
+    }
+    if (redisCommands.length > 0) {
+      out.push(
+        "Commands per call during the measured windows (INFO stats total_commands_processed; inner script commands included):",
+        "",
+        "| scenario | commands per call | Redis CPU (cores) |",
+        "| --- | --- | ---: |",
+        ...redisCommands,
+        "",
+      );
+    }
+  }
+  if (sm) {
+    out.push(
+      `Memory per open session: **${f(sm.lifelong)} bytes held for the session's life, ${f(sm.bytes)} bytes all-in right after the login**. All-in: used_memory after − before opening ${sm.sessions} sessions through Issue on an empty Redis, each for its own subject, with a realistic client (UUID device id, a 120-character user agent, IP, platform). For the session's life: the same once the subjects' risk keys are deleted (their TTL deletes them \`TESSERA_RISK_WINDOW\`, 15 minutes by default, after the subject's last login or refresh) and the audit stream too (a log of every event, capped by \`TESSERA_AUDIT_MAX_EVENTS\` and \`TESSERA_AUDIT_MAX_AGE\` rather than by sessions: at the entry size below, the default cap of 100 000 events is about ${f((((sm.kinds.find((k) => k.pattern.endsWith("audit"))?.bytes ?? NaN) / sm.sessions) * 100_000) / 2 ** 20)} MiB whatever the number of sessions). The keys right after the login, by kind (MEMORY USAGE; key overhead in Redis's dictionaries and expiry table comes on top):`,
+      "",
+      "| key kind | keys | bytes per session | TTL |",
+      "| --- | ---: | ---: | --- |",
+      ...sm.kinds.map((k) => `| \`${k.pattern}\` | ${k.count} | ${f(k.bytes / sm.sessions)} | ${k.ttl} |`),
+      "",
+    );
+  }
+  if (r.rss) {
+    out.push(
+      "## Authority memory",
+      "",
+      `Peak RSS over the whole run (VmHWM, start-up and set-up included): ${mib(r.rss.hwm)} MiB. RSS at the end of each scenario: ${r.rss.byScenario.map((x) => `${x.name} ${mib(x.rss)} MiB`).join(", ")}.`,
+      "",
+    );
+  }
+  if (r.profiles && r.profiles.length > 0) {
+    out.push(
+      "## CPU profiles",
+      "",
+      "Main thread of the server, in a separate pass under the same h2load load (the profiler costs throughput), started and stopped through the inspector exactly around the measurement window (bench/profile-hook.ts), so start-up and set-up are not in them; summarised by bench/profile.ts. `(native ...)` is V8 builtins and C++ bindings called from JavaScript: `run` under jose's WebCrypto call is the main thread's share of an ES256 verification (the rest runs on libuv's thread pool and shows as server CPU above 1 core), `writeUtf8String` is a socket write (ioredis sends each command as a string).",
+      "",
+      ...r.profiles.map((p) => profileMarkdown(p.title, p.summary)),
+    );
+  }
+  return out.join("\n");
 }

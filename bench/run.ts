@@ -1,17 +1,29 @@
 /**
- * `npm run bench`: starts a throwaway Redis, the servers under test (each its own process) and, per scenario, a load
- * generator process (bench/load.ts); runs the scenarios one after another; writes bench/results.md and prints its
- * main table. Every child process is stopped at the end, on an error too.
+ * `npm run bench`: starts a throwaway Redis and the servers under test (each its own process), drives them with
+ * h2load (nghttp2's C load generator, bench/h2load.ts) wherever one fixed request body will do, and with the Node
+ * generator (bench/load.ts, a process per scenario) where it will not (Refresh: each refresh token can be used once;
+ * Issue with a new subject per call, the Introspect mix); checks the answers around every window (bench/verify.ts); writes bench/results.md and prints
+ * its main table. Every child process is stopped at the end, on an error too. docs/performance.md explains the method.
  *
- * Knobs (environment): BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short no-op
- * passes between scenarios), BENCH_CONCURRENCY (64),
- * BENCH_CONNECTIONS (4), BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect" drives
- * the gRPC servers with connect-node's createGrpcTransport instead of bench/lean-transport.ts).
- *
- * BENCH_ONLY=variants (`npm run bench:variants`) runs instead what connect-node allows beyond the default set-up, with
- * the same generator, load and window: the connect-node no-op and Tessera Introspect over gRPC, over the Connect
- * protocol with binary protobuf and with JSON (HTTP/2 both), and as two node:cluster workers sharing the port; it
- * writes bench/variants.md and prints its table.
+ * Knobs (environment):
+ * - BENCH_CONNECTIONS (8) and BENCH_STREAMS (8): h2load's -c and -m (one h2load thread, -t 1), so 64 calls in flight;
+ *   the Node generator uses as many HTTP/2 connections and BENCH_CONCURRENCY (connections × streams) calls in flight.
+ * - BENCH_H1_CONNECTIONS (connections × streams): h2load --h1 connections for the HTTP/1.1 peer (one call in flight on
+ *   each, so the same 64 in flight).
+ * - BENCH_RATE_STREAMS (64): -m of the fixed-rate passes, the cap on calls in flight per connection there.
+ * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
+ *   Tessera's throughput scenarios, after a 1 s warm-up).
+ * - BENCH_RATE: the fixed rate (calls/s) of the latency passes; default: half of Tessera's Introspect maximum.
+ * - BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect": the Node generator on
+ *   connect-node's createGrpcTransport), BENCH_H2LOAD (path of h2load; default: on $PATH, else /usr/bin/h2load).
+ * - BENCH_ONLY: a comma-separated subset of the parts below (or a group: "h2load", "node"); a subset run writes its
+ *   report to BENCH_OUT (default: <tmpdir>/tessera-bench-partial.md), not bench/results.md. BENCH_ONLY=variants
+ *   (`npm run bench:variants`) runs the connect-node variants instead (bench/variants.md, Node generator).
+ *   Parts: grpcjs, connect (the connect-node no-op over gRPC and the Connect protocol), introspect,
+ *   connect-introspect, issue, rate (Introspect and the grpc-js no-op at a fixed rate), peer (oidc-provider),
+ *   refresh, issue-fresh, mix (Node generator), redis (round trips, memory per session), profiles. Tessera's throughput scenarios
+ *   bring the grpc-js no-op along (their ratio needs it), and rate brings introspect (unless BENCH_RATE is set).
+ * TESSERA_* variables reach Tessera as they are (TESSERA_GRPC_FAST_PATH=false, for instance).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +31,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort, RedisServer } from "../test/helpers/redis-server.js";
+import { findH2load, MissingH2loadError, runH2load, type H2loadLoad, type H2load } from "./h2load.js";
 import { summarise, type CpuProfile } from "./profile.js";
 import {
   cpuSeconds,
@@ -34,21 +47,32 @@ import {
   type Child,
 } from "./procs.js";
 import { commandsBetween, keyKinds, sample, trafficIn, watchTraffic, type RedisSample, type Traffic } from "./redis-stats.js";
-import { loopDelayTable, markdown, resultsTable, type Measured, type Report } from "./report.js";
+import { markdown, resultsTable, targetsTable, type Checks, type Measured, type Report } from "./report.js";
+import { introspectScenario, issueScenario, mintAccessToken, oidcScenario, type H2Scenario } from "./scenarios.js";
 import { OIDC_CLIENT, type LoadEvent, type LoadResult, type LoadSpec, type LoopDelay, type WorkloadName } from "./spec.js";
 import { variantsMarkdown, variantsTable, type Variant, type VariantsReport } from "./variants.js";
+import { countsBetween, readCounters, samples, type ServerCounts } from "./verify.js";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const CONNECTIONS = num("BENCH_CONNECTIONS", 8);
+const STREAMS = num("BENCH_STREAMS", 8);
 const LOAD = {
-  concurrency: num("BENCH_CONCURRENCY", 64),
-  connections: num("BENCH_CONNECTIONS", 4),
+  connections: CONNECTIONS,
+  streams: STREAMS,
+  h1Connections: num("BENCH_H1_CONNECTIONS", CONNECTIONS * STREAMS),
+  rateStreams: num("BENCH_RATE_STREAMS", 64),
+  concurrency: num("BENCH_CONCURRENCY", CONNECTIONS * STREAMS),
   client: process.env.BENCH_CLIENT === "connect" ? ("connect" as const) : ("lean" as const),
   warmupMs: num("BENCH_WARMUP_MS", 2000),
   windowMs: num("BENCH_WINDOW_MS", 10_000),
-  /** Window of the short connect-node no-op passes between Tessera's throughput scenarios. */
+  /** Window of the short grpc-js no-op passes between Tessera's throughput scenarios. */
   bracketMs: num("BENCH_BRACKET_MS", 5000),
 };
 const SESSIONS = num("BENCH_SESSIONS", 20_000);
+/** Sample calls before and after each h2load window. */
+const SAMPLES = 3;
+/** A scenario whose calls went wrong more often than this (h2load's failures, Tessera's non-OK codes) is failed. */
+const FAILURE_SHARE = 0.001;
 /** Tessera's entry point as built by buildTessera(). */
 const TESSERA_MAIN = "dist/src/main.js";
 /** Calls per workload in the round-trip pass. */
@@ -56,6 +80,11 @@ const AUDIT_CALLS = 300;
 const PROFILE_HOOK = "./bench/profile-hook.ts";
 const LOOP_DELAY_HOOK = "./bench/loop-delay-hook.ts";
 const CLUSTER = "bench/servers/cluster.ts";
+const NOOP_GRPCJS = "bench/servers/noop-grpcjs.ts";
+const NOOP_CONNECT = "bench/servers/noop-connect.ts";
+/** Subjects of the h2load scenarios' requests. */
+const INTROSPECT_SUBJECT = "bench-h2load-introspect";
+const ISSUE_SUBJECT = "bench-h2load-issue";
 
 /** A server under test: its process, and where to send gRPC or HTTP. */
 interface Server {
@@ -139,7 +168,7 @@ interface Window {
   onClose?: (genPid: number) => void | Promise<void>;
 }
 
-/** Runs one generator process and returns its result. */
+/** Runs one Node generator process (bench/load.ts) and returns its result. */
 async function generate(spec: LoadSpec, window: Window = {}): Promise<LoadResult> {
   let result: LoadResult | undefined;
   let pending = Promise.resolve();
@@ -157,6 +186,7 @@ async function generate(spec: LoadSpec, window: Window = {}): Promise<LoadResult
   return result;
 }
 
+/** The Node generator's spec for `workload` on `server`. */
 function spec(server: Server, workload: WorkloadName, extra: Partial<LoadSpec> = {}): LoadSpec {
   const target: LoadSpec["target"] =
     workload === "oidc-introspect" ? { kind: "oidc", url: server.url, ...OIDC_CLIENT } : { kind: "grpc", url: server.url };
@@ -172,9 +202,16 @@ function spec(server: Server, workload: WorkloadName, extra: Partial<LoadSpec> =
   };
 }
 
+/** h2load's load for one pass: the default shape, or a short bracket pass, or a fixed rate. */
+function h2Load(extra: Partial<H2loadLoad> = {}): H2loadLoad {
+  return { connections: LOAD.connections, streams: LOAD.streams, warmupMs: LOAD.warmupMs, durationMs: LOAD.windowMs, ...extra };
+}
+
+const bracketLoad = () => h2Load({ warmupMs: 1000, durationMs: LOAD.bracketMs });
+
 interface Snapshot {
   at: number;
-  /** CPU seconds so far: the server, the generator, the whole machine. */
+  /** CPU seconds so far: the server (its process tree), the generator, the whole machine. */
   server: number;
   load: number;
   machine: number;
@@ -182,8 +219,8 @@ interface Snapshot {
 }
 
 /**
- * Time the whole run may spend waiting for a quiet machine, so that it still ends within five minutes (each wait
- * takes at least one second, about 13 s over a run on a quiet machine).
+ * Time the whole run may spend waiting for a quiet machine, so that it still ends within a few minutes (each wait
+ * takes at least one second).
  */
 let quietBudgetMs = 40_000;
 
@@ -198,21 +235,23 @@ async function quiet(name: string): Promise<void> {
 /** Measurements the run may repeat because other work on the machine took CPU during their window. */
 let retriesLeft = 3;
 
-/**
- * One scenario against `server`: the generator's figures plus CPU, RSS and Redis counters over its window. Measured
- * again (while retries are left) if other processes used more than a quarter of a core meanwhile.
- */
-async function measure(name: string, server: Server, loadSpec: LoadSpec, redis?: Redis): Promise<Measured> {
+/** Runs `once` again (while retries are left) if other processes used more than a quarter of a core meanwhile. */
+async function retried(name: string, once: () => Promise<Measured>): Promise<Measured> {
   for (;;) {
-    const m = await measureOnce(name, server, loadSpec, redis);
+    const m = await once();
     if (m.otherCores < 0.25 || retriesLeft <= 0) return m;
     retriesLeft--;
     log(`${name}: other processes used ${m.otherCores.toFixed(2)} cores during the window; measuring again`);
   }
 }
 
-async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, redis?: Redis): Promise<Measured> {
+/**
+ * Reads the counters around a measurement window: call `open` when it opens and `close` when it closes (with the
+ * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window.
+ */
+function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: boolean) {
   const pid = server.child.pid;
+  const cores = os.availableParallelism();
   const snapshot = async (genPid: number): Promise<Snapshot> => ({
     at: performance.now(),
     server: treeCpuSeconds(pid),
@@ -223,17 +262,14 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
   let rss: RssSampler | undefined;
   let open: Snapshot | undefined;
   let close: Snapshot | undefined;
-  // A fixed-rate pass on a server with the loop-delay hook: its event-loop delay over the same window.
-  const readLoopDelay = server.loopDelayHook === true && loadSpec.rate !== undefined;
   let serverLoopDelay: Promise<LoopDelay> | undefined;
-  await quiet(name);
-  const result = await generate(loadSpec, {
-    onOpen: async (genPid) => {
+  return {
+    async open(genPid: number) {
       if (readLoopDelay) server.child.signal("SIGUSR2");
       rss = new RssSampler(pid);
       open = await snapshot(genPid);
     },
-    onClose: async (genPid) => {
+    async close(genPid: number) {
       close = await snapshot(genPid);
       if (readLoopDelay) {
         const line = server.child.until((l) => l.startsWith('{"benchLoopDelay"'), 10_000);
@@ -242,51 +278,161 @@ async function measureOnce(name: string, server: Server, loadSpec: LoadSpec, red
         await serverLoopDelay;
       }
     },
+    /** The figures of the window, for `calls` calls completed in it. */
+    async figures(name: string, calls: number) {
+      if (!open || !close || !rss) throw new Error(`${name}: the generator reported no measurement window`);
+      const peakRss = rss.stop();
+      const seconds = (close.at - open.at) / 1000;
+      const per = (n: number) => n / Math.max(1, calls);
+      let redisFigures: Pick<Measured, "redisCores" | "redisPerCall"> = {};
+      if (open.redis && close.redis) {
+        const commands = commandsBetween(open.redis, close.redis);
+        redisFigures = {
+          redisCores: (close.redis.cpu - open.redis.cpu) / seconds,
+          redisPerCall: {
+            total: per(commands.total),
+            calls: Object.fromEntries(Object.entries(commands.calls).map(([k, n]) => [k, per(n)])),
+          },
+        };
+      }
+      const serverCpu = close.server - open.server;
+      const loadCpu = close.load - open.load;
+      const serverCores = serverCpu / seconds;
+      const loadCores = loadCpu / seconds;
+      const machineCores = (close.machine - open.machine) / seconds;
+      return {
+        serverCores,
+        loadCores,
+        serverUsPerCall: (serverCpu * 1e6) / Math.max(1, calls),
+        loadUsPerCall: (loadCpu * 1e6) / Math.max(1, calls),
+        otherCores: Math.max(0, machineCores - serverCores - loadCores - (redisFigures.redisCores ?? 0)),
+        idleCores: Math.max(0, cores - machineCores),
+        peakRss,
+        ...redisFigures,
+        ...(serverLoopDelay ? { serverLoopDelay: await serverLoopDelay } : {}),
+      };
+    },
+  };
+}
+
+const fmtDelay = (x: LoopDelay | undefined) =>
+  x ? `p99 ${x.p99.toFixed(1)} / max ${x.max.toFixed(1)} ms (GC pauses: longest ${x.gc.maxMs.toFixed(1)} ms, ${x.gc.count})` : "–";
+
+/**
+ * One scenario driven by the Node generator against `server`: its figures plus CPU, RSS and Redis counters over its
+ * window; failed if more than FAILURE_SHARE of its calls failed or answered wrongly (the generator checks every answer).
+ */
+async function measure(name: string, server: Server, loadSpec: LoadSpec, redis?: Redis): Promise<Measured> {
+  return retried(name, async () => {
+    const probe = windowProbe(server, redis, server.loopDelayHook === true && loadSpec.rate !== undefined);
+    await quiet(name);
+    const result = await generate(loadSpec, { onOpen: (pid) => probe.open(pid), onClose: (pid) => probe.close(pid) });
+    const figures = await probe.figures(name, result.requests);
+    const failed =
+      result.requests === 0
+        ? "no call completed in the window"
+        : result.errors > FAILURE_SHARE * result.requests
+          ? `${result.errors} of ${result.requests} calls failed or answered wrongly, e.g. ${result.errorSamples.join("; ")}`
+          : undefined;
+    const m: Measured = { name, generator: "node", load: result, ...figures, ...(failed ? { failed } : {}) };
+    log(
+      `${name}: ${failed ? `FAILED (${failed}); ` : ""}${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, errors ${result.errors}, ` +
+        `server ${m.serverUsPerCall!.toFixed(0)} µs CPU/call` +
+        (loadSpec.rate === undefined ? "" : `; event-loop delay: generator ${fmtDelay(result.loopDelay)}, server ${fmtDelay(m.serverLoopDelay)}`),
+    );
+    return m;
   });
-  if (!open || !close || !rss) throw new Error(`${name}: the generator reported no measurement window`);
-  const peakRss = rss.stop();
-  const seconds = (close.at - open.at) / 1000;
-  const per = (n: number) => n / Math.max(1, result.requests);
-  let redisFigures: Pick<Measured, "redisCores" | "redisPerCall"> = {};
-  if (open.redis && close.redis) {
-    const commands = commandsBetween(open.redis, close.redis);
-    redisFigures = {
-      redisCores: (close.redis.cpu - open.redis.cpu) / seconds,
-      redisPerCall: {
-        total: per(commands.total),
-        calls: Object.fromEntries(Object.entries(commands.calls).map(([k, n]) => [k, per(n)])),
-      },
+}
+
+interface H2Options {
+  load?: H2loadLoad;
+  redis?: Redis;
+}
+
+/**
+ * One scenario driven by h2load against `server`: sample calls before, Tessera's counters read, the h2load run
+ * (warm-up, window) with CPU, RSS and Redis counters read as its window opens and closes, the counters read again,
+ * sample calls after. Failed (reported as such, not as a figure) if any sample call failed, if more than
+ * FAILURE_SHARE of h2load's requests failed or got a 4xx/5xx, or if Tessera counted more than that share of the
+ * run's calls with an error code (or, for Introspect, a not-active answer).
+ */
+async function measureH2(name: string, server: Server, scenario: H2Scenario, opts: H2Options = {}): Promise<Measured> {
+  const load = opts.load ?? h2Load();
+  return retried(name, async () => {
+    await quiet(name);
+    const before = await samples(() => scenario.probe(), SAMPLES);
+    const countersBefore = scenario.method ? await readCounters(server.url) : undefined;
+    const probe = windowProbe(server, opts.redis, server.loopDelayHook === true && load.rate !== undefined);
+    const { result, stats } = await runH2load(scenario.workload, scenario.request, scenario.body, load, {
+      onOpen: (pid) => probe.open(pid),
+      onClose: (pid) => probe.close(pid),
+    });
+    const countersAfter = countersBefore ? await readCounters(server.url) : undefined;
+    const after = await samples(() => scenario.probe(), SAMPLES);
+    const figures = await probe.figures(name, result.requests);
+    const serverCounts = countersBefore && countersAfter && scenario.method ? countsBetween(countersBefore, countersAfter, scenario.method) : undefined;
+    if (serverCounts && Object.keys(serverCounts.introspect).length > 0) result.outcomes = serverCounts.introspect;
+    const checks: Checks = {
+      before: before.outcomes,
+      after: after.outcomes,
+      failures: [...before.failures.map((f) => `before the window: ${f}`), ...after.failures.map((f) => `after the window: ${f}`)],
+      ...(serverCounts ? { server: serverCounts } : {}),
     };
+    const inFlight = load.connections * (scenario.request.http === "h1" ? 1 : load.streams);
+    const failed = failure(result, stats.done, stats.status["4xx"] + stats.status["5xx"], checks, scenario, inFlight);
+    const m: Measured = {
+      name,
+      generator: "h2load",
+      load: result,
+      ...figures,
+      h2load: stats,
+      scenario: scenario.describe,
+      checks,
+      ...(failed ? { failed } : {}),
+    };
+    log(
+      `${name}: ${failed ? `FAILED (${failed}); ` : ""}${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ` +
+        `h2load ${stats.succeeded} succeeded / ${stats.failed} failed / ${stats.errored} errored, ` +
+        `server ${m.serverUsPerCall!.toFixed(0)} µs CPU/call, h2load ${m.loadUsPerCall!.toFixed(1)} µs CPU/call (${m.loadCores.toFixed(2)} cores)` +
+        (serverCounts ? `, Tessera counted ${codes(serverCounts)}` : "") +
+        (m.serverLoopDelay ? `; server event-loop delay ${fmtDelay(m.serverLoopDelay)}` : ""),
+    );
+    return m;
+  });
+}
+
+const codes = (c: ServerCounts) =>
+  Object.entries(c.codes)
+    .map(([code, n]) => `${n} ${code}`)
+    .join(", ") || "no calls";
+
+/**
+ * Why an h2load scenario's figure is not to be reported as one, if it is not. When its window ends, h2load closes its
+ * connections with calls still in flight, and Tessera counts those as Canceled: up to `inFlight` of them are expected.
+ */
+function failure(result: LoadResult, done: number, badStatus: number, checks: Checks, scenario: H2Scenario, inFlight: number): string | undefined {
+  if (checks.failures.length > 0) return `sample calls failed: ${checks.failures.join("; ")}`;
+  if (result.requests === 0) return "no call completed in the window";
+  if (result.errors + badStatus > FAILURE_SHARE * done) return `h2load: ${result.errors} of ${done} requests failed, ${badStatus} answered 4xx/5xx`;
+  const server = checks.server;
+  if (server) {
+    const total = Object.values(server.codes).reduce((a, b) => a + b, 0);
+    const bad = total - (server.codes.OK ?? 0) - Math.min(server.codes.Canceled ?? 0, inFlight);
+    if (bad > FAILURE_SHARE * total) return `Tessera answered ${bad} of the run's ${total} ${scenario.method} calls with an error (${codes(server)})`;
+    if (scenario.workload === "introspect-valid") {
+      const answers = Object.values(server.introspect).reduce((a, b) => a + b, 0);
+      const inactive = answers - (server.introspect.active ?? 0);
+      if (inactive > FAILURE_SHARE * answers) return `${inactive} of ${answers} Introspect answers were not active`;
+    }
   }
-  const delays = async () => {
-    const d = (x: LoopDelay | undefined) =>
-      x ? `p99 ${x.p99.toFixed(1)} / max ${x.max.toFixed(1)} ms (GC pauses: longest ${x.gc.maxMs.toFixed(1)} ms, ${x.gc.count})` : "–";
-    return `; event-loop delay: generator ${d(result.loopDelay)}, server ${d(await serverLoopDelay)}`;
-  };
-  log(
-    `${name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, errors ${result.errors}` +
-      (loadSpec.rate === undefined ? "" : await delays()),
-  );
-  const serverCores = (close.server - open.server) / seconds;
-  const loadCores = (close.load - open.load) / seconds;
-  const machineCores = (close.machine - open.machine) / seconds;
-  return {
-    name,
-    load: result,
-    serverCores,
-    loadCores,
-    otherCores: Math.max(0, machineCores - serverCores - loadCores - (redisFigures.redisCores ?? 0)),
-    peakRss,
-    ...redisFigures,
-    ...(serverLoopDelay ? { serverLoopDelay: await serverLoopDelay } : {}),
-  };
+  return undefined;
 }
 
 /**
  * Redis round trips per call, and the commands Tessera's client sends, by workload: a Tessera of its own talks to
  * Redis through a counting relay (bench/redis-stats.ts); one call at a time, so no two calls share a write.
  */
-async function roundTrips(redisPort: number): Promise<Report["roundTrips"]> {
+async function roundTrips(redisPort: number): Promise<NonNullable<Report["roundTrips"]>> {
   const watch = await watchTraffic(redisPort);
   const tessera = await startTessera(`redis://127.0.0.1:${watch.port}`).catch(async (err: unknown) => {
     await watch.stop();
@@ -323,7 +469,7 @@ async function roundTrips(redisPort: number): Promise<Report["roundTrips"]> {
  * Redis memory per open session, on a Redis and a Tessera of its own (so nothing else is in the database):
  * used_memory before and after opening SESSIONS sessions through Issue, and what the keys it left hold, by kind.
  */
-async function sessionMemory(): Promise<Report["sessionMemory"]> {
+async function sessionMemory(): Promise<NonNullable<Report["sessionMemory"]>> {
   const server = await RedisServer.start();
   const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
   const tessera = await startTessera(server.url).catch(async (err: unknown) => {
@@ -357,59 +503,8 @@ async function sessionMemory(): Promise<Report["sessionMemory"]> {
   }
 }
 
-/** Profiles `script`'s process (Tessera when script is dist/src/main.js) during one Introspect window. */
-async function profile(title: string, start: (profile: string) => Promise<Server>, workload: WorkloadName) {
-  const dir = mkdtempSync(join(os.tmpdir(), "tessera-bench-prof-"));
-  const file = join(dir, "profile.cpuprofile");
-  const server = await start(file);
-  try {
-    await quiet(title);
-    const written = server.child.until((line) => line === "bench-profile-written", 60_000 + LOAD.windowMs * 2);
-    const result = await generate(spec(server, workload), {
-      onOpen: () => server.child.signal("SIGUSR2"),
-      onClose: () => server.child.signal("SIGUSR2"),
-    });
-    await written;
-    const summary = summarise(JSON.parse(readFileSync(file, "utf8")) as CpuProfile);
-    log(`profile ${title}: ${result.rps.toFixed(0)} req/s, main thread busy ${((100 * summary.busyMs) / summary.wallMs).toFixed(0)} %`);
-    return { title: `${title}: ${result.rps.toFixed(0)} req/s under the profiler`, summary };
-  } finally {
-    await server.child.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function machine(redisVersion: string): Report["machine"] {
-  const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "unknown";
-  const version = (pkg: string) =>
-    (JSON.parse(readFileSync(join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
-  return {
-    cpu,
-    cores: os.availableParallelism(),
-    memGiB: os.totalmem() / 2 ** 30,
-    node: process.version,
-    redis: redisVersion,
-    versions: Object.fromEntries(
-      ["@connectrpc/connect-node", "@bufbuild/protobuf", "@grpc/grpc-js", "jose", "ioredis", "oidc-provider", "undici"].map((p) => [p, version(p)]),
-    ),
-  };
-}
-
-function command(): string {
-  const knobs = Object.entries(process.env)
-    .filter(([k]) => k.startsWith("BENCH_"))
-    .map(([k, v]) => `${k}=${v} `)
-    .join("");
-  return `${knobs}npm run bench`;
-}
-
-function log(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
 /** Cluster workers per server in the variants run (BENCH_WORKERS). */
 const WORKERS = num("BENCH_WORKERS", 2);
-const NOOP_CONNECT = "bench/servers/noop-connect.ts";
 
 /**
  * BENCH_ONLY=variants: the connect-node no-op and Tessera Introspect (valid tokens) over gRPC, the Connect protocol
@@ -420,12 +515,7 @@ async function variants(): Promise<void> {
   const t0 = performance.now();
   const startedAt = new Date().toISOString();
   log(`variants: ${LOAD.concurrency} calls in flight, ${LOAD.warmupMs} ms warm-up + ${LOAD.windowMs} ms per variant; generator and servers share ${os.availableParallelism()} cores`);
-  const redisServer = await RedisServer.start();
-  onStop(() => redisServer.stop());
-  const redis = new Redis(redisServer.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  onStop(async () => redis.disconnect());
-  await redis.connect();
-  const redisVersion = /^redis_version:(.*)$/m.exec((await redis.call("INFO", "server")) as string)?.[1]?.trim() ?? "?";
+  const { server: redisServer, redis, version: redisVersion } = await startRedis();
 
   const protocols = [
     ["gRPC, binary protobuf", "grpc", "gRPC (application/grpc+proto), the default"],
@@ -507,90 +597,242 @@ async function variants(): Promise<void> {
   process.stdout.write(`\n${variantsTable(report)}\n\nFull report: ${out}\n`);
 }
 
-async function main(): Promise<void> {
-  const t0 = performance.now();
-  const startedAt = new Date().toISOString();
-  log(`${LOAD.concurrency} calls in flight, ${LOAD.warmupMs} ms warm-up + ${LOAD.windowMs} ms per scenario; generator and servers share ${os.availableParallelism()} cores`);
-  const redisServer = await RedisServer.start();
-  onStop(() => redisServer.stop());
-  const redis = new Redis(redisServer.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+/**
+ * Profiles a server's main thread during one h2load window (Tessera when `start` starts dist/src/main.js), after one
+ * sample call has checked the scenario's answer.
+ */
+async function profile(title: string, start: (profile: string) => Promise<Server>, scenarioFor: (server: Server) => Promise<H2Scenario>) {
+  const dir = mkdtempSync(join(os.tmpdir(), "tessera-bench-prof-"));
+  const file = join(dir, "profile.cpuprofile");
+  const server = await start(file);
+  try {
+    const scenario = await scenarioFor(server);
+    const check = await samples(() => scenario.probe(), 1);
+    if (check.failures.length > 0) throw new Error(`profile ${title}: the sample call failed: ${check.failures.join("; ")}`);
+    await quiet(title);
+    const written = server.child.until((line) => line === "bench-profile-written", 60_000 + LOAD.windowMs * 2);
+    const { result } = await runH2load(scenario.workload, scenario.request, scenario.body, h2Load(), {
+      onOpen: () => server.child.signal("SIGUSR2"),
+      onClose: () => server.child.signal("SIGUSR2"),
+    });
+    await written;
+    const summary = summarise(JSON.parse(readFileSync(file, "utf8")) as CpuProfile);
+    log(`profile ${title}: ${result.rps.toFixed(0)} req/s, main thread busy ${((100 * summary.busyMs) / summary.wallMs).toFixed(0)} %`);
+    return { title: `${title}: ${result.rps.toFixed(0)} req/s under the profiler (h2load)`, summary };
+  } finally {
+    await server.child.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function machine(redisVersion: string): Report["machine"] {
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "unknown";
+  const version = (pkg: string) =>
+    (JSON.parse(readFileSync(join(ROOT, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version;
+  return {
+    cpu,
+    cores: os.availableParallelism(),
+    memGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    redis: redisVersion,
+    versions: Object.fromEntries(
+      ["@connectrpc/connect-node", "@bufbuild/protobuf", "@grpc/grpc-js", "jose", "ioredis", "oidc-provider", "undici"].map((p) => [p, version(p)]),
+    ),
+  };
+}
+
+/** The command line that reproduces the run: its BENCH_* and TESSERA_* variables, then `npm run bench`. */
+function command(): string {
+  const knobs = Object.entries(process.env)
+    .filter(([k]) => k.startsWith("BENCH_") || k.startsWith("TESSERA_"))
+    .map(([k, v]) => `${k}=${v} `)
+    .join("");
+  return `${knobs}npm run bench`;
+}
+
+function log(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+async function startRedis(): Promise<{ server: RedisServer; redis: Redis; version: string }> {
+  const server = await RedisServer.start();
+  onStop(() => server.stop());
+  const redis = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   onStop(async () => redis.disconnect());
   await redis.connect();
-  const redisVersion = /^redis_version:(.*)$/m.exec((await redis.call("INFO", "server")) as string)?.[1]?.trim() ?? "?";
-  const host = machine(redisVersion);
+  const version = /^redis_version:(.*)$/m.exec((await redis.call("INFO", "server")) as string)?.[1]?.trim() ?? "?";
+  return { server, redis, version };
+}
 
-  // The no-op servers stay up (idle) until their fixed-rate passes, which need Tessera's maximum first. The servers
-  // measured at a fixed rate preload the loop-delay hook, so those passes also read the server's event-loop delay.
-  const noop = await startServer("connect-node no-op", "bench/servers/noop-connect.ts", { loopDelay: true });
-  const connect = await measure("connect-node no-op", noop, spec(noop, "noop"));
-  const other = LOAD.client === "lean" ? "connect" : "lean";
-  const connectOtherClient = await measure(`connect-node no-op (${other} client)`, noop, spec(noop, "noop", { client: other }));
-  const grpcjsServer = await startServer("grpc-js no-op", "bench/servers/noop-grpcjs.ts", { loopDelay: true });
-  const grpcjs = await measure("grpc-js no-op", grpcjsServer, spec(grpcjsServer, "noop"));
+/** What a run can do; BENCH_ONLY picks some. */
+const PARTS = ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer", "refresh", "issue-fresh", "mix", "redis", "profiles"] as const;
+type Part = (typeof PARTS)[number];
+const GROUPS: Record<string, Part[]> = {
+  h2load: ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer"],
+  node: ["refresh", "issue-fresh", "mix"],
+};
 
-  const tessera = await startTessera(redisServer.url, { loopDelay: true });
-  const rssAfter: Report["rss"]["byScenario"] = [];
-  const run = async (name: string, workload: WorkloadName, extra: Partial<LoadSpec> = {}) => {
-    const m = await measure(name, tessera, spec(tessera, workload, extra), redis);
-    rssAfter.push({ name, rss: memory(tessera.child.pid).rss });
-    return m;
-  };
-  let report: Report;
-  try {
-    // Each throughput scenario sits between two short windows of the connect-node no-op, and its ratio is to their
-    // mean: this VM's speed drifts by a quarter within a run, so a ceiling measured minutes away would carry that.
-    const brackets: Measured[] = [connect];
-    const bracketSpec = spec(noop, "noop", { warmupMs: 1000, durationMs: LOAD.bracketMs });
-    const bracketed = async (name: string, workload: WorkloadName): Promise<Measured> => {
-      const m = await run(name, workload);
-      const after = await measure(`connect-node no-op (after ${name})`, noop, bracketSpec);
-      const before = brackets.at(-1)!;
-      brackets.push(after);
-      return { ...m, ceilingRps: (before.load.rps + after.load.rps) / 2 };
-    };
-    const valid = await bracketed("Introspect valid", "introspect-valid");
-    const mix = await bracketed("Introspect mix", "introspect-mix");
-    const issue = await bracketed("Issue", "issue");
-    const refresh = await bracketed("Refresh", "refresh");
-    const half = { rate: Math.round(valid.load.rps / 2), concurrency: 1024 };
-    const halfRate = await run("Introspect valid at 50 %", "introspect-valid", half);
-    const noopHalfRate = await measure("connect-node no-op at the same fixed rate", noop, spec(noop, "noop", half));
-    await noop.child.stop();
-    const grpcjsHalfRate = await measure("grpc-js no-op at the same fixed rate", grpcjsServer, spec(grpcjsServer, "noop", half));
-    await grpcjsServer.child.stop();
-    const hwm = memory(tessera.child.pid).hwm;
-    await tessera.child.stop();
-    const trips = await roundTrips(redisServer.port);
-    const perSession = await sessionMemory();
-    log(`Redis memory per session: ${perSession.lifelong.toFixed(0)} B for its life, ${perSession.bytes.toFixed(0)} B all-in`);
-
-    const oidc = await startServer("oidc-provider", "bench/servers/oidc-peer.ts");
-    const peer = await measure("oidc-provider introspection", oidc, spec(oidc, "oidc-introspect")).finally(() => oidc.child.stop());
-
-    const profiles = [
-      await profile("Tessera under Introspect (valid tokens)", (file) => startTessera(redisServer.url, { profile: file }), "introspect-valid"),
-      await profile("connect-node no-op server under the same load", (file) => startServer("noop-connect", "bench/servers/noop-connect.ts", { profile: file }), "noop"),
-    ];
-    report = {
-      machine: host,
-      command: command(),
-      startedAt,
-      durationS: (performance.now() - t0) / 1000,
-      load: LOAD,
-      ceilings: { connect, brackets, grpcjs, connectOtherClient, noopHalfRate, grpcjsHalfRate },
-      tessera: { valid, mix, halfRate, issue, refresh },
-      peer,
-      roundTrips: trips,
-      sessionMemory: perSession,
-      rss: { hwm, byScenario: rssAfter },
-      profiles,
-    };
-  } finally {
-    await tessera.child.stop();
+/** BENCH_ONLY's parts with what they need (Tessera's throughput scenarios: the grpc-js no-op; rate: introspect). */
+function selectParts(only: string): Set<Part> {
+  const parts = new Set<Part>();
+  for (const name of only.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const group = GROUPS[name];
+    if (group) group.forEach((p) => parts.add(p));
+    else if ((PARTS as readonly string[]).includes(name)) parts.add(name as Part);
+    else throw new Error(`BENCH_ONLY: unknown part "${name}"; known: variants, ${Object.keys(GROUPS).join(", ")}, ${PARTS.join(", ")}`);
   }
-  const out = join(ROOT, "bench", "results.md");
+  if (parts.has("rate") && process.env.BENCH_RATE === undefined) parts.add("introspect");
+  if (["introspect", "connect-introspect", "issue", "rate"].some((p) => parts.has(p as Part))) parts.add("grpcjs");
+  return parts;
+}
+
+const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+/** The ceiling of a scenario between two no-op passes: the mean of those that did not fail. */
+const ceilingOf = (passes: Array<Measured | undefined>) => mean(passes.filter((m): m is Measured => m !== undefined && !m.failed).map((m) => m.load.rps));
+
+async function main(parts: Set<Part>, subset: boolean): Promise<void> {
+  const t0 = performance.now();
+  const startedAt = new Date().toISOString();
+  const h2load: H2load = findH2load();
+  const has = (p: Part) => parts.has(p);
+  log(
+    `${h2load.version} at ${h2load.path}: -t 1 -c ${LOAD.connections} -m ${LOAD.streams}, ${LOAD.warmupMs} ms warm-up + ${LOAD.windowMs} ms per scenario; ` +
+      `generator and servers share ${os.availableParallelism()} cores; parts: ${[...parts].join(", ")}`,
+  );
+  const { server: redisServer, redis, version: redisVersion } = await startRedis();
+  const report: Report = {
+    machine: machine(redisVersion),
+    command: command(),
+    startedAt,
+    durationS: NaN,
+    h2load,
+    load: LOAD,
+    parts: [...parts],
+    subset,
+    brackets: [],
+    node: { brackets: [] },
+  };
+  const rssAfter: Array<{ name: string; rss: number }> = [];
+
+  const tesseraParts: Part[] = ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer", "refresh", "issue-fresh", "mix"];
+  if (tesseraParts.some(has)) {
+    // Tessera stays up (idle in between) for every scenario that needs it; it also mints the one valid access token
+    // all the Introspect bodies carry, the no-ops' included, so every server gets the very same request bytes.
+    const tessera = await startTessera(redisServer.url, { loopDelay: true });
+    let grpcjs: Server | undefined;
+    try {
+      const token = await mintAccessToken(tessera.url, INTROSPECT_SUBJECT);
+      const onTessera = async (name: string, run: () => Promise<Measured>) => {
+        const m = await run();
+        rssAfter.push({ name, rss: memory(tessera.child.pid).rss });
+        return m;
+      };
+      if (["grpcjs", "introspect", "connect-introspect", "issue", "rate", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
+        grpcjs = await startServer("grpc-js no-op", NOOP_GRPCJS, { loopDelay: true });
+      }
+      const noop = grpcjs && introspectScenario(grpcjs.url, "grpc", token, "noop");
+      if (has("grpcjs")) {
+        report.grpcjs = await measureH2("grpc-js no-op, gRPC", grpcjs!, noop!);
+        report.brackets.push(report.grpcjs);
+      }
+      if (has("connect")) {
+        const connect = await startServer("connect-node no-op", NOOP_CONNECT);
+        try {
+          report.connectGrpc = await measureH2("connect-node no-op, gRPC", connect, introspectScenario(connect.url, "grpc", token, "noop"));
+          report.connectConnect = await measureH2("connect-node no-op, Connect protocol", connect, introspectScenario(connect.url, "connect", token, "noop"));
+        } finally {
+          await connect.child.stop();
+        }
+      }
+      // Each of Tessera's throughput scenarios sits between two grpc-js no-op passes (the one before it and a short
+      // one after), and its ratio is to their mean: this VM's speed drifts by a quarter within a run.
+      const bracketed = async (name: string, scenario: H2Scenario): Promise<Measured> => {
+        const m = await onTessera(name, () => measureH2(name, tessera, scenario, { redis }));
+        const before = report.brackets.at(-1);
+        const after = await measureH2(`grpc-js no-op, gRPC (short pass after ${name})`, grpcjs!, noop!, { load: bracketLoad() });
+        report.brackets.push(after);
+        return { ...m, ceilingRps: ceilingOf([before, after]) };
+      };
+      const valid = { subject: INTROSPECT_SUBJECT };
+      if (has("introspect")) report.introspect = await bracketed("Tessera Introspect, gRPC", introspectScenario(tessera.url, "grpc", token, valid));
+      if (has("peer")) {
+        const oidc = await startServer("oidc-provider", "bench/servers/oidc-peer.ts");
+        try {
+          report.peer = await measureH2("oidc-provider introspection (HTTP/1.1)", oidc, await oidcScenario(oidc.url), {
+            load: h2Load({ connections: LOAD.h1Connections }),
+          });
+        } finally {
+          await oidc.child.stop();
+        }
+      }
+      if (has("connect-introspect")) {
+        report.introspectConnect = await bracketed("Tessera Introspect, Connect protocol", introspectScenario(tessera.url, "connect", token, valid));
+      }
+      if (has("issue")) report.issue = await bracketed("Tessera Issue, gRPC", issueScenario(tessera.url, ISSUE_SUBJECT));
+      if (has("rate")) {
+        const max = report.introspect && !report.introspect.failed ? report.introspect.load.rps : NaN;
+        const rate = process.env.BENCH_RATE !== undefined ? Number(process.env.BENCH_RATE) : Math.round(max / 2);
+        if (!(rate > 0)) throw new Error("the fixed-rate passes need Introspect's maximum (it failed) or BENCH_RATE");
+        const load = h2Load({ rate, streams: LOAD.rateStreams });
+        report.halfRate = await onTessera(`Introspect at ${rate}/s`, () =>
+          measureH2(`Tessera Introspect, gRPC, at a fixed ${rate}/s`, tessera, introspectScenario(tessera.url, "grpc", token, valid), { load, redis }),
+        );
+        report.grpcjsHalfRate = await measureH2(`grpc-js no-op, gRPC, at a fixed ${rate}/s`, grpcjs!, noop!, { load });
+      }
+      // What cannot be one fixed body goes to the Node generator: Refresh (a refresh token is good for one use, and
+      // presenting it again revokes its session), Issue with a new subject on every call, the Introspect mix. Each
+      // sits between two passes of the grpc-js no-op under the same generator, its ceiling.
+      const nodeParts = (["refresh", "issue-fresh", "mix"] as const).filter(has);
+      if (nodeParts.length > 0) {
+        const first = await measure("grpc-js no-op, gRPC (Node generator)", grpcjs!, spec(grpcjs!, "noop"));
+        report.node.grpcjs = first;
+        report.node.brackets.push(first);
+        const scenarios = { refresh: ["Tessera Refresh, gRPC", "refresh"], "issue-fresh": ["Tessera Issue, a new subject per call, gRPC", "issue"], mix: ["Tessera Introspect mix, gRPC", "introspect-mix"] } as const;
+        for (const part of nodeParts) {
+          const [name, workload] = scenarios[part];
+          const m = await onTessera(name, () => measure(`${name} (Node generator)`, tessera, spec(tessera, workload), redis));
+          const before = report.node.brackets.at(-1);
+          const after = await measure(`grpc-js no-op, gRPC (Node generator, short pass after ${name})`, grpcjs!, spec(grpcjs!, "noop", { warmupMs: 1000, durationMs: LOAD.bracketMs }));
+          report.node.brackets.push(after);
+          const bracketed = { ...m, ceilingRps: ceilingOf([before, after]) };
+          if (part === "refresh") report.node.refresh = bracketed;
+          else if (part === "issue-fresh") report.node.issueFresh = bracketed;
+          else report.node.mix = bracketed;
+        }
+      }
+      report.rss = { hwm: memory(tessera.child.pid).hwm, byScenario: rssAfter };
+    } finally {
+      await grpcjs?.child.stop();
+      await tessera.child.stop();
+    }
+  }
+  if (has("redis")) {
+    report.roundTrips = await roundTrips(redisServer.port);
+    report.sessionMemory = await sessionMemory();
+    log(`Redis memory per session: ${report.sessionMemory.lifelong.toFixed(0)} B for its life, ${report.sessionMemory.bytes.toFixed(0)} B all-in`);
+  }
+  if (has("profiles")) {
+    let token = "";
+    report.profiles = [
+      await profile(
+        "Tessera under Introspect (gRPC, h2load)",
+        (file) => startTessera(redisServer.url, { profile: file }),
+        async (server) => {
+          token = await mintAccessToken(server.url, INTROSPECT_SUBJECT);
+          return introspectScenario(server.url, "grpc", token, { subject: INTROSPECT_SUBJECT });
+        },
+      ),
+      await profile(
+        "grpc-js no-op server under the same load",
+        (file) => startServer("noop-grpcjs", NOOP_GRPCJS, { profile: file }),
+        async (server) => introspectScenario(server.url, "grpc", token, "noop"),
+      ),
+    ];
+  }
+  report.durationS = (performance.now() - t0) / 1000;
+  const out = process.env.BENCH_OUT ?? (subset ? join(os.tmpdir(), "tessera-bench-partial.md") : join(ROOT, "bench", "results.md"));
   writeFileSync(out, markdown(report));
-  process.stdout.write(`\n${resultsTable(report)}\n\n${loopDelayTable(report)}\n\nFull report: ${out}\n`);
+  process.stdout.write(`\n${resultsTable(report)}\n\n${targetsTable(report)}\n\nFull report: ${out}\n`);
 }
 
 /**
@@ -603,12 +845,22 @@ function buildTessera(): void {
   execFileSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"], { cwd: ROOT, stdio: "inherit" });
 }
 
-const only = process.env.BENCH_ONLY;
-const known = only === "variants" || only === undefined || only === "";
-if (known) buildTessera();
-(only === "variants" ? variants() : known ? main() : Promise.reject(new Error(`BENCH_ONLY=${only}: only "variants" is known`)))
+async function entry(): Promise<void> {
+  const only = process.env.BENCH_ONLY?.trim() ?? "";
+  if (only === "variants") {
+    buildTessera();
+    return variants();
+  }
+  const parts = only === "" ? new Set<Part>(PARTS) : selectParts(only);
+  findH2load(); // before anything else: without h2load there is nothing to measure
+  buildTessera();
+  return main(parts, only !== "");
+}
+
+entry()
   .catch((err: unknown) => {
-    process.stderr.write(`bench: failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    const why = err instanceof MissingH2loadError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`bench: failed: ${why}\n`);
     process.exitCode = 1;
   })
   .finally(() => stopAll());

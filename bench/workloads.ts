@@ -23,12 +23,12 @@ type TokenClient = Client<typeof TokenService>;
 const TOKEN_POOL = 1000;
 const CALL_TIMEOUT_MS = 10_000;
 /** What a mobile client sends: Redis memory per session depends on it. */
-const CLIENT = {
+export const CLIENT = {
   userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
   ip: "203.0.113.7",
   platform: "ios",
 };
-const GRANT = { audience: ["orders-api"], scopes: ["openid", "profile", "orders:read"], extraClaims: { tenant: "acme", plan: "pro" } };
+export const GRANT = { audience: ["orders-api"], scopes: ["openid", "profile", "orders:read"], extraClaims: { tenant: "acme", plan: "pro" } };
 
 export async function openWorkload(spec: LoadSpec): Promise<Workload> {
   if (spec.target.kind === "oidc") return oidcIntrospect(spec.target, spec.concurrency);
