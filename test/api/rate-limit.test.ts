@@ -10,6 +10,7 @@ import { ipKey, Limits, type LimitKind, type RefreshHolder } from "../../src/api
 import { TesseraError } from "../../src/domain/errors.js";
 import { createRedisClient } from "../../src/store/redis.js";
 import { freePort } from "../helpers/redis-server.js";
+import { until } from "../helpers/wait.js";
 
 const LOCKOUT = { after: 3, subjectAfter: 5, windowMs: 60_000, lockMs: 2_000 };
 
@@ -91,10 +92,23 @@ describe("refresh lockout", () => {
 
   it("ends after the lock time", async () => {
     const { l } = limits({ lockout: { ...LOCKOUT, lockMs: 1_000 } });
-    for (let i = 0; i < 3; i++) await refresh(l, alice1, "unauthenticated");
+    let lockedAt = 0; // just before the failure that locks the session
+    for (let i = 0; i < 3; i++) {
+      lockedAt = Date.now();
+      expect(await refresh(l, alice1, "unauthenticated")).toBe(Code.Unauthenticated);
+    }
     expect(await refresh(l, alice1, "ok")).toBe(Code.ResourceExhausted);
-    await new Promise((r) => setTimeout(r, 1_100));
-    expect(await refresh(l, alice1, "ok")).toBe("ok");
+    // Refused (and not counted) until the lock time is over, then let through.
+    const unlocked = await until(
+      async () => {
+        const outcome = await refresh(l, alice1, "ok");
+        return outcome === Code.ResourceExhausted ? undefined : { outcome };
+      },
+      10_000,
+      "the lock to end",
+    );
+    expect(unlocked.outcome).toBe("ok");
+    expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(900); // lockMs 1s, less timer slack
   });
 
   it("is off with `after` and `subjectAfter` 0", async () => {

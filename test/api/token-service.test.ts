@@ -12,22 +12,29 @@ import type { Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { makeAuthority } from "../helpers/authority.js";
 
-/** The memory store, with a switch that makes every call fail as an unreachable store would. */
-function switchableStore(): { store: Store; setDown: (down: boolean) => void } {
+/**
+ * The memory store, with a switch that makes every call fail as an unreachable store would, and a record of the
+ * methods called on it (in order).
+ */
+function switchableStore(): { store: Store; setDown: (down: boolean) => void; calls: string[] } {
   const inner = new MemoryStore();
   let down = false;
+  const calls: string[] = [];
   const store = new Proxy(inner, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== "function" || prop === "close") return value;
-      return (...args: unknown[]) => (down ? Promise.reject(new StoreUnavailableError()) : value.apply(target, args));
+      return (...args: unknown[]) => {
+        calls.push(String(prop));
+        return down ? Promise.reject(new StoreUnavailableError()) : value.apply(target, args);
+      };
     },
   });
-  return { store, setDown: (d) => (down = d) };
+  return { store, setDown: (d) => (down = d), calls };
 }
 
 async function setup() {
-  const { store, setDown } = switchableStore();
+  const { store, setDown, calls } = switchableStore();
   const f = await makeAuthority({}, { store });
   const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }), {
     router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
@@ -35,6 +42,7 @@ async function setup() {
   return {
     ...f,
     setDown,
+    storeCalls: calls,
     tokens: createClient(TokenService, transport),
     sessions: createClient(SessionService, transport),
   };
@@ -92,13 +100,16 @@ describe("TokenService over the router transport", () => {
     ["access_ttl too long", { subject: "a", accessTtl: { seconds: 7200n, nanos: 0 } }, "access_ttl"],
     ["negative refresh_ttl", { subject: "a", refreshTtl: { seconds: -1n, nanos: 0 } }, "refresh_ttl"],
   ])("Issue with %s is INVALID_ARGUMENT naming the field", async (_name, req, field) => {
-    const { tokens, sessions } = await setup();
+    const { tokens, store, clock, storeCalls, audited } = await setup();
+    const before = storeCalls.length;
     const { code, message } = await codeOf(tokens.issue(req));
     expect(code).toBe(Code.InvalidArgument);
     expect(message.startsWith(`${field}`)).toBe(true);
-    // nothing was created
-    const subject = (req as { subject: string }).subject;
-    if (subject === "a") expect((await sessions.listSessions({ subject })).sessions).toEqual([]);
+    // Nothing was created: refused before the store was asked anything (however bad the subject, which
+    // ListSessions would refuse to look up), no session for the subject, no login audited.
+    expect(storeCalls.slice(before)).toEqual([]);
+    expect(await store.listSessions((req as { subject: string }).subject, clock.now())).toEqual([]);
+    expect(audited.filter((e) => e.type === "token_issued")).toEqual([]);
   });
 
   it("maps request problems and state to the documented codes", async () => {

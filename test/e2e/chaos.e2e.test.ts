@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { RedisServer } from "../helpers/redis-server.js";
 import { spawnAuthority, startServer, type SpawnedAuthority } from "../helpers/server.js";
+import { until } from "../helpers/wait.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,11 +66,14 @@ describe("Redis killed and restarted while Issue, Refresh, Introspect and Revoke
     };
 
     const workers = Array.from({ length: 6 }, (_, w) => worker(w));
-    await sleep(400);
+    const ok = () => codes.get("ok") ?? 0;
+    await until(() => ok() >= 12, 15_000, "the workers to be under way");
     await redis.kill();
-    await sleep(800); // the loops keep running against a dead store
+    // The loops keep running against a dead store until each has been answered UNAVAILABLE a few times.
+    await until(() => (codes.get(Code.Unavailable) ?? 0) >= 18, 15_000, "the workers to meet the outage");
     await redis.start();
-    await sleep(800);
+    const okBeforeRestart = ok();
+    await until(() => ok() >= okBeforeRestart + 12, 15_000, "the workers to get answers again");
     stop = true;
     await Promise.all(workers);
 
@@ -141,7 +145,7 @@ describe("the authority killed with SIGKILL in the middle of refreshes", () => {
         Array.from({ length: 8 }, async (_, i) => {
           const client = { deviceId: `kill-${i}`, userAgent: "ua", ip: "", platform: "" };
           const issued = await ca.issue({ subject: `kill-${i}`, client });
-          return { client, received: issued.tokens!.refreshToken, sent: issued.tokens!.refreshToken };
+          return { client, received: issued.tokens!.refreshToken, sent: issued.tokens!.refreshToken, rotations: 0 };
         }),
       );
       let killed = false;
@@ -151,9 +155,11 @@ describe("the authority killed with SIGKILL in the middle of refreshes", () => {
           const r = await outcome(ca.refresh({ refreshToken: chain.sent, client: chain.client }));
           if (!r.ok) return; // the process died under this call
           chain.received = r.value.tokens!.refreshToken;
+          chain.rotations++;
         }
       });
-      await sleep(600);
+      // Killed while every chain is busy rotating (each has rotated a few times and is at it again).
+      await until(() => chains.every((chain) => chain.rotations >= 3), 15_000, "every chain to be rotating");
       killed = true;
       a.kill("SIGKILL");
       await Promise.all(loops);

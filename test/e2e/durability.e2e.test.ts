@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { RedisServer } from "../helpers/redis-server.js";
 import { startServer, type StartedServer } from "../helpers/server.js";
+import { until } from "../helpers/wait.js";
 
 describe("revocations wait for replica acknowledgement", () => {
   let primary: RedisServer;
@@ -20,9 +21,7 @@ describe("revocations wait for replica acknowledgement", () => {
     replicaClient = new Redis(replica.url, { maxRetriesPerRequest: 0 });
     replicaClient.on("error", () => {}); // the test kills the replica on purpose
     await replicaClient.replicaof("127.0.0.1", primary.port);
-    for (let i = 0; i < 100 && !(await replicaClient.info("replication")).includes("master_link_status:up"); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(async () => (await replicaClient.info("replication")).includes("master_link_status:up"), 10_000, "the replica link");
     srv = await startServer({
       TESSERA_REDIS_URL: primary.url,
       TESSERA_REDIS_WAIT_REPLICAS: "1",
@@ -31,7 +30,7 @@ describe("revocations wait for replica acknowledgement", () => {
     });
   });
   afterAll(async () => {
-    await srv.close();
+    await srv?.close();
     replicaClient.disconnect();
     await replica.stop();
     await primary.stop();

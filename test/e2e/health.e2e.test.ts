@@ -3,6 +3,7 @@
  * throwaway Redis that the test kills and restarts, the server and its store-backed services go NOT_SERVING and back
  * (Check polled, Watch streaming the transitions) while health and reflection themselves stay SERVING; once shutdown
  * begins, everything is NOT_SERVING. /healthz (alive) stays 200 throughout; /readyz follows the overall status.
+ * That a Watch sent nothing is shown by the next change it must send arriving as its very next message, not by waiting.
  */
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -55,24 +56,32 @@ async function until<T>(read: () => Promise<T>, want: T, withinMs = 10_000): Pro
   return last;
 }
 
-/** A Watch running in the background: every status it received so far, and a way to end it. */
+/** A Watch running in the background: every status it received so far, whether it ended, and a way to end it. */
 interface Watching {
   seen: Status[];
+  /** True once the stream ended (the server closed it, or it failed) before stop(). */
+  readonly ended: boolean;
   stop(): Promise<void>;
 }
 
 function watch(c: Connected, service: string): Watching {
   const abort = new AbortController();
   const seen: Status[] = [];
+  let ended = false;
   const done = (async () => {
     try {
       for await (const res of c.health.watch({ service }, { signal: abort.signal })) seen.push(res.status);
     } catch (err) {
       if (!abort.signal.aborted) throw err;
+    } finally {
+      if (!abort.signal.aborted) ended = true;
     }
   })();
   return {
     seen,
+    get ended() {
+      return ended;
+    },
     async stop() {
       abort.abort();
       await done;
@@ -113,17 +122,25 @@ describe("health on the memory store", () => {
     for (const s of Object.values(statuses)) expect(s.status).toBe(Status.SERVING);
   });
 
-  it("Watch sends the current status at once and stays open; an unknown service is SERVICE_UNKNOWN", async () => {
-    const overall = watch(c, OVERALL);
-    const unknown = watch(c, "tessera.v1.NoSuchService");
+  it("Watch sends the current status at once, stays open and sends nothing until it changes; an unknown service is SERVICE_UNKNOWN", async () => {
+    const own = await connect(); // this test ends in shutdown
+    const unknown = watch(own, "tessera.v1.NoSuchService");
+    const overall = watch(own, OVERALL);
     try {
-      expect(await untilSeen(overall, 1)).toEqual([Status.SERVING]);
       expect(await untilSeen(unknown, 1)).toEqual([Status.SERVICE_UNKNOWN]);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(overall.seen).toEqual([Status.SERVING]); // nothing changed, nothing more sent
+      expect(await untilSeen(overall, 1)).toEqual([Status.SERVING]);
+      // The next change is the next thing the stream carries: it was still open, and sent nothing in between.
+      own.server.app.readiness.beginShutdown();
+      expect(await untilSeen(overall, 2)).toEqual([Status.SERVING, Status.NOT_SERVING]);
+      // The change woke the unknown service's Watch too (every Watch hears every change, src/server/health.ts), and it
+      // had nothing to send. A Check on the same connection, answered after the change, comes after anything it sent.
+      expect(await status(own, OVERALL)).toBe(Status.NOT_SERVING);
+      expect({ seen: unknown.seen, ended: unknown.ended }).toEqual({ seen: [Status.SERVICE_UNKNOWN], ended: false });
+      expect(overall.ended).toBe(false);
     } finally {
       await overall.stop();
       await unknown.stop();
+      await own.close();
     }
   });
 
@@ -202,7 +219,13 @@ describe("health on Redis that goes away and comes back", () => {
       expect(await httpStatus(c, "/readyz")).toEqual({ code: 200, body: { status: "ready" } });
       expect(await untilSeen(overall, 3)).toEqual([Status.SERVING, Status.NOT_SERVING, Status.SERVING]);
       expect(await untilSeen(tokens, 3)).toEqual([Status.SERVING, Status.NOT_SERVING, Status.SERVING]);
-      expect(self.seen).toEqual([Status.SERVING]); // health itself never depended on Redis
+
+      // Health itself never depended on Redis: its Watch heard both changes and sent nothing. Shutdown is a change it
+      // does send, so it is the next (second) thing its stream carries; the others' streams carry exactly one more.
+      c.server.app.readiness.beginShutdown();
+      expect(await untilSeen(self, 2)).toEqual([Status.SERVING, Status.NOT_SERVING]);
+      expect(await untilSeen(overall, 4)).toEqual([Status.SERVING, Status.NOT_SERVING, Status.SERVING, Status.NOT_SERVING]);
+      expect(await untilSeen(tokens, 4)).toEqual([Status.SERVING, Status.NOT_SERVING, Status.SERVING, Status.NOT_SERVING]);
     } finally {
       await overall.stop();
       await tokens.stop();

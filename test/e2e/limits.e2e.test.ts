@@ -11,6 +11,7 @@ import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { connectTransport, statusOf, tesseraClient, TokenType, type ClientKind, type TesseraClient } from "../helpers/clients.js";
 import { countKeys, redisScope, startServer, type RedisScope, type StartedServer } from "../helpers/server.js";
+import { until } from "../helpers/wait.js";
 
 const PHONE = { deviceId: "phone-l", userAgent: "tessera-e2e/1.0", ip: "192.0.2.10" };
 
@@ -99,11 +100,47 @@ describe("per caller and method (TESSERA_RATE_CALLER)", () => {
     );
   });
 
-  it("is off by default", async () => {
-    const s = await serve({});
+  /**
+   * One burst: 200 Introspects (20 rounds of 10 at once) by one caller, 30 Issues of one subject from one IP and 30
+   * Issues of 30 subjects from another IP. What each part got, as counts of outcomes ("OK" or the code's name).
+   */
+  async function burst(s: StartedServer) {
     const c = client(s);
-    const { tokens } = await c.issue({ subject: "no-limit", client: PHONE });
-    for (let i = 0; i < 20; i++) await Promise.all(Array.from({ length: 10 }, () => c.introspect(tokens.accessToken)));
+    const { tokens } = await c.issue({ subject: "burst-token", client: { ...PHONE, ip: "198.51.100.30" } });
+    const tally = async (calls: Array<() => Promise<unknown>>, inParallel = 10) => {
+      const counts: Record<string, number> = {};
+      for (let i = 0; i < calls.length; i += inParallel) {
+        for (const r of await Promise.allSettled(calls.slice(i, i + inParallel).map((call) => call()))) {
+          const key = r.status === "fulfilled" ? "OK" : Code[ConnectError.from(r.reason).code];
+          counts[key] = (counts[key] ?? 0) + 1;
+        }
+      }
+      return counts;
+    };
+    const introspect = await tally(
+      Array.from({ length: 200 }, () => async () => expect((await c.introspect(tokens.accessToken)).active).toBe(true)),
+    );
+    const oneSubject = await tally(
+      Array.from({ length: 30 }, () => () => c.issue({ subject: "burst-subject", client: { ...PHONE, ip: "198.51.100.31" } })),
+    );
+    const oneIp = await tally(
+      Array.from({ length: 30 }, (_, i) => () => c.issue({ subject: `burst-ip-${i}`, client: { ...PHONE, ip: "198.51.100.32" } })),
+    );
+    return { introspect, oneSubject, oneIp };
+  }
+
+  it("is off by default (caller, subject and IP): a burst far beyond any limit set below all succeeds", async () => {
+    const s = await serve({});
+    expect(await burst(s)).toEqual({ introspect: { OK: 200 }, oneSubject: { OK: 30 }, oneIp: { OK: 30 } });
+  });
+
+  it("for contrast, the same burst with limits set is refused beyond each limit", async () => {
+    const s = await serve({ TESSERA_RATE_CALLER: "100/1m", TESSERA_RATE_SUBJECT: "10/1m", TESSERA_RATE_IP: "20/1m" });
+    expect(await burst(s)).toEqual({
+      introspect: { OK: 100, ResourceExhausted: 100 }, // the caller's Introspect budget (Issue has its own)
+      oneSubject: { OK: 10, ResourceExhausted: 20 }, // the subject's Issue budget
+      oneIp: { OK: 20, ResourceExhausted: 10 }, // the IP's Issue budget
+    });
   });
 });
 
@@ -159,13 +196,26 @@ describe("refresh lockout (TESSERA_REFRESH_LOCKOUT_*)", () => {
     const c = client(s);
     const issued = await c.issue({ subject: "lock-a", client: PHONE });
     await c.revoke({ sessionId: issued.sessionId });
-    for (let i = 0; i < 3; i++) expect((await failure(c.refresh(issued.tokens.refreshToken, PHONE))).code).toBe(Code.Unauthenticated);
+    let lockedAt = 0; // just before the failure that locks the session
+    for (let i = 0; i < 3; i++) {
+      lockedAt = Date.now();
+      expect((await failure(c.refresh(issued.tokens.refreshToken, PHONE))).code).toBe(Code.Unauthenticated);
+    }
     await limited(c.refresh(issued.tokens.refreshToken, PHONE), 1_000);
     // Another subject is unaffected.
     const other = await c.issue({ subject: "lock-b", client: PHONE });
     await c.refresh(other.tokens.refreshToken, PHONE);
-    await new Promise((r) => setTimeout(r, 1_100));
-    expect((await failure(c.refresh(issued.tokens.refreshToken, PHONE))).code).toBe(Code.Unauthenticated);
+    // Refused (and not counted) until the lockout time is over; then the revoked token is answered again.
+    const after = await until(
+      async () => {
+        const code = (await failure(c.refresh(issued.tokens.refreshToken, PHONE))).code;
+        return code === Code.ResourceExhausted ? undefined : Code[code];
+      },
+      10_000,
+      "the session lock to end",
+    );
+    expect(after).toBe(Code[Code.Unauthenticated]);
+    expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(900); // TESSERA_REFRESH_LOCKOUT_TIME=1s, less timer slack
   });
 
   it("locks a subject after failures across its sessions, without touching its live sessions", async () => {
@@ -176,13 +226,25 @@ describe("refresh lockout (TESSERA_REFRESH_LOCKOUT_*)", () => {
     const live = await c.issue({ subject: "lock-c", client: PHONE });
     await c.revoke({ sessionId: dead1.sessionId });
     await c.revoke({ sessionId: dead2.sessionId });
+    let lockedAt = 0; // just before the failure that locks the subject
     for (const t of [dead1, dead2, dead1, dead2, dead2]) {
+      lockedAt = Date.now();
       expect((await failure(c.refresh(t.tokens.refreshToken, PHONE))).code).toBe(Code.Unauthenticated);
     }
     await limited(c.refresh(live.tokens.refreshToken, PHONE), 1_000);
     expect(await statusOf(c, live.tokens.refreshToken, TokenType.REFRESH)).toBe("ACTIVE");
-    await new Promise((r) => setTimeout(r, 1_100));
-    await c.refresh(live.tokens.refreshToken, PHONE);
+    // Refused until the lockout time is over; then the live session refreshes.
+    const refreshed = await until(
+      () =>
+        c.refresh(live.tokens.refreshToken, PHONE).catch((e: unknown) => {
+          if (ConnectError.from(e).code === Code.ResourceExhausted) return undefined;
+          throw e;
+        }),
+      10_000,
+      "the subject lock to end",
+    );
+    expect(refreshed.sessionId).toBe(live.sessionId);
+    expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(900);
   });
 
   it("does not count tokens that are not validly signed: a forged token cannot lock anybody out", async () => {

@@ -1,11 +1,16 @@
 /** Running it: metrics, deadlines, server-side timeout, graceful shutdown with a call in flight. */
+import { once } from "node:events";
+import http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TokenService } from "../../gen/tessera/v1/token_pb.js";
+import { IntrospectRequestSchema, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { RedisServer } from "../helpers/redis-server.js";
 import { spawnAuthority, startServer, type StartedServer } from "../helpers/server.js";
+import { TcpGate } from "../helpers/tcp-gate.js";
+import { until } from "../helpers/wait.js";
 
 const client = { deviceId: "d1", userAgent: "ua", ip: "", platform: "" };
 
@@ -20,6 +25,49 @@ async function failure(p: Promise<unknown>): Promise<ConnectError> {
   );
   expect(err).toBeInstanceOf(ConnectError);
   return err as ConnectError;
+}
+
+/** The `code` (errno name, e.g. ECONNREFUSED) of the first error in err's cause chain that has one. */
+function errnoOf(err: unknown): string | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+  }
+  return undefined;
+}
+
+/**
+ * A unary gRPC call on a connection of its own, whose request headers reach the server now and whose request message
+ * is sent later (finish): its stream exists on the server before then, but the call only reaches the pipeline then.
+ */
+async function openGrpcCall(url: string, path: string) {
+  const session = http2.connect(url);
+  session.on("error", () => {});
+  await once(session, "connect");
+  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" }, { endStream: false });
+  stream.on("error", () => {});
+  const headers: http2.IncomingHttpHeaders = {};
+  stream.on("response", (h) => Object.assign(headers, h));
+  stream.on("trailers", (t) => Object.assign(headers, t));
+  stream.resume();
+  const closed = once(stream, "close");
+  // Frames are handled in order: once the server has acknowledged a PING sent after the HEADERS, it has the stream.
+  await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+  return {
+    /** Sends the request message, and resolves with the call's gRPC status (code name) and message. */
+    async finish(message: Uint8Array): Promise<{ code: string; message: string }> {
+      const frame = Buffer.alloc(5 + message.length);
+      frame.writeUInt32BE(message.length, 1);
+      frame.set(message, 5);
+      stream.end(frame);
+      await closed;
+      session.close();
+      const status = Number(headers["grpc-status"]);
+      const code = status === 0 ? "OK" : (Code[status] ?? `grpc-status ${String(headers["grpc-status"])}`);
+      return { code, message: decodeURIComponent(String(headers["grpc-message"] ?? "")) };
+    },
+    destroy: () => session.destroy(),
+  };
 }
 
 /** The sample value of one Prometheus series (labels given in the exposition's order), or undefined. */
@@ -151,48 +199,84 @@ describe("deadlines and shutdown against a paused Redis", () => {
     }
   });
 
-  it("shutdown: NOT_SERVING, new calls refused, an in-flight call finishes within the grace period", async () => {
-    const srv = await startServer(env({ TESSERA_SHUTDOWN_GRACE: "5s" }));
-    const c = tokens(srv.url);
-    const issued = await c.issue({ subject: "s1", client });
-    await admin.client("PAUSE", 700, "ALL");
-    const inFlight = c.introspect({ token: issued.tokens!.accessToken });
-    await new Promise((r) => setTimeout(r, 100));
-    const closing = srv.close();
-    expect(srv.app.readiness.serving).toBe(false);
-    expect((await fetch(`${srv.url}/readyz`).then((r) => r.status, () => 503))).toBe(503);
-    const refused = await failure(tokens(srv.url).introspect({ token: issued.tokens!.accessToken }));
-    expect([Code.Unavailable, Code.Unknown, Code.Internal]).toContain(refused.code);
-    expect((await inFlight).active).toBe(true);
-    await closing;
+  it("shutdown: NOT_SERVING; a new connection is refused; a call arriving after it began is UNAVAILABLE; an in-flight call finishes", async () => {
+    const gate = await TcpGate.start(redis.port);
+    const srv = await startServer(env({ TESSERA_REDIS_URL: gate.url, TESSERA_SHUTDOWN_GRACE: "5s" }));
+    const late = await openGrpcCall(srv.url, "/tessera.v1.TokenService/Introspect");
+    try {
+      const c = tokens(srv.url);
+      const issued = await c.issue({ subject: "s1", client });
+      const token = issued.tokens!.accessToken;
+      await srv.app.audit.flush(); // nothing of the Issue is left to write while the gate holds
+      gate.hold();
+      const inFlight = c.introspect({ token });
+      inFlight.catch(() => {}); // awaited below; a failure before then must not also surface as unhandled
+      // In the pipeline, and it cannot finish: whatever it asks the store is held.
+      await until(() => srv.app.inFlight() === 1, 5_000, "the Introspect to be in flight");
+
+      const closing = srv.close();
+      expect(srv.app.readiness.serving).toBe(false);
+      // The listening socket is closed at once: a new connection never reaches Tessera (not even /readyz) ...
+      expect(await fetch(`${srv.url}/readyz`).then((r) => `HTTP ${r.status}`, errnoOf)).toBe("ECONNREFUSED");
+      // ... so a new client's call fails UNAVAILABLE, the code connect-node gives a refused connection.
+      const refused = await failure(tokens(srv.url).introspect({ token }));
+      expect({ code: Code[refused.code], errno: errnoOf(refused) }).toEqual({ code: "Unavailable", errno: "ECONNREFUSED" });
+      // A call on a stream opened before shutdown, whose request completes after it began, reaches the pipeline,
+      // which refuses it itself: UNAVAILABLE, "server is shutting down" (src/api/pipeline.ts).
+      expect(await late.finish(toBinary(IntrospectRequestSchema, create(IntrospectRequestSchema, { token })))).toEqual({
+        code: "Unavailable",
+        message: "server is shutting down",
+      });
+      // The call in flight since before shutdown is still running (its store command still held), and finishes.
+      expect(srv.app.inFlight()).toBe(1);
+      gate.release();
+      expect((await inFlight).active).toBe(true);
+      await closing;
+    } finally {
+      late.destroy();
+      await srv.close();
+      await gate.close();
+    }
   });
 
   it("shutdown: a call still running after the grace period is cancelled with UNAVAILABLE", async () => {
-    const srv = await startServer(env({ TESSERA_SHUTDOWN_GRACE: "200ms" }));
-    const c = tokens(srv.url);
-    const issued = await c.issue({ subject: "s2", client });
-    await admin.client("PAUSE", 3000, "ALL");
+    const gate = await TcpGate.start(redis.port);
+    const srv = await startServer(env({ TESSERA_REDIS_URL: gate.url, TESSERA_SHUTDOWN_GRACE: "200ms" }));
     try {
+      const c = tokens(srv.url);
+      const issued = await c.issue({ subject: "s2", client });
+      await srv.app.audit.flush();
+      gate.hold();
       const inFlight = failure(c.introspect({ token: issued.tokens!.accessToken }));
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => srv.app.inFlight() === 1, 5_000, "the Introspect to be in flight");
       const started = Date.now();
       await srv.close();
       expect(Date.now() - started).toBeLessThan(2500);
-      expect((await inFlight).code).toBe(Code.Unavailable);
+      const err = await inFlight;
+      expect({ code: Code[err.code], message: err.rawMessage }).toEqual({ code: "Unavailable", message: "server is shutting down" });
     } finally {
-      await admin.client("UNPAUSE");
+      await srv.close();
+      await gate.close();
     }
   });
 
   it("SIGTERM on the real process: the in-flight call completes and the process exits 0", async () => {
-    const proc = await spawnAuthority(env({ TESSERA_SHUTDOWN_GRACE: "5s", TESSERA_REDIS_PREFIX: "test:sigterm:", TESSERA_LOG_LEVEL: "info" }));
+    const gate = await TcpGate.start(redis.port);
+    const proc = await spawnAuthority(
+      env({ TESSERA_REDIS_URL: gate.url, TESSERA_SHUTDOWN_GRACE: "5s", TESSERA_REDIS_PREFIX: "test:sigterm:", TESSERA_LOG_LEVEL: "info" }),
+    );
     try {
       const c = tokens(proc.url);
       const issued = await c.issue({ subject: "s3", client });
-      await admin.client("PAUSE", 700, "ALL");
+      gate.hold();
       const inFlight = c.introspect({ token: issued.tokens!.accessToken });
-      await new Promise((r) => setTimeout(r, 100));
-      proc.kill("SIGTERM");
+      inFlight.catch(() => {}); // awaited below; a failure before then must not also surface as unhandled
+      // Introspect reads the store with one MGET: once that is held, the call is in flight in the other process.
+      await until(() => /mget/i.test(gate.held()), 5_000, "the Introspect to wait for the store");
+      void proc.kill("SIGTERM");
+      // The process has begun shutting down while the call is still waiting for the store.
+      await until(() => proc.stdout.some((l) => l.includes('"shutting down"')), 10_000, "the shutdown log line");
+      gate.release();
       expect((await inFlight).active).toBe(true);
       expect(await proc.exited).toBe(0);
       const lines = proc.stdout.map((l) => JSON.parse(l) as { msg: string; signal?: string });
@@ -200,8 +284,10 @@ describe("deadlines and shutdown against a paused Redis", () => {
       // the in-flight Introspect was logged before the process went: logs are flushed on the way out
       expect(lines.filter((l) => l.msg === "rpc").length).toBe(2);
     } finally {
-      await admin.client("UNPAUSE");
-      proc.kill("SIGKILL");
+      gate.release();
+      void proc.kill("SIGKILL");
+      await proc.exited;
+      await gate.close();
     }
   });
 });
