@@ -1435,6 +1435,7 @@ describe("on a Redis that is paused, then killed", () => {
   beforeAll(async () => {
     redis = await RedisServer.start();
     admin = new Redis(redis.url);
+    admin.on("error", () => {}); // it reconnects in vain once the test has killed Redis
     // The same configuration as the first pair, without the rate limits: with them every RPC would fail in the
     // per-caller limiter first, and the handlers' own store access would go untested.
     pair = await Promise.all(MODES.map((m) => startSide(m, redis.url, (r) => sharedEnv(r, false))));
