@@ -5,6 +5,7 @@
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from "jose";
 import type { Clock } from "./clock.js";
+import { compactSigner, type CompactSigner } from "./jws-sign.js";
 import type { KeyStore, StoredKey } from "./store.js";
 
 export const SIGNING_ALGORITHMS = ["ES256", "EdDSA", "RS256", "PS256"] as const;
@@ -17,6 +18,8 @@ export interface LoadedKey {
   publicJwk: JWK;
   privateKey: CryptoKey;
   publicKey: CryptoKey;
+  /** Signs a token with this key (made once, when the key is loaded). */
+  sign: CompactSigner;
 }
 
 export class KeyRing {
@@ -100,6 +103,7 @@ export class KeyRing {
         publicJwk: k.publicJwk,
         privateKey: privateKey as CryptoKey,
         publicKey: publicKey as CryptoKey,
+        sign: compactSigner(k.alg as SigningAlgorithm, privateKey as CryptoKey),
       });
     }
     const mine = [...this.byKid.values()].filter((k) => k.alg === this.alg);

@@ -4,7 +4,7 @@
  * key, the header may carry nothing but alg, kid and typ, and each type is accepted only as itself.
  * Every rejection names a reason; nothing here throws on input.
  */
-import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
+import { compactVerify, decodeProtectedHeader } from "jose";
 import type { KeyRing } from "./keys.js";
 
 export type TokenKind = "access" | "refresh";
@@ -92,7 +92,6 @@ export interface SignInput {
 const ALLOWED_HEADER = new Set(["alg", "kid", "typ"]);
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const KID = /^[A-Za-z0-9_-]{1,128}$/;
-const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export class TokenCodec {
@@ -264,9 +263,7 @@ export class TokenCodec {
 
   private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
     const key = this.keys.signingKey();
-    return new CompactSign(encoder.encode(JSON.stringify(payload)))
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TYP[kind] })
-      .sign(key.privateKey);
+    return key.sign({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
   }
 }
 

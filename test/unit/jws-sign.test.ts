@@ -1,0 +1,26 @@
+/**
+ * Tokens signed by domain/jws-sign.ts (node:crypto) are what jose expects: for every signing algorithm, jose's
+ * compactVerify accepts them with the public key, and returns the same header and payload; another key refuses them.
+ */
+import { describe, expect, it } from "vitest";
+import { compactVerify, generateKeyPair } from "jose";
+import { compactSigner } from "../../src/domain/jws-sign.js";
+import { SIGNING_ALGORITHMS } from "../../src/domain/keys.js";
+
+describe.each(SIGNING_ALGORITHMS)("compactSigner(%s)", (alg) => {
+  it("signs what jose's compactVerify accepts, with the same header and payload; another key does not verify", async () => {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
+    const other = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
+    const header = { alg, kid: "k1", typ: "at+jwt" };
+    const payload = { iss: "tessera", sub: "ünïcödé ✓", aud: ["a", "b"], exp: 2_000_000_000, scope: "read write", n: 1.5 };
+    const token = await compactSigner(alg, privateKey)(header, payload);
+
+    expect(token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    const signature = token.slice(token.lastIndexOf(".") + 1);
+    expect(Buffer.from(signature, "base64url").toString("base64url")).toBe(signature); // canonical spelling
+    const verified = await compactVerify(token, publicKey, { algorithms: [alg] });
+    expect(verified.protectedHeader).toEqual(header);
+    expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual(payload);
+    await expect(compactVerify(token, other.publicKey, { algorithms: [alg] })).rejects.toThrow(/signature verification failed/);
+  });
+});
