@@ -9,13 +9,12 @@ import { callerAuth, peerIdentityKey } from "./api/auth.js";
 import { Pipeline, connectInterceptor } from "./api/pipeline.js";
 import { Limits, auditLimited } from "./api/rate-limit.js";
 import { routes, services, unaryMethods, type ServiceEntry } from "./api/routes.js";
-import type { Redis } from "ioredis";
 import type { Config, ServerConfig, StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { KeyRing } from "./domain/keys.js";
-import type { Store } from "./domain/store.js";
+import type { CounterStore, Store } from "./domain/store.js";
 import { TokenCodec } from "./domain/tokens.js";
 import { auditSinks } from "./observability/audit-log.js";
 import { createLogger, type Logger } from "./observability/logger.js";
@@ -77,7 +76,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   // Counters on the store's Redis client and prefix, so every process on it shares them; in memory otherwise.
   const limits = new Limits({
     ...config.limits,
-    redis: opened.redis && { client: opened.redis, prefix: config.store.prefix },
+    counters: opened.counters,
     onLimited: auditLimited(audit),
   });
   const readiness = new Readiness({
@@ -149,10 +148,12 @@ function logAccess(logger: Logger, access: Config["access"]): void {
 }
 
 /** The store, and with Redis its client (the rate limiters share it). */
-async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; redis?: Redis }> {
+/** The store, and its rate-limit counters (outside the instrumented store: they are not store operations). */
+async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; counters: CounterStore }> {
   if (config.redisUrl === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
-    return { store: new MemoryStore() };
+    const store = new MemoryStore();
+    return { store, counters: store.counters };
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
   const redis = createRedisClient(config.redisUrl, config);
@@ -171,7 +172,7 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
     }
   }
   logger.info({ store: "redis", prefix: config.prefix }, "using the Redis store");
-  return { store, redis };
+  return { store, counters: store.counters };
 }
 
 /**

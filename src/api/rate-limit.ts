@@ -7,17 +7,16 @@
  *   for a while (`refresh`). Only failures after the refresh token's signature checked out count, so a forged token
  *   cannot lock anybody out; a successful refresh clears its session's count.
  *
- * A refused call is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo. With Redis the counters live there, under the
- * store's key prefix, so every process on the same Redis and prefix shares them; otherwise in this process's memory.
- * Fail closed: a limiter that cannot reach Redis refuses the call with UNAVAILABLE. There is deliberately no in-memory
+ * A refused call is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo. The counters are the store's (CounterStore,
+ * src/store/counters.ts): with Redis every process on the same Redis and prefix shares them; otherwise they live in
+ * this process's memory. Fail closed: counters that cannot be reached refuse the call with UNAVAILABLE. There is deliberately no in-memory
  * "insurance" limiter: it would let every process admit the full limit on its own and forget every lockout while
  * Redis is away. Limiter keys never hold a token or an API key: caller names, hashed subjects, IPs and session ids.
  */
-import type { Redis } from "ioredis";
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { RateLimit, RefreshLockout } from "../config/config.js";
 import type { AuditSink } from "../domain/audit-trail.js";
-import { StoreUnavailableError, TesseraError } from "../domain/errors.js";
+import { TesseraError } from "../domain/errors.js";
+import type { CounterStore, Counters } from "../domain/store.js";
 import { digest } from "../domain/ids.js";
 import { rateLimited } from "./errors.js";
 import type { AdmitCaller } from "./pipeline.js";
@@ -30,8 +29,8 @@ export interface LimitsDeps {
   subject?: RateLimit | undefined;
   ip?: RateLimit | undefined;
   lockout?: RefreshLockout | undefined;
-  /** Counters in Redis (the store's client and key prefix), shared by every process; absent: in memory. */
-  redis?: { client: Redis; prefix: string } | undefined;
+  /** Where the counts live: the store's counters (shared by every process on a Redis store). */
+  counters: CounterStore;
   /**
    * Told of every refused call, for the audit trail: which limit, and whose: `<caller>/<service>/<method>`, the subject, the
    * client IP (an IPv6 /64) or the session id. Never a token or an API key.
@@ -73,7 +72,7 @@ const MESSAGES: Record<LimitKind, string> = {
 
 /** A lockout counter: `points` failures within the window, then blocked (points + 1) for the lock time. */
 interface Counter {
-  limiter: RateLimiterAbstract;
+  counts: Counters;
   points: number;
   kind: LimitKind;
 }
@@ -81,38 +80,28 @@ interface Counter {
 export class Limits implements RequestLimits {
   /** Per caller and method: the pipeline's step after caller authentication; undefined when unlimited. */
   readonly admitCaller: AdmitCaller | undefined;
-  private readonly subjectLimiter: RateLimiterAbstract | undefined;
-  private readonly ipLimiter: RateLimiterAbstract | undefined;
+  private readonly subjectLimiter: Counters | undefined;
+  private readonly ipLimiter: Counters | undefined;
   private readonly sessionFailures: Counter | undefined;
   private readonly subjectFailures: Counter | undefined;
-  private readonly lockSeconds: number;
+  private readonly lockMs: number;
   private readonly onLimited: (what: LimitKind, key: string) => void;
-  /** The limiters' Redis client, read directly for the lockout check (one MGET); undefined in memory. */
-  private readonly redis: Redis | undefined;
+  private readonly counters: CounterStore;
 
   constructor(deps: LimitsDeps) {
-    const make = (name: string, points: number, windowMs: number): RateLimiterAbstract => {
-      const opts = { points, duration: windowMs / 1000 };
-      if (deps.redis === undefined) return new RateLimiterMemory({ ...opts, keyPrefix: `rl:${name}` });
-      return new RateLimiterRedis({
-        ...opts,
-        keyPrefix: `${deps.redis.prefix}rl:${name}`,
-        storeClient: deps.redis.client,
-        rejectIfRedisNotReady: true,
-      });
-    };
-    const limiter = (name: string, limit: RateLimit | undefined) => limit && make(name, limit.points, limit.windowMs);
+    const store = deps.counters;
+    const limiter = (name: string, limit: RateLimit | undefined) => limit && store.counters(name, limit.points, limit.windowMs);
     const counter = (name: string, kind: LimitKind, points: number, lockout: RefreshLockout): Counter | undefined =>
-      points > 0 ? { limiter: make(name, points, lockout.windowMs), points, kind } : undefined;
+      points > 0 ? { counts: store.counters(name, points, lockout.windowMs), points, kind } : undefined;
 
+    this.counters = store;
     this.onLimited = deps.onLimited ?? (() => {});
-    this.redis = deps.redis?.client;
     this.subjectLimiter = limiter("subject", deps.subject);
     this.ipLimiter = limiter("ip", deps.ip);
     const lockout = deps.lockout;
     this.sessionFailures = lockout && counter("fail:session", "session_lockout", lockout.after, lockout);
     this.subjectFailures = lockout && counter("fail:subject", "subject_lockout", lockout.subjectAfter, lockout);
-    this.lockSeconds = (lockout?.lockMs ?? 0) / 1000;
+    this.lockMs = lockout?.lockMs ?? 0;
 
     const callerLimiter = limiter("caller", deps.caller);
     this.admitCaller =
@@ -151,58 +140,43 @@ export class Limits implements RequestLimits {
     }
     if (admitted !== undefined && admitted.sessionFailures > 0 && this.sessionFailures) {
       // Best effort: the refresh has happened; a count left behind expires with its window.
-      await this.sessionFailures.limiter.delete(admitted.holder.sessionId).catch(() => {});
+      await this.sessionFailures.counts.delete(admitted.holder.sessionId).catch(() => {});
     }
     return result;
   }
 
-  /** Refuses if the key is locked out; otherwise the failures counted so far (0 when the lockout is off). */
   /**
-   * Failures counted so far for the session and the subject. On Redis both counters are read with one MGET (the hot
-   * path of every Refresh); the limiter's own read, which also fetches the TTL, is only needed once a lock is on.
+   * Failures counted so far for the session and the subject, in one round trip (the hot path of every Refresh); the
+   * counter's own read, which also tells the lock's remaining time, is only needed once a lock is on.
    */
   private async failureCounts(sessionKey: string, subjectKey: string): Promise<[number, number]> {
-    const wanted: Array<[Counter, string] | undefined> = [
-      this.sessionFailures && [this.sessionFailures, sessionKey],
-      this.subjectFailures && [this.subjectFailures, subjectKey],
-    ];
-    if (this.redis !== undefined) {
-      const keys = wanted.flatMap((w) => (w ? [w[0].limiter.getKey(w[1])] : []));
-      const values = keys.length === 0 ? [] : await this.redis.mget(...keys).catch(unavailable);
-      let i = 0;
-      const counts = wanted.map((w) => (w ? Number(values[i++] ?? 0) : 0));
-      return [counts[0]!, counts[1]!];
-    }
-    const counts = await Promise.all(
-      wanted.map(async (w) => (w ? ((await w[0].limiter.get(w[1]).catch(unavailable))?.consumedPoints ?? 0) : 0)),
-    );
-    return [counts[0]!, counts[1]!];
+    const wanted: Array<readonly [Counters, string]> = [];
+    if (this.sessionFailures) wanted.push([this.sessionFailures.counts, sessionKey]);
+    if (this.subjectFailures) wanted.push([this.subjectFailures.counts, subjectKey]);
+    const counts = await this.counters.countMany(wanted);
+    let i = 0;
+    return [this.sessionFailures ? counts[i++]! : 0, this.subjectFailures ? counts[i++]! : 0];
   }
 
   /** Refuses with RetryInfo (the lock's remaining time) if the count is past the counter's limit. */
   private async refuseIfLocked(c: Counter | undefined, count: number, key: string, who: string): Promise<void> {
     if (c === undefined || count <= c.points) return;
-    const res = await c.limiter.get(key).catch(unavailable);
-    this.refuse(c.kind, who, res?.msBeforeNext ?? this.lockSeconds * 1000);
+    const res = await c.counts.get(key);
+    this.refuse(c.kind, who, res?.retryAfterMs ?? this.lockMs);
   }
 
   /** Counts one failed refresh against its session and subject, locking whichever reaches its threshold. */
   private async failed(holder: RefreshHolder): Promise<void> {
     const count = async (c: Counter | undefined, key: string) => {
       if (c === undefined) return;
-      const res = await c.limiter.penalty(key).catch(unavailable);
-      if (res.consumedPoints >= c.points) await c.limiter.block(key, this.lockSeconds).catch(unavailable);
+      if ((await c.counts.add(key)) >= c.points) await c.counts.block(key, this.lockMs);
     };
     await Promise.all([count(this.sessionFailures, holder.sessionId), count(this.subjectFailures, digest(holder.subject))]);
   }
 
-  private async take(limiter: RateLimiterAbstract, key: string, what: LimitKind, who: string): Promise<void> {
-    try {
-      await limiter.consume(key);
-    } catch (err) {
-      if (err instanceof RateLimiterRes) this.refuse(what, who, err.msBeforeNext);
-      unavailable(err);
-    }
+  private async take(limiter: Counters, key: string, what: LimitKind, who: string): Promise<void> {
+    const res = await limiter.consume(key);
+    if (!res.allowed) this.refuse(what, who, res.retryAfterMs);
   }
 
   private refuse(what: LimitKind, who: string, retryAfterMs: number): never {
@@ -224,10 +198,6 @@ export function auditLimited(audit: AuditSink): (what: LimitKind, key: string) =
       ...(what === "session_lockout" ? { sessionId: key } : {}),
       detail: { limit: what, ...(what === "caller" || what === "ip" ? { key } : {}) },
     });
-}
-
-function unavailable(err: unknown): never {
-  throw new StoreUnavailableError(err);
 }
 
 /** The key an IP is counted under: an IPv4 address as it is, an IPv6 address by its /64 (one subscriber's network). */

@@ -221,3 +221,28 @@ export interface Store extends KeyStore, SessionStore, RevocationFeed, AuditStor
 export function assertSessionIdOf(s: Pick<SessionRecord, "id" | "subject">): void {
   if (!isSessionIdOf(s.id, s.subject)) throw new Error("session id was not minted for its subject (newSessionId)");
 }
+
+/**
+ * Fixed-window counters that every process on the store shares: the API's rate limits and refresh lockout
+ * (src/api/rate-limit.ts). A store that cannot answer throws StoreUnavailableError; a counter over its limit is an
+ * answer, not an error. Keys never hold a token or an API key.
+ */
+export interface CounterStore {
+  /** The counters named `name`, one per key: at most `points` within each window of `windowMs` (whole seconds). */
+  counters(name: string, points: number, windowMs: number): Counters;
+  /** The counts of several counters (of any families) in one round trip; 0 for a counter with nothing counted. */
+  countMany(reads: ReadonlyArray<readonly [Counters, string]>): Promise<number[]>;
+}
+
+export interface Counters {
+  /** Counts one against the key: whether it was within the limit, and how long until the key's window ends. */
+  consume(key: string): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /** What the key has counted in its window, and how long until the window (or a block) ends; null if nothing. */
+  get(key: string): Promise<{ count: number; retryAfterMs: number } | null>;
+  /** Counts one against the key without a limit check; the count after. */
+  add(key: string): Promise<number>;
+  /** Holds the key over its limit for `ms`. */
+  block(key: string, ms: number): Promise<void>;
+  /** Forgets the key's count. */
+  delete(key: string): Promise<void>;
+}

@@ -10,6 +10,8 @@ import { MemoryKeyStore } from "./memory/keys.js";
 import { MemorySessionStore } from "./memory/sessions.js";
 import { Horizon } from "./memory/shared.js";
 import { CompositeStore } from "./composite.js";
+import { counterStore } from "./counters.js";
+import type { CounterStore } from "../domain/store.js";
 
 const SWEEP_EVERY_MS = 30_000;
 
@@ -17,6 +19,8 @@ export class MemoryStore extends CompositeStore {
   private readonly horizon: Horizon;
   private readonly parts: { sessions: MemorySessionStore; feed: MemoryRevocationFeed; audit: MemoryAuditStore };
   private readonly sweeper: NodeJS.Timeout;
+  /** Rate-limit and lockout counters (in this process). */
+  readonly counters: CounterStore = counterStore({ memory: true });
 
   constructor() {
     const horizon = new Horizon();

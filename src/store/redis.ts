@@ -7,7 +7,9 @@
  * reach Redis is a StoreUnavailableError so callers fail closed.
  */
 import type { Redis } from "ioredis";
+import type { CounterStore } from "../domain/store.js";
 import { CompositeStore } from "./composite.js";
+import { counterStore } from "./counters.js";
 import { RedisAuditStore } from "./redis/audit.js";
 import { RedisContext, type RedisStoreOptions } from "./redis/client.js";
 import { RedisRevocationFeed } from "./redis/feed.js";
@@ -18,6 +20,8 @@ export { createRedisClient, type RedisStoreOptions } from "./redis/client.js";
 
 export class RedisStore extends CompositeStore {
   private readonly ctx: RedisContext;
+  /** Rate-limit and lockout counters, on the same client and prefix (shared by every process on this Redis). */
+  readonly counters: CounterStore;
 
   /**
    * `waitReplicas` > 0: a revocation is acknowledged only once that many replicas have it (Redis WAIT, up to
@@ -29,6 +33,7 @@ export class RedisStore extends CompositeStore {
     const feed = new RedisRevocationFeed(ctx);
     super({ keys: new RedisKeyStore(ctx), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx) });
     this.ctx = ctx;
+    this.counters = counterStore({ redis, prefix: opts.prefix });
   }
 
   /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */

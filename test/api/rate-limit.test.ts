@@ -8,15 +8,21 @@ import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { toConnectError } from "../../src/api/errors.js";
 import { ipKey, Limits, type LimitKind, type RefreshHolder } from "../../src/api/rate-limit.js";
 import { TesseraError } from "../../src/domain/errors.js";
+import { counterStore } from "../../src/store/counters.js";
 import { createRedisClient } from "../../src/store/redis.js";
 import { freePort } from "../helpers/redis-server.js";
 import { until } from "../helpers/wait.js";
 
 const LOCKOUT = { after: 3, subjectAfter: 5, windowMs: 60_000, lockMs: 2_000 };
 
-function limits(extra: ConstructorParameters<typeof Limits>[0] = {}) {
+function limits(extra: Partial<ConstructorParameters<typeof Limits>[0]> = {}) {
   const limited: [LimitKind, string][] = [];
-  const l = new Limits({ lockout: LOCKOUT, onLimited: (what, key) => limited.push([what, key]), ...extra });
+  const l = new Limits({
+    counters: counterStore({ memory: true }),
+    lockout: LOCKOUT,
+    onLimited: (what, key) => limited.push([what, key]),
+    ...extra,
+  });
   return { l, limited };
 }
 
@@ -149,7 +155,7 @@ describe("fail closed", () => {
     const port = await freePort(); // nothing listens there
     const client = createRedisClient(`redis://127.0.0.1:${port}/0`, { commandTimeoutMs: 200 });
     try {
-      const { l } = limits({ redis: { client, prefix: "t:" }, subject: { points: 100, windowMs: 1_000 } });
+      const { l } = limits({ counters: counterStore({ redis: client, prefix: "t:" }), subject: { points: 100, windowMs: 1_000 } });
       await expect(l.issue("alice", "")).rejects.toMatchObject({ code: "unavailable" });
       expect(await refresh(l, alice1, "ok")).toBe(Code.Unavailable);
     } finally {

@@ -6,12 +6,15 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { inject } from "vitest";
-import type { Store } from "../../src/domain/store.js";
+import type { CounterStore, Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { createRedisClient, RedisStore } from "../../src/store/redis.js";
 import type { StoreFactory } from "./fixtures.js";
 
-export const BACKENDS: ReadonlyArray<{ name: string; make: StoreFactory<Store> }> = [
+/** A backend: the store, and beside it the rate-limit counters on the same memory or Redis. */
+export type Backend = Store & { readonly counters: CounterStore };
+
+export const BACKENDS: ReadonlyArray<{ name: string; make: StoreFactory<Backend> }> = [
   {
     name: "memory",
     make: async () => {
