@@ -14,6 +14,7 @@ import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from "node:ht
 import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { StreamHandler } from "./grpc-unary.js";
+import { guarded } from "./stream-writes.js";
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -72,16 +73,18 @@ function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeader
   const timer = setTimeout(() => {
     if (stream.destroyed) return;
     const message = byCaller ? "the operation timed out" : `request not received within ${ms}ms`;
-    if (!stream.headersSent) {
-      const contentType = String(headers["content-type"] ?? "");
-      if (/^application\/grpc/i.test(contentType)) {
-        stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": "4", "grpc-message": message }, { endStream: true });
-      } else {
-        stream.respond({ ":status": 408, "content-type": "application/json" });
-        stream.end(JSON.stringify({ code: "deadline_exceeded", message }));
+    guarded(stream, () => {
+      if (!stream.headersSent) {
+        const contentType = String(headers["content-type"] ?? "");
+        if (/^application\/grpc/i.test(contentType)) {
+          stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": "4", "grpc-message": message }, { endStream: true });
+        } else {
+          stream.respond({ ":status": 408, "content-type": "application/json" });
+          stream.end(JSON.stringify({ code: "deadline_exceeded", message }));
+        }
       }
-    }
-    stream.close(NGHTTP2_NO_ERROR);
+      stream.close(NGHTTP2_NO_ERROR);
+    });
   }, ms);
   const clear = () => clearTimeout(timer);
   stream.once("end", clear); // the whole request has been read

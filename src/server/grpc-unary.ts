@@ -28,6 +28,7 @@ import { compressionGzip } from "@connectrpc/connect-node";
 import type { Call, CallSignal, Pipeline } from "../api/pipeline.js";
 import type { UnaryMethod } from "../api/routes.js";
 import { encodeMessage } from "./proto-encode.js";
+import { guarded, percentEncode } from "./stream-writes.js";
 
 export interface GrpcUnaryOptions {
   /** Tessera's unary methods by path (src/api/routes.ts unaryMethods). */
@@ -223,9 +224,11 @@ function respondMessage(stream: ServerHttp2Stream, body: Uint8Array, contentType
   frame[0] = 0;
   frame.writeUInt32BE(body.length, 1);
   frame.set(body, 5);
-  stream.respond({ ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING }, { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-  stream.end(frame);
+  guarded(stream, () => {
+    stream.respond({ ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => guarded(stream, () => stream.sendTrailers({ "grpc-status": "0" })));
+    stream.end(frame);
+  });
 }
 
 /** Trailers-only: the status in the one HEADERS frame, then the stream ends (and stops the request if still open). */
@@ -235,23 +238,13 @@ function respondError(stream: ServerHttp2Stream, err: ConnectError, contentType:
   const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING };
   status.forEach((value, key) => (out[key] = value));
   out["grpc-message"] = percentEncode(err.rawMessage);
-  stream.respond(out, { endStream: true });
-  // The request may still be arriving (too large, timed out): tell the client to stop sending.
-  if (!stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
+  guarded(stream, () => {
+    stream.respond(out, { endStream: true });
+    // The request may still be arriving (too large, timed out): tell the client to stop sending.
+    if (!stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
+  });
 }
 
-/**
- * grpc-message as the spec spells it: bytes of the UTF-8 encoding outside printable ASCII (0x20-0x7E), and "%",
- * as %XX; everything else as it is.
- */
-export function percentEncode(message: string): string {
-  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
-  let out = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
 
 /** HTTP/2 error codes by number (RFC 9113, section 7). */
 const H2_ERRORS = [

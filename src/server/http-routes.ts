@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { JWK } from "jose";
-import { percentEncode } from "./grpc-unary.js";
+import { guarded, percentEncode } from "./stream-writes.js";
 import type { RequestHandler } from "./listener.js";
 
 export interface HttpRouteDeps {
@@ -34,7 +34,7 @@ export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
       if (GRPC.test(contentType)) {
         const headers = { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) };
         // HTTP/2: trailers-only, the status in a HEADERS frame that ends the stream (grpc-js reads it only so).
-        if ("stream" in res) return void res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+        if ("stream" in res) return guarded(res.stream, () => res.stream.respond({ ":status": 200, ...headers }, { endStream: true }));
         res.writeHead(200, headers);
         return void res.end();
       }
