@@ -46,20 +46,23 @@ export function streamDispatcher(opts: DispatchOptions): StreamHandler {
  * stays, for connect-node to refuse with INVALID_ARGUMENT. Returns the caller's deadline in ms, if it set one.
  */
 export function capDeadline(headers: Record<string, string | string[] | undefined>, maxTimeoutMs: number): number | undefined {
-  const grpc = headers["grpc-timeout"];
-  if (typeof grpc === "string") {
-    const ms = parseGrpcTimeout(grpc, maxTimeoutMs).timeoutMs;
-    if (ms !== undefined && ms > maxTimeoutMs) delete headers["grpc-timeout"];
-    else return ms;
+  let callerMs: number | undefined;
+  for (const [name, parse] of DEADLINE_HEADERS) {
+    const value = headers[name];
+    if (typeof value !== "string") continue;
+    const ms = parse(value, maxTimeoutMs).timeoutMs;
+    if (ms === undefined) continue;
+    if (ms > maxTimeoutMs) delete headers[name];
+    else callerMs = Math.min(callerMs ?? ms, ms);
   }
-  const connect = headers["connect-timeout-ms"];
-  if (typeof connect === "string") {
-    const ms = parseConnectTimeout(connect, maxTimeoutMs).timeoutMs;
-    if (ms !== undefined && ms > maxTimeoutMs) delete headers["connect-timeout-ms"];
-    else return ms;
-  }
-  return undefined;
+  return callerMs;
 }
+
+/** The deadline headers of the protocols connect-node serves, and their parsers (each checks its own syntax). */
+const DEADLINE_HEADERS = [
+  ["grpc-timeout", parseGrpcTimeout],
+  ["connect-timeout-ms", parseConnectTimeout],
+] as const;
 
 /**
  * Ends a stream whose request body is not complete within readMs of its headers, or by the caller's deadline if that

@@ -233,7 +233,7 @@ function respondMessage(stream: ServerHttp2Stream, body: Uint8Array, contentType
 
 /** Trailers-only: the status in the one HEADERS frame, then the stream ends (and stops the request if still open). */
 function respondError(stream: ServerHttp2Stream, err: ConnectError, contentType: string): void {
-  if (stream.destroyed || stream.headersSent) return;
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
   const status = setTrailerStatus(new Headers(), err);
   const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING };
   status.forEach((value, key) => (out[key] = value));

@@ -358,8 +358,12 @@ describe("a real process under many concurrent calls and huge deadlines", () => 
             return request(session, { "grpc-timeout": "99999999H" }, frame(body));
           case 1: // connect-node, gRPC-Web
             return request(session, { "content-type": "application/grpc-web+proto", "grpc-timeout": "99999999H" }, frame(body));
-          case 2: // connect-node, Connect protocol
-            return request(session, { "content-type": "application/proto", "connect-timeout-ms": "9999999999" }, Buffer.from(body));
+          case 2: // connect-node, Connect protocol (with a gRPC deadline header beside it, which it ignores)
+            return request(
+              session,
+              { "content-type": "application/proto", "connect-timeout-ms": "9999999999", "grpc-timeout": "5S" },
+              Buffer.from(body),
+            );
           default: // connect-node, gRPC with JSON
             return request(session, { "content-type": "application/grpc+json" }, frame(Buffer.from(JSON.stringify({ token }))));
         }
