@@ -32,6 +32,25 @@ export interface ListenerOptions {
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/**
+ * HTTP/1.1 over TLS: node's requestTimeout is not enforced on an HTTP/2 secure server's HTTP/1.1 connections, so the
+ * bound is kept here: a request whose body is not complete within `ms` gets 408 (a Connect error body) and its
+ * connection closes, as node does for plaintext HTTP/1.1.
+ */
+function boundHttp1Body(req: http.IncomingMessage, res: http.ServerResponse, ms: number): void {
+  const timer = setTimeout(() => {
+    if (!res.headersSent) {
+      res.writeHead(408, { "content-type": "application/json", connection: "close" });
+      res.end(JSON.stringify({ code: "deadline_exceeded", message: `request not received within ${ms}ms` }));
+    }
+    res.once("finish", () => req.socket.destroy());
+    if (res.writableFinished) req.socket.destroy();
+  }, ms);
+  const clear = () => clearTimeout(timer);
+  req.once("end", clear);
+  res.once("close", clear);
+}
+
 export class Listener {
   private readonly tcp: net.Server;
   private readonly h2: http2.Http2Server;
@@ -71,6 +90,7 @@ export class Listener {
           if (res instanceof http.ServerResponse) {
             if (this.draining) res.shouldKeepAlive = false;
             this.trackTlsHttp1(req.socket, res);
+            boundHttp1Body(req as unknown as http.IncomingMessage, res, opts.readTimeoutMs ?? 30_000);
           }
           (opts.handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)(req, res);
         },

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import https from "node:https";
 import { join } from "node:path";
-import type { TLSSocket } from "node:tls";
+import tls, { type TLSSocket } from "node:tls";
 import { createClient, type CallOptions } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -159,6 +159,33 @@ describe("HTTP/1.1 over TLS", () => {
 
   it("a plaintext client gets no answer from the TLS port", async () => {
     await expect(fetch(`http://127.0.0.1:${server.port}/healthz`, { signal: AbortSignal.timeout(5000) })).rejects.toThrow();
+  });
+});
+
+describe("request bodies over TLS", () => {
+  it("a stalled HTTP/1.1 body (ALPN http/1.1) ends at TESSERA_READ_TIMEOUT with 408, and its connection closes", async () => {
+    const srv = await startServer({ TESSERA_TLS_CERT: pki.server.certPath, TESSERA_TLS_KEY: pki.server.keyPath, TESSERA_READ_TIMEOUT: "500ms" });
+    try {
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: "127.0.0.1", port: srv.port, ALPNProtocols: ["http/1.1"], ca: pki.ca, servername: "localhost" });
+        let got = "";
+        socket.on("data", (d: Buffer) => (got += d.toString()));
+        socket.on("error", reject);
+        socket.on("close", () => resolve(got));
+        socket.on("secureConnect", () =>
+          socket.write(
+            "POST /tessera.v1.TokenService/Introspect HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n" +
+              'content-length: 100\r\n\r\n{"tok',
+          ),
+        );
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(answer).toContain('{"code":"deadline_exceeded","message":"request not received within 500ms"}');
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await srv.close();
+    }
   });
 });
 
