@@ -33,9 +33,9 @@ export interface ListenerOptions {
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
- * HTTP/1.1 over TLS: node's requestTimeout is not enforced on an HTTP/2 secure server's HTTP/1.1 connections, so the
- * bound is kept here: a request whose body is not complete within `ms` gets 408 (a Connect error body) and its
- * connection closes, as node does for plaintext HTTP/1.1.
+ * HTTP/1.1, plaintext and over TLS: a request whose body is not complete within `ms` gets 408 (a Connect error body)
+ * and its connection closes. (node's own requestTimeout is enforced only on servers that listen themselves, which
+ * neither of ours does.)
  */
 function boundHttp1Body(req: http.IncomingMessage, res: http.ServerResponse, ms: number): void {
   const timer = setTimeout(() => {
@@ -102,13 +102,18 @@ export class Listener {
     }
     const h1Handler = opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void;
     const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
-    const h1Options = { requestTimeout: readTimeoutMs, headersTimeout: Math.min(10_000, readTimeoutMs) };
+    // Bodies are bounded by boundHttp1Body (as over TLS); node bounds the time to a request's headers, checked every
+    // second. node starts those checks when its server listens, and this one never does (the TCP server hands it its
+    // connections), so 'listening' is emitted for it: without that, neither timeout was enforced at all.
+    const h1Options = { requestTimeout: 0, headersTimeout: Math.min(10_000, readTimeoutMs), connectionsCheckingInterval: 1_000 };
     this.h1 = http.createServer(h1Options, (req, res) => {
+      boundHttp1Body(req, res, readTimeoutMs);
       // While draining, HTTP/1.1 keep-alive connections close after their current response.
       if (this.draining) res.shouldKeepAlive = false;
       h1Handler(req, res);
     });
     this.h1.keepAliveTimeout = 5_000;
+    this.h1.emit("listening");
     this.tcp = net.createServer((socket) => this.route(socket));
   }
 
@@ -139,6 +144,7 @@ export class Listener {
     for (const s of this.sessions) s.destroy();
     for (const sock of this.sockets) sock.destroy();
     this.h1.closeAllConnections();
+    this.h1.close(); // stops node's header-timeout checks (the server itself never listened)
   }
 
   /** Resolves once every connection has closed (after drain(), as their last responses are written). */

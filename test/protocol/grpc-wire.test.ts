@@ -4,6 +4,7 @@
  * In-process servers on port 0, memory store, except where a paused Redis is needed.
  */
 import http2 from "node:http2";
+import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -79,6 +80,23 @@ function request(
     if (send) send(stream);
     else stream.end(body);
     void reject;
+  });
+}
+
+/** A raw HTTP/1.1 connection: what the server wrote before it closed the connection, and when (bounded at 10 s). */
+function rawHttp1(port: number, send: (socket: net.Socket) => void): Promise<{ answer: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let answer = "";
+    const timer = setTimeout(() => socket.destroy(), 10_000);
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ answer, ms: Date.now() - started });
+    });
+    socket.on("connect", () => send(socket));
   });
 }
 
@@ -259,6 +277,24 @@ describe("connect-node's side of the port keeps the same guards", () => {
     expect(JSON.parse(c.body.toString())).toEqual({ code: "unimplemented", message: "unknown method Mint for service tessera.v1.TokenService" });
     const web = await request(session, { "content-type": "application/grpc-web+proto", ":path": "/x.Y/Z" }, frame(new Uint8Array(0)));
     expect(web.grpcStatus).toBe(Code.Unimplemented);
+  });
+
+  it("HTTP/1.1: a stalled body gets 408 at TESSERA_READ_TIMEOUT; headers that trickle in close the connection", async () => {
+    const stalled = await rawHttp1(server.port, (socket) =>
+      socket.write("POST /tessera.v1.TokenService/Introspect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"),
+    );
+    expect(stalled.answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(stalled.answer).toContain('"request not received within 400ms"');
+    expect(stalled.ms).toBeLessThan(3_000);
+
+    let trickle: NodeJS.Timeout | undefined;
+    const slow = await rawHttp1(server.port, (socket) => {
+      socket.write("GET /healthz HTTP/1.1\r\nhost: x\r\n");
+      trickle = setInterval(() => socket.writable && socket.write("x-slow: 1\r\n"), 100); // never ends its headers
+    });
+    clearInterval(trickle);
+    expect(slow.answer).toMatch(/^HTTP\/1\.1 408 /); // node's headers timeout (400 ms here), checked every second
+    expect(slow.ms).toBeLessThan(4_000);
   });
 
   it("plain HTTP routes still answer", async () => {
