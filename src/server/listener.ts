@@ -97,8 +97,11 @@ export class Listener {
       );
       this.secure.on("session", track);
       if (opts.stream) interceptStreams(this.secure, opts.stream);
-      // Read by node's HTTP/1.1 code path (allowHTTP1).
-      Object.assign(this.secure, { keepAliveTimeout: 5_000, requestTimeout: opts.readTimeoutMs ?? 30_000 });
+      // Read by node's HTTP/1.1 code path (allowHTTP1); bodies are bounded by boundHttp1Body, headers by node's
+      // checks, which start on 'listening' (as for this.h1 below: this server never listens itself either).
+      const headersTimeout = Math.min(10_000, opts.readTimeoutMs ?? 30_000);
+      Object.assign(this.secure, { keepAliveTimeout: 5_000, requestTimeout: 0, headersTimeout, connectionsCheckingInterval: 1_000 });
+      this.secure.emit("listening");
     }
     const h1Handler = opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void;
     const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
@@ -145,6 +148,7 @@ export class Listener {
     for (const sock of this.sockets) sock.destroy();
     this.h1.closeAllConnections();
     this.h1.close(); // stops node's header-timeout checks (the server itself never listened)
+    this.secure?.close();
   }
 
   /** Resolves once every connection has closed (after drain(), as their last responses are written). */

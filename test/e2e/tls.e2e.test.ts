@@ -163,7 +163,7 @@ describe("HTTP/1.1 over TLS", () => {
 });
 
 describe("request bodies over TLS", () => {
-  it("a stalled HTTP/1.1 body (ALPN http/1.1) ends at TESSERA_READ_TIMEOUT with 408, and its connection closes", async () => {
+  it("HTTP/1.1 (ALPN http/1.1): a stalled body ends at TESSERA_READ_TIMEOUT with 408 and its connection closes; so do headers that never end", async () => {
     const srv = await startServer({ TESSERA_TLS_CERT: pki.server.certPath, TESSERA_TLS_KEY: pki.server.keyPath, TESSERA_READ_TIMEOUT: "500ms" });
     try {
       const started = Date.now();
@@ -183,6 +183,26 @@ describe("request bodies over TLS", () => {
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
       expect(answer).toContain('{"code":"deadline_exceeded","message":"request not received within 500ms"}');
       expect(Date.now() - started).toBeLessThan(5_000);
+
+      // Headers that trickle in and never end: node's headers timeout (500 ms here, checked every second).
+      const slowStart = Date.now();
+      const slow = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: "127.0.0.1", port: srv.port, ALPNProtocols: ["http/1.1"], ca: pki.ca, servername: "localhost" });
+        let got = "";
+        let trickle: NodeJS.Timeout | undefined;
+        socket.on("data", (d: Buffer) => (got += d.toString()));
+        socket.on("error", reject);
+        socket.on("close", () => {
+          clearInterval(trickle);
+          resolve(got);
+        });
+        socket.on("secureConnect", () => {
+          socket.write("GET /healthz HTTP/1.1\r\nhost: localhost\r\n");
+          trickle = setInterval(() => socket.writable && socket.write("x-slow: 1\r\n"), 100);
+        });
+      });
+      expect(slow).toMatch(/^HTTP\/1\.1 408 /);
+      expect(Date.now() - slowStart).toBeLessThan(5_000);
     } finally {
       await srv.close();
     }
