@@ -8,7 +8,10 @@
  */
 import { KeyObject, constants, sign, type SignKeyObjectInput } from "node:crypto";
 import type { CryptoKey } from "jose";
-import type { SigningAlgorithm } from "./keys.js";
+
+/** The algorithms Tessera signs with (RFC 7518 names). */
+export const SIGNING_ALGORITHMS = ["ES256", "EdDSA", "RS256", "PS256"] as const;
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 
 /** Signs a protected header and a payload (both JSON-serialisable) into `header.payload.signature`. */
 export type CompactSigner = (header: Record<string, unknown>, payload: Record<string, unknown>) => Promise<string>;

@@ -5,11 +5,10 @@
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from "jose";
 import type { Clock } from "./clock.js";
-import { compactSigner, type CompactSigner } from "./jws-sign.js";
+import { compactSigner, type CompactSigner, type SigningAlgorithm } from "./jws-sign.js";
 import type { KeyStore, StoredKey } from "./store.js";
 
-export const SIGNING_ALGORITHMS = ["ES256", "EdDSA", "RS256", "PS256"] as const;
-export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+export { SIGNING_ALGORITHMS, type SigningAlgorithm } from "./jws-sign.js";
 
 export interface LoadedKey {
   kid: string;
