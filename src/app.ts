@@ -219,6 +219,7 @@ function serve(
     ...config.listen,
     tls: config.tls,
     readTimeoutMs,
+    maxConnections: config.maxConnections,
     stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamingRequestPaths }),
     handler: (req, res) => {
       capDeadline(req.headers, maxTimeoutMs); // HTTP/1.1 (HTTP/2 streams were capped by the dispatcher)

@@ -83,6 +83,12 @@ export const VARIABLES = {
         "Longest time from a request's headers to its complete body, on every protocol (`DEADLINE_EXCEEDED`; " +
         "HTTP/1.1: 408). Methods that stream their requests (reflection) get `TESSERA_MAX_TIMEOUT`.",
     }),
+    maxConnections: variable({
+      name: "TESSERA_MAX_CONNECTIONS", default: "10000", parse: integer(1, 1_000_000),
+      doc:
+        "Open connections accepted at once; a connection beyond it is closed at once. With up to 1000 streams per " +
+        "HTTP/2 connection and `TESSERA_MAX_REQUEST_BYTES` per stream, this bounds what strangers can pin.",
+    }),
     grpcFastPath: variable({
       name: "TESSERA_GRPC_FAST_PATH", default: "true", parse: boolean,
       doc:

@@ -26,6 +26,8 @@ export interface ListenerOptions {
   maxConcurrentStreams?: number;
   /** Connections with no traffic for this long are closed. */
   idleTimeoutMs?: number;
+  /** Open connections at most; one more is closed as soon as it is accepted. */
+  maxConnections?: number | undefined;
   /** PEM certificate chain and key; with clientCa, client certificates are requested (never required). */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
 }
@@ -118,6 +120,7 @@ export class Listener {
     this.h1.keepAliveTimeout = 5_000;
     this.h1.emit("listening");
     this.tcp = net.createServer((socket) => this.route(socket));
+    if (opts.maxConnections !== undefined) this.tcp.maxConnections = opts.maxConnections;
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */

@@ -14,6 +14,7 @@ import { IntrospectRequestSchema, IntrospectResponseSchema } from "../../gen/tes
 import { connectClients } from "../helpers/clients.js";
 import { RedisServer } from "../helpers/redis-server.js";
 import { spawnAuthority, startServer, type StartedServer } from "../helpers/server.js";
+import { until as waitFor } from "../helpers/wait.js";
 
 const INTROSPECT = "/tessera.v1.TokenService/Introspect";
 const GRPC = { ":method": "POST", "content-type": "application/grpc", te: "trailers" };
@@ -425,3 +426,33 @@ function isJson(line: string): boolean {
     return false;
   }
 }
+
+describe("connections", () => {
+  it("accepts at most TESSERA_MAX_CONNECTIONS at once, and takes new ones again once others close", async () => {
+    const server = await startServer({ TESSERA_MAX_CONNECTIONS: "2" });
+    const sessions: http2.ClientHttp2Session[] = [];
+    const ok = async (session: http2.ClientHttp2Session) => (await request(session, {}, frame(new Uint8Array(0)))).grpcStatus;
+    try {
+      for (let i = 0; i < 2; i++) sessions.push(connect(server.url));
+      // An empty Introspect request is INVALID_ARGUMENT (token required): an answer, so the connection is served.
+      expect(await Promise.all(sessions.map(ok))).toEqual([Code.InvalidArgument, Code.InvalidArgument]);
+      const third = connect(server.url);
+      sessions.push(third);
+      const refused = await request(third, {}, frame(new Uint8Array(0)));
+      expect(refused.status).toBe(0); // no answer: the connection was closed
+      await new Promise<void>((resolve) => (third.closed ? resolve() : third.once("close", () => resolve())));
+
+      sessions[0]!.close();
+      await waitFor(() => sessions[0]!.closed);
+      const again = await waitFor(async () => {
+        const s = connect(server.url);
+        sessions.push(s);
+        return (await ok(s)) === Code.InvalidArgument;
+      });
+      expect(again).toBe(true);
+    } finally {
+      for (const s of sessions) s.destroy();
+      await server.close();
+    }
+  });
+});
