@@ -210,8 +210,6 @@ function serve(
         methods: unaryMethods(api),
         pipeline,
         maxRequestBytes,
-        maxTimeoutMs,
-        readTimeoutMs,
         contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
       })
     : undefined;
@@ -222,7 +220,7 @@ function serve(
     maxConnections: config.maxConnections,
     stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamingRequestPaths }),
     handler: (req, res) => {
-      capDeadline(req.headers, maxTimeoutMs); // HTTP/1.1 (HTTP/2 streams were capped by the dispatcher)
+      if (req.httpVersionMajor === 1) capDeadline(req.headers, maxTimeoutMs); // HTTP/2 streams: by the dispatcher
       connectHandler(req as never, res as never);
     },
   });

@@ -29,21 +29,24 @@ export interface DispatchOptions {
   streamingRequestPaths: ReadonlySet<string>;
 }
 
-/** The stream handler for the listener: true if the lean path took the stream; false to hand it to connect-node. */
+/**
+ * The stream handler for the listener: caps the deadline headers and bounds the request time of every stream, then
+ * returns true if the lean path took it, false to hand it to connect-node.
+ */
 export function streamDispatcher(opts: DispatchOptions): StreamHandler {
   return (stream, headers) => {
-    if (opts.lean?.(stream, headers)) return true;
     const callerMs = capDeadline(headers, opts.maxTimeoutMs);
     const path = String(headers[":path"] ?? "");
     const readMs = opts.streamingRequestPaths.has(path) ? opts.maxTimeoutMs : opts.readTimeoutMs;
     boundRequestTime(stream, headers, readMs, callerMs);
-    return false;
+    return opts.lean?.(stream, headers) ?? false;
   };
 }
 
 /**
  * Drops a deadline header that asks for more than maxTimeoutMs (the server's cap then applies). An unparseable one
- * stays, for connect-node to refuse with INVALID_ARGUMENT. Returns the caller's deadline in ms, if it set one.
+ * stays, for the protocol's handler to refuse with INVALID_ARGUMENT. Returns the caller's deadline in ms, if it set
+ * one.
  */
 export function capDeadline(headers: Record<string, string | string[] | undefined>, maxTimeoutMs: number): number | undefined {
   let callerMs: number | undefined;
@@ -67,8 +70,9 @@ const DEADLINE_HEADERS = [
 /**
  * Ends a stream whose request body is not complete within readMs of its headers, or by the caller's deadline if that
  * comes first: with DEADLINE_EXCEEDED in the protocol's own form if no answer has started (gRPC and gRPC-Web: a
- * trailers-only status; otherwise HTTP 408 with a Connect error body), then RST_STREAM. connect-node sees its request
- * aborted and writes nothing more. (connect-node's own deadline ends the handler, not the reading of the body.)
+ * trailers-only status; otherwise HTTP 408 with a Connect error body), then RST_STREAM. The lean path and
+ * connect-node see their request end and write nothing more. (connect-node's own deadline ends the handler, not the
+ * reading of the body.)
  */
 function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, readMs: number, callerMs: number | undefined): void {
   const byCaller = callerMs !== undefined && callerMs < readMs;

@@ -12,11 +12,13 @@
  *   INTERNAL (connect-node's codes);
  * - `grpc-encoding: gzip` inflates within the same bound; any other encoding is UNIMPLEMENTED with
  *   `grpc-accept-encoding`; responses are not compressed;
- * - `grpc-timeout` in every unit; a deadline beyond TESSERA_MAX_TIMEOUT (however large) is capped to it; the time
- *   spent receiving the request counts against it, and the request must be complete within TESSERA_READ_TIMEOUT;
+ * - `grpc-timeout` in every unit; a deadline beyond TESSERA_MAX_TIMEOUT (however large) is capped to it and the time
+ *   spent receiving the request counts against it (the dispatcher, src/server/dispatch.ts, drops a deadline header
+ *   past the cap and ends a request not complete by its deadline or TESSERA_READ_TIMEOUT, on every path);
  * - a client's RST_STREAM or disconnect ends the call (CANCELLED in the log); nothing more is written;
- * - answers (encoded by ./proto-encode.ts): headers, one message, trailers with `grpc-status: 0`; errors trailers-only, with `grpc-status`, a
- *   percent-encoded `grpc-message` and `grpc-status-details-bin` (google.rpc.Status with the details).
+ * - answers (encoded by ./proto-encode.ts): headers, one message, trailers with `grpc-status: 0`; errors
+ *   trailers-only, with `grpc-status`, a percent-encoded `grpc-message` and `grpc-status-details-bin`
+ *   (google.rpc.Status with the details).
  */
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { create, fromBinary, isMessage } from "@bufbuild/protobuf";
@@ -36,10 +38,6 @@ export interface GrpcUnaryOptions {
   pipeline: Pipeline;
   /** Largest request message, after decompression (TESSERA_MAX_REQUEST_BYTES). */
   maxRequestBytes: number;
-  /** Longest deadline honoured (TESSERA_MAX_TIMEOUT). */
-  maxTimeoutMs: number;
-  /** Longest time from the request headers to the end of its body (TESSERA_READ_TIMEOUT). */
-  readTimeoutMs: number;
   /** The per-call values the transport provides (the peer's certificate identity). */
   contextValues: (stream: ServerHttp2Stream) => ContextValues;
 }
@@ -79,39 +77,25 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   const arrived = performance.now();
   const signal = new StreamSignal();
   let answered = false;
-  let readTimer: NodeJS.Timeout | undefined;
   stream.on("error", () => {}); // a reset or a broken connection: 'close' below ends the call
   stream.once("close", () => {
-    clearTimeout(readTimer);
+    // Also after the dispatcher's read bound answered for us: the call ends either way.
     if (!answered) signal.abort(new ConnectError(closedMessage(stream.rstCode), Code.Canceled));
   });
 
   const fail = (err: ConnectError) => {
-    clearTimeout(readTimer);
     if (answered) return;
     answered = true;
     respondError(stream, err, contentType);
   };
 
-  // The deadline: the caller's, unless it is past the server's cap, which then applies instead (in the pipeline).
-  const timeout = parseTimeout(header(headers, "grpc-timeout"), opts.maxTimeoutMs);
-  if (timeout.error !== undefined && timeout.timeoutMs === undefined) return fail(timeout.error);
-  const callerMs = timeout.error === undefined ? timeout.timeoutMs : undefined;
+  // The deadline: the caller's (the dispatcher has dropped one past the server's cap, which the pipeline applies).
+  const timeout = parseTimeout(header(headers, "grpc-timeout"), Number.MAX_SAFE_INTEGER);
+  if (timeout.error !== undefined) return fail(timeout.error);
+  const callerMs = timeout.timeoutMs;
   if (callerMs !== undefined && callerMs <= 0) return fail(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   const compression = compressionNegotiate(ACCEPT, header(headers, "grpc-encoding"), null, "grpc-accept-encoding");
   if (compression.error !== undefined) return fail(compression.error);
-
-  // The request must be complete within the read timeout and the caller's deadline, whichever is first.
-  const readMs = Math.min(opts.readTimeoutMs, callerMs ?? Infinity);
-  readTimer = setTimeout(
-    () =>
-      fail(
-        readMs === callerMs
-          ? new ConnectError("the operation timed out", Code.DeadlineExceeded)
-          : new ConnectError(`request not received within ${opts.readTimeoutMs}ms`, Code.DeadlineExceeded),
-      ),
-    readMs,
-  );
 
   const body = new Envelope(opts.maxRequestBytes);
   stream.on("data", (chunk: Buffer) => {
@@ -120,7 +104,6 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
     if (err !== undefined) fail(err);
   });
   stream.once("end", () => {
-    clearTimeout(readTimer);
     if (answered) return;
     const done = body.finish();
     if (done instanceof ConnectError) return fail(done);
@@ -179,10 +162,10 @@ class Envelope {
   /** At the end of the body: the flags byte and the message bytes, or what is wrong. */
   finish(): { flags: number; data: Uint8Array } | ConnectError {
     if (this.size === 0) return new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
-    if (this.declared < 0 || this.size < 5 + this.declared) {
+    // Fewer bytes than the prefix promised, or a second prefix cut short: connect-node's "incomplete envelope".
+    if (this.declared < 0 || this.size !== 5 + this.declared) {
       return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
     }
-    if (this.size > 5 + this.declared) return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     return { flags: all[0]!, data: all.subarray(5, 5 + this.declared) };
   }
@@ -283,25 +266,25 @@ class NodeHeaders {
   }
 }
 
-/** A call's end, without an AbortController: one listener at most (the pipeline's). */
+/** A call's end, without an AbortController: the pipeline listens, and a handler's AbortSignal if one asks for it. */
 class StreamSignal implements CallSignal {
   aborted = false;
   reason: unknown = undefined;
-  private listener: (() => void) | undefined;
+  private listeners: Array<() => void> = [];
 
   addEventListener(_type: "abort", listener: () => void): void {
-    this.listener = listener;
+    this.listeners.push(listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
-    if (this.listener === listener) this.listener = undefined;
+    this.listeners = this.listeners.filter((l) => l !== listener);
   }
 
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
-    this.listener?.();
+    for (const l of this.listeners.splice(0)) l();
   }
 }
 
@@ -314,11 +297,14 @@ class LeanContext implements HandlerContext {
   readonly protocolName = "grpc";
   private controller: AbortController | undefined;
   private lazyHeaders: { request?: Headers; response?: Headers; trailer?: Headers } = {};
+  private readonly deadline: number | undefined;
 
   constructor(
     private readonly call: Call,
     private readonly headers: IncomingHttpHeaders,
-  ) {}
+  ) {
+    this.deadline = call.timeoutMs === undefined ? undefined : performance.now() + call.timeoutMs;
+  }
 
   get method() {
     return this.call.method;
@@ -342,7 +328,10 @@ class LeanContext implements HandlerContext {
     }
     return this.controller.signal;
   }
-  readonly timeoutMs = (): number | undefined => this.call.timeoutMs;
+  /** What is left of the caller's deadline. */
+  timeoutMs(): number | undefined {
+    return this.deadline === undefined ? undefined : this.deadline - performance.now();
+  }
   get requestHeader(): Headers {
     return (this.lazyHeaders.request ??= new Headers(
       Object.entries(this.headers).flatMap(([k, v]) => (k.startsWith(":") || v === undefined ? [] : [[k, String(v)] as [string, string]])),
