@@ -32,18 +32,8 @@ const SESSION_ID = /^[A-Za-z0-9_-]{38}$/;
  * subject's state together under it (in Redis, the hash tag of every key of the subject).
  */
 export function subjectTag(subject: string): string {
-  let tag = tags.get(subject);
-  if (tag === undefined) {
-    tag = digest(subject).slice(0, TAG_CHARS);
-    tags.set(subject, tag);
-    if (tags.size > TAG_MEMO) tags.delete(tags.keys().next().value!);
-  }
-  return tag;
+  return digest(subject).slice(0, TAG_CHARS);
 }
-
-/** Recent subjects' tags: every Introspect names its subject's keys by it, and a SHA-256 costs more than a lookup. */
-const tags = new Map<string, string>();
-const TAG_MEMO = 10_000;
 
 /**
  * A new session id for the subject: its tag, then 128 random bits (38 characters). The tag lets a store find the

@@ -5,7 +5,7 @@
  * its Lua scripts (src/store/redis/sessions.ts), which mirror them line for line: each function here names its Lua
  * twin, and each Lua twin names the function. Change both or neither; test/contract holds them to the same answers.
  */
-import type { RotateInput, SessionRecord } from "./store.js";
+import type { RotateInput, SessionRecord, TokenSession } from "./store.js";
 
 export type SessionStatus = "active" | "revoked";
 
@@ -29,6 +29,13 @@ export function liveUntil(s: SessionExpiries): number {
  */
 export function isLive(status: SessionStatus, s: SessionExpiries, now: number): boolean {
   return status === "active" && now < liveUntil(s);
+}
+
+/** A session row as TokenState reports it: null unless it is the subject's (a store finds it by its id alone). */
+export function tokenSession(row: Pick<SessionRow, "status" | "record"> | null | undefined, subject: string): TokenSession | null {
+  if (!row || row.record.subject !== subject) return null;
+  const { idleExpiresAt, expiresAt, currentJti } = row.record;
+  return { status: row.status, idleExpiresAt, expiresAt, currentJti };
 }
 
 /** A session as a store holds it: its record, its status, and its creation order among its subject's sessions. */

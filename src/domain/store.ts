@@ -73,17 +73,18 @@ export type RotateResult =
 /** What the store knows about one token; the domain decides what it means. One round trip. */
 export interface TokenState {
   jtiRevoked: boolean;
-  session:
-    | null
-    | {
-        status: "active" | "revoked";
-        createdAt: number;
-        idleExpiresAt: number;
-        expiresAt: number;
-        currentJti: string;
-      };
+  /** The token's session, if it is the subject's; null otherwise (unknown, ended long ago, or another subject's). */
+  session: TokenSession | null;
   /** The subject's risk observations (see audit.ts), read in the same round trip; absent when none are kept. */
-  risk?: RiskObservations;
+  risk?: Readonly<RiskObservations>;
+}
+
+/** What Introspect needs of a token's session (domain/sessions.ts tokenSession builds it). */
+export interface TokenSession {
+  status: "active" | "revoked";
+  idleExpiresAt: number;
+  expiresAt: number;
+  currentJti: string;
 }
 
 export type RevocationKind = "token" | "session" | "subject";

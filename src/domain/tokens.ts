@@ -66,19 +66,20 @@ export interface TokenCodecOptions {
   verifiedCacheSize?: number;
 }
 
-/** What a verified signature vouches for: the header's kid and typ and the parsed payload. */
+/**
+ * What a verified signature vouches for: the header's typ, and the payload read into claims (everything that does not
+ * depend on the clock or the audience), once per token; undefined when the typ is none of ours.
+ */
 interface Verified {
-  kid: string;
   typ: string;
-  payload: unknown;
-  /** The payload read into claims (the part of the checks that does not depend on the clock or the audience), once. */
-  read?: ReadClaims;
+  read: ReadClaims | undefined;
 }
 
-/** A payload's claims as checkClaims reads them: refused before the time checks, or the times and what follows. */
-type ReadClaims =
-  | { refused: RejectReason }
-  | { exp: number; iat: number; nbf: number; audiences: string[]; result: Verification };
+/** A token's time window and audiences: what checkWindow checks on every call. */
+type Window = Pick<VerifiedToken, "audience" | "expiresAt" | "issuedAt" | "notBefore">;
+
+/** A payload as readClaims reads it: refused before the window checks, or the window and the outcome after them. */
+type ReadClaims = { refused: RejectReason } | { window: Window; result: Verification };
 
 export interface SignInput {
   subject: string;
@@ -151,10 +152,10 @@ export class TokenCodec {
     if (token.length > this.opts.maxTokenLength || !COMPACT_JWS.test(token)) return reject("malformed");
     const known = this.verified.get(token) ?? (await this.verifySignature(token));
     if ("reason" in known) return reject(known.reason);
-    if (known.typ !== TYP[kind]) return reject(Object.values(TYP).includes(known.typ) ? "wrong_type" : "malformed");
-    // A cached entry keeps its payload read; the clock and audience checks run on every call.
-    known.read ??= this.readClaims(known.payload, kind, known.kid);
-    return checkTimes(known.read, now, this.opts.clockSkewMs, audience);
+    if (known.typ !== TYP[kind] || known.read === undefined) {
+      return reject(Object.values(TYP).includes(known.typ) ? "wrong_type" : "malformed");
+    }
+    return checkWindow(known.read, now, this.opts.clockSkewMs, audience); // the clock and audience: on every call
   }
 
   /** The signature check proper; a token that passes it is remembered (bounded, oldest out first). */
@@ -185,7 +186,8 @@ export class TokenCodec {
       const code = (err as { code?: string }).code;
       return { reason: code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad_signature" : "malformed" };
     }
-    const entry: Verified = { kid, typ, payload };
+    const kind = (Object.keys(TYP) as TokenKind[]).find((k) => TYP[k] === typ);
+    const entry: Verified = { typ, read: kind && this.readClaims(payload, kind, kid) };
     const max = this.opts.verifiedCacheSize ?? 0;
     if (max > 0) {
       this.verified.set(token, entry);
@@ -196,7 +198,7 @@ export class TokenCodec {
 
   /**
    * Reads and checks everything in a payload that does not depend on the clock or the audience, in the order the
-   * checks have always run: what is refused before the time checks, else the times and the outcome after them.
+   * checks have always run: what is refused before the window checks, else the window and the outcome after them.
    */
   private readClaims(payload: unknown, kind: TokenKind, kid: string): ReadClaims {
     if (!isObject(payload)) return { refused: "malformed" };
@@ -216,24 +218,13 @@ export class TokenCodec {
     ) {
       return { refused: "malformed" };
     }
-    const times = { exp, iat, nbf, audiences: audiences as string[] };
-    const base = {
-      kind,
-      kid,
-      issuer: iss,
-      subject: sub,
-      audience: audiences as string[],
-      expiresAt: exp * 1000,
-      issuedAt: iat * 1000,
-      notBefore: nbf * 1000,
-      jti,
-      sessionId: sid,
-    };
+    const window: Window = { audience: audiences as string[], expiresAt: exp * 1000, issuedAt: iat * 1000, notBefore: nbf * 1000 };
+    const base = { kind, kid, issuer: iss, subject: sub, ...window, jti, sessionId: sid };
     if (kind === "access") {
-      if (typeof payload.scope !== "string") return { ...times, result: reject("malformed") };
+      if (typeof payload.scope !== "string") return { window, result: reject("malformed") };
       const claims: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(payload)) if (!RESERVED_CLAIMS.has(k)) claims[k] = v;
-      return { ...times, result: { ok: true, token: { ...base, scopes: splitScopes(payload.scope), claims } } };
+      return { window, result: { ok: true, token: frozen({ ...base, scopes: splitScopes(payload.scope), claims }) } };
     }
     const grant = payload.grant;
     if (
@@ -245,7 +236,7 @@ export class TokenCodec {
       !Number.isInteger(grant.att) ||
       (grant.att as number) <= 0
     ) {
-      return { ...times, result: reject("malformed") };
+      return { window, result: reject("malformed") };
     }
     const token: VerifiedToken = {
       ...base,
@@ -258,7 +249,7 @@ export class TokenCodec {
         accessTtlMs: (grant.att as number) * 1000,
       },
     };
-    return { ...times, result: { ok: true, token } };
+    return { window, result: { ok: true, token: frozen(token) } };
   }
 
   private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
@@ -268,12 +259,22 @@ export class TokenCodec {
 }
 
 /** The checks that depend on the clock and the audience, then the outcome read from the payload. */
-function checkTimes(read: ReadClaims, now: number, skew: number, audience: string | undefined): Verification {
+function checkWindow(read: ReadClaims, now: number, skew: number, audience: string | undefined): Verification {
   if ("refused" in read) return reject(read.refused);
-  if (now >= read.exp * 1000 + skew) return reject("expired");
-  if (read.nbf * 1000 > now + skew || read.iat * 1000 > now + skew) return reject("not_yet_valid");
-  if (audience !== undefined && audience !== "" && !read.audiences.includes(audience)) return reject("wrong_audience");
+  const w = read.window;
+  if (now >= w.expiresAt + skew) return reject("expired");
+  if (w.notBefore > now + skew || w.issuedAt > now + skew) return reject("not_yet_valid");
+  if (audience !== undefined && audience !== "" && !w.audience.includes(audience)) return reject("wrong_audience");
   return read.result;
+}
+
+/** A verified token is read once and handed to every caller that presents it: nobody may change it. */
+function frozen(token: VerifiedToken): VerifiedToken {
+  Object.freeze(token.audience);
+  Object.freeze(token.scopes);
+  Object.freeze(token.claims);
+  if (token.grant) for (const part of [token.grant, token.grant.audience, token.grant.scopes]) Object.freeze(part);
+  return Object.freeze(token);
 }
 
 function reject(reason: RejectReason): Verification {

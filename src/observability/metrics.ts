@@ -76,29 +76,35 @@ export class Metrics {
  * unavailability counted under its method name. Same behaviour and type otherwise; `close` is passed through.
  */
 export function instrumentStore<S extends object>(store: S, metrics: Metrics): S {
-  // One wrapper per operation, made on first use (not a new closure and label lookup on every call).
-  const wrapped = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-  const wrap = (op: string, fn: (...args: unknown[]) => Promise<unknown>) => {
+  // One wrapper per method, made on first use and keyed by the function itself (a method replaced later, as test
+  // doubles do, gets a wrapper of its own), not a new closure and label lookup on every call.
+  type Op = (...args: unknown[]) => Promise<unknown>;
+  const wrapped = new WeakMap<Op, Op>();
+  const wrap = (op: string, fn: Op): Op => {
     const duration = metrics.storeDuration.labels({ op });
     const errors = metrics.storeErrors.labels({ op });
-    return async (...args: unknown[]) => {
+    return (...args) => {
       const started = performance.now();
-      try {
-        return await fn.apply(store, args);
-      } catch (err) {
-        if (err instanceof StoreUnavailableError) errors.inc();
-        throw err;
-      } finally {
-        duration.observe((performance.now() - started) / 1000);
-      }
+      const observe = () => duration.observe((performance.now() - started) / 1000);
+      return fn.apply(store, args).then(
+        (value) => {
+          observe();
+          return value;
+        },
+        (err: unknown) => {
+          observe();
+          if (err instanceof StoreUnavailableError) errors.inc();
+          throw err;
+        },
+      );
     };
   };
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== "function" || typeof prop !== "string" || prop === "close") return value;
-      let fn = wrapped.get(prop);
-      if (fn === undefined) wrapped.set(prop, (fn = wrap(prop, value as (...args: unknown[]) => Promise<unknown>)));
+      let fn = wrapped.get(value as Op);
+      if (fn === undefined) wrapped.set(value as Op, (fn = wrap(prop, value as Op)));
       return fn;
     },
   });

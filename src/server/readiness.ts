@@ -3,12 +3,12 @@
  * (started and stopped explicitly, its timer unref'd) keeps the store half current; `beginShutdown()` flips the other
  * half for good. Listeners hear every change of `serving`. The gRPC health service and `GET /readyz` read it.
  */
-import type { Store } from "../domain/store.js";
+import type { StoreLifecycle } from "../domain/store.js";
 
 export type ReadinessListener = (serving: boolean) => void;
 
 export interface ReadinessOptions {
-  store: Pick<Store, "ping">;
+  store: Pick<StoreLifecycle, "ping">;
   /** Pause between the end of one ping and the start of the next. */
   intervalMs?: number;
   /** A ping that takes longer counts as a failure (the store's own command timeout normally fires first). */

@@ -26,7 +26,7 @@ export class MemoryStore extends CompositeStore {
     const horizon = new Horizon();
     const feed = new MemoryRevocationFeed();
     const audit = new MemoryAuditStore(horizon);
-    const sessions = new MemorySessionStore(horizon, feed, (subject) => audit.copyOf(subject));
+    const sessions = new MemorySessionStore(horizon, feed, (subject) => audit.held(subject));
     super({ keys: new MemoryKeyStore(), sessions, feed, audit });
     this.horizon = horizon;
     this.parts = { sessions, feed, audit };

@@ -1,11 +1,12 @@
 /**
  * The AuditStore contract (src/domain/store.ts), run against every backend: appendAudit / listAudit (round trip,
  * filters, newest first, paging without duplicates or gaps, bounds by age and count, the scan limit) and the risk
- * observations (merged per subject, pruned to the window, capped, read with SessionReader.tokenState in the same
+ * observations (merged per subject, pruned to the window, capped, read with SessionStore.tokenState in the same
  * round trip, alert claimed once per window). Instants are passed in; nothing sleeps.
  */
 import { randomUUID } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
+import { newSessionId } from "../../src/domain/ids.js";
 import {
   AUDIT_SCAN_LIMIT,
   RISK_CAPS,
@@ -19,12 +20,12 @@ import {
   type RiskSignal,
   type StoredAuditEvent,
 } from "../../src/domain/audit.js";
-import type { AuditStore, SessionReader } from "../../src/domain/store.js";
+import type { AuditStore, SessionStore } from "../../src/domain/store.js";
 import { BACKENDS } from "./backends.js";
 import { storesFrom } from "./fixtures.js";
 
 /** The audit part, and tokenState, which reads the risk observations in the same round trip as the session. */
-type Audited = AuditStore & Pick<SessionReader, "tokenState">;
+type Audited = AuditStore & Pick<SessionStore, "tokenState">;
 
 const T0 = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
@@ -218,9 +219,10 @@ function auditContract(storeOf: () => Audited): void {
       ]);
       expect(await storeOf().riskOf("alice")).toEqual(alice);
       expect(await storeOf().riskOf("carol")).toBeNull();
-      const state = await storeOf().tokenState({ subject: "alice", sessionId: randomUUID(), jti: "j" });
+      // A session id shaped like one of the subject's (newSessionId): tokenState finds the subject's keys from it.
+      const state = await storeOf().tokenState({ subject: "alice", sessionId: newSessionId("alice"), jti: "j" });
       expect(state).toEqual({ jtiRevoked: false, session: null, risk: alice });
-      expect(await storeOf().tokenState({ subject: "erin", sessionId: randomUUID(), jti: "j" })).toEqual({
+      expect(await storeOf().tokenState({ subject: "erin", sessionId: newSessionId("erin"), jti: "j" })).toEqual({
         jtiRevoked: false,
         session: null,
       });

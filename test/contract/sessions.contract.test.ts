@@ -221,7 +221,6 @@ for (const { name, make } of BACKENDS) {
           jtiRevoked: false,
           session: {
             status: "active",
-            createdAt: s.createdAt,
             idleExpiresAt: s.idleExpiresAt,
             expiresAt: s.expiresAt,
             currentJti: s.currentJti,
@@ -231,11 +230,16 @@ for (const { name, make } of BACKENDS) {
         expect((await stateOf(s)).session?.currentJti).toBe(after.currentJti);
       });
 
-      it("has no session for an unknown session id", async () => {
-        expect(await store.tokenState({ subject: "alice", sessionId: randomUUID(), jti: "j" })).toEqual({
-          jtiRevoked: false,
-          session: null,
-        });
+      it("has no session for an unknown session id, well-formed or not", async () => {
+        for (const sessionId of [newSessionId("alice"), randomUUID(), ""]) {
+          expect(await store.tokenState({ subject: "alice", sessionId, jti: "j" })).toEqual({ jtiRevoked: false, session: null });
+        }
+      });
+
+      it("has no session when the session is another subject's", async () => {
+        const s = await opened();
+        expect((await store.tokenState({ subject: s.subject, sessionId: s.id, jti: "j" })).session).not.toBeNull();
+        expect((await store.tokenState({ subject: `${s.subject}-other`, sessionId: s.id, jti: "j" })).session).toBeNull();
       });
 
       it("reports jtiRevoked once the jti is revoked, for that jti only", async () => {

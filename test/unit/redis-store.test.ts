@@ -184,10 +184,10 @@ describe("scripts", () => {
     try {
       const state = await store.tokenState({ subject, sessionId: s.id, jti: s.currentJti });
       expect(send).toHaveBeenCalledTimes(1);
-      const { createdAt, idleExpiresAt, expiresAt, currentJti } = s;
+      const { idleExpiresAt, expiresAt, currentJti } = s;
       expect(state).toEqual({
         jtiRevoked: false,
-        session: { status: "active", createdAt, idleExpiresAt, expiresAt, currentJti },
+        session: { status: "active", idleExpiresAt, expiresAt, currentJti },
       });
       await store.revokeToken({ subject, jti: "access-1", expiresAt: T0 + HOUR, now: T0, reason: "test" });
       await store.revokeSubject({ subject, now: T0, retentionMs: RETENTION, reason: "test" });
@@ -278,7 +278,7 @@ describe("failing fast", () => {
     const dead = new RedisStore(client, { prefix });
     try {
       const started = Date.now();
-      await down(dead.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      await down(dead.tokenState({ subject: "s", sessionId: newSessionId("s"), jti: "y" }));
       await down(dead.revokeToken({ subject: "s", jti: "y", expiresAt: T0 + 1, now: T0, reason: "r" }));
       await down(dead.rotateRefresh(rotation(session("s", T0), "a", "b", T0)));
       await down(dead.listKeys());
@@ -301,17 +301,17 @@ describe("failing fast", () => {
       await new RedisStore(admin, { prefix }).ping();
       await admin.call("CLIENT", "PAUSE", "700", "ALL");
       const started = Date.now();
-      await down(own.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      await down(own.tokenState({ subject: "s", sessionId: newSessionId("s"), jti: "y" }));
       expect(Date.now() - started).toBeLessThan(600);
 
       await server.kill();
       await vi.waitFor(() => expect(client.status).not.toBe("ready"));
-      await down(own.tokenState({ subject: "s", sessionId: "x", jti: "y" }));
+      await down(own.tokenState({ subject: "s", sessionId: newSessionId("s"), jti: "y" }));
       await down(own.ping());
 
       await server.start();
       await vi.waitFor(() => own.ping(), { timeout: 5000, interval: 100 });
-      expect((await own.tokenState({ subject: "s", sessionId: "x", jti: "y" })).jtiRevoked).toBe(false);
+      expect((await own.tokenState({ subject: "s", sessionId: newSessionId("s"), jti: "y" })).jtiRevoked).toBe(false);
     } finally {
       admin.disconnect();
       await own.close();

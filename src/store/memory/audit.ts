@@ -79,7 +79,8 @@ export class MemoryAuditStore implements AuditStore {
   }
 
   async riskOf(subject: string): Promise<RiskObservations | null> {
-    return this.copyOf(subject);
+    const held = this.held(subject);
+    return held && structuredClone(held);
   }
 
   async claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean> {
@@ -92,12 +93,6 @@ export class MemoryAuditStore implements AuditStore {
     return true;
   }
 
-  /** A copy of the subject's risk observations unless expired; the session part's tokenState reads it too. */
-  copyOf(subject: string): RiskObservations | null {
-    const held = this.held(subject);
-    return held && structuredClone(held);
-  }
-
   /** Drops what has expired. */
   sweep(now: number): void {
     for (const [subject, r] of this.risk) if (r.dropAt <= now) this.risk.delete(subject);
@@ -107,8 +102,11 @@ export class MemoryAuditStore implements AuditStore {
     return { audit: this.audit.length, risk: this.risk.size };
   }
 
-  /** A subject's risk observations unless expired (by the latest instant a caller told us). */
-  private held(subject: string): RiskObservations | null {
+  /**
+   * A subject's risk observations unless expired (by the latest instant a caller told us), as held: every change
+   * replaces the object (domain mergeRisk is pure), so the session part's tokenState can hand it out read-only.
+   */
+  held(subject: string): Readonly<RiskObservations> | null {
     const r = this.risk.get(subject);
     return r && r.dropAt > this.horizon.latest ? r.obs : null;
   }

@@ -11,6 +11,7 @@ import {
   listingOrder,
   liveUntil,
   rotated,
+  tokenSession,
   type GraceEntry,
   type SessionRow,
 } from "../../domain/sessions.js";
@@ -44,7 +45,8 @@ export class MemorySessionStore implements SessionStore {
     private readonly horizon: Horizon,
     private readonly feed: MemoryRevocationFeed,
     /** The subject's risk observations (a copy), read with tokenState as Redis reads them in the same MGET. */
-    private readonly riskOf: (subject: string) => RiskObservations | null,
+    /** The subject's risk observations as held (not a copy: tokenState's readers only read them). */
+    private readonly riskOf: (subject: string) => Readonly<RiskObservations> | null,
   ) {}
 
   async createSession(
@@ -94,17 +96,7 @@ export class MemorySessionStore implements SessionStore {
 
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
     const until = this.revokedJti.get(q.jti);
-    const entry = this.sessions.get(q.sessionId);
-    const session =
-      entry && entry.record.subject === q.subject
-        ? {
-            status: entry.status,
-            createdAt: entry.record.createdAt,
-            idleExpiresAt: entry.record.idleExpiresAt,
-            expiresAt: entry.record.expiresAt,
-            currentJti: entry.record.currentJti,
-          }
-        : null;
+    const session = tokenSession(this.sessions.get(q.sessionId), q.subject);
     const risk = this.riskOf(q.subject);
     return { jtiRevoked: until !== undefined, session, ...(risk ? { risk } : {}) };
   }

@@ -54,6 +54,11 @@ export interface RedisStoreOptions {
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
+/** The subject's risk observations, under its base (`P{t}:`). */
+export function riskKeyOf(base: string): string {
+  return `${base}risk`;
+}
+
 export class RedisContext {
   readonly prefix: string;
   private readonly waitReplicas: number;
@@ -120,7 +125,7 @@ export class RedisContext {
     return tag === null ? null : `${this.prefix}{${tag}}:`;
   }
   riskKey(subject: string): string {
-    return `${this.base(subject)}risk`;
+    return riskKeyOf(this.base(subject));
   }
 
   /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */

@@ -14,7 +14,7 @@
  * access token until it expires.
  */
 import type { RiskObservations } from "../../domain/audit.js";
-import { isLive, listingOrder, type SessionRow } from "../../domain/sessions.js";
+import { isLive, listingOrder, tokenSession, type SessionRow } from "../../domain/sessions.js";
 import {
   assertSessionIdOf,
   type ClientInfo,
@@ -26,7 +26,7 @@ import {
   type TokenState,
 } from "../../domain/store.js";
 import { parseRisk } from "./audit.js";
-import { ttl, type RedisContext, type Script } from "./client.js";
+import { riskKeyOf, ttl, type RedisContext, type Script } from "./client.js";
 import type { RedisRevocationFeed } from "./feed.js";
 
 /** A stored session. Lua names its positions in SESSION_PRELUDE (STATUS = 1 ... CLIENT = 9); keep both in step. */
@@ -297,21 +297,16 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
+    // The session id carries its subject's tag (ids.newSessionId): the key names come from it, with no digest of the
+    // subject. A session of another subject is no session of this token (tokenSession checks), so a token whose sid
+    // and sub disagree is never active. All three keys share the tag's slot: one MGET answers, in a cluster too. The
+    // risk key is the audit part's; reading it here keeps Introspect at one command.
+    const base = this.ctx.sessionBase(q.sessionId);
+    if (base === null) return { jtiRevoked: false, session: null };
     return this.ctx.guard(async () => {
-      // All three keys carry the subject's hash tag, so one MGET answers (in a cluster too). The risk key is the
-      // audit part's; reading it here keeps Introspect at one command.
-      const base = this.ctx.base(q.subject); // one digest of the subject for all three key names
-      const keys = [`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, `${base}risk`];
-      const [revoked, raw, risk] = await this.ctx.redis.mget(...keys);
-      const row = parseSession(q.sessionId, raw ?? null);
-      const session = row && {
-        status: row.status,
-        createdAt: row.record.createdAt,
-        idleExpiresAt: row.record.idleExpiresAt,
-        expiresAt: row.record.expiresAt,
-        currentJti: row.record.currentJti,
-      };
-      const observed: RiskObservations | null = risk != null ? parseRisk(risk) : null;
+      const [revoked, raw, risk] = await this.ctx.redis.mget(`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, riskKeyOf(base));
+      const observed = risk != null ? parseRisk(risk) : null;
+      const session = tokenSession(parseSession(q.sessionId, raw ?? null), q.subject);
       return { jtiRevoked: revoked != null, session, ...(observed ? { risk: observed } : {}) };
     });
   }
