@@ -49,6 +49,7 @@ for (const { name, make } of BACKENDS) {
         expect(held!.retryAfterMs).toBeGreaterThan(3_000);
         expect(held!.retryAfterMs).toBeLessThanOrEqual(5_000);
         expect((await c.consume("s")).allowed).toBe(false);
+        expect((await store.countMany([[c, "s"]]))[0]).toBeGreaterThan(2); // the refresh lockout reads a block so
         await c.delete("s");
         expect(await c.get("s")).toBeNull();
         expect((await c.consume("s")).allowed).toBe(true);

@@ -55,6 +55,16 @@ for (const { name, make } of BACKENDS) {
         expect(new Set(all.map((e) => e.id)).size).toBe(all.length);
         expect(await store.revocations(all[4]!.id, 100)).toEqual(all.slice(5));
       });
+
+      it("answers nothing, and throws nothing, for a cursor that is not one, a limit below 1, or a cursor past the end", async () => {
+        for (const [i, jti] of ["a", "b"].entries()) expect(await revokeJti(jti, T0 + i)).toBe(true);
+        const all = await store.revocations(null, 100);
+        expect(all).toHaveLength(2);
+        for (const cursor of ["not-a-cursor", "-1", "1.5", "9".repeat(40)]) expect([cursor, await store.revocations(cursor, 10)]).toEqual([cursor, []]);
+        expect(await store.revocations(null, 0)).toEqual([]);
+        expect(await store.revocations(null, -3)).toEqual([]);
+        expect(await store.revocations(all[1]!.id, 10)).toEqual([]);
+      });
     });
   });
 }

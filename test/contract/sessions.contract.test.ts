@@ -250,6 +250,16 @@ for (const { name, make } of BACKENDS) {
         expect((await stateOf(s, "access-2")).jtiRevoked).toBe(false);
         expect((await stateOf(s, "access-1")).session?.status).toBe("active");
       });
+
+      it("keeps a revoked jti to its subject: the same jti of another subject is not revoked", async () => {
+        const s = await opened(); // alice's
+        expect(await revokeJti("shared-jti")).toBe(true); // alice's
+        const bob = { subject: "bob", sessionId: newSessionId("bob"), jti: "shared-jti" };
+        expect((await store.tokenState(bob)).jtiRevoked).toBe(false);
+        expect((await stateOf(s, "shared-jti")).jtiRevoked).toBe(true);
+        expect(await store.revokeToken({ subject: "bob", jti: "shared-jti", expiresAt: T0 + HOUR, now: T0, reason: "x" })).toBe(true);
+        expect((await store.tokenState(bob)).jtiRevoked).toBe(true);
+      });
     });
 
     describe("revokeToken", () => {

@@ -44,7 +44,6 @@ export class MemorySessionStore implements SessionStore {
   constructor(
     private readonly horizon: Horizon,
     private readonly feed: MemoryRevocationFeed,
-    /** The subject's risk observations (a copy), read with tokenState as Redis reads them in the same MGET. */
     /** The subject's risk observations as held (not a copy: tokenState's readers only read them). */
     private readonly riskOf: (subject: string) => Readonly<RiskObservations> | null,
   ) {}
@@ -58,11 +57,9 @@ export class MemorySessionStore implements SessionStore {
     const live = this.liveSessions(session.subject, opts.now);
     const excess = excessSessions(live.length, opts.maxSessions);
     const evicted: string[] = [];
-    if (excess > 0) {
-      for (const entry of live.sort(evictionOrder).slice(0, excess)) {
-        this.tombstone(entry, opts.now, opts.retentionMs, "evicted: session limit");
-        evicted.push(entry.record.id);
-      }
+    for (const entry of live.sort(evictionOrder).slice(0, Math.max(0, excess))) {
+      this.tombstone(entry, opts.now, opts.retentionMs, "evicted: session limit");
+      evicted.push(entry.record.id);
     }
     this.sessions.set(session.id, { record: { ...session }, status: "active", order: ++this.opened, dropAt: liveUntil(session) });
     let ids = this.bySubject.get(session.subject);
@@ -95,7 +92,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
-    const until = this.revokedJti.get(q.jti);
+    const until = this.revokedJti.get(jtiKey(q.subject, q.jti));
     const session = tokenSession(this.sessions.get(q.sessionId), q.subject);
     const risk = this.riskOf(q.subject);
     return { jtiRevoked: until !== undefined, session, ...(risk ? { risk } : {}) };
@@ -103,8 +100,9 @@ export class MemorySessionStore implements SessionStore {
 
   async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
     this.horizon.tick(q.now);
-    if (this.revokedJti.has(q.jti) || q.expiresAt <= q.now) return false;
-    this.revokedJti.set(q.jti, q.expiresAt);
+    const key = jtiKey(q.subject, q.jti);
+    if (this.revokedJti.has(key) || q.expiresAt <= q.now) return false;
+    this.revokedJti.set(key, q.expiresAt);
     this.feed.append("token", q.subject, q.jti, q.now, q.reason);
     return true;
   }
@@ -122,9 +120,8 @@ export class MemorySessionStore implements SessionStore {
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     this.horizon.tick(q.now);
     const live = this.liveSessions(q.subject, q.now);
-    for (const entry of live) entry.status = "revoked";
-    for (const entry of live) entry.dropAt = q.now + q.retentionMs;
-    this.feed.append("subject", q.subject, "", q.now, q.reason);
+    for (const entry of live) markRevoked(entry, q.now, q.retentionMs);
+    this.feed.append("subject", q.subject, "", q.now, q.reason); // one entry for all of them
     return live.length;
   }
 
@@ -166,11 +163,21 @@ export class MemorySessionStore implements SessionStore {
   }
 
   private tombstone(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
-    entry.status = "revoked";
-    entry.previous = undefined;
-    entry.dropAt = now + retentionMs;
+    markRevoked(entry, now, retentionMs);
     this.feed.append("session", entry.record.subject, entry.record.id, now, reason);
   }
+}
+
+/** Revoked: remembered as such for `retentionMs`, its grace pair dropped (as Redis deletes the `g:` key). */
+function markRevoked(entry: SessionEntry, now: number, retentionMs: number): void {
+  entry.status = "revoked";
+  entry.previous = undefined;
+  entry.dropAt = now + retentionMs;
+}
+
+/** Revoked token ids are the subject's, as Redis keys them under the subject's tag. */
+function jtiKey(subject: string, jti: string): string {
+  return `${subject}\0${jti}`;
 }
 
 function liveAt(entry: SessionEntry, now: number): boolean {
