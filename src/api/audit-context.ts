@@ -7,7 +7,7 @@ import type { ContextValues } from "@connectrpc/connect";
 import type { AuditContext, AuditType } from "../domain/audit.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import type { ClientInfo } from "../domain/store.js";
-import { callerKey, requestIdKey, type Caller } from "./context.js";
+import { callerKey, requestIdKey } from "./context.js";
 import type { Call } from "./pipeline.js";
 import * as v from "./validate.js";
 
@@ -30,12 +30,12 @@ export function auditContext(values: ContextValues, client?: ClientFields): Audi
  * (subject, client) are used only once a caller is identified, and only if they pass the edge validation: what an
  * unauthenticated party sends, or anything malformed, never reaches the audit trail.
  */
-export function requestAuditContext(call: Call, caller: Caller | undefined): { context: AuditContext; subject: string } {
+export function requestAuditContext(call: Call): { context: AuditContext; subject: string } {
+  const caller = call.values.get(callerKey);
   const message = caller ? (call.message as { client?: unknown; subject?: unknown } | undefined) : undefined;
   const subject = valid(() => v.subject("subject", message?.subject as string)) ?? "";
   const client = message?.client ? valid(() => v.client("client", message.client as ClientInfo)) : undefined;
-  const context = auditContext(call.values, client);
-  return { context: caller ? { ...context, caller: caller.name } : context, subject };
+  return { context: auditContext(call.values, client), subject };
 }
 
 /** The validator's answer, or undefined if it refuses the value. */
@@ -48,17 +48,16 @@ function valid<T>(check: () => T): T | undefined {
 }
 
 /**
- * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts). `caller`: who
- * was identified, if anyone. `detail` says why (rpc and reason are added); never put a token or key in it.
+ * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts), naming the
+ * caller callerAuth identified, if any. `detail` says why (rpc and reason are added); never put a token or key in it.
  */
 export function auditRefusal(
   audit: AuditSink | undefined,
   call: Call,
-  caller: Caller | undefined,
   type: Extract<AuditType, "caller_denied" | "rate_limited">,
   detail: Record<string, string | number | boolean> = {},
 ): void {
   if (!audit) return;
-  const { context, subject } = requestAuditContext(call, caller);
+  const { context, subject } = requestAuditContext(call);
   audit.record({ type, context, subject, detail: { rpc: `${call.method.parent.name}.${call.method.name}`, ...detail } });
 }

@@ -69,7 +69,7 @@ export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authoriz
       caller = identify(call.header.get("authorization"), call.values.get(peerIdentityKey));
     } catch (err) {
       const reason = err instanceof ConnectError ? err.rawMessage : "invalid credentials";
-      auditRefusal(audit, call, undefined, "caller_denied", { code: "unauthenticated", reason });
+      auditRefusal(audit, call, "caller_denied", { code: "unauthenticated", reason });
       throw err;
     }
     call.values.set(callerKey, caller); // the log line names the caller, refused or not
@@ -77,7 +77,7 @@ export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authoriz
     if (permission === undefined || !caller.permissions.has(permission)) {
       const rpc = `${service.name}.${call.method.name}`;
       const why = permission === undefined ? `${rpc} is in no permission (deny by default)` : `${rpc} needs "${permission}"`;
-      auditRefusal(audit, call, caller, "caller_denied", { code: "permission_denied", permission: permission ?? "" });
+      auditRefusal(audit, call, "caller_denied", { code: "permission_denied", permission: permission ?? "" });
       throw new ConnectError(`caller ${caller.name} may not call ${rpc}`, Code.PermissionDenied, undefined, undefined, new Error(why));
     }
     return caller;

@@ -70,7 +70,7 @@ export class Pipeline {
   private readonly metrics: Metrics | undefined;
   private readonly maxTimeoutMs: number;
   /** Calls in flight, each with the function that ends it early (shutdown). */
-  private readonly running = new Set<(err: ConnectError) => void>();
+  private readonly running = new Set<(err: unknown) => void>();
   private closing = false;
   /** The metric series of each service/method/code, looked up once (prom-client hashes a label object per call). */
   private readonly series = new Map<string, (seconds: number) => void>();
@@ -116,7 +116,7 @@ export class Pipeline {
     const callerBound = call.timeoutMs !== undefined && call.timeoutMs < this.maxTimeoutMs;
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const end = (err: ConnectError | undefined, value?: T) => {
+      const end = (err: unknown, value?: T) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -140,7 +140,7 @@ export class Pipeline {
       this.running.add(end);
       handler().then(
         (value) => end(undefined, value),
-        (e: unknown) => end(toConnectError(e)),
+        (e: unknown) => end(e ?? new Error("handler rejected without a reason")), // run() maps it to a code
       );
     });
   }
@@ -151,17 +151,7 @@ export class Pipeline {
     const method = call.method.name;
     const ms = performance.now() - started;
     if (this.metrics !== undefined) this.seriesOf(this.metrics, service, method, code)(ms / 1000);
-    // Health probes arrive every few seconds from every load balancer: keep them out of the info log.
-    const level =
-      err === undefined
-        ? service === HEALTH
-          ? "debug"
-          : "info"
-        : err.code === Code.Internal
-          ? "error"
-          : err.code === Code.Unavailable
-            ? "warn"
-            : "info";
+    const level = logLevel(service, err);
     // Build the line only if it is written (at TESSERA_LOG_LEVEL=warn, the busy path builds nothing).
     if (!this.logger.isLevelEnabled(level)) return;
     const line = {
@@ -211,6 +201,13 @@ export class Pipeline {
   cancelAll(err: ConnectError): void {
     for (const end of [...this.running]) end(err);
   }
+}
+
+/** A call's log level: errors by how much they need a reader; health probes (every few seconds) out of `info`. */
+function logLevel(service: string, err: ConnectError | undefined): "error" | "warn" | "info" | "debug" {
+  if (err === undefined) return service === HEALTH ? "debug" : "info";
+  if (err.code === Code.Internal) return "error";
+  return err.code === Code.Unavailable ? "warn" : "info";
 }
 
 /** Runs connect-node's calls (Connect protocol, gRPC-Web, streams) through the pipeline: its one interceptor. */

@@ -120,21 +120,21 @@ export class Limits implements RequestLimits {
   }
 
   async refresh<T>(attempt: (admit: (holder: RefreshHolder) => Promise<void>) => Promise<T>): Promise<T> {
-    let admitted: { holder: RefreshHolder; sessionFailures: number } | undefined;
+    let admitted: { holder: RefreshHolder; subjectKey: string; sessionFailures: number } | undefined;
     const admit = async (holder: RefreshHolder) => {
-      const subjectKey = digest(holder.subject);
+      const subjectKey = digest(holder.subject); // once: the counters and the subject budget all key by it
       const [sessionFailures, subjectFailures] = await this.failureCounts(holder.sessionId, subjectKey);
       await this.refuseIfLocked(this.sessionFailures, sessionFailures, holder.sessionId, holder.sessionId);
       await this.refuseIfLocked(this.subjectFailures, subjectFailures, subjectKey, holder.subject);
-      if (this.subjectLimiter) await this.take(this.subjectLimiter, `refresh:${digest(holder.subject)}`, "subject", holder.subject);
-      admitted = { holder, sessionFailures };
+      if (this.subjectLimiter) await this.take(this.subjectLimiter, `refresh:${subjectKey}`, "subject", holder.subject);
+      admitted = { holder, subjectKey, sessionFailures };
     };
     let result: T;
     try {
       result = await attempt(admit);
     } catch (err) {
       if (admitted !== undefined && err instanceof TesseraError && err.code === "unauthenticated") {
-        await this.failed(admitted.holder);
+        await this.failed(admitted.holder.sessionId, admitted.subjectKey);
       }
       throw err;
     }
@@ -166,12 +166,12 @@ export class Limits implements RequestLimits {
   }
 
   /** Counts one failed refresh against its session and subject, locking whichever reaches its threshold. */
-  private async failed(holder: RefreshHolder): Promise<void> {
+  private async failed(sessionId: string, subjectKey: string): Promise<void> {
     const count = async (c: Counter | undefined, key: string) => {
       if (c === undefined) return;
       if ((await c.counts.add(key)) >= c.points) await c.counts.block(key, this.lockMs);
     };
-    await Promise.all([count(this.sessionFailures, holder.sessionId), count(this.subjectFailures, digest(holder.subject))]);
+    await Promise.all([count(this.sessionFailures, sessionId), count(this.subjectFailures, subjectKey)]);
   }
 
   private async take(limiter: Counters, key: string, what: LimitKind, who: string): Promise<void> {

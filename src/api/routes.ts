@@ -53,8 +53,7 @@ export function services(deps: RouteDeps): ServiceEntry[] {
 }
 
 /** Registers the services on a connect router. */
-export function routes(deps: RouteDeps | readonly ServiceEntry[]): (router: ConnectRouter) => void {
-  const list = Array.isArray(deps) ? (deps as readonly ServiceEntry[]) : services(deps as RouteDeps);
+export function routes(list: readonly ServiceEntry[]): (router: ConnectRouter) => void {
   return (router) => {
     for (const s of list) s.register(router);
   };

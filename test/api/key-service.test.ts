@@ -2,13 +2,13 @@ import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { importJWK, jwtVerify, decodeProtectedHeader } from "jose";
 import { describe, expect, it } from "vitest";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
-import { routes } from "../../src/api/routes.js";
+import { routes, services } from "../../src/api/routes.js";
 import { KeyRing } from "../../src/domain/keys.js";
 import { issueFor, makeAuthority } from "../helpers/authority.js";
 
 async function setup() {
   const f = await makeAuthority();
-  const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }));
+  const transport = createRouterTransport(routes(services({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 })));
   return { ...f, client: createClient(KeyService, transport) };
 }
 

@@ -6,7 +6,7 @@ import { TokenType } from "../../gen/tessera/v1/common_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { interceptorsFor } from "../../src/api/pipeline.js";
-import { routes } from "../../src/api/routes.js";
+import { routes, services } from "../../src/api/routes.js";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
 import type { Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -36,7 +36,7 @@ function switchableStore(): { store: Store; setDown: (down: boolean) => void; ca
 async function setup() {
   const { store, setDown, calls } = switchableStore();
   const f = await makeAuthority({}, { store });
-  const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }), {
+  const transport = createRouterTransport(routes(services({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 })), {
     router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
   });
   return {

@@ -18,7 +18,7 @@ import {
   TokenService,
 } from "../../gen/tessera/v1/token_pb.js";
 import { interceptorsFor } from "../../src/api/pipeline.js";
-import { routes } from "../../src/api/routes.js";
+import { routes, services } from "../../src/api/routes.js";
 import * as v from "../../src/api/validate.js";
 import type { Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -38,7 +38,7 @@ beforeAll(async () => {
     },
   }) as Store;
   const f = await makeAuthority({}, { store }); // access_ttl max 1h, refresh_ttl max 30d
-  const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }), {
+  const transport = createRouterTransport(routes(services({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 })), {
     router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
   });
   tokens = createClient(TokenService, transport);

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { TokenType } from "../../gen/tessera/v1/common_pb.js";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { interceptorsFor } from "../../src/api/pipeline.js";
-import { routes } from "../../src/api/routes.js";
+import { routes, services } from "../../src/api/routes.js";
 import { PHONE, issueFor, makeAuthority, type Fixture } from "../helpers/authority.js";
 
 const b64 = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
@@ -25,7 +25,7 @@ let refresh: string;
 
 beforeAll(async () => {
   f = await makeAuthority();
-  const transport = createRouterTransport(routes({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 }), {
+  const transport = createRouterTransport(routes(services({ authority: f.authority, keys: f.keys, maxTokenLength: 8192 })), {
     router: { interceptors: interceptorsFor({ logger: pino({ level: "silent" }) }) },
   });
   tokens = createClient(TokenService, transport);
