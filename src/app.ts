@@ -147,7 +147,6 @@ function logAccess(logger: Logger, access: Config["access"]): void {
   }
 }
 
-/** The store, and with Redis its client (the rate limiters share it). */
 /** The store, and its rate-limit counters (outside the instrumented store: they are not store operations). */
 async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; counters: CounterStore }> {
   if (config.redisUrl === undefined) {
@@ -218,7 +217,8 @@ function serve(
     tls: config.tls,
     readTimeoutMs,
     maxConnections: config.maxConnections,
-    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamingRequestPaths }),
+    // Both sets are read when a stream arrives, after connect-node has built its router.
+    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamsRequests: (path) => streamingRequestPaths.has(path) }),
     handler: (req, res) => {
       if (req.httpVersionMajor === 1) capDeadline(req.headers, maxTimeoutMs); // HTTP/2 streams: by the dispatcher
       connectHandler(req as never, res as never);

@@ -1,7 +1,7 @@
 /**
  * Configuration: every TESSERA_* variable is declared once, in VARIABLES below (name, default, bounds, a one-line doc
  * and the part of Tessera that uses it), read from the environment once, at start, validated eagerly and frozen.
- * Every error names the variable. The README's configuration table is generated from VARIABLES
+ * Every error names the variable. The table in docs/configuration.md is generated from VARIABLES
  * (`npm run docs:config`; `npm test` fails when it is stale).
  *
  * The result is grouped by consumer, and each group's field names are its consumer's option names, so the
@@ -13,7 +13,6 @@ import { loadAccess, type CallerAccess } from "./callers.js";
 import { ConfigError } from "./errors.js";
 import { loadTls, type TlsConfig } from "./tls.js";
 import {
-  boolean,
   duration,
   hostPort,
   integer,
@@ -25,7 +24,7 @@ import {
   readAll,
   redisUrl,
   seconds,
-  strictBoolean,
+  boolean,
   text,
   variable,
   variablesOf,
@@ -38,7 +37,7 @@ export type { RateLimit } from "./variable.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Every variable Tessera reads, by the part of Tessera that reads it. The README's table lists them in this order. */
+/** Every variable Tessera reads, by the part of Tessera that reads it. docs/configuration.md lists them in this order. */
 export const VARIABLES = {
   /** The listener, the two request paths (src/server/) and shutdown. */
   server: {
@@ -196,7 +195,7 @@ export const VARIABLES = {
         "on a loopback `TESSERA_LISTEN` unless `TESSERA_ALLOW_UNAUTHENTICATED=true`.",
     }),
     allowUnauthenticated: variable({
-      name: "TESSERA_ALLOW_UNAUTHENTICATED", default: "false", parse: strictBoolean,
+      name: "TESSERA_ALLOW_UNAUTHENTICATED", default: "false", parse: boolean,
       doc:
         "`true` lets Tessera run open (every caller unauthenticated, with every permission) on a non-loopback " +
         "address. Not allowed together with `TESSERA_CALLERS_FILE`.",
@@ -233,11 +232,11 @@ export const VARIABLES = {
       }),
       windowMs: variable({
         name: "TESSERA_REFRESH_LOCKOUT_WINDOW", default: "15m", parse: seconds(),
-        doc: "The window failed refreshes are counted in (whole seconds).",
+        doc: "The window failed refreshes are counted in.",
       }),
       lockMs: variable({
         name: "TESSERA_REFRESH_LOCKOUT_TIME", default: "15m", parse: seconds(),
-        doc: "How long a lockout lasts (whole seconds).",
+        doc: "How long a lockout lasts.",
       }),
     },
   },
@@ -247,23 +246,22 @@ export const VARIABLES = {
       name: "TESSERA_AUDIT_MAX_EVENTS", default: "100000", parse: integer(100, 100_000_000),
       doc:
         "The stored [audit trail](security.md#security-audit) keeps about this many events (at least the newest this many; Redis " +
-        "may keep up to ~100 more). 100 to 100 000 000.",
+        "may keep up to ~100 more).",
     }),
     maxAgeMs: variable({
       name: "TESSERA_AUDIT_MAX_AGE", default: "30d", parse: duration("1m"),
-      doc: "Stored audit events older than this are dropped (at least `1m`). The log keeps every event regardless.",
+      doc: "Stored audit events older than this are dropped. The log keeps every event regardless.",
     }),
     riskWindowMs: variable({
       name: "TESSERA_RISK_WINDOW", default: "15m", parse: duration("1s"),
       doc:
-        "The window the [risk score](security.md#suspicious-activity-the-risk-score) counts a subject's signals in (at least " +
-        "`1s`).",
+        "The window the [risk score](security.md#suspicious-activity-the-risk-score) counts a subject's signals in.",
     }),
     riskThreshold: variable({
       name: "TESSERA_RISK_THRESHOLD", default: "50", parse: integer(1, 100),
       doc:
         "A risk score (0 to 100) at or above this raises a `suspicious_activity` audit event, at most once per window " +
-        "and subject. 1 to 100.",
+        "and subject.",
     }),
   },
   /** The logger's one setting. */

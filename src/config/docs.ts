@@ -5,12 +5,12 @@
 import { VARIABLES } from "./config.js";
 import { variablesOf, type Variable } from "./variable.js";
 
-export const TABLE_START = "<!-- config-table: generated from src/config/config.ts by `npm run docs:config`; edit there -->";
-export const TABLE_END = "<!-- /config-table -->";
+const TABLE_START = "<!-- config-table: generated from src/config/config.ts by `npm run docs:config`; edit there -->";
+const TABLE_END = "<!-- /config-table -->";
 
 /** The Markdown table: variable, default, meaning; one row per variable, in declaration order. */
 export function configTable(): string {
-  const rows = variablesOf(VARIABLES).map((v) => `| \`${v.name}\` | ${shownDefault(v)} | ${v.doc} |`);
+  const rows = variablesOf(VARIABLES).map((v) => `| \`${v.name}\` | ${shownDefault(v)} | ${v.doc}${shownRange(v)} |`);
   return ["| variable | default | meaning |", "| --- | --- | --- |", ...rows].join("\n");
 }
 
@@ -25,4 +25,9 @@ export function withConfigTable(readme: string): string {
 function shownDefault(v: Variable<unknown>): string {
   if (v.default === undefined) return "unset";
   return `\`${v.default}\`${v.note === undefined ? "" : ` (${v.note})`}`;
+}
+
+/** The parser's bounds, after the doc: " Range: 1 to 100." (from the parser itself, so they cannot drift). */
+function shownRange(v: Variable<unknown>): string {
+  return v.range === undefined ? "" : ` Range: ${v.range.text}.`;
 }

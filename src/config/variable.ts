@@ -8,8 +8,22 @@ import { isIP } from "node:net";
 import { formatDuration, parseDuration } from "./duration.js";
 import { ConfigError } from "./errors.js";
 
-/** Reads a value, or throws Invalid saying what is wrong with it (without the variable's name). */
-export type Parser<T> = (raw: string) => T;
+/**
+ * Reads a value, or throws Invalid saying what is wrong with it (without the variable's name). A bounded parser says
+ * its bounds in `range`: the table in docs/configuration.md shows `text`, and a test reads every variable at each
+ * `accepted` value and at each `refused` one.
+ */
+export type Parser<T> = ((raw: string) => T) & { range?: Range };
+
+export interface Range {
+  text: string;
+  accepted: string[];
+  refused: string[];
+}
+
+function bounded<T>(parse: (raw: string) => T, range: Range): Parser<T> {
+  return Object.assign(parse, { range });
+}
 
 /** What a parser throws; the walk turns it into a ConfigError naming the variable. */
 export class Invalid extends Error {}
@@ -18,10 +32,12 @@ export interface Variable<T, N extends string = string> {
   readonly name: N;
   /** As an operator would write it. Undefined: the variable may stay unset, and its value is then undefined. */
   readonly default: string | undefined;
-  /** The README's default column, after the default itself: `0` (off). */
+  /** docs/configuration.md's default column, after the default itself: `0` (off). */
   readonly note: string | undefined;
-  /** One line of Markdown: the README's meaning column. */
+  /** One line of Markdown: docs/configuration.md's meaning column. */
   readonly doc: string;
+  /** The parser's bounds, if it has any. */
+  readonly range: Range | undefined;
   read(raw: string | undefined): T;
 }
 
@@ -53,6 +69,7 @@ export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { 
     default: fallback,
     note,
     doc,
+    range: parse.range,
     read(raw) {
       const value = raw?.trim() || fallback;
       if (value === undefined) return undefined;
@@ -86,43 +103,39 @@ function isVariable(d: Declarations): d is Variable<unknown> {
 /** A duration (`250ms`, `15m`, `1h30m`, `7d`) of at least `min` (itself a duration), in milliseconds. */
 export function duration(min: string): Parser<number> {
   const minMs = parseDuration(min)!;
-  return (raw) => {
+  const parse = (raw: string) => {
     const ms = parseDuration(raw);
     if (ms === undefined) throw new Invalid(`"${raw}" is not a duration (examples: 15m, 7d, 1h30m, 500ms)`);
     if (ms < minMs) throw new Invalid(`must be at least ${formatDuration(minMs)}`);
     return ms;
   };
+  return bounded(parse, { text: `at least \`${min}\``, accepted: [min], refused: minMs > 0 ? [`${minMs - 1}ms`] : ["-1s"] });
 }
 
 /** A duration of whole seconds, at least 1s, in milliseconds (rate-limiter-flexible's Redis backend counts seconds). */
 export function seconds(): Parser<number> {
   const atLeast1s = duration("1s");
-  return (raw) => {
+  const parse = (raw: string) => {
     const ms = atLeast1s(raw);
     if (ms % 1000 !== 0) throw new Invalid(`"${raw}" is not a whole number of seconds`);
     return ms;
   };
+  return bounded(parse, { text: "whole seconds, at least `1s`", accepted: ["1s"], refused: ["999ms", "1500ms"] });
 }
 
 /** A whole number from min to max. */
 export function integer(min: number, max: number): Parser<number> {
-  return (raw) => {
+  const parse = (raw: string) => {
     const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new Invalid(`"${raw}" is not a whole number from ${min} to ${max}`);
     return n;
   };
+  const text = `${min} to ${max.toLocaleString("en").replace(/,/g, " ")}`;
+  return bounded(parse, { text, accepted: [String(min), String(max)], refused: [String(min - 1), String(max + 1)] });
 }
 
-/** `true` or `false` (any case), or `1` or `0`. */
+/** Exactly `true` or `false`: nothing that merely looks like one (a switch that weakens security must be said). */
 export const boolean: Parser<boolean> = (raw) => {
-  const lower = raw.toLowerCase();
-  if (lower === "true" || lower === "1") return true;
-  if (lower === "false" || lower === "0") return false;
-  throw new Invalid(`"${raw}" is not true or false`);
-};
-
-/** Exactly `true` or `false`: for switches that weaken security, nothing that merely looks like true. */
-export const strictBoolean: Parser<boolean> = (raw) => {
   if (raw === "true" || raw === "false") return raw === "true";
   throw new Invalid(`"${raw}" is not true or false`);
 };
@@ -198,15 +211,19 @@ export interface RateLimit {
   windowMs: number;
 }
 
+const windowSeconds = seconds();
+
 /** `calls/window` (`100/1s`, `1000/1m`; the window in whole seconds), or `0`: no limit (undefined). */
 export const rate: Parser<RateLimit | undefined> = (raw) => {
   if (raw === "0") return undefined;
   const m = /^(\d{1,9})\/(\S+)$/.exec(raw);
   const points = Number(m?.[1]);
-  const windowMs = m ? parseDuration(m[2]!) : undefined;
-  if (!m || points < 1 || windowMs === undefined) {
+  if (!m || points < 1 || parseDuration(m[2]!) === undefined) {
     throw new Invalid(`"${raw}" is not calls/window (examples: 100/1s, 1000/1m) or 0 (no limit)`);
   }
-  if (windowMs < 1000 || windowMs % 1000 !== 0) throw new Invalid("the window must be a whole number of seconds");
-  return { points, windowMs };
+  try {
+    return { points, windowMs: windowSeconds(m[2]!) };
+  } catch {
+    throw new Invalid("the window must be a whole number of seconds");
+  }
 };

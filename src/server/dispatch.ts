@@ -25,8 +25,8 @@ export interface DispatchOptions {
   readTimeoutMs: number;
   /** TESSERA_MAX_TIMEOUT. */
   maxTimeoutMs: number;
-  /** Paths of methods whose request is a stream (client or bidi streaming): bounded by maxTimeoutMs instead. */
-  streamingRequestPaths: ReadonlySet<string>;
+  /** Whether a path is a method whose request is a stream (client or bidi streaming): bounded by maxTimeoutMs. */
+  streamsRequests: (path: string) => boolean;
 }
 
 /**
@@ -37,7 +37,7 @@ export function streamDispatcher(opts: DispatchOptions): StreamHandler {
   return (stream, headers) => {
     const callerMs = capDeadline(headers, opts.maxTimeoutMs);
     const path = String(headers[":path"] ?? "");
-    const readMs = opts.streamingRequestPaths.has(path) ? opts.maxTimeoutMs : opts.readTimeoutMs;
+    const readMs = opts.streamsRequests(path) ? opts.maxTimeoutMs : opts.readTimeoutMs;
     boundRequestTime(stream, headers, readMs, callerMs);
     return opts.lean?.(stream, headers) ?? false;
   };

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, VARIABLES, isLoopback, loadConfig } from "../../src/config/config.js";
-import { configTable } from "../../src/config/docs.js";
+import { configTable, withConfigTable } from "../../src/config/docs.js";
 import { formatDuration, parseDuration } from "../../src/config/duration.js";
 import { variablesOf } from "../../src/config/variable.js";
 
@@ -140,5 +140,22 @@ describe("the declarations (VARIABLES)", () => {
     );
     expect(rows.find((r) => r.startsWith("| `TESSERA_RATE_IP`"))).toMatch(/^\| `TESSERA_RATE_IP` \| `0` \(off\) \| /);
     expect(rows.find((r) => r.startsWith("| `TESSERA_REDIS_URL`"))).toMatch(/^\| `TESSERA_REDIS_URL` \| unset \| /);
+    expect(rows.find((r) => r.startsWith("| `TESSERA_RISK_THRESHOLD`"))).toMatch(/ Range: 1 to 100\. \|$/);
+  });
+
+  it("docs/configuration.md is what the declarations produce now, and a document without the markers is refused", () => {
+    const doc = readFileSync(new URL("../../docs/configuration.md", import.meta.url), "utf8");
+    expect(withConfigTable(doc)).toBe(doc);
+    expect(() => withConfigTable("# no table here")).toThrow(/needs the markers/);
+  });
+});
+
+describe("every bounded variable", () => {
+  const bounded = variablesOf(VARIABLES).filter((v) => v.range !== undefined);
+  it("is most of them", () => expect(bounded.length).toBeGreaterThan(25));
+
+  it.each(bounded.map((v) => [v.name, v] as const))("%s: takes its bounds and refuses what lies past them", (name, v) => {
+    for (const ok of v.range!.accepted) expect(() => v.read(ok)).not.toThrow();
+    for (const bad of v.range!.refused) expect(() => v.read(bad)).toThrow(new RegExp(`^${name}: `));
   });
 });
