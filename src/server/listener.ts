@@ -20,7 +20,7 @@ export interface ListenerOptions {
   handler: RequestHandler;
   /** Sees every HTTP/2 stream first (src/server/dispatch.ts); true: it took the stream, `handler` never sees it. */
   stream?: StreamHandler | undefined;
-  /** HTTP/1.1: the longest time from a request's first byte to its complete body (node's requestTimeout). */
+  /** HTTP/1.1: the longest time from a request to its complete body (boundHttp1Body); headers get at most 10 s of it. */
   readTimeoutMs?: number | undefined;
   /** HTTP/2 settings: at most this many concurrent streams per connection. */
   maxConcurrentStreams?: number;
@@ -65,6 +65,11 @@ export class Listener {
   private draining = false;
 
   constructor(private readonly opts: ListenerOptions) {
+    const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
+    // node's checks of HTTP/1.1 header time, every second (bodies: boundHttp1Body). node starts them when its server
+    // listens, and neither HTTP/1.1 server here does (the TCP server hands them their connections), so 'listening' is
+    // emitted for each below: without that, neither timeout was enforced at all.
+    const http1Timeouts = { requestTimeout: 0, headersTimeout: Math.min(10_000, readTimeoutMs), connectionsCheckingInterval: 1_000 };
     const h2Options = { settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 }, maxSessionMemory: 32 };
     this.h2 = http2.createServer(
       h2Options,
@@ -92,26 +97,19 @@ export class Listener {
           if (res instanceof http.ServerResponse) {
             if (this.draining) res.shouldKeepAlive = false;
             this.trackTlsHttp1(req.socket, res);
-            boundHttp1Body(req as unknown as http.IncomingMessage, res, opts.readTimeoutMs ?? 30_000);
+            boundHttp1Body(req as unknown as http.IncomingMessage, res, readTimeoutMs);
           }
           (opts.handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)(req, res);
         },
       );
       this.secure.on("session", track);
       if (opts.stream) interceptStreams(this.secure, opts.stream);
-      // Read by node's HTTP/1.1 code path (allowHTTP1); bodies are bounded by boundHttp1Body, headers by node's
-      // checks, which start on 'listening' (as for this.h1 below: this server never listens itself either).
-      const headersTimeout = Math.min(10_000, opts.readTimeoutMs ?? 30_000);
-      Object.assign(this.secure, { keepAliveTimeout: 5_000, requestTimeout: 0, headersTimeout, connectionsCheckingInterval: 1_000 });
+      // Read by node's HTTP/1.1 code path (allowHTTP1).
+      Object.assign(this.secure, { keepAliveTimeout: 5_000, ...http1Timeouts });
       this.secure.emit("listening");
     }
     const h1Handler = opts.handler as (req: http.IncomingMessage, res: http.ServerResponse) => void;
-    const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
-    // Bodies are bounded by boundHttp1Body (as over TLS); node bounds the time to a request's headers, checked every
-    // second. node starts those checks when its server listens, and this one never does (the TCP server hands it its
-    // connections), so 'listening' is emitted for it: without that, neither timeout was enforced at all.
-    const h1Options = { requestTimeout: 0, headersTimeout: Math.min(10_000, readTimeoutMs), connectionsCheckingInterval: 1_000 };
-    this.h1 = http.createServer(h1Options, (req, res) => {
+    this.h1 = http.createServer(http1Timeouts, (req, res) => {
       boundHttp1Body(req, res, readTimeoutMs);
       // While draining, HTTP/1.1 keep-alive connections close after their current response.
       if (this.draining) res.shouldKeepAlive = false;
