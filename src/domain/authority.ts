@@ -315,7 +315,11 @@ export class Authority {
     now: number,
     refreshExpiresAt: number,
   ): Promise<IssuedPair> {
-    const accessExpiresAt = floorToSecond(Math.min(now + grant.accessTtlMs, refreshExpiresAt));
+    // Never past the session's end as it stands after this call (its idle expiry counts from now): a session that
+    // ends by itself then never makes one of its access tokens dead before the token's own expiry, so a verifier
+    // that knows only revocations (a sidecar) judges it as the authority does.
+    const sessionEnd = Math.min(now + this.cfg.refreshIdleTtlMs, refreshExpiresAt);
+    const accessExpiresAt = floorToSecond(Math.min(now + grant.accessTtlMs, sessionEnd));
     const [accessToken, refreshToken] = await Promise.all([
       this.codec.signAccess({ subject, sessionId, jti: randomId(), grant, now, expiresAt: accessExpiresAt }),
       this.codec.signRefresh({ subject, sessionId, jti: refreshJti, grant, now, expiresAt: refreshExpiresAt }),

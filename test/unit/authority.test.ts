@@ -207,6 +207,23 @@ describe("refresh", () => {
     });
   });
 
+  it("an access token never outlives its session's idle end: capped at issue and at every refresh", async () => {
+    const f = await makeAuthority({ refreshIdleTtlMs: 10 * MIN }); // shorter than the 15-minute access TTL
+    const { pair } = await issueFor(f);
+    const idleEnd = (await f.authority.listSessions("alice"))[0]!.idleExpiresAt;
+    expect(pair.accessExpiresAt).toBe(Math.floor(idleEnd / 1000) * 1000);
+    expect(decodeJwt(pair.accessToken).exp).toBe(Math.floor(idleEnd / 1000));
+    f.clock.advance(5 * MIN);
+    const next = await f.authority.refresh(pair.refreshToken, PHONE);
+    const movedEnd = (await f.authority.listSessions("alice"))[0]!.idleExpiresAt;
+    expect(movedEnd).toBe(f.clock.now() + 10 * MIN);
+    expect(next.pair.accessExpiresAt).toBe(Math.floor(movedEnd / 1000) * 1000);
+    // With the usual idle TTL (longer than the access TTL) nothing changes: the access TTL decides.
+    const g = await makeAuthority();
+    const usual = await issueFor(g);
+    expect(usual.pair.accessExpiresAt).toBe(Math.floor((g.clock.now() + 15 * MIN) / 1000) * 1000);
+  });
+
   it("the absolute lifetime ends the session however often it is refreshed", async () => {
     const f = await makeAuthority({ refreshIdleTtlMs: D, refreshTtlMs: 3 * D });
     let { pair } = await issueFor(f);
