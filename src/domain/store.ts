@@ -96,8 +96,38 @@ export interface RevocationEvent {
   subject: string;
   /** For kind "session": the session; for kind "token": the jti. For "subject": empty. */
   target: string;
+  /** For kind "subject": the sessions that logout ended (a session opened after it lives on). Empty otherwise. */
+  sessions: string[];
   at: number;
+  /**
+   * Until when a verifier must remember the entry: no token it concerns is accepted after this instant. A token:
+   * its expiry plus the clock skew (the `expiresAt` given to revokeToken); a session or a subject: `at` plus the
+   * `retentionMs` given. The feed drops entries after it.
+   */
+  until: number;
   reason: string;
+}
+
+/** A page of the revocation feed. */
+export interface FeedPage {
+  entries: RevocationEvent[];
+  /**
+   * Where to continue: the last entry's id; when nothing follows the cursor, the newest id the feed has ever handed
+   * out (even if that entry is gone), so a consumer that is up to date never falls behind the feed's trimming.
+   */
+  next: string;
+}
+
+/**
+ * A cursor the feed cannot continue from: "invalid" (not a cursor of this feed's form) or "expired" (entries after
+ * it may have been dropped, or it lies beyond anything this feed ever handed out, as after the store was emptied).
+ * A consumer of an expired cursor must start again from a snapshot (a read without a cursor).
+ */
+export class FeedCursorError extends Error {
+  override readonly name = "FeedCursorError";
+  constructor(readonly why: "invalid" | "expired") {
+    super(why === "invalid" ? "not a revocation feed cursor" : "revocation feed cursor expired");
+  }
 }
 
 /** A signing key as the store keeps it, so that every authority process on one store shares it. */
@@ -171,18 +201,32 @@ export interface SessionWriter {
 
   /**
    * Revokes every live session of the subject (logout everywhere) in one atomic step, so every token issued so far
-   * is dead and a session opened after the call lives. Appends one "subject" entry (with `at` = now) to the feed.
-   * Returns the number of sessions revoked.
+   * is dead and a session opened after the call lives. Appends one "subject" entry to the feed (`at` = now, `until` =
+   * now + retentionMs) whose `sessions` lists the ids of the sessions this call ended, least recently used first (then
+   * by id); it is appended even if that list is empty. Returns the number of sessions revoked.
    */
   revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<number>;
 }
 
 export interface SessionStore extends SessionReader, SessionWriter {}
 
-/** What was revoked, in order, for sidecars that verify tokens locally. Written by SessionWriter. */
+/**
+ * What was revoked, in order, for verifiers that check tokens locally (sidecars). Written by SessionWriter: every
+ * revocation appends an entry (a retried revocation appends again, so an append lost to a failure is made good by the
+ * retry). Entries stay until their `until` has passed, then the feed drops them (oldest first); nothing else trims it.
+ */
 export interface RevocationFeed {
-  /** Revocation feed entries after `cursor` (null: from the oldest kept), at most `limit`. */
-  revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]>;
+  /**
+   * The entries after `cursor` (null: from the oldest kept), at most `limit` (at least 1), and where to continue.
+   * Throws FeedCursorError for a cursor it cannot continue from, StoreUnavailableError when unreachable.
+   */
+  revocations(cursor: string | null, limit: number): Promise<FeedPage>;
+  /**
+   * Calls `listener` (without arguments, possibly more than once per change) whenever the feed may have grown, from
+   * this process or any other on the same store; returns the function that unsubscribes. A listener is a hint to read
+   * again, never the data itself.
+   */
+  subscribe(listener: () => void): () => void;
 }
 
 /** The stored audit trail and the per-subject risk observations derived from it. */

@@ -73,8 +73,11 @@ export class Metrics {
 
 /**
  * The store (or any part of it: the whole Store, a KeyStore, a SessionStore...), with every operation timed and every
- * unavailability counted under its method name. Same behaviour and type otherwise; `close` is passed through.
+ * unavailability counted under its method name. Same behaviour and type otherwise; `close` and `subscribe` are passed
+ * through (subscribe is synchronous and returns a function, not a promise).
  */
+const UNTIMED = new Set(["close", "subscribe"]);
+
 export function instrumentStore<S extends object>(store: S, metrics: Metrics): S {
   // One wrapper per method, made on first use and keyed by the function itself (a method replaced later, as test
   // doubles do, gets a wrapper of its own), not a new closure and label lookup on every call.
@@ -102,7 +105,7 @@ export function instrumentStore<S extends object>(store: S, metrics: Metrics): S
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
-      if (typeof value !== "function" || typeof prop !== "string" || prop === "close") return value;
+      if (typeof value !== "function" || typeof prop !== "string" || UNTIMED.has(prop)) return value;
       let fn = wrapped.get(value as Op);
       if (fn === undefined) wrapped.set(value as Op, (fn = wrap(prop, value as Op)));
       return fn;

@@ -5,8 +5,8 @@
 import type { AuditBounds, AuditEvent, AuditPage, AuditQuery, RiskObservations } from "../domain/audit.js";
 import type {
   AuditStore,
+  FeedPage,
   KeyStore,
-  RevocationEvent,
   RevocationFeed,
   RotateInput,
   RotateResult,
@@ -66,8 +66,11 @@ export abstract class CompositeStore implements Store {
     return this.part.sessions.getSession(sessionId, now);
   }
 
-  revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]> {
+  revocations(cursor: string | null, limit: number): Promise<FeedPage> {
     return this.part.feed.revocations(cursor, limit);
+  }
+  subscribe(listener: () => void): () => void {
+    return this.part.feed.subscribe(listener);
   }
 
   appendAudit(events: readonly AuditEvent[], bounds: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {

@@ -43,6 +43,7 @@ export class MemoryStore extends CompositeStore {
   /** Drops what has expired. Runs on a timer; exposed for tests. */
   sweep(now = this.horizon.latest): void {
     this.parts.sessions.sweep(now);
+    this.parts.feed.trim(now);
     this.parts.audit.sweep(now);
   }
 

@@ -20,6 +20,7 @@ export { createRedisClient, type RedisStoreOptions } from "./redis/client.js";
 
 export class RedisStore extends CompositeStore {
   private readonly ctx: RedisContext;
+  private readonly feed: RedisRevocationFeed;
   /** Rate-limit and lockout counters, on the same client and prefix (shared by every process on this Redis). */
   readonly counters: CounterStore;
 
@@ -33,6 +34,7 @@ export class RedisStore extends CompositeStore {
     const feed = new RedisRevocationFeed(ctx);
     super({ keys: new RedisKeyStore(ctx), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx) });
     this.ctx = ctx;
+    this.feed = feed;
     this.counters = counterStore({ redis, prefix: opts.prefix });
   }
 
@@ -41,8 +43,12 @@ export class RedisStore extends CompositeStore {
     return this.ctx.ping();
   }
 
-  /** QUIT, so replies in flight arrive; a server that does not answer within a second (or the command timeout) is cut off. */
+  /**
+   * Stops the feed's watcher (its connection is cut at once), then QUIT, so replies in flight arrive; a server that
+   * does not answer within a second (or the command timeout) is cut off.
+   */
   close(): Promise<void> {
+    this.feed.close();
     return this.ctx.close();
   }
 }

@@ -187,11 +187,24 @@ export function sessionHelpers(storeOf: () => SessionStore & RevocationFeed) {
 
   /** The whole feed, oldest first, without ids. */
   async function feed(): Promise<FeedEntry[]> {
-    return (await storeOf().revocations(null, 10_000)).map(({ id: _id, ...rest }) => rest);
+    return (await storeOf().revocations(null, 10_000)).entries.map(({ id: _id, ...rest }) => rest);
   }
 
+  /** The entry of a session revoked at `at` with the fixtures' RETENTION. */
   function sessionEvent(s: SessionRecord, at: number, reason: unknown = someReason()): FeedEntry {
-    return { kind: "session", subject: s.subject, target: s.id, at, reason } as FeedEntry;
+    const entry = { kind: "session", subject: s.subject, target: s.id, sessions: [], at, until: at + RETENTION, reason };
+    return entry as FeedEntry;
+  }
+
+  /** The entry revokeJti appends. */
+  function tokenEvent(jti: string, at: number, reason = "logout"): FeedEntry {
+    return { kind: "token", subject: "alice", target: jti, sessions: [], at, until: at + HOUR, reason };
+  }
+
+  /** The entry of alice's revokeSubject at `at` with the fixtures' RETENTION, which ended `ended`. */
+  function subjectEvent(ended: SessionRecord[], at: number, reason: string): FeedEntry {
+    const sessions = ended.map((s) => s.id);
+    return { kind: "subject", subject: "alice", target: "", sessions, at, until: at + RETENTION, reason };
   }
 
   /** Revokes one token of alice that expires in an hour; returns what the store answered. */
@@ -199,5 +212,20 @@ export function sessionHelpers(storeOf: () => SessionStore & RevocationFeed) {
     return storeOf().revokeToken({ subject: "alice", jti, expiresAt: now + HOUR, now, reason });
   }
 
-  return { open, opened, openMany, rotated, refreshRace, stateOf, expectRevoked, expectLive, liveIds, feed, sessionEvent, revokeJti };
+  return {
+    open,
+    opened,
+    openMany,
+    rotated,
+    refreshRace,
+    stateOf,
+    expectRevoked,
+    expectLive,
+    liveIds,
+    feed,
+    sessionEvent,
+    tokenEvent,
+    subjectEvent,
+    revokeJti,
+  };
 }

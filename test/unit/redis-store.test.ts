@@ -1,6 +1,8 @@
 /**
  * What is specific to the Redis store: its key layout, that every key it writes expires, memory per session,
- * one round trip for tokenState, and failing fast (StoreUnavailableError) when Redis is down or slow.
+ * one round trip for tokenState, the feed's bounded trimming and its watcher (appends from another process wake a
+ * subscriber; one blocking connection, closed with the last subscriber), and failing fast (StoreUnavailableError)
+ * when Redis is down or slow.
  * The behaviour shared with the memory store is the contract suite's business.
  */
 import { randomUUID } from "node:crypto";
@@ -9,9 +11,10 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
 import { newSessionId, subjectTag } from "../../src/domain/ids.js";
 import type { AuditEvent } from "../../src/domain/audit.js";
-import type { RotateInput, SessionRecord } from "../../src/domain/store.js";
+import { FeedCursorError, type RotateInput, type SessionRecord } from "../../src/domain/store.js";
 import { RedisStore, createRedisClient } from "../../src/store/redis.js";
 import { RedisServer, freePort } from "../helpers/redis-server.js";
+import { until } from "../helpers/wait.js";
 
 const prefix = `test:redis-store:${randomUUID().slice(0, 8)}:`;
 const T0 = Date.UTC(2026, 0, 1);
@@ -33,11 +36,11 @@ afterAll(async () => {
   await store.close();
 });
 
-async function allKeys(): Promise<string[]> {
+async function allKeys(under = prefix): Promise<string[]> {
   const out: string[] = [];
   let cursor = "0";
   do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${under}*`, "COUNT", 1000);
     cursor = next;
     out.push(...keys);
   } while (cursor !== "0");
@@ -125,10 +128,11 @@ describe("key layout", () => {
 });
 
 describe("expiry", () => {
-  /** Every key but the signing keys and the (length-capped) feed and audit streams must carry a TTL. */
+  /** Every key but the signing keys, the feed (trimmed by its entries' until) with its meta, and the audit stream. */
   async function expectAllExpire(step: string): Promise<void> {
+    const kept = [`${prefix}keys`, `${prefix}{feed}`, `${prefix}{feed}:m`, `${prefix}audit`];
     for (const key of await allKeys()) {
-      if (key === `${prefix}keys` || key === `${prefix}feed` || key === `${prefix}audit`) continue;
+      if (kept.includes(key)) continue;
       expect(await redis.pttl(key), `${step}: ${key}`).toBeGreaterThan(0);
     }
   }
@@ -208,6 +212,151 @@ describe("scripts", () => {
     await redis.script("FLUSH");
     expect((await store.listSessions(subject, T0)).map((x) => x.id)).toEqual([s.id]);
   });
+});
+
+describe("revocation feed", () => {
+  /** A store of its own (own prefix, own client): its feed starts empty. */
+  async function ownStore(p = `test:redis-feed:${randomUUID()}:`) {
+    const client = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 2000 });
+    const own = new RedisStore(client, { prefix: p });
+    await own.ping();
+    return { own, client, prefix: p };
+  }
+  async function dropUnder(p: string): Promise<void> {
+    const keys = await allKeys(p);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  const revoke = (s: RedisStore, jti: string, now: number, expiresAt: number) =>
+    s.revokeToken({ subject: "alice", jti, expiresAt, now, reason: "r" });
+
+  it("keeps the stream and its meta under one hash tag", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "j", T0, T0 + HOUR);
+      const keys = [];
+      for (const k of [`${p}{feed}`, `${p}{feed}:m`]) if ((await client.exists(k)) === 1) keys.push(k);
+      expect(keys).toEqual([`${p}{feed}`, `${p}{feed}:m`]);
+      expect(await client.type(`${p}{feed}`)).toBe("stream");
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("drops at most 100 dead entries per append, and a cursor in the dropped part expires", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      for (let i = 0; i < 150; i++) await revoke(own, `dead-${i}`, T0, T0 + 10);
+      const ids = (await own.revocations(null, 1000)).entries.map((e) => e.id);
+      await revoke(own, "live-1", T0 + 20, T0 + HOUR);
+      expect(await client.xlen(`${p}{feed}`)).toBe(51);
+      await expect(own.revocations(ids[98]!, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      expect((await own.revocations(ids[99]!, 1)).entries.map((e) => e.target)).toEqual(["dead-100"]);
+      await revoke(own, "live-2", T0 + 21, T0 + HOUR);
+      expect((await own.revocations(null, 1000)).entries.map((e) => e.target)).toEqual(["live-1", "live-2"]);
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("takes a cursor of the form ms (= ms-0); expires one from before the feed was emptied, once it grew again", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "a", T0, T0 + HOUR);
+      const [a] = (await own.revocations(null, 10)).entries;
+      const ms = a!.id.split("-")[0]!;
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      // `ms` is ms-0: before "a" unless "a" is ms-0 itself.
+      const fromMs = (await own.revocations(ms, 10)).entries.map((e) => e.target);
+      expect(fromMs).toEqual(a!.id === `${ms}-0` ? ["b"] : ["a", "b"]);
+      const { next } = await own.revocations(null, 10);
+      await client.del(`${p}{feed}`, `${p}{feed}:m`); // emptied (a flush, a failover to an empty replica)
+      await expect(own.revocations(next, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      await revoke(own, "c", T0 + 2, T0 + HOUR);
+      await expect(own.revocations(next, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      expect((await own.revocations("0-0", 10)).entries.map((e) => e.target)).toEqual(["c"]);
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("wakes a subscriber on an append made through another store (another process) on the same prefix", async () => {
+    const { own, prefix: p } = await ownStore();
+    const other = await ownStore(p);
+    try {
+      let calls = 0;
+      const unsubscribe = own.subscribe(() => calls++);
+      expect(await revoke(other.own, "j", T0, T0 + HOUR)).toBe(true);
+      await until(() => calls > 0, 10_000, "the subscriber on the first store to be woken");
+      const before = calls;
+      expect(await revoke(other.own, "k", T0 + 1, T0 + HOUR)).toBe(true);
+      await until(() => calls > before, 10_000, "a second wake");
+      unsubscribe();
+    } finally {
+      await dropUnder(p);
+      await other.own.close();
+      await own.close();
+    }
+  });
+
+  it("watches on a connection of its own, without the command timeout, closed with the last subscriber and the store", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    const duplicate = vi.spyOn(client, "duplicate");
+    try {
+      const first = own.subscribe(() => {});
+      const second = own.subscribe(() => {});
+      expect(duplicate).toHaveBeenCalledTimes(1);
+      const watcher = duplicate.mock.results[0]!.value as Redis;
+      expect(watcher.options.commandTimeout ?? Infinity).toBeGreaterThan(5_000);
+      await until(() => watcher.status === "ready", 10_000, "the watcher's connection");
+      first();
+      expect(watcher.status).toBe("ready");
+      second();
+      await until(() => watcher.status === "end", 10_000, "the watcher's connection to close");
+
+      own.subscribe(() => {});
+      expect(duplicate).toHaveBeenCalledTimes(2);
+      const again = duplicate.mock.results[1]!.value as Redis;
+      await own.close();
+      await until(() => again.status === "end", 10_000, "the watcher's connection to close with the store");
+      // Closed: a subscriber is taken, but no connection opened.
+      own.subscribe(() => {})();
+      expect(duplicate).toHaveBeenCalledTimes(2);
+    } finally {
+      duplicate.mockRestore();
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+});
+
+describe("revocation feed watcher across an outage", () => {
+  it("wakes a subscriber again once Redis is back, for an append made after the outage", async () => {
+    const server = await RedisServer.start();
+    const own = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 500 }), { prefix });
+    try {
+      await own.ping();
+      let calls = 0;
+      own.subscribe(() => calls++);
+      await revokeOn(own, "before", T0);
+      await until(() => calls > 0, 10_000, "the wake before the outage");
+      await server.kill();
+      await server.start();
+      await vi.waitFor(() => own.ping(), { timeout: 5000, interval: 100 });
+      const before = calls;
+      await revokeOn(own, "after", T0 + 1);
+      await until(() => calls > before, 10_000, "the wake after the outage");
+    } finally {
+      await own.close(); // with the subscriber still there: close stops the watcher
+      await server.stop();
+    }
+  });
+
+  function revokeOn(s: RedisStore, jti: string, now: number) {
+    return s.revokeToken({ subject: "alice", jti, expiresAt: now + HOUR, now, reason: "r" });
+  }
 });
 
 describe("audit trail and risk", () => {

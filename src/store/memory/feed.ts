@@ -1,28 +1,86 @@
-/** The memory store's revocation feed (RevocationFeed): consecutive numeric ids, capped at FEED_MAX entries. */
-import type { RevocationEvent, RevocationFeed, RevocationKind } from "../../domain/store.js";
+/**
+ * The memory store's revocation feed (RevocationFeed): consecutive numeric ids from 1, each cursor `<epoch>-<id>`,
+ * where the epoch is drawn at random when the feed is made, so a cursor from an earlier process (whose ids started at
+ * 1 too) is never taken for one of this feed's: it is expired. An entry is dropped once its `until` has passed, oldest
+ * first: on every append, and by the store's sweep.
+ */
+import { randomInt } from "node:crypto";
+import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../../domain/store.js";
 
-const FEED_MAX = 100_000;
+/** A cursor of a memory feed: `<epoch>-<id>`, decimal integers, short enough to be exact as numbers. */
+const CURSOR = /^(\d{1,15})-(\d{1,16})$/;
 
 export class MemoryRevocationFeed implements RevocationFeed {
   private feed: RevocationEvent[] = [];
-  private seq = 0;
+  /** The newest id ever handed out ("last"); 0: none yet. */
+  private last = 0;
+  /** The newest id ever dropped ("trimmed through"); 0: none yet. */
+  private trimmed = 0;
+  private readonly listeners = new Set<{ listener: () => void }>();
+  private readonly epoch = randomInt(1, 2 ** 47);
 
-  /** Appends one entry (the session part calls this for every revocation it makes). */
-  append(kind: RevocationKind, subject: string, target: string, at: number, reason: string): void {
-    this.feed.push({ id: String(++this.seq), kind, subject, target, at, reason });
-    if (this.feed.length > FEED_MAX) this.feed.splice(0, this.feed.length - FEED_MAX);
+  /** Appends one entry (the session part calls this for every revocation it makes), after dropping the dead head. */
+  append(e: Omit<RevocationEvent, "id">, now: number): void {
+    this.trim(now);
+    this.feed.push({ ...e, id: this.cursorOf(++this.last), sessions: [...e.sessions] });
+    // Never synchronously: a listener runs after the revocation's step, and its failure is not the appender's.
+    if (this.listeners.size > 0) queueMicrotask(() => this.notify());
   }
 
-  async revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]> {
-    const after = cursor === null ? 0 : Number(cursor);
-    if (!Number.isSafeInteger(after) || after < 0 || limit <= 0) return [];
-    // Feed ids are consecutive, so the first entry after the cursor is found by arithmetic.
-    const first = this.feed.length === 0 ? 0 : Number(this.feed[0]!.id);
+  /**
+   * Drops from the oldest end every entry whose `until` is at or before `now`, up to the first still live (a dead
+   * entry behind a live one stays until the live one goes: the feed only ever loses its head).
+   */
+  trim(now: number): void {
+    let dead = 0;
+    while (dead < this.feed.length && this.feed[dead]!.until <= now) dead++;
+    if (dead === 0) return;
+    this.trimmed = this.last - this.feed.length + dead;
+    this.feed.splice(0, dead);
+  }
+
+  async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error("revocations: limit must be an integer of at least 1");
+    let after = this.trimmed;
+    if (cursor !== null) {
+      const m = CURSOR.exec(cursor);
+      if (!m) throw new FeedCursorError("invalid");
+      after = Number(m[2]);
+      // Another epoch: from another feed (an earlier process). Before the trimmed entries: some of what follows it is
+      // gone. Beyond last: never handed out.
+      if (Number(m[1]) !== this.epoch || after < this.trimmed || after > this.last) throw new FeedCursorError("expired");
+    }
+    // Ids are consecutive and nothing is kept before `trimmed`, so the first entry after the cursor is found by
+    // arithmetic.
+    const first = this.last - this.feed.length + 1;
     const start = Math.max(0, after + 1 - first);
-    return this.feed.slice(start, start + limit).map((e) => ({ ...e }));
+    const entries = this.feed.slice(start, start + limit).map((e) => ({ ...e, sessions: [...e.sessions] }));
+    // Nothing returned: the cursor is at most `last`, so max(cursor, last) is `last`.
+    return { entries, next: entries.length > 0 ? entries[entries.length - 1]!.id : this.cursorOf(this.last) };
+  }
+
+  subscribe(listener: () => void): () => void {
+    const entry = { listener };
+    this.listeners.add(entry);
+    return () => void this.listeners.delete(entry);
+  }
+
+  private cursorOf(id: number): string {
+    return `${this.epoch}-${id}`;
   }
 
   get size(): number {
     return this.feed.length;
+  }
+
+  private notify(): void {
+    for (const entry of [...this.listeners]) {
+      if (!this.listeners.has(entry)) continue; // unsubscribed by an earlier listener
+      try {
+        entry.listener();
+      } catch {
+        // a hint was not taken; the others still get it
+      }
+    }
   }
 }

@@ -18,6 +18,7 @@ import {
 import {
   assertSessionIdOf,
   type IssuedPair,
+  type RevocationKind,
   type RotateInput,
   type RotateResult,
   type SessionRecord,
@@ -58,6 +59,7 @@ export class MemorySessionStore implements SessionStore {
     const excess = excessSessions(live.length, opts.maxSessions);
     const evicted: string[] = [];
     for (const entry of live.sort(evictionOrder).slice(0, Math.max(0, excess))) {
+      // Not appended again by a retry: a retried Issue opens another session, it does not evict this one again.
       this.tombstone(entry, opts.now, opts.retentionMs, "evicted: session limit");
       evicted.push(entry.record.id);
     }
@@ -75,6 +77,8 @@ export class MemorySessionStore implements SessionStore {
     const judged = judgeRotation(entry, entry?.previous, input);
     switch (judged.step) {
       case "ended":
+        // A revoked session presented again: its entry again, in case the revocation's append was lost.
+        if (judged.why === "revoked") this.appendSession(entry!, now, input.retentionMs, REVOKED_PRESENTED);
         return { outcome: "ended", why: judged.why };
       case "rotate": {
         const e = entry!;
@@ -100,28 +104,36 @@ export class MemorySessionStore implements SessionStore {
 
   async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
     this.horizon.tick(q.now);
+    if (q.expiresAt <= q.now) return false;
     const key = jtiKey(q.subject, q.jti);
-    if (this.revokedJti.has(key) || q.expiresAt <= q.now) return false;
-    this.revokedJti.set(key, q.expiresAt);
-    this.feed.append("token", q.subject, q.jti, q.now, q.reason);
-    return true;
+    const held = this.revokedJti.get(key);
+    // Revoked already (and still held, as Redis holds it until its expiry): no change, but the entry again.
+    const fresh = held === undefined || held <= q.now;
+    if (fresh) this.revokedJti.set(key, q.expiresAt);
+    this.append("token", q.subject, q.jti, [], q.now, q.expiresAt, q.reason);
+    return fresh;
   }
 
   async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
     this.horizon.tick(q.now);
     const entry = this.sessions.get(q.sessionId);
-    if (!entry || (q.subject !== undefined && entry.record.subject !== q.subject) || !liveAt(entry, q.now)) {
-      return false;
+    if (!entry || (q.subject !== undefined && entry.record.subject !== q.subject)) return false;
+    if (liveAt(entry, q.now)) {
+      this.tombstone(entry, q.now, q.retentionMs, q.reason);
+      return true;
     }
-    this.tombstone(entry, q.now, q.retentionMs, q.reason);
-    return true;
+    // Revoked already and still retained: the entry again (a retry may follow a lost append), but no change.
+    if (entry.status === "revoked" && entry.dropAt > q.now) this.appendSession(entry, q.now, q.retentionMs, q.reason);
+    return false;
   }
 
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     this.horizon.tick(q.now);
-    const live = this.liveSessions(q.subject, q.now);
+    // In the Redis index's order (least recently used first, then by id), so both stores list them alike.
+    const live = this.liveSessions(q.subject, q.now).sort(indexOrder);
     for (const entry of live) markRevoked(entry, q.now, q.retentionMs);
-    this.feed.append("subject", q.subject, "", q.now, q.reason); // one entry for all of them
+    const ended = live.map((e) => e.record.id);
+    this.append("subject", q.subject, "", ended, q.now, q.now + q.retentionMs, q.reason); // one entry for all of them
     return live.length;
   }
 
@@ -164,8 +176,33 @@ export class MemorySessionStore implements SessionStore {
 
   private tombstone(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
     markRevoked(entry, now, retentionMs);
-    this.feed.append("session", entry.record.subject, entry.record.id, now, reason);
+    this.appendSession(entry, now, retentionMs, reason);
   }
+
+  private appendSession(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
+    this.append("session", entry.record.subject, entry.record.id, [], now, now + retentionMs, reason);
+  }
+
+  private append(
+    kind: RevocationKind,
+    subject: string,
+    target: string,
+    sessions: string[],
+    now: number,
+    until: number,
+    reason: string,
+  ): void {
+    this.feed.append({ kind, subject, target, sessions, at: now, until, reason }, now);
+  }
+}
+
+/** The reason of the entry appended again when a refresh presents a token of a revoked session (Redis: the same). */
+const REVOKED_PRESENTED = "revoked session presented";
+
+/** The order of the Redis index (a zset scored by lastUsedAt): least recently used first, then by id. */
+function indexOrder(a: SessionEntry, b: SessionEntry): number {
+  const [x, y] = [a.record, b.record];
+  return x.lastUsedAt - y.lastUsedAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 }
 
 /** Revoked: remembered as such for `retentionMs`, its grace pair dropped (as Redis deletes the `g:` key). */

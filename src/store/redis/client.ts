@@ -9,7 +9,8 @@
  *   P{t}:idx      zset of the subject's active sessions (score lastUsedAt)                         (sessions.ts)
  *   P{t}:j:<jti>  revoked token id                                                                   (sessions.ts)
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)                                (keys.ts)
- *   P feed        revocation stream, capped at ~100 000 entries; stream ids are the cursors          (feed.ts)
+ *   P{feed}       revocation stream, an entry dropped once its `until` has passed; ids are the cursors (feed.ts)
+ *   P{feed}:m     hash: the feed's last, first and trimmed-through ids (never expires, a few bytes)   (feed.ts)
  *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - MAX_AGE (audit.ts)
  *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update (audit.ts)
  */

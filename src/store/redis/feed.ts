@@ -1,60 +1,280 @@
 /**
- * The Redis store's revocation feed (RevocationFeed): the stream `P feed`, capped at ~100 000 entries; stream ids
- * are the cursors. The session part appends right after the atomic script that revoked (docs/architecture.md §3.4:
- * the feed lives in another cluster slot than the subject's keys), then waits for replicas if configured.
+ * The Redis store's revocation feed (RevocationFeed): the stream `P{feed}`, whose ids are the cursors, and beside it
+ * the hash `P{feed}:m` (same hash tag, so one script may touch both in a cluster) holding `last` (the newest id ever
+ * handed out), `trimmed` (the newest id ever dropped) and `first` (the first id ever handed out). An entry is dropped
+ * once its `until` has passed, oldest first, by the script that appends; nothing else trims the stream.
+ *
+ * The session part appends right after the atomic script that revoked (docs/architecture.md §3.4: the feed lives in
+ * another cluster slot than the subject's keys), then waits for replicas if configured. If that append fails the call
+ * fails, and its retry appends again (the session part appends for a revocation already made too).
  */
-import type { RevocationEvent, RevocationFeed, RevocationKind } from "../../domain/store.js";
-import { isStreamIdRefusal, type RedisContext } from "./client.js";
+import type { Redis } from "ioredis";
+import {
+  FeedCursorError,
+  type FeedPage,
+  type RevocationEvent,
+  type RevocationFeed,
+  type RevocationKind,
+} from "../../domain/store.js";
+import type { RedisContext, Script } from "./client.js";
 
-const FEED_MAXLEN = "100000";
+/** A cursor of this feed: a stream id, `ms-seq` or `ms` (= `ms-0`); 19 digits each always fit Redis's 64 bits. */
 const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
+/** How long the watcher's XREAD blocks; and the pause after it failed before it tries again. */
+const BLOCK_MS = 5_000;
+const RETRY_MS = 500;
+/** At most this many dead entries are dropped per append, so one script's work is bounded. */
+const TRIM_MAX = 100;
+
+/** Lua: compares two stream ids (`ms-seq` or `ms`) by their ms, then seq parts, as exact decimal numbers. */
+const ID_CMP = `
+local function num_cmp(a, b)
+  a, b = (string.gsub(a, '^0+', '')), (string.gsub(b, '^0+', ''))
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if ms then return ms, seq end
+  return id, '0'
+end
+local function id_cmp(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  local c = num_cmp(am, bm)
+  if c ~= 0 then return c end
+  return num_cmp(as, bs)
+end
+`;
+
+/**
+ * APPEND_FEED. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = now, then 7 per entry:
+ * kind, subject, target, sessions (JSON array), at, until, reason.
+ * Guarantees: atomically, drops from the head every entry whose until <= now up to the first live one (at most
+ * TRIM_MAX), records the newest dropped id as `trimmed`, appends the entries in order (ids from XADD *), and records
+ * the newest id as `last` (and the first id ever as `first`). Returns the newest id.
+ */
+const APPEND_FEED = `
+local stream, meta, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local TRIM_MAX = ${TRIM_MAX}
+local function until_of(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'u' then return tonumber(fields[i + 1]) or 0 end
+  end
+  return 0
+end
+local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', TRIM_MAX + 1)
+local dead = 0
+while dead < #head and dead < TRIM_MAX and until_of(head[dead + 1][2]) <= now do dead = dead + 1 end
+if dead > 0 then
+  -- Exact trims: up to the entry that stays, or all of it when every entry read was dead and there is no more.
+  if dead < #head then redis.call('XTRIM', stream, 'MINID', head[dead + 1][1])
+  else redis.call('XTRIM', stream, 'MAXLEN', 0) end
+  redis.call('HSET', meta, 'trimmed', head[dead][1])
+end
+local first, last
+for i = 2, #ARGV, 7 do
+  last = redis.call('XADD', stream, '*', 'k', ARGV[i], 's', ARGV[i + 1], 't', ARGV[i + 2], 'n', ARGV[i + 3],
+    'a', ARGV[i + 4], 'u', ARGV[i + 5], 'r', ARGV[i + 6])
+  first = first or last
+end
+redis.call('HSET', meta, 'last', last)
+redis.call('HSETNX', meta, 'first', first)
+return last
+`;
+
+/**
+ * READ_FEED. Read only. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = cursor (''
+ * for none: from the oldest kept), ARGV[2] = limit.
+ * Guarantees: one consistent answer. A cursor before `trimmed`, beyond `last`, or between 0-0 and `first` (from a
+ * feed that was emptied, and has grown again since) is expired. Returns {'expired'} or {'ok', last, entries}; last is
+ * '0-0' when nothing was ever appended.
+ */
+const READ_FEED = `${ID_CMP}
+local m = redis.call('HMGET', KEYS[2], 'last', 'trimmed', 'first')
+local last, trimmed, first = m[1] or '0-0', m[2] or '0-0', m[3]
+local start = '-'
+if ARGV[1] ~= '' then
+  local c = ARGV[1]
+  if id_cmp(c, trimmed) < 0 or id_cmp(c, last) > 0 or (first and id_cmp(c, '0') > 0 and id_cmp(c, first) < 0) then
+    return { 'expired' }
+  end
+  start = '(' .. c
+end
+return { 'ok', last, redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2]) }
+`;
+
+const SCRIPTS: Record<string, Script> = {
+  appendFeed: { numberOfKeys: 2, lua: APPEND_FEED },
+  readFeed: { numberOfKeys: 2, lua: READ_FEED },
+};
+
+type StreamEntry = [id: string, fields: string[]];
 
 export class RedisRevocationFeed implements RevocationFeed {
   private readonly key: string;
+  private readonly metaKey: string;
+  private readonly listeners = new Set<{ listener: () => void }>();
+  private watcher: FeedWatcher | null = null;
+  private closed = false;
 
   constructor(private readonly ctx: RedisContext) {
-    this.key = `${ctx.prefix}feed`;
+    this.key = `${ctx.prefix}{feed}`;
+    this.metaKey = `${ctx.prefix}{feed}:m`;
+    ctx.define(SCRIPTS);
   }
 
   /**
-   * Appends to the feed after the change it reports succeeded, then waits for replicas if configured; a failure
-   * fails the call (the change stays). Runs inside the caller's guard.
+   * Appends to the feed (dropping its dead head) after the change it reports succeeded, then waits for replicas if
+   * configured; a failure fails the call (the change stays). Runs inside the caller's guard.
    */
-  async publish(events: Omit<RevocationEvent, "id">[]): Promise<void> {
+  async publish(now: number, events: Omit<RevocationEvent, "id">[]): Promise<void> {
     if (events.length === 0) return;
-    await Promise.all(
-      events.map((e) =>
-        this.ctx.redis.xadd(this.key, "MAXLEN", "~", FEED_MAXLEN, "*",
-          "k", e.kind, "s", e.subject, "t", e.target, "a", String(e.at), "r", e.reason),
-      ),
-    );
+    const args: (string | number)[] = [now];
+    for (const e of events) args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
+    await this.ctx.script("appendFeed", [this.key, this.metaKey], args);
     await this.ctx.replicated(undefined);
   }
 
-  async revocations(cursor: string | null, limit: number): Promise<RevocationEvent[]> {
-    const count = Math.floor(limit);
-    if (count <= 0 || (cursor !== null && !STREAM_ID.test(cursor))) return [];
-    return this.ctx.guard(async () => {
-      let entries: [string, string[]][];
-      try {
-        entries = await this.ctx.redis.xrange(this.key, cursor === null ? "-" : `(${cursor}`, "+", "COUNT", count);
-      } catch (err) {
-        // A well-formed cursor Redis still refuses (past the largest id): nothing follows it.
-        if (isStreamIdRefusal(err)) return [];
-        throw err;
-      }
-      return entries.map(([id, fields]) => {
-        const f = new Map<string, string>();
-        for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
-        return {
-          id,
-          kind: f.get("k") as RevocationKind,
-          subject: f.get("s") ?? "",
-          target: f.get("t") ?? "",
-          at: Number(f.get("a")),
-          reason: f.get("r") ?? "",
-        };
-      });
-    });
+  async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
+    if (!Number.isInteger(limit) || limit < 1) throw new Error("revocations: limit must be an integer of at least 1");
+    if (cursor !== null && !STREAM_ID.test(cursor)) throw new FeedCursorError("invalid");
+    const reply = (await this.ctx.guard(() =>
+      this.ctx.script("readFeed", [this.key, this.metaKey], [cursor ?? "", limit]),
+    )) as ["expired"] | ["ok", string, StreamEntry[]];
+    // Outside the guard: an expired cursor is an answer, not an outage.
+    if (reply[0] === "expired") throw new FeedCursorError("expired");
+    const entries = reply[2].map(toEvent);
+    // Nothing returned: the cursor is at most `last` (else it expired), so max(cursor, last) is `last`.
+    return { entries, next: entries.length > 0 ? entries[entries.length - 1]!.id : reply[1] };
   }
+
+  /**
+   * Listeners are woken by one blocking connection per feed (FeedWatcher), opened for the first listener and closed
+   * after the last, so appends from every process on this Redis wake them.
+   */
+  subscribe(listener: () => void): () => void {
+    const entry = { listener };
+    this.listeners.add(entry);
+    if (this.watcher === null && !this.closed) {
+      this.watcher = new FeedWatcher(this.ctx, this.key, this.metaKey, () => this.notify());
+    }
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.listeners.delete(entry);
+      if (this.listeners.size === 0) this.stopWatching();
+    };
+  }
+
+  /** Stops the watcher for good (the store is closing). */
+  close(): void {
+    this.closed = true;
+    this.stopWatching();
+  }
+
+  private stopWatching(): void {
+    this.watcher?.stop();
+    this.watcher = null;
+  }
+
+  private notify(): void {
+    for (const entry of [...this.listeners]) {
+      if (!this.listeners.has(entry)) continue; // unsubscribed by an earlier listener
+      try {
+        entry.listener();
+      } catch {
+        // a hint was not taken; the others still get it
+      }
+    }
+  }
+}
+
+/**
+ * Waits for the stream to grow on a connection of its own (XREAD BLOCK would hold up every command of the shared
+ * client) and calls `wake` whenever it has. It reads on from the id it saw last, so what was appended while it was
+ * failing still wakes it once it is back.
+ */
+class FeedWatcher {
+  private readonly conn: Redis;
+  private stopped = false;
+  private pause: { timer: NodeJS.Timeout; resolve: () => void } | null = null;
+
+  constructor(
+    ctx: RedisContext,
+    private readonly key: string,
+    private readonly metaKey: string,
+    private readonly wake: () => void,
+  ) {
+    // Where to start: `last`, asked on the shared client now, so that it is answered before any read the subscriber
+    // makes after subscribing; whatever that read misses comes after it, and wakes the watcher.
+    const start = ctx.redis.hget(metaKey, "last").then(
+      (last) => last ?? "0-0",
+      () => null,
+    );
+    const main = ctx.redis.options.commandTimeout;
+    this.conn = ctx.redis.duplicate({
+      // A blocked read is no slow server: time it out only well after the block ends.
+      commandTimeout: main === undefined ? undefined : BLOCK_MS + Math.max(main, 1_000),
+      // Commands wait for the connection rather than fail while it is being made (bounded by the timeout above).
+      enableOfflineQueue: true,
+    });
+    this.conn.on("error", () => {}); // failures show as failed reads, retried below
+    void this.run(start);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.conn.disconnect(); // fails the blocked read at once
+    if (this.pause) {
+      clearTimeout(this.pause.timer);
+      this.pause.resolve();
+    }
+  }
+
+  private async run(start: Promise<string | null>): Promise<void> {
+    let after = await start;
+    while (!this.stopped) {
+      try {
+        if (after === null) {
+          // The shared client could not say where the feed was: ask here, and wake once, since something may have
+          // been appended since the subscriber's read.
+          after = (await this.conn.hget(this.metaKey, "last")) ?? "0-0";
+          this.wake();
+        }
+        const reply = (await this.conn.xread("COUNT", 1000, "BLOCK", BLOCK_MS, "STREAMS", this.key, after)) as
+          | [string, StreamEntry[]][]
+          | null;
+        if (this.stopped) return;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length > 0) {
+          after = entries[entries.length - 1]![0];
+          this.wake();
+        }
+      } catch {
+        if (this.stopped) return;
+        await new Promise<void>((resolve) => {
+          this.pause = { timer: setTimeout(resolve, RETRY_MS), resolve };
+        });
+        this.pause = null;
+      }
+    }
+  }
+}
+
+function toEvent([id, fields]: StreamEntry): RevocationEvent {
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+  return {
+    id,
+    kind: f.get("k") as RevocationKind,
+    subject: f.get("s") ?? "",
+    target: f.get("t") ?? "",
+    sessions: JSON.parse(f.get("n") ?? "[]") as string[],
+    at: Number(f.get("a")),
+    until: Number(f.get("u")),
+    reason: f.get("r") ?? "",
+  };
 }

@@ -2,7 +2,7 @@
  * The Redis store's sessions and revocations (SessionStore). Every change is one Lua script on one subject's slot (all
  * its keys share the subject's hash tag; a script builds them from `base` = `P{t}:`), so it is atomic and Redis
  * Cluster can run it; time comes from ARGV, never from the server. Every revocation is then appended to the feed
- * part.
+ * part, and so is a revocation found already made (a retry after the append failed), so that the retry makes it good.
  *
  * The rules the scripts apply are domain/sessions.ts's (liveness, rotation, grace window, eviction order), mirrored
  * in Lua: each Lua twin below names its TypeScript function, and each function there names its twin here.
@@ -19,6 +19,7 @@ import {
   assertSessionIdOf,
   type ClientInfo,
   type IssuedPair,
+  type RevocationEvent,
   type RotateInput,
   type RotateResult,
   type SessionRecord,
@@ -151,7 +152,8 @@ return evicted
  * (GraceTuple).
  * Guarantees: of concurrent refreshes of one token exactly one rotates; the others replay its pair (same client,
  * inside the grace window) or find reuse, which tombstones the session. Nothing changes for an ended session.
- * Returns {'ended', why} | {'reused'} | {'rotated', session} | {'replayed', session, grace entry}.
+ * Returns {'ended', why} | {'reused'} | {'rotated', session} | {'replayed', session, grace entry}. (The caller appends
+ * to the feed for 'reused', and again for {'ended', 'revoked'}.)
  */
 const ROTATE = `${SESSION_PRELUDE}
 local sid, presented, fp = ARGV[3], ARGV[4], ARGV[6]
@@ -187,31 +189,36 @@ return { 'reused' }
 /**
  * REVOKE_SESSION. Touches: KEYS[1] = `P{t}:s:<sid>` (declared); not yet declared: `P{t}:g:<sid>` and `P{t}:idx`
  * (same slot). ARGV: base, now, sid, retentionMs, subject ('' for any).
- * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns the session's
- * subject if this call revoked it, else 0.
+ * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns {subject, 1} if this
+ * call revoked it, {subject, 0} if it was revoked already (its tombstone still kept), else 0.
  */
 const REVOKE_SESSION = `${SESSION_PRELUDE}
 local s = read_session(ARGV[3])
-if not s or not is_live(s) or (ARGV[5] ~= '' and s[SUBJECT] ~= ARGV[5]) then return 0 end
-tombstone(ARGV[3], s, tonumber(ARGV[4]))
-return s[SUBJECT]
+if not s or (ARGV[5] ~= '' and s[SUBJECT] ~= ARGV[5]) then return 0 end
+if is_live(s) then
+  tombstone(ARGV[3], s, tonumber(ARGV[4]))
+  return { s[SUBJECT], 1 }
+end
+if s[STATUS] == 'r' then return { s[SUBJECT], 0 } end
+return 0
 `;
 
 /**
  * REVOKE_SUBJECT. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: `P{t}:s:<member>` and `P{t}:g:<member>`
  * of every index member (same slot). ARGV: base, now, retentionMs.
  * Guarantees: every session live at `now` is tombstoned in one atomic step, so every token issued so far is dead and
- * a session opened afterwards (even in the same millisecond) lives. Returns how many were revoked.
+ * a session opened afterwards (even in the same millisecond) lives. Returns the ids revoked, in index order (least
+ * recently used first, then by id; the memory store lists them alike).
  */
 const REVOKE_SUBJECT = `${SESSION_PRELUDE}
-local retention, n = tonumber(ARGV[3]), 0
+local retention, ended = tonumber(ARGV[3]), {}
 each_active(function(m, s)
   if is_live(s) then
     tombstone(m, s, retention)
-    n = n + 1
+    ended[#ended + 1] = m
   end
 end)
-return n
+return ended
 `;
 
 /**
@@ -238,6 +245,7 @@ const SCRIPTS: Record<string, Script> = {
 };
 
 type Cell = string | null;
+type FeedEntry = Omit<RevocationEvent, "id">;
 
 export class RedisSessionStore implements SessionStore {
   constructor(
@@ -261,9 +269,10 @@ export class RedisSessionStore implements SessionStore {
         JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
       ];
       const evicted = (await this.ctx.script("createSession", [`${base}idx`], args)) as string[];
-      const reason = "evicted: session limit";
-      const subject = s.subject;
-      await this.feed.publish(evicted.map((target) => ({ kind: "session", subject, target, at: opts.now, reason })));
+      // Not appended again by a retry: a retried Issue opens another session, it does not evict these again.
+      const now = opts.now;
+      const entries = evicted.map((target) => sessionEntry(s.subject, target, now, opts.retentionMs, EVICTED));
+      await this.feed.publish(now, entries);
       return { evicted };
     });
   }
@@ -288,10 +297,16 @@ export class RedisSessionStore implements SessionStore {
             session: parseSession(sessionId, a!)!.record,
           };
         case "reused":
-          await this.feed.publish([{ kind: "session", subject, target: sessionId, at: now, reason: "refresh token reuse" }]);
+          await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REUSED)]);
           return { outcome: "reused" };
-        default:
-          return { outcome: "ended", why: a as "revoked" | "expired" | "missing" };
+        default: {
+          const why = a as "revoked" | "expired" | "missing";
+          // A revoked session presented again: its entry again, in case the revocation's append was lost.
+          if (why === "revoked") {
+            await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REVOKED_PRESENTED)]);
+          }
+          return { outcome: "ended", why };
+        }
       }
     });
   }
@@ -316,9 +331,11 @@ export class RedisSessionStore implements SessionStore {
     return this.ctx.guard(async () => {
       const key = `${this.ctx.base(q.subject)}j:${q.jti}`;
       const set = await this.ctx.redis.set(key, "1", "PX", ttl(q.expiresAt, q.now), "NX");
-      if (set === null) return this.ctx.replicated(false);
-      await this.feed.publish([{ kind: "token", subject: q.subject, target: q.jti, at: q.now, reason: q.reason }]);
-      return true;
+      // Revoked already (set is null): appended again all the same, in case the first call's append was lost.
+      await this.feed.publish(q.now, [
+        { kind: "token", subject: q.subject, target: q.jti, sessions: [], at: q.now, until: q.expiresAt, reason: q.reason },
+      ]);
+      return set !== null;
     });
   }
 
@@ -327,19 +344,24 @@ export class RedisSessionStore implements SessionStore {
     if (base === null) return false;
     return this.ctx.guard(async () => {
       const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
-      const subject = await this.ctx.script("revokeSession", [`${base}s:${q.sessionId}`], args);
-      if (typeof subject !== "string") return this.ctx.replicated(false);
-      await this.feed.publish([{ kind: "session", subject, target: q.sessionId, at: q.now, reason: q.reason }]);
-      return true;
+      const found = (await this.ctx.script("revokeSession", [`${base}s:${q.sessionId}`], args)) as [string, 0 | 1] | 0;
+      if (found === 0) return this.ctx.replicated(false);
+      // Revoked now or already (a retry may follow a lost append): appended either way.
+      const [subject, revokedNow] = found;
+      await this.feed.publish(q.now, [sessionEntry(subject, q.sessionId, q.now, q.retentionMs, q.reason)]);
+      return revokedNow === 1;
     });
   }
 
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(q.subject);
-      const n = (await this.ctx.script("revokeSubject", [`${base}idx`], [base, q.now, q.retentionMs])) as number;
-      await this.feed.publish([{ kind: "subject", subject: q.subject, target: "", at: q.now, reason: q.reason }]);
-      return n;
+      const ended = (await this.ctx.script("revokeSubject", [`${base}idx`], [base, q.now, q.retentionMs])) as string[];
+      const until = q.now + q.retentionMs;
+      await this.feed.publish(q.now, [
+        { kind: "subject", subject: q.subject, target: "", sessions: ended, at: q.now, until, reason: q.reason },
+      ]);
+      return ended.length;
     });
   }
 
@@ -364,6 +386,16 @@ export class RedisSessionStore implements SessionStore {
       return row && isLive(row.status, row.record, now) ? row.record : null;
     });
   }
+}
+
+const EVICTED = "evicted: session limit";
+const REUSED = "refresh token reuse";
+/** The reason of the entry appended again when a refresh presents a token of a revoked session (memory: the same). */
+const REVOKED_PRESENTED = "revoked session presented";
+
+/** A feed entry for one session, remembered for `retentionMs`. */
+function sessionEntry(subject: string, target: string, now: number, retentionMs: number, reason: string): FeedEntry {
+  return { kind: "session", subject, target, sessions: [], at: now, until: now + retentionMs, reason };
 }
 
 /** A session from its stored JSON (see SessionTuple); null if there is none. */
