@@ -3,13 +3,12 @@
  * piece. Returns { listen, close } plus the parts tests want to reach.
  */
 import { setMaxListeners } from "node:events";
-import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { callerAuth, peerIdentityKey } from "./api/auth.js";
-import { Pipeline, connectInterceptor } from "./api/pipeline.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { callerAuth } from "./api/auth.js";
+import { Pipeline } from "./api/pipeline.js";
 import { Limits, auditLimited } from "./api/rate-limit.js";
-import { routes, services, unaryMethods, type ServiceEntry } from "./api/routes.js";
-import type { Config, ServerConfig, StoreConfig } from "./config/config.js";
+import { services } from "./api/routes.js";
+import type { Config, StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -19,13 +18,8 @@ import { TokenCodec } from "./domain/tokens.js";
 import { auditSinks } from "./observability/audit-log.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { Metrics, instrumentStore } from "./observability/metrics.js";
-import { capDeadline, streamDispatcher } from "./server/dispatch.js";
-import { grpcUnaryHandler } from "./server/grpc-unary.js";
-import { httpRoutes } from "./server/http-routes.js";
-import { Listener } from "./server/listener.js";
-import { peerIdentity, socketIdentity } from "./server/peer.js";
 import { Readiness } from "./server/readiness.js";
-import { standardRoutes } from "./server/standard-routes.js";
+import { serve } from "./server/serve.js";
 import { MemoryStore } from "./store/memory.js";
 
 export interface AppOptions {
@@ -86,6 +80,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       up ? logger.info({ store: "up" }, "store reachable again: serving") : logger.warn({ err }, "store unreachable: not serving"),
   });
   readiness.start();
+  const closing = new AbortController(); // ends the revocation watches when shutdown begins
+  setMaxListeners(0, closing.signal);
   const pipeline = new Pipeline({
     logger,
     authorize: callerAuth(config.access.callers ? { callers: config.access.callers } : { open: true }, audit),
@@ -100,8 +96,9 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     onIntrospect: (result) => metrics.introspections.inc({ result }),
     limits,
     audit,
+    feed: { feed: store, clock, closing: closing.signal },
   });
-  const { listener, cancelCalls } = serve(config.server, { api, pipeline, keys, readiness, metrics });
+  const { listener, cancelCalls } = serve(config.server, { api, pipeline, jwks: () => keys.publicKeys(), readiness, metrics });
 
   return {
     authority,
@@ -122,6 +119,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       readiness.stop();
       clearInterval(keyReload);
       pipeline.close();
+      closing.abort();
       listener.drain();
       if (!(await settles(pipeline.idle(), config.server.shutdownGraceMs))) {
         logger.warn({ inFlight: pipeline.inFlight }, "shutdown grace period over: cancelling calls in flight");
@@ -172,65 +170,6 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
   }
   logger.info({ store: "redis", prefix: config.prefix }, "using the Redis store");
   return { store, counters: store.counters };
-}
-
-/**
- * The one port: every stream goes to the lean unary gRPC path when it takes it (TESSERA_GRPC_FAST_PATH), everything
- * else to connect-node (with health, reflection and the plain HTTP routes). Both run the same pipeline.
- */
-function serve(
-  config: ServerConfig,
-  parts: { api: ServiceEntry[]; pipeline: Pipeline; keys: KeyRing; readiness: Readiness; metrics: Metrics },
-): { listener: Listener; cancelCalls: (err: ConnectError) => void } {
-  const { api, pipeline, keys, readiness, metrics } = parts;
-  const { maxRequestBytes, maxTimeoutMs, readTimeoutMs } = config;
-  const shutdown = new AbortController();
-  setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
-  let streamingRequestPaths = new Set<string>();
-  let rpcServices = new Set<string>();
-  const connectHandler = connectNodeAdapter({
-    routes: (router) => {
-      routes(api)(router);
-      standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
-      rpcServices = new Set(router.handlers.map((h) => h.service.typeName));
-      streamingRequestPaths = new Set(
-        router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
-      );
-    },
-    interceptors: [connectInterceptor(pipeline)],
-    contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
-    acceptCompression: [compressionGzip],
-    readMaxBytes: maxRequestBytes,
-    shutdownSignal: shutdown.signal,
-    fallback: httpRoutes({ jwks: () => keys.publicKeys(), ready: () => readiness.serving, metrics, services: () => rpcServices }),
-  });
-  const lean = config.grpcFastPath
-    ? grpcUnaryHandler({
-        methods: unaryMethods(api),
-        pipeline,
-        maxRequestBytes,
-        contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
-      })
-    : undefined;
-  const listener = new Listener({
-    ...config.listen,
-    tls: config.tls,
-    readTimeoutMs,
-    maxConnections: config.maxConnections,
-    // Both sets are read when a stream arrives, after connect-node has built its router.
-    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamsRequests: (path) => streamingRequestPaths.has(path) }),
-    handler: (req, res) => {
-      if (req.httpVersionMajor === 1) capDeadline(req.headers, maxTimeoutMs); // HTTP/2 streams: by the dispatcher
-      connectHandler(req as never, res as never);
-    },
-  });
-  return {
-    listener,
-    cancelCalls: (err) => {
-      pipeline.cancelAll(err);
-      shutdown.abort(err);
-    },
-  };
 }
 
 /** Whether the promise settled within ms. */

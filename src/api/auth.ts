@@ -9,8 +9,10 @@ import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers
 import type { AuditSink } from "../domain/audit-trail.js";
 import { auditRefusal } from "./audit-context.js";
 import type { DescMethod } from "@bufbuild/protobuf";
+import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
+import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { PERMISSIONS, type Permission } from "../domain/permissions.js";
@@ -32,6 +34,9 @@ export const METHOD_PERMISSIONS: ReadonlyMap<DescMethod, Permission> = new Map<D
   [KeyService.method.listKeys, "keys.read"],
   [KeyService.method.rotateKeys, "keys.rotate"],
   [AuditService.method.listAuditEvents, "audit.read"],
+  [RevocationService.method.watchRevocations, "revocations.watch"],
+  // The sidecar's Envoy ext_authz service: the same question as Introspect.
+  [Authorization.method.check, "introspect"],
 ]);
 
 /** Services anyone may call without credentials. */

@@ -3,14 +3,18 @@ import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
+import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import type { Audit } from "../domain/audit-trail.js";
 import type { Authority } from "../domain/authority.js";
+import type { Clock } from "../domain/clock.js";
 import type { KeyRing } from "../domain/keys.js";
+import type { RevocationFeed } from "../domain/store.js";
 import { auditService } from "./audit-service.js";
 import { keyService } from "./key-service.js";
 import type { RequestLimits } from "./rate-limit.js";
+import { revocationService } from "./revocation-service.js";
 import { sessionService } from "./session-service.js";
 import { tokenService } from "./token-service.js";
 
@@ -24,6 +28,8 @@ export interface RouteDeps {
   limits?: RequestLimits;
   /** The audit trail: AuditService reads it, KeyService records rotations. Absent: no AuditService. */
   audit?: Audit;
+  /** The revocation feed, its clock, and the signal that ends every watch at shutdown. Absent: no RevocationService. */
+  feed?: { feed: RevocationFeed; clock: Clock; closing: AbortSignal };
 }
 
 /** One service and its implementation. */
@@ -34,7 +40,7 @@ export interface ServiceEntry {
   method(localName: string): ((req: unknown, ctx: HandlerContext) => Promise<unknown>) | undefined;
 }
 
-function entry<T extends DescService>(service: T, impl: ServiceImpl<T>): ServiceEntry {
+export function entry<T extends DescService>(service: T, impl: ServiceImpl<T>): ServiceEntry {
   const methods = impl as unknown as Record<string, (req: unknown, ctx: HandlerContext) => Promise<unknown>>;
   return {
     service,
@@ -49,6 +55,7 @@ export function services(deps: RouteDeps): ServiceEntry[] {
     entry(SessionService, sessionService(deps)),
     entry(KeyService, keyService(deps)),
     ...(deps.audit ? [entry(AuditService, auditService({ audit: deps.audit }))] : []),
+    ...(deps.feed ? [entry(RevocationService, revocationService(deps.feed))] : []),
   ];
 }
 

@@ -1,7 +1,7 @@
 /** tessera.v1.TokenService: validates at the edge, calls the authority, converts the answer. */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { TokenType } from "../../gen/tessera/v1/common_pb.js";
 import {
   IntrospectResponseSchema,
@@ -9,8 +9,13 @@ import {
   RefreshResponseSchema,
   RevokeResponseSchema,
   TokenService,
+  type IntrospectRequest,
+  type IntrospectResponse,
 } from "../../gen/tessera/v1/token_pb.js";
+import type { AuditContext } from "../domain/audit.js";
 import type { Authority, RevokeResult } from "../domain/authority.js";
+import type { Introspection } from "../domain/introspect.js";
+import type { TokenKind } from "../domain/tokens.js";
 import { auditContext } from "./audit-context.js";
 import { INACTIVE_REASON, TOKEN_TYPE, jsonObject, tokenPair } from "./convert.js";
 import { invalidArgument } from "./errors.js";
@@ -75,32 +80,52 @@ export function tokenService({
       return create(RevokeResponseSchema, result);
     },
 
-    async introspect(req, ctx) {
-      const token = v.token("token", req.token, maxTokenLength);
-      const audience = v.text("audience", req.audience, v.LIMITS.audience);
-      let kind: "access" | "refresh";
-      if (req.expectedType === TokenType.UNSPECIFIED || req.expectedType === TokenType.ACCESS) kind = "access";
-      else if (req.expectedType === TokenType.REFRESH) kind = "refresh";
-      else throw invalidArgument("expected_type", "unknown token type");
-      const r = await authority.introspect(token, kind, audience, auditContext(ctx.values));
-      onIntrospect?.(r.active ? "active" : r.reason);
-      if (!r.active) return create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
-      const t = r.token;
-      return create(IntrospectResponseSchema, {
-        active: true,
-        subject: t.subject,
-        scopes: t.scopes,
-        audience: t.audience,
-        issuer: t.issuer,
-        expiresAt: timestampFromMs(t.expiresAt),
-        issuedAt: timestampFromMs(t.issuedAt),
-        notBefore: timestampFromMs(t.notBefore),
-        jti: t.jti,
-        sessionId: t.sessionId,
-        tokenType: TOKEN_TYPE[t.kind],
-        claims: jsonObject(t.claims),
-        riskScore: r.riskScore,
-      });
-    },
+    introspect: introspectHandler({
+      introspect: (token, kind, audience, audit) => authority.introspect(token, kind, audience, audit),
+      maxTokenLength,
+      onIntrospect,
+    }),
   };
+}
+
+export interface IntrospectDeps {
+  /** The answer for a token: the authority's (its store), or a sidecar's (its copy of the revocation feed). */
+  introspect(token: string, kind: TokenKind, audience: string, ctx: AuditContext): Promise<Introspection>;
+  maxTokenLength: number;
+  onIntrospect?: ((result: string) => void) | undefined;
+}
+
+/** Introspect's edge: the request checked, the answer converted. The authority and the sidecar serve it alike. */
+export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest, ctx: HandlerContext) => Promise<IntrospectResponse> {
+  const { maxTokenLength, onIntrospect } = deps;
+  return async (req, ctx) => {
+    const token = v.token("token", req.token, maxTokenLength);
+    const audience = v.text("audience", req.audience, v.LIMITS.audience);
+    const r = await deps.introspect(token, tokenKind(req.expectedType), audience, auditContext(ctx.values));
+    onIntrospect?.(r.active ? "active" : r.reason);
+    if (!r.active) return create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
+    const t = r.token;
+    return create(IntrospectResponseSchema, {
+      active: true,
+      subject: t.subject,
+      scopes: t.scopes,
+      audience: t.audience,
+      issuer: t.issuer,
+      expiresAt: timestampFromMs(t.expiresAt),
+      issuedAt: timestampFromMs(t.issuedAt),
+      notBefore: timestampFromMs(t.notBefore),
+      jti: t.jti,
+      sessionId: t.sessionId,
+      tokenType: TOKEN_TYPE[t.kind],
+      claims: jsonObject(t.claims),
+      riskScore: r.riskScore,
+    });
+  };
+}
+
+/** The token type Introspect expects: unset means ACCESS. */
+export function tokenKind(expected: TokenType): TokenKind {
+  if (expected === TokenType.UNSPECIFIED || expected === TokenType.ACCESS) return "access";
+  if (expected === TokenType.REFRESH) return "refresh";
+  throw invalidArgument("expected_type", "unknown token type");
 }

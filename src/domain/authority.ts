@@ -2,21 +2,19 @@
  * The token authority: issue, refresh (rotation, reuse detection, grace window), revoke, introspect, sessions.
  * Pure TypeScript and jose; state goes through the SessionStore interface, time through the Clock.
  */
-import { NO_CONTEXT, assessRisk, type AuditContext } from "./audit.js";
+import { NO_CONTEXT, type AuditContext } from "./audit.js";
 import type { AuditInput, AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { digest, newSessionId, randomId } from "./ids.js";
-import { isLive } from "./sessions.js";
+import { Introspector, type Introspection } from "./introspect.js";
 import type { ClientInfo, IssuedPair, SessionRecord, SessionStore } from "./store.js";
 import {
   RESERVED_CLAIMS,
   TYP,
   type Grant,
-  type RejectReason,
   type TokenCodec,
   type TokenKind,
-  type VerifiedToken,
 } from "./tokens.js";
 
 export interface AuthorityConfig {
@@ -50,12 +48,7 @@ export interface IssueResult {
   evicted: string[];
 }
 
-export type InactiveReason = RejectReason | "revoked" | "session_ended" | "rotated";
-
-export type Introspection =
-  /** riskScore: the subject's suspicious-activity score (audit.ts), from the same store round trip. */
-  | { active: true; token: VerifiedToken; riskScore: number }
-  | { active: false; reason: InactiveReason };
+export type { InactiveReason, Introspection } from "./introspect.js";
 
 export interface RevokeResult {
   sessionsRevoked: number;
@@ -93,6 +86,7 @@ export class Authority {
   private readonly cfg: AuthorityConfig;
   private readonly emit: (event: AuthorityEvent) => void;
   private readonly audit: AuditSink;
+  private readonly introspector: Introspector;
 
   constructor(deps: AuthorityDeps) {
     this.store = deps.store;
@@ -101,6 +95,13 @@ export class Authority {
     this.cfg = deps.config;
     this.emit = deps.onEvent ?? (() => {});
     this.audit = deps.audit ?? { record: () => {} };
+    this.introspector = new Introspector({
+      verifier: deps.codec,
+      state: deps.store,
+      clock: deps.clock,
+      riskWindowMs: deps.config.riskWindowMs,
+      audit: this.audit,
+    });
   }
 
   /** How long a revoked session is remembered, so that its access tokens read as revoked until they expire. */
@@ -202,32 +203,8 @@ export class Authority {
     }
   }
 
-  async introspect(
-    token: string,
-    expected: TokenKind,
-    audience?: string,
-    ctx: AuditContext = NO_CONTEXT,
-  ): Promise<Introspection> {
-    const now = this.clock.now();
-    const v = await this.codec.verify(token, expected, now, audience);
-    if (!v.ok) return { active: false, reason: v.reason };
-    const t = v.token;
-    const state = await this.store.tokenState({ subject: t.subject, sessionId: t.sessionId, jti: t.jti });
-    const s = state.session;
-    if (state.jtiRevoked || s?.status === "revoked") {
-      this.audit.record({
-        type: "revoked_token_presented",
-        context: ctx,
-        subject: t.subject,
-        sessionId: t.sessionId,
-        detail: { rpc: "Introspect", token_type: t.kind, jti: t.jti },
-      });
-      return { active: false, reason: "revoked" };
-    }
-    if (!s || !isLive(s.status, s, now)) return { active: false, reason: "session_ended" };
-    if (expected === "refresh" && s.currentJti !== t.jti) return { active: false, reason: "rotated" };
-    const riskScore = assessRisk(state.risk, now, this.cfg.riskWindowMs ?? DEFAULT_RISK_WINDOW_MS).score;
-    return { active: true, token: t, riskScore };
+  introspect(token: string, expected: TokenKind, audience?: string, ctx: AuditContext = NO_CONTEXT): Promise<Introspection> {
+    return this.introspector.introspect(token, expected, audience, ctx);
   }
 
   /**
@@ -341,8 +318,6 @@ function ttl(requested: number | undefined, fallback: number, max: number, field
   if (requested > max) throw new TesseraError("invalid_argument", `${field} exceeds the maximum of ${max / 1000}s`, { field });
   return requested;
 }
-
-const DEFAULT_RISK_WINDOW_MS = 15 * 60_000;
 
 function floorToSecond(ms: number): number {
   return Math.floor(ms / 1000) * 1000;

@@ -12,6 +12,7 @@ export const PERMISSIONS = [
   "keys.read",
   "keys.rotate",
   "audit.read",
+  "revocations.watch",
 ] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];

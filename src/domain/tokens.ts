@@ -4,8 +4,8 @@
  * key, the header may carry nothing but alg, kid and typ, and each type is accepted only as itself.
  * Every rejection names a reason; nothing here throws on input.
  */
-import { compactVerify, decodeProtectedHeader } from "jose";
-import type { KeyRing } from "./keys.js";
+import { compactVerify, decodeProtectedHeader, type CryptoKey } from "jose";
+import type { LoadedKey } from "./keys.js";
 
 export type TokenKind = "access" | "refresh";
 export const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
@@ -95,13 +95,24 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const KID = /^[A-Za-z0-9_-]{1,128}$/;
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-export class TokenCodec {
+/** Where a verifier finds the key a token names: the authority's KeyRing, or a sidecar's copy of the JWKS. */
+export interface VerificationKeys {
+  lookup(kid: string): Promise<{ alg: string; publicKey: CryptoKey } | undefined>;
+}
+
+/** What signing needs besides: the key new tokens are signed with (the KeyRing). */
+export interface SigningKeys extends VerificationKeys {
+  signingKey(): Pick<LoadedKey, "kid" | "alg" | "sign">;
+}
+
+/** Verifies Tessera's tokens: what the authority and a sidecar share. */
+export class TokenVerifier {
   /** Insertion-ordered, so the oldest entry is the first; bounded by opts.verifiedCacheSize. */
   private readonly verified = new Map<string, Verified>();
 
   constructor(
-    private readonly keys: KeyRing,
-    private readonly opts: TokenCodecOptions,
+    private readonly keys: VerificationKeys,
+    protected readonly opts: TokenCodecOptions,
   ) {}
 
   /** Tokens in the verified-signature cache (for tests of its bound). */
@@ -111,40 +122,6 @@ export class TokenCodec {
 
   get issuer(): string {
     return this.opts.issuer;
-  }
-
-  signAccess(i: SignInput): Promise<string> {
-    return this.sign("access", {
-      ...i.grant.claims,
-      iss: this.opts.issuer,
-      sub: i.subject,
-      aud: i.grant.audience,
-      exp: seconds(i.expiresAt),
-      iat: seconds(i.now),
-      nbf: seconds(i.now),
-      jti: i.jti,
-      sid: i.sessionId,
-      scope: i.grant.scopes.join(" "),
-    });
-  }
-
-  signRefresh(i: SignInput): Promise<string> {
-    return this.sign("refresh", {
-      iss: this.opts.issuer,
-      sub: i.subject,
-      aud: this.opts.issuer,
-      exp: seconds(i.expiresAt),
-      iat: seconds(i.now),
-      nbf: seconds(i.now),
-      jti: i.jti,
-      sid: i.sessionId,
-      grant: {
-        aud: i.grant.audience,
-        scope: i.grant.scopes.join(" "),
-        ext: i.grant.claims,
-        att: Math.round(i.grant.accessTtlMs / 1000),
-      },
-    });
   }
 
   /** Verifies signature, type, issuer, time claims and (if given) audience. Never throws on input. */
@@ -251,9 +228,53 @@ export class TokenCodec {
     };
     return { window, result: { ok: true, token: frozen(token) } };
   }
+}
+
+/** Signs and verifies: the authority's codec. */
+export class TokenCodec extends TokenVerifier {
+  constructor(
+    private readonly signing: SigningKeys,
+    opts: TokenCodecOptions,
+  ) {
+    super(signing, opts);
+  }
+
+  signAccess(i: SignInput): Promise<string> {
+    return this.sign("access", {
+      ...i.grant.claims,
+      iss: this.opts.issuer,
+      sub: i.subject,
+      aud: i.grant.audience,
+      exp: seconds(i.expiresAt),
+      iat: seconds(i.now),
+      nbf: seconds(i.now),
+      jti: i.jti,
+      sid: i.sessionId,
+      scope: i.grant.scopes.join(" "),
+    });
+  }
+
+  signRefresh(i: SignInput): Promise<string> {
+    return this.sign("refresh", {
+      iss: this.opts.issuer,
+      sub: i.subject,
+      aud: this.opts.issuer,
+      exp: seconds(i.expiresAt),
+      iat: seconds(i.now),
+      nbf: seconds(i.now),
+      jti: i.jti,
+      sid: i.sessionId,
+      grant: {
+        aud: i.grant.audience,
+        scope: i.grant.scopes.join(" "),
+        ext: i.grant.claims,
+        att: Math.round(i.grant.accessTtlMs / 1000),
+      },
+    });
+  }
 
   private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
-    const key = this.keys.signingKey();
+    const key = this.signing.signingKey();
     return key.sign({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
   }
 }
