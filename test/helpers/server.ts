@@ -65,9 +65,12 @@ export interface SpawnedAuthority {
   kill(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** Runs `node --import tsx src/main.ts` with env added to this process's environment, without waiting for it. */
-export function runMain(env: Record<string, string>): Omit<SpawnedAuthority, "url" | "port"> {
-  const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+/**
+ * Runs `node --import tsx src/main.ts` (or another entry point, such as the sidecar's) with env added to this
+ * process's environment, without waiting for it.
+ */
+export function runMain(env: Record<string, string>, entry = "src/main.ts"): Omit<SpawnedAuthority, "url" | "port"> {
+  const proc = spawn(process.execPath, ["--import", "tsx", entry], {
     cwd: ROOT,
     env: { ...process.env, TESSERA_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -90,23 +93,41 @@ export function runMain(env: Record<string, string>): Omit<SpawnedAuthority, "ur
   };
 }
 
-/** Starts a real authority process on a free port and waits until GET /healthz answers 200. */
-export async function spawnAuthority(env: Record<string, string> = {}, timeoutMs = 20_000): Promise<SpawnedAuthority> {
-  const port = await freePort();
+/**
+ * Starts a real authority process on a free port (or the given one, to restart on the same address) and waits until
+ * GET /healthz answers 200.
+ */
+export async function spawnAuthority(env: Record<string, string> = {}, timeoutMs = 20_000, port?: number): Promise<SpawnedAuthority> {
+  return spawnProcess("src/main.ts", "authority", env, timeoutMs, port);
+}
+
+/** Starts a real sidecar process (`src/sidecar/main.ts`) on a free port; healthy means listening, not yet serving. */
+export async function spawnSidecar(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedAuthority> {
+  return spawnProcess("src/sidecar/main.ts", "sidecar", env, timeoutMs);
+}
+
+async function spawnProcess(
+  entry: string,
+  what: string,
+  env: Record<string, string>,
+  timeoutMs: number,
+  fixedPort?: number,
+): Promise<SpawnedAuthority> {
+  const port = fixedPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const run = runMain({ ...env, TESSERA_LISTEN: `127.0.0.1:${port}` });
+  const run = runMain({ ...env, TESSERA_LISTEN: `127.0.0.1:${port}` }, entry);
   let gone: number | string | undefined;
   void run.exited.then((c) => (gone = c));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (gone !== undefined) {
-      throw new Error(`authority exited with ${gone} before it was healthy:\n${run.stderr.join("\n")}`);
+      throw new Error(`${what} exited with ${gone} before it was healthy:\n${run.stderr.join("\n")}`);
     }
     if (await healthy(url)) return { ...run, url, port };
     await new Promise((r) => setTimeout(r, 50));
   }
   await run.kill("SIGKILL");
-  throw new Error(`authority on port ${port} was not healthy within ${timeoutMs}ms:\n${run.stderr.join("\n")}`);
+  throw new Error(`${what} on port ${port} was not healthy within ${timeoutMs}ms:\n${run.stderr.join("\n")}`);
 }
 
 async function healthy(url: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, VARIABLES, isLoopback, loadConfig } from "../../src/config/config.js";
 import { configTable, withConfigTable } from "../../src/config/docs.js";
+import { SIDECAR_VARIABLES } from "../../src/sidecar/config.js";
 import { formatDuration, parseDuration } from "../../src/config/duration.js";
 import { variablesOf } from "../../src/config/variable.js";
 
@@ -118,10 +119,16 @@ describe("config", () => {
 describe("the declarations (VARIABLES)", () => {
   const declared = variablesOf(VARIABLES);
 
-  it("declare each variable once, with a doc, and every TESSERA_* variable src/ mentions", () => {
+  it("declare each variable once, with a doc, and every TESSERA_* variable src/ mentions (the sidecar's: in its own table)", () => {
     const names = declared.map((v) => v.name);
     expect(new Set(names).size).toBe(names.length);
     expect(declared.filter((v) => v.doc.trim() === "")).toEqual([]);
+    const sidecar = variablesOf(SIDECAR_VARIABLES);
+    expect(new Set(sidecar.map((v) => v.name)).size).toBe(sidecar.length);
+    // A shared name is the authority's own declaration, except TESSERA_LISTEN (another default port).
+    const redeclared = sidecar.filter((v) => names.includes(v.name as never) && !declared.includes(v as never));
+    expect(redeclared.map((v) => v.name)).toEqual(["TESSERA_LISTEN"]);
+    names.push(...(sidecar.map((v) => v.name) as never[]));
     const src = fileURLToPath(new URL("../../src", import.meta.url));
     const mentioned = new Set(
       readdirSync(src, { recursive: true, encoding: "utf8" })
