@@ -18,7 +18,15 @@ import {
 } from "../../gen/tessera/v1/revocation_pb.js";
 import type { Clock } from "../domain/clock.js";
 import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../domain/store.js";
-import { invalidArgument } from "./errors.js";
+import { invalidArgument as domainInvalid, toConnectError } from "./errors.js";
+
+/**
+ * INVALID_ARGUMENT as a ConnectError: a stream's body runs after the pipeline has returned (it only sees the call's
+ * start), so errors raised here must already be ConnectErrors, or connect-node reports INTERNAL.
+ */
+function invalidArgument(field: string, problem: string): ConnectError {
+  return toConnectError(domainInvalid(field, problem));
+}
 
 export interface RevocationServiceDeps {
   feed: RevocationFeed;
@@ -72,6 +80,8 @@ export function revocationService({ feed, clock, closing }: RevocationServiceDep
           if (ctx.signal.aborted) return;
           if (closing.aborted) throw new ConnectError("server is shutting down", Code.Unavailable);
         }
+      } catch (err) {
+        throw toConnectError(err); // a store outage is UNAVAILABLE here as on every other RPC
       } finally {
         unsubscribe();
         wake.dispose();
