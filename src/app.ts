@@ -5,9 +5,10 @@
 import { setMaxListeners } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callerAuth } from "./api/auth.js";
-import { Pipeline } from "./api/pipeline.js";
+import { Pipeline, type Authorize } from "./api/pipeline.js";
 import { Limits, auditLimited } from "./api/rate-limit.js";
 import { services } from "./api/routes.js";
+import { loadAccess } from "./config/callers.js";
 import type { Config, StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
@@ -41,6 +42,12 @@ export interface App {
   readonly audit: Audit;
   /** Calls in flight now, on every path. */
   inFlight(): number;
+  /**
+   * Reads TESSERA_CALLERS_FILE again (SIGHUP): a valid file replaces the callers at once, for every call that starts
+   * after; an invalid one changes nothing and the log says why (the place in the file). True if the callers changed.
+   * Open mode stays open: a reload cannot turn caller authentication on or off (that takes a restart).
+   */
+  reloadCallers(): boolean;
 }
 
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -50,14 +57,36 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   const metrics = new Metrics();
   const opened = await openStore(config.store, logger);
   const store = instrumentStore(opened.store, metrics);
-  const keys = new KeyRing(store, config.tokens.signingAlg, clock);
+  const keys = new KeyRing(store, config.tokens.signingAlg, clock, 1_000, {
+    prepublishMs: config.keys.prepublishMs,
+    rotationPeriodMs: config.keys.rotationPeriodMs,
+    // A retired key verifies until the last token it signed has expired (a refresh token lives longest) ...
+    retainMs: config.sessions.refreshTtlMaxMs + config.tokens.clockSkewMs,
+    // ... and the feed tells sidecars (which verify access tokens only) of a revoked key for an access token's life.
+    noticeMs: config.sessions.accessTtlMaxMs + config.tokens.clockSkewMs,
+  });
   await keys.init();
-  // Pick up keys rotated by other processes on the same store (an unknown kid also triggers a reload).
-  const keyReload = setInterval(() => {
-    keys.reload().catch((err: unknown) => logger.warn({ err }, "key set reload failed"));
-  }, 60_000);
-  keyReload.unref();
   const audit = new Audit({ store, clock, config: config.audit, ...auditSinks(logger, metrics) });
+  // Every 10 s (a quarter of a shorter rotation period): pick up keys other processes added, and rotate when the
+  // schedule says so (one process of many does).
+  const period = config.keys.rotationPeriodMs;
+  const keyTick = setInterval(() => {
+    keys.rotateIfDue().then(
+      (key) => key && audit.record({ type: "keys_rotated", detail: { kid: key.kid, alg: key.alg, scheduled: true } }),
+      (err: unknown) => logger.warn({ err }, "key set reload or scheduled rotation failed"),
+    );
+  }, period > 0 ? Math.min(10_000, Math.max(250, period / 4)) : 10_000);
+  keyTick.unref();
+  // A key revoked by another process reaches this one through the revocation feed's wake-up, within milliseconds.
+  let keyReloadQueued = false;
+  const unsubscribeKeys = store.subscribe(() => {
+    if (keyReloadQueued) return;
+    keyReloadQueued = true;
+    setTimeout(() => {
+      keyReloadQueued = false;
+      keys.reload().catch((err: unknown) => logger.warn({ err }, "key set reload failed"));
+    }, 20).unref();
+  });
   const authority = new Authority({
     store,
     codec: new TokenCodec(keys, config.tokens),
@@ -82,9 +111,11 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   readiness.start();
   const closing = new AbortController(); // ends the revocation watches when shutdown begins
   setMaxListeners(0, closing.signal);
+  // Behind a closure, so a reload (SIGHUP) swaps the callers for every call that starts after it.
+  let authorize: Authorize = callerAuth(config.access.callers ? { callers: config.access.callers } : { open: true }, audit);
   const pipeline = new Pipeline({
     logger,
-    authorize: callerAuth(config.access.callers ? { callers: config.access.callers } : { open: true }, audit),
+    authorize: (call) => authorize(call),
     admitCaller: limits.admitCaller,
     metrics,
     maxTimeoutMs: config.server.maxTimeoutMs,
@@ -98,7 +129,14 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     audit,
     feed: { feed: store, clock, closing: closing.signal },
   });
-  const { listener, cancelCalls } = serve(config.server, { api, pipeline, jwks: () => keys.publicKeys(), readiness, metrics });
+  const { listener, cancelCalls } = serve(config.server, {
+    api,
+    pipeline,
+    jwks: () => keys.publicKeys(),
+    jwksMaxAgeSeconds: Math.round(config.keys.jwksMaxAgeMs / 1000),
+    readiness,
+    metrics,
+  });
 
   return {
     authority,
@@ -110,14 +148,43 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     audit,
     inFlight: () => pipeline.inFlight,
     listen: () => listener.listen(),
+    reloadCallers() {
+      const file = config.access.file;
+      if (file === undefined) {
+        logger.warn({ auth: "open" }, "SIGHUP: no TESSERA_CALLERS_FILE (open mode), nothing to reload; a reload cannot turn caller authentication on");
+        return false;
+      }
+      try {
+        // The same checks as at start (an mtls caller needs TESSERA_TLS_CLIENT_CA); errors name the place in the file.
+        const { callers } = loadAccess({
+          callers: file,
+          allowUnauthenticated: false,
+          listen: config.server.listen,
+          clientCa: config.server.tls?.clientCa !== undefined,
+        });
+        if (callers === undefined) return false; // not reached: a file that is set is read, or refused
+        authorize = callerAuth({ callers }, audit);
+        logger.info({ auth: "callers", callers: callers.map((c) => c.name), file }, "callers file reloaded");
+        return true;
+      } catch (err) {
+        logger.error({ err, file }, "callers file not reloaded: keeping the callers in use");
+        return false;
+      }
+    },
     /**
-     * Graceful shutdown: health goes NOT_SERVING, new calls are refused, connections are asked to close; calls in
-     * flight get TESSERA_SHUTDOWN_GRACE to finish and are then cancelled with UNAVAILABLE; then the store closes.
+     * Graceful shutdown: health goes NOT_SERVING (/readyz 503) while the port goes on serving for
+     * TESSERA_SHUTDOWN_DELAY, so load balancers stop sending first; then the drain: health Watch and revocation
+     * watches end with UNAVAILABLE, new calls are refused, connections are asked to close; calls in flight get
+     * TESSERA_SHUTDOWN_GRACE to finish and are then cancelled with UNAVAILABLE; then the store closes.
      */
     close: once(async () => {
-      readiness.beginShutdown();
       readiness.stop();
-      clearInterval(keyReload);
+      clearInterval(keyTick);
+      unsubscribeKeys();
+      const delayMs = config.server.shutdownDelayMs;
+      if (delayMs > 0) logger.info({ delayMs }, "not ready: serving on for TESSERA_SHUTDOWN_DELAY, then draining");
+      await readiness.notServingFor(delayMs);
+      readiness.drain();
       pipeline.close();
       closing.abort();
       listener.drain();

@@ -1,6 +1,13 @@
-/** Entry point: load config -> build app -> listen -> handle signals. Nothing imports this file. */
+/**
+ * Entry point: load config -> say what starts (version, effective configuration, unknown variables) -> build app ->
+ * listen -> handle signals (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the callers file). Nothing imports this
+ * file.
+ */
 import { createApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config/config.js";
+import { ConfigError, VARIABLES, loadConfig } from "./config/config.js";
+import { createLogger } from "./observability/logger.js";
+import { logStart } from "./observability/startup.js";
+import { SIDECAR_VARIABLES } from "./sidecar/config.js";
 
 async function main(): Promise<void> {
   let config;
@@ -13,7 +20,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const app = await createApp(config);
+  const logger = createLogger(config.logLevel);
+  logStart(logger, { program: "tessera", declarations: VARIABLES, others: { "the sidecar": SIDECAR_VARIABLES }, env: process.env });
+  const app = await createApp(config, { logger });
   const addr = await app.listen();
   app.logger.info({ host: addr.host, port: addr.port }, `listening on ${addr.host}:${addr.port}`);
 
@@ -32,6 +41,11 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => {
+    if (stopping) return;
+    app.logger.info({ signal: "SIGHUP" }, "reloading the callers file");
+    app.reloadCallers();
+  });
 }
 
 main().catch((err) => {

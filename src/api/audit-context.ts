@@ -7,9 +7,11 @@ import type { ContextValues } from "@connectrpc/connect";
 import type { AuditContext, AuditType } from "../domain/audit.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import type { ClientInfo } from "../domain/store.js";
-import { callerKey, requestIdKey } from "./context.js";
+import { callerKey, peerAddressKey, requestIdKey } from "./context.js";
 import type { Call } from "./pipeline.js";
+import { ipKey } from "./rate-limit.js";
 import * as v from "./validate.js";
+
 
 /** The end-user client fields a request may carry (tessera.v1.ClientInfo), validated. */
 type ClientFields = Pick<ClientInfo, "deviceId" | "userAgent" | "ip">;
@@ -49,7 +51,13 @@ function valid<T>(check: () => T): T | undefined {
 
 /**
  * Records a refused call: `caller_denied` (src/api/auth.ts) or `rate_limited` (src/api/rate-limit.ts), naming the
- * caller callerAuth identified, if any. `detail` says why (rpc and reason are added); never put a token or key in it.
+ * caller callerAuth identified, if any, and the peer's address (`detail.peer`). `detail` says why (rpc and reason are
+ * added); never put a token or key in it.
+ *
+ * Every refusal is a log line, but repeats are folded in the stored trail (src/domain/audit-trail.ts): one stored
+ * event, then a count, per fold window and key. The key is the peer (an IPv6 address by its /64, as the rate limits
+ * count it), the type and code of the refusal, the caller and the RPC, so a party that can reach the port but has no
+ * key pushes at most a couple of events per window into the trail, however often it calls.
  */
 export function auditRefusal(
   audit: AuditSink | undefined,
@@ -59,5 +67,8 @@ export function auditRefusal(
 ): void {
   if (!audit) return;
   const { context, subject } = requestAuditContext(call);
-  audit.record({ type, context, subject, detail: { rpc: `${call.method.parent.name}.${call.method.name}`, ...detail } });
+  const rpc = `${call.method.parent.name}.${call.method.name}`;
+  const peer = call.values.get(peerAddressKey);
+  const foldKey = JSON.stringify([type, peer === "" ? "" : ipKey(peer), String(detail.code ?? ""), context.caller, rpc]);
+  audit.record({ type, context, subject, detail: { rpc, ...detail, ...(peer === "" ? {} : { peer }) }, foldKey });
 }

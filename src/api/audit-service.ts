@@ -1,4 +1,8 @@
-/** tessera.v1.AuditService: the audit trail, filtered and paged, and a subject's current risk. */
+/**
+ * tessera.v1.AuditService: the audit trail, filtered and paged, and a subject's current risk. A caller with `subjects`
+ * may filter only by one of its subjects (another is PERMISSION_DENIED), and without a subject filter sees only the
+ * events of its subjects (events naming no subject included out): see scopedList.
+ */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
@@ -12,9 +16,11 @@ import {
   type AuditEvent as AuditEventMsg,
 } from "../../gen/tessera/v1/audit_pb.js";
 import {
+  AUDIT_SCAN_LIMIT,
   AUDIT_SEVERITIES,
   AUDIT_TYPE_NAMES,
   isAuditId,
+  type AuditPage,
   type AuditQuery,
   type AuditSeverity as DomainSeverity,
   type AuditType,
@@ -22,10 +28,17 @@ import {
 } from "../domain/audit.js";
 import type { Audit } from "../domain/audit-trail.js";
 import { digest } from "../domain/ids.js";
+import type { SubjectScope } from "../config/callers.js";
+import { requireSubject, scopeOf } from "./auth.js";
 import { invalidArgument } from "./errors.js";
 import * as v from "./validate.js";
 
 export const PAGE_SIZE = { default: 50, max: 500 } as const;
+/**
+ * A scoped caller's page without a subject filter: at most this many reads of the trail (each examining at most
+ * AUDIT_SCAN_LIMIT stored events), holding at most AUDIT_SCAN_LIMIT candidate events in all.
+ */
+export const SCOPED_READS = 4;
 
 /** Domain type <-> enum, by name: token_issued <-> AUDIT_EVENT_TYPE_TOKEN_ISSUED. */
 const TYPE_TO_ENUM = new Map<AuditType, AuditEventType>(
@@ -39,7 +52,7 @@ const ENUM_TO_SEVERITY = new Map([...SEVERITY_TO_ENUM].map(([s, e]) => [e, s]));
 
 export function auditService({ audit }: { audit: Audit }): ServiceImpl<typeof AuditService> {
   return {
-    async listAuditEvents(req) {
+    async listAuditEvents(req, ctx) {
       const filter = {
         subject: req.subject === "" ? "" : v.subject("subject", req.subject),
         sessionId: req.sessionId === "" ? "" : v.sessionId("session_id", req.sessionId),
@@ -56,6 +69,9 @@ export function auditService({ audit }: { audit: Audit }): ServiceImpl<typeof Au
         throw invalidArgument("end_time", "is before start_time");
       }
       if (req.pageSize < 0) throw invalidArgument("page_size", "must not be negative");
+      if (filter.subject) requireSubject(ctx, filter.subject);
+      // With a subject filter the store's own filter is the scope; without one, a scoped caller's page is filtered.
+      const scope = filter.subject ? undefined : scopeOf(ctx);
       const limit = req.pageSize === 0 ? PAGE_SIZE.default : Math.min(req.pageSize, PAGE_SIZE.max);
       const fingerprint = filterDigest(filter);
       const cursor = req.pageToken === "" ? null : readPageToken(req.pageToken, fingerprint);
@@ -70,7 +86,7 @@ export function auditService({ audit }: { audit: Audit }): ServiceImpl<typeof Au
         limit,
       };
       const [page, risk] = await Promise.all([
-        audit.list(query),
+        scope ? scopedList(audit, query, scope) : audit.list(query),
         filter.subject ? audit.risk(filter.subject) : Promise.resolve(undefined),
       ]);
       return create(ListAuditEventsResponseSchema, {
@@ -91,6 +107,33 @@ export function auditService({ audit }: { audit: Audit }): ServiceImpl<typeof Au
       });
     },
   };
+}
+
+/**
+ * A page of `query` holding only events of the scope's subjects, newest first, continuing exactly where the last page
+ * stopped. The store is read in growing steps (the page size, then four times more each read) until the page is full,
+ * the trail has nothing older that can match, SCOPED_READS reads were made, or AUDIT_SCAN_LIMIT candidates were read:
+ * then the page may be short, with a cursor to follow, as with any selective filter. The cursor is the id of the last
+ * event returned when the page filled up in the middle of a read (store cursors are exclusive: the next page starts
+ * just below it), else the store's own cursor of the last read.
+ */
+export async function scopedList(audit: Pick<Audit, "list">, query: AuditQuery, scope: SubjectScope): Promise<AuditPage> {
+  const events: StoredAuditEvent[] = [];
+  let cursor = query.cursor ?? null;
+  let budget = AUDIT_SCAN_LIMIT;
+  let ask = Math.min(query.limit, budget);
+  for (let read = 1; ; read++) {
+    const page = await audit.list({ ...query, cursor, limit: ask });
+    budget -= ask;
+    for (const [i, e] of page.events.entries()) {
+      if (!scope.allows(e.subject)) continue;
+      events.push(e);
+      if (events.length >= query.limit) return { events, next: i === page.events.length - 1 ? page.next : e.id };
+    }
+    if (page.next === null || read >= SCOPED_READS || budget <= 0) return { events, next: page.next };
+    cursor = page.next;
+    ask = Math.min(ask * 4, budget);
+  }
 }
 
 export function auditEvent(e: StoredAuditEvent): AuditEventMsg {

@@ -2,10 +2,14 @@
  * Caller authentication and authorization: who is calling (an API key or a client certificate, mapped to a caller of
  * the callers file) and whether that caller holds the one permission the RPC needs. Deny by default: an RPC missing
  * from the table below is PERMISSION_DENIED for everyone. Health and reflection are open to all.
+ *
+ * A caller with `subjects` in the callers file may act only on those subjects: the handlers of every RPC that names
+ * or returns a subject or a session ask `requireSubject` (or filter by `scopeOf`) once they know the target's subject.
+ * Introspect is not scoped: a resource server must be able to ask about any token it is presented.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
-import { ANONYMOUS, type CallerSpec, type MtlsIdentity } from "../config/callers.js";
+import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { ANONYMOUS, type CallerSpec, type MtlsIdentity, type SubjectScope } from "../config/callers.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import { auditRefusal } from "./audit-context.js";
 import type { DescMethod } from "@bufbuild/protobuf";
@@ -16,8 +20,8 @@ import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { PERMISSIONS, type Permission } from "../domain/permissions.js";
-import { callerKey, type Caller } from "./context.js";
-import type { Authorize } from "./pipeline.js";
+import { callerKey, type Caller, type CallerScope } from "./context.js";
+import type { Authorize, Call } from "./pipeline.js";
 
 /**
  * The permission each RPC needs, keyed by the generated method descriptors, so a renamed or removed RPC fails the
@@ -33,6 +37,7 @@ export const METHOD_PERMISSIONS: ReadonlyMap<DescMethod, Permission> = new Map<D
   [KeyService.method.getJwks, "keys.read"],
   [KeyService.method.listKeys, "keys.read"],
   [KeyService.method.rotateKeys, "keys.rotate"],
+  [KeyService.method.revokeKey, "keys.rotate"],
   [AuditService.method.listAuditEvents, "audit.read"],
   [RevocationService.method.watchRevocations, "revocations.watch"],
   // The sidecar's Envoy ext_authz service: the same question as Introspect.
@@ -65,7 +70,7 @@ const BEARER = /^Bearer +(\S+) *$/i;
  * PERMISSION_DENIED. `audit`: where refusals go, as caller_denied events (the API key never does).
  */
 export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authorize {
-  const identify = "open" in opts ? () => OPEN_CALLER : identifier(opts.callers);
+  const identify = "open" in opts ? () => OPEN_CALLER : identifier(opts.callers, audit);
   return (call) => {
     const service = call.method.parent;
     if (OPEN_SERVICES.has(service.typeName)) return undefined;
@@ -90,11 +95,16 @@ export function callerAuth(opts: CallerAuthOptions, audit?: AuditSink): Authoriz
 }
 
 /** Resolves the credentials of one request to a caller, or throws UNAUTHENTICATED. */
-function identifier(specs: readonly CallerSpec[]): (authorization: string | null, peer: MtlsIdentity | undefined) => Caller {
+function identifier(
+  specs: readonly CallerSpec[],
+  audit: AuditSink | undefined,
+): (authorization: string | null, peer: MtlsIdentity | undefined) => Caller {
   const keys: ApiKeyEntry<Caller>[] = [];
   const certs = new Map<string, Caller>();
   for (const spec of specs) {
-    const caller = (via: Caller["via"]): Caller => Object.freeze({ name: spec.name, via, permissions: new Set(spec.permissions) });
+    const scope = spec.subjects && callerScope(spec.name, spec.subjects, audit);
+    const caller = (via: Caller["via"]): Caller =>
+      Object.freeze({ name: spec.name, via, permissions: new Set(spec.permissions), ...(scope ? { scope } : {}) });
     if (spec.apiKeySha256.length > 0) {
       const byKey = caller("api_key");
       for (const sha256 of spec.apiKeySha256) keys.push({ sha256, caller: byKey });
@@ -126,6 +136,55 @@ function identifier(specs: readonly CallerSpec[]): (authorization: string | null
     }
     return caller;
   };
+}
+
+/** The one message of every refusal by subject: the same whether the target is outside the scope or unknown. */
+export function outOfScopeMessage(caller: string): string {
+  return `caller ${caller} may not act on this target (not one of its subjects, or not found)`;
+}
+
+/** A caller's compiled subjects, with the refusal that records itself in the audit trail. */
+function callerScope(name: string, subjects: SubjectScope, audit: AuditSink | undefined): CallerScope {
+  const message = outOfScopeMessage(name);
+  return Object.freeze({
+    patterns: subjects.patterns,
+    allows: subjects.allows,
+    refuse(ctx: HandlerContext, about: { subject?: string | undefined; client?: unknown; why: string }): ConnectError {
+      const call: Call = {
+        method: ctx.method,
+        get header() {
+          return ctx.requestHeader;
+        },
+        values: ctx.values,
+        // What the audit event names: the target's subject, when known, and the end user's client.
+        message: { subject: about.subject, client: about.client },
+        get signal() {
+          return ctx.signal;
+        },
+      };
+      const permission = METHOD_PERMISSIONS.get(ctx.method) ?? "";
+      auditRefusal(audit, call, "caller_denied", { code: "permission_denied", permission, reason: about.why });
+      // The log line's cause says which it was (operators only); the caller's answer never does.
+      const cause = about.subject === undefined ? about.why : `${about.why}: ${JSON.stringify(about.subject)}`;
+      return new ConnectError(message, Code.PermissionDenied, undefined, undefined, new Error(cause));
+    },
+  });
+}
+
+/** The subjects the call's caller may act on; undefined: every subject (unscoped caller, or open mode). */
+export function scopeOf(ctx: Pick<HandlerContext, "values">): CallerScope | undefined {
+  return ctx.values.get(callerKey)?.scope;
+}
+
+/**
+ * Throws PERMISSION_DENIED (recorded as caller_denied) unless the call's caller may act on `subject`; nothing for an
+ * unscoped caller. `client`: the request's end-user client, for the audit event.
+ */
+export function requireSubject(ctx: HandlerContext, subject: string, client?: unknown): void {
+  const scope = ctx.values.get(callerKey)?.scope;
+  if (scope !== undefined && !scope.allows(subject)) {
+    throw scope.refuse(ctx, { subject, client, why: "subject outside the caller's subjects" });
+  }
 }
 
 export interface ApiKeyEntry<T> {

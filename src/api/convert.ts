@@ -49,6 +49,7 @@ export const INACTIVE_REASON: Record<DomainReason, InactiveReason> = {
   not_yet_valid: InactiveReason.NOT_YET_VALID,
   unknown_key: InactiveReason.UNKNOWN_KEY,
   wrong_issuer: InactiveReason.WRONG_ISSUER,
+  key_revoked: InactiveReason.REVOKED, // the key that signed it was revoked (KeyService.RevokeKey)
   session_ended: InactiveReason.SESSION_ENDED,
   rotated: InactiveReason.ROTATED,
 };

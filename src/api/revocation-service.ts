@@ -4,6 +4,8 @@
  * until its `until` has passed, so that is everything a verifier must know), then follows the feed. Every message that
  * leaves the consumer up to date is a fresh read of the store: a heartbeat proves the store answered, so an authority
  * that has lost its store stops sending them (the stream ends UNAVAILABLE) instead of vouching for a feed it cannot see.
+ * A caller with `subjects` (one tenant's sidecar) receives only the entries of its subjects, and every key entry (a
+ * revoked signing key concerns every subject); its cursor still moves past the others, and heartbeats come as ever.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
@@ -18,6 +20,7 @@ import {
 } from "../../gen/tessera/v1/revocation_pb.js";
 import type { Clock } from "../domain/clock.js";
 import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../domain/store.js";
+import { scopeOf } from "./auth.js";
 import { invalidArgument as domainInvalid, toConnectError } from "./errors.js";
 
 /**
@@ -46,6 +49,7 @@ const KIND: Record<RevocationEvent["kind"], RevocationKind> = {
   token: RevocationKind.TOKEN,
   session: RevocationKind.SESSION,
   subject: RevocationKind.SUBJECT,
+  key: RevocationKind.KEY,
 };
 
 export function revocationService({ feed, clock, closing }: RevocationServiceDeps): ServiceImpl<typeof RevocationService> {
@@ -55,6 +59,11 @@ export function revocationService({ feed, clock, closing }: RevocationServiceDep
       if (req.cursor !== "" && !CURSOR.test(req.cursor)) throw invalidArgument("cursor", "not a cursor of this feed");
       let cursor: string | null = req.cursor === "" ? null : req.cursor;
       let snapshot = cursor === null;
+      const scope = scopeOf(ctx);
+      const keep =
+        scope === undefined
+          ? (e: RevocationEvent, now: number) => e.until > now
+          : (e: RevocationEvent, now: number) => e.until > now && (e.kind === "key" || scope.allows(e.subject));
       const wake = new Wake([ctx.signal, closing]);
       const unsubscribe = feed.subscribe(wake.ring);
       try {
@@ -67,7 +76,7 @@ export function revocationService({ feed, clock, closing }: RevocationServiceDep
             const now = clock.now();
             cursor = page.next;
             const full = page.entries.length >= FEED_PAGE;
-            const entries = page.entries.filter((e) => e.until > now);
+            const entries = page.entries.filter((e) => keep(e, now));
             // A read that found nothing new is only worth a message as a heartbeat (or as the end of a snapshot).
             if (entries.length > 0 || snapshot || (!full && now - lastSent >= heartbeatMs)) {
               yield message(entries, cursor, snapshot, !full, now);

@@ -1,4 +1,7 @@
-/** tessera.v1.TokenService: validates at the edge, calls the authority, converts the answer. */
+/**
+ * tessera.v1.TokenService: validates at the edge, calls the authority, converts the answer. A caller with `subjects`
+ * (src/api/auth.ts requireSubject) may Issue, Refresh and Revoke only for its subjects; Introspect is not scoped.
+ */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
@@ -16,7 +19,9 @@ import type { AuditContext } from "../domain/audit.js";
 import type { Authority, RevokeResult } from "../domain/authority.js";
 import type { Introspection } from "../domain/introspect.js";
 import type { TokenKind } from "../domain/tokens.js";
+import { TesseraError } from "../domain/errors.js";
 import { auditContext } from "./audit-context.js";
+import { requireSubject, scopeOf } from "./auth.js";
 import { INACTIVE_REASON, TOKEN_TYPE, jsonObject, tokenPair } from "./convert.js";
 import { invalidArgument } from "./errors.js";
 import { NO_LIMITS, type RequestLimits } from "./rate-limit.js";
@@ -47,6 +52,7 @@ export function tokenService({
         accessTtlMs: v.ttl("access_ttl", req.accessTtl),
         refreshTtlMs: v.ttl("refresh_ttl", req.refreshTtl),
       };
+      requireSubject(ctx, input.subject, input.client); // before the limits: no budget of another tenant's subject spent
       await limits.issue(input.subject, input.client.ip);
       const result = await authority.issue(input, auditContext(ctx.values, input.client));
       return create(IssueResponseSchema, { tokens: tokenPair(result.pair), sessionId: result.sessionId });
@@ -56,24 +62,58 @@ export function tokenService({
       const token = v.token("refresh_token", req.refreshToken, maxTokenLength);
       const client = v.client("client", req.client);
       const audit = auditContext(ctx.values, client);
-      const result = await limits.refresh((admit) => authority.refresh(token, client, { admit }, audit));
+      // The token's subject is known once its signature checked out (admit), before anything changes; a token of a
+      // subject outside the caller's is refused there, before the lockout counters are read or counted.
+      const scoped = scopeOf(ctx) !== undefined;
+      const result = await limits.refresh((admit) =>
+        authority.refresh(
+          token,
+          client,
+          {
+            admit: scoped
+              ? (holder) => {
+                  requireSubject(ctx, holder.subject, client);
+                  return admit(holder);
+                }
+              : admit,
+          },
+          audit,
+        ),
+      );
       return create(RefreshResponseSchema, { tokens: tokenPair(result.pair), sessionId: result.sessionId });
     },
 
     async revoke(req, ctx) {
       const reason = v.text("reason", req.reason, v.LIMITS.reason);
       const audit = auditContext(ctx.values);
+      const scope = scopeOf(ctx);
       let result: RevokeResult;
       switch (req.target.case) {
-        case "token":
-          result = await authority.revokeToken(v.token("token", req.target.value, maxTokenLength), reason, audit);
+        case "token": {
+          const token = v.token("token", req.target.value, maxTokenLength);
+          // Scoped: the verified token's subject, checked before anything changes.
+          const opts = scope && { admit: async (holder: { subject: string }) => requireSubject(ctx, holder.subject) };
+          result = await authority.revokeToken(token, reason, audit, opts);
           break;
-        case "sessionId":
-          result = await authority.revokeSession(v.sessionId("session_id", req.target.value), reason, audit);
+        }
+        case "sessionId": {
+          const sessionId = v.sessionId("session_id", req.target.value);
+          // Scoped: the session's subject, looked up; an unknown (or ended) session is refused just like another
+          // tenant's, so the answer does not say whether it exists. Unscoped: unknown is OK with 0, as ever.
+          if (scope) {
+            const subject = await sessionSubject(authority, sessionId);
+            if (subject === null) throw scope.refuse(ctx, { why: "no such live session" });
+            requireSubject(ctx, subject);
+          }
+          result = await authority.revokeSession(sessionId, reason, audit);
           break;
-        case "subject":
-          result = await authority.revokeSubject(v.subject("subject", req.target.value), reason, audit);
+        }
+        case "subject": {
+          const subject = v.subject("subject", req.target.value);
+          requireSubject(ctx, subject);
+          result = await authority.revokeSubject(subject, reason, audit);
           break;
+        }
         default:
           throw invalidArgument("target", "set one of token, session_id or subject");
       }
@@ -86,6 +126,16 @@ export function tokenService({
       onIntrospect,
     }),
   };
+}
+
+/** The subject of a live session, or null if there is none by that id (GetSession's NOT_FOUND). */
+async function sessionSubject(authority: Authority, sessionId: string): Promise<string | null> {
+  try {
+    return (await authority.getSession(sessionId)).subject;
+  } catch (err) {
+    if (err instanceof TesseraError && err.code === "not_found") return null;
+    throw err;
+  }
 }
 
 export interface IntrospectDeps {

@@ -18,6 +18,8 @@ export const LIMITS = {
   scope: 128,
   claimsBytes: 4096,
   claimName: 64,
+  /** How deep objects and lists may nest inside one claim's value. */
+  claimDepth: 8,
   deviceId: 128,
   userAgent: 512,
   platform: 32,
@@ -71,17 +73,63 @@ export function scopes(field: string, values: string[]): string[] {
   return [...new Set(values)];
 }
 
+/**
+ * `extra_claims`: at most 4096 bytes as JSON; every object key, at any depth, 1 to 64 characters of free text; every
+ * string free text; every number finite (a google.protobuf.Value carries NaN and Infinity on the wire, and JSON would
+ * sign them as null); objects and lists nested at most LIMITS.claimDepth deep inside a claim. A violation names its
+ * path: `extra_claims.a.b[2]`, `extra_claims["https://example.com/roles"][0]` (a key's own problem: its object's path).
+ */
 export function claims(field: string, value: JsonObject | undefined): Record<string, unknown> {
   if (value === undefined) return {};
   if (Buffer.byteLength(JSON.stringify(value)) > LIMITS.claimsBytes) {
     throw invalidArgument(field, `larger than ${LIMITS.claimsBytes} bytes as JSON`);
   }
   for (const name of Object.keys(value)) {
-    if (name === "" || name.length > LIMITS.claimName || CONTROL.test(name)) {
+    if (!claimKey(name)) {
       throw invalidArgument(field, `a claim name is empty, longer than ${LIMITS.claimName} characters or has control characters`);
     }
   }
+  for (const [name, v] of Object.entries(value)) claimValue(`${field}${member(name)}`, v, 0);
   return value;
+}
+
+function claimKey(name: string): boolean {
+  return name !== "" && name.length <= LIMITS.claimName && !CONTROL.test(name);
+}
+
+/** Checks one value inside extra_claims; depth counts the objects and lists around it below its claim. */
+function claimValue(path: string, v: unknown, depth: number): void {
+  switch (typeof v) {
+    case "string":
+      if (CONTROL.test(v)) throw invalidArgument(path, "contains control characters or invalid Unicode");
+      return;
+    case "number":
+      if (!Number.isFinite(v)) throw invalidArgument(path, "must be a finite number");
+      return;
+    case "boolean":
+      return;
+    case "object":
+      if (v === null) return;
+      if (depth >= LIMITS.claimDepth) throw invalidArgument(path, `nests objects or lists more than ${LIMITS.claimDepth} deep`);
+      if (Array.isArray(v)) {
+        v.forEach((item, i) => claimValue(`${path}[${i}]`, item, depth + 1));
+        return;
+      }
+      for (const [key, item] of Object.entries(v)) {
+        if (!claimKey(key)) {
+          throw invalidArgument(path, `has a key that is empty, longer than ${LIMITS.claimName} characters or has control characters`);
+        }
+        claimValue(`${path}${member(key)}`, item, depth + 1);
+      }
+      return;
+    default:
+      throw invalidArgument(path, "is not a JSON value");
+  }
+}
+
+/** A key as a step of a field path: `.name` for an identifier, `["..."]` (JSON-quoted) for anything else. */
+function member(key: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 }
 
 export function client(field: string, value: { deviceId: string; userAgent: string; ip: string; platform: string } | undefined): ClientInfo {

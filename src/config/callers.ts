@@ -7,11 +7,15 @@
  * { "callers": [
  *   { "name": "billing", "api_keys": [{ "sha256": "<64 hex>" }], "permissions": ["introspect"] },
  *   { "name": "gateway", "mtls": { "uri": "spiffe://prod/gateway" }, "permissions": ["issue", "refresh"] },
- *   { "name": "ops", "mtls": { "cn": "ops-console" }, "permissions": ["keys.read", "keys.rotate"] }
+ *   { "name": "ops", "mtls": { "cn": "ops-console" }, "permissions": ["keys.read", "keys.rotate"] },
+ *   { "name": "tenant-b", "api_keys": [{ "sha256": "<64 hex>" }], "permissions": ["revoke", "sessions.read"],
+ *     "subjects": ["tenant-b:*", "ops@tenant-b"] }
  * ] }
  * ```
  *
- * API keys are configured only as the SHA-256 of the key (`scripts/hash-api-key.mjs` prints it).
+ * API keys are configured only as the SHA-256 of the key (`scripts/hash-api-key.mjs` prints it). `subjects` (optional)
+ * limits the subjects a caller may act on: exact subjects, or prefixes ending in `*`; absent (or `"*"`): every subject.
+ * It is compiled here, once, into a SubjectScope the API layer asks (src/api/auth.ts requireSubject).
  */
 import { readFileSync } from "node:fs";
 import { PERMISSIONS, type Permission } from "../domain/permissions.js";
@@ -35,11 +39,29 @@ export interface CallerSpec {
   /** SHA-256 digests (32 bytes each) of the caller's API keys. */
   apiKeySha256: readonly Buffer[];
   mtls: MtlsIdentity | undefined;
+  /** The subjects the caller may act on (`subjects` in the file), compiled; undefined: every subject. */
+  subjects?: SubjectScope | undefined;
 }
+
+/**
+ * A caller's subjects, compiled: exact subjects in a set, prefixes (patterns ending in `*`) in a short list. Built once
+ * at load; callers without `subjects` have none, so the hot path of an unscoped caller asks nothing.
+ */
+export interface SubjectScope {
+  /** The patterns as the file gives them. */
+  readonly patterns: readonly string[];
+  /** Whether the caller may act on `subject`: it equals an exact pattern, or starts with a prefix pattern's prefix. */
+  allows(subject: string): boolean;
+}
+
+/** Bounds of a caller's `subjects`: how many patterns, and how long each may be before its `*` (as a subject). */
+export const SUBJECT_PATTERNS = { maxCount: 256, maxLength: 256 } as const;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 const URI = /^[A-Za-z][A-Za-z0-9+.-]*:\S+$/;
+/** What a subject may not hold (src/api/validate.ts CONTROL): control characters, separators, bidi, lone surrogates. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
 /** The name open mode gives every call; a configured caller may not take it. */
 export const ANONYMOUS = "anonymous";
 
@@ -72,7 +94,7 @@ export function parseCallers(json: unknown): readonly CallerSpec[] {
   const identities = new Map<string, string>();
   const callers = list.map((raw, i): CallerSpec => {
     const at = `callers[${i}]`;
-    const c = object(raw, at, ["name", "api_keys", "mtls", "permissions"]);
+    const c = object(raw, at, ["name", "api_keys", "mtls", "permissions", "subjects"]);
 
     if (typeof c.name !== "string" || !NAME.test(c.name)) {
       fail(`${at}.name`, "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
@@ -121,9 +143,49 @@ export function parseCallers(json: unknown): readonly CallerSpec[] {
       if (permissions.indexOf(p) !== j) fail(`${at}.permissions[${j}]`, `"${p}" is listed twice`);
     });
 
-    return Object.freeze({ name: c.name, permissions: Object.freeze(permissions), apiKeySha256, mtls });
+    const subjects = c.subjects === undefined ? undefined : subjectScope(c.subjects, `${at}.subjects`);
+    return Object.freeze({ name: c.name, permissions: Object.freeze(permissions), apiKeySha256, mtls, subjects });
   });
   return Object.freeze(callers);
+}
+
+/**
+ * Validates and compiles a caller's `subjects` (`at` names it in errors): 1 to 256 patterns, none twice, each a
+ * non-empty string without control characters, at most 256 characters (the longest subject) before an optional final
+ * `*`; `*` nowhere else. A pattern ending in `*` matches every subject that starts with what precedes the `*`
+ * (`tenant-b:*` matches `tenant-b:` and `tenant-b:alice`); any other matches that subject exactly (so a subject with a
+ * `*` inside can only be matched by a prefix). `*` alone matches every subject: the scope is then undefined, as
+ * without `subjects`.
+ */
+export function subjectScope(value: unknown, at: string): SubjectScope | undefined {
+  const { maxCount, maxLength } = SUBJECT_PATTERNS;
+  if (!Array.isArray(value)) fail(at, `must be an array of subject patterns (exact subjects, or prefixes ending in "*")`);
+  if (value.length === 0) fail(at, `must list at least one pattern (leave "subjects" out for every subject)`);
+  if (value.length > maxCount) fail(at, `has ${value.length} patterns, more than ${maxCount}`);
+  const seen = new Map<string, string>();
+  const patterns = value.map((p: unknown, j): string => {
+    const pat = `${at}[${j}]`;
+    if (typeof p !== "string" || p === "") fail(pat, "must be a non-empty string");
+    if ((p.endsWith("*") ? p.length - 1 : p.length) > maxLength) {
+      fail(pat, `is longer than ${maxLength} characters (the longest subject), not counting a final "*"`);
+    }
+    if (CONTROL.test(p)) fail(pat, "contains control characters or invalid Unicode");
+    const star = p.indexOf("*");
+    if (star !== -1 && star !== p.length - 1) {
+      fail(pat, `${JSON.stringify(p)}: "*" may only end a pattern (a prefix such as "tenant-b:*"), or stand alone`);
+    }
+    unique(seen, p, pat, JSON.stringify(p));
+    return p;
+  });
+  if (patterns.includes("*")) return undefined;
+  const exact = new Set(patterns.filter((p) => !p.endsWith("*")));
+  const prefixes = patterns.filter((p) => p.endsWith("*")).map((p) => p.slice(0, -1));
+  const frozen = Object.freeze(patterns);
+  const allows =
+    prefixes.length === 0
+      ? (subject: string) => exact.has(subject)
+      : (subject: string) => exact.has(subject) || prefixes.some((prefix) => subject.startsWith(prefix));
+  return Object.freeze({ patterns: frozen, allows });
 }
 
 export interface CallerAccess {

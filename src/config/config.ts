@@ -94,9 +94,18 @@ export const VARIABLES = {
         "Unary gRPC calls to Tessera's own methods take the lean path. `false` sends every call through connect-node " +
         "(an operator's fallback; the answers are the same).",
     }),
+    shutdownDelayMs: variable({
+      name: "TESSERA_SHUTDOWN_DELAY", default: "0s", parse: duration("0s"),
+      doc:
+        "On SIGTERM/SIGINT, how long to go on serving, with `/readyz` 503 and health `NOT_SERVING`, before the drain " +
+        "begins, so load balancers stop sending first. Behind one, longer than it takes to notice (Kubernetes: `10s`, " +
+        "with `terminationGracePeriodSeconds` above this plus `TESSERA_SHUTDOWN_GRACE`); `0s` drains at once.",
+    }),
     shutdownGraceMs: variable({
       name: "TESSERA_SHUTDOWN_GRACE", default: "10s", parse: duration("0s"),
-      doc: "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled with `UNAVAILABLE`.",
+      doc:
+        "Once the drain begins (after `TESSERA_SHUTDOWN_DELAY`), how long calls in flight may take before they are " +
+        "cancelled with `UNAVAILABLE`.",
     }),
   },
   /** The store: Redis (createRedisClient, RedisStore) or, with no URL, the embedded in-memory store. */
@@ -141,14 +150,33 @@ export const VARIABLES = {
       doc: "Leeway for `exp`, `nbf` and `iat` checks.",
     }),
     maxTokenLength: variable({
-      name: "TESSERA_MAX_TOKEN_LENGTH", default: "8192", parse: integer(256, 65_536),
-      doc: "Longest token accepted in any request field (`INVALID_ARGUMENT` beyond).",
+      name: "TESSERA_MAX_TOKEN_LENGTH", default: "8192", parse: integer(1024, 65_536),
+      doc: "Longest token accepted in any request field, and the longest Issue and Refresh will sign (`INVALID_ARGUMENT` beyond).",
     }),
     verifiedCacheSize: variable({
       name: "TESSERA_VERIFY_CACHE_SIZE", default: "10000", parse: integer(0, 1_000_000),
       doc:
         "Tokens whose signature verified that are remembered, so a repeat skips the signature check (type, time " +
         "claims, audience and revocation are still checked on every call). `0` turns it off.",
+    }),
+  },
+  /** The signing keys' lifecycle: the KeyRing's policy (with sessions.refreshTtlMaxMs for how long retired keys stay). */
+  keys: {
+    rotationPeriodMs: variable({
+      name: "TESSERA_KEY_ROTATION_PERIOD", default: "30d", parse: duration("0s"),
+      doc:
+        "A new signing key every this long (published `TESSERA_KEY_PREPUBLISH` before it signs; of several processes on " +
+        "one store exactly one rotates). `0s`: only on request (`KeyService.RotateKeys`).",
+    }),
+    prepublishMs: variable({
+      name: "TESSERA_KEY_PREPUBLISH", default: "10m", parse: duration("0s"),
+      doc:
+        "How long a new key is in the JWKS before it signs, so every verifier that caches the JWKS has it first. At " +
+        "least twice `TESSERA_JWKS_MAX_AGE`.",
+    }),
+    jwksMaxAgeMs: variable({
+      name: "TESSERA_JWKS_MAX_AGE", default: "5m", parse: duration("1s"),
+      doc: "How long verifiers may cache the JWKS: the `Cache-Control: max-age` of `/.well-known/jwks.json`.",
     }),
   },
   /** What Issue and Refresh hand out: the Authority's options (with tokens.clockSkewMs and audit.riskWindowMs). */
@@ -276,6 +304,13 @@ function checkTogether(v: Values<typeof VARIABLES>): void {
   const { sessions, store } = v;
   if (sessions.accessTtlMs > sessions.accessTtlMaxMs) throw new ConfigError("TESSERA_ACCESS_TTL", "exceeds TESSERA_ACCESS_TTL_MAX");
   if (sessions.refreshTtlMs > sessions.refreshTtlMaxMs) throw new ConfigError("TESSERA_REFRESH_TTL", "exceeds TESSERA_REFRESH_TTL_MAX");
+  const { keys } = v;
+  if (keys.prepublishMs < 2 * keys.jwksMaxAgeMs) {
+    throw new ConfigError("TESSERA_KEY_PREPUBLISH", "must be at least twice TESSERA_JWKS_MAX_AGE (a verifier may hold the JWKS that long, twice over)");
+  }
+  if (keys.rotationPeriodMs > 0 && keys.rotationPeriodMs < keys.prepublishMs) {
+    throw new ConfigError("TESSERA_KEY_ROTATION_PERIOD", "must be 0s or at least TESSERA_KEY_PREPUBLISH");
+  }
   // WAIT blocks the connection: it must end before the store's command timeout cuts it off.
   if (store.waitReplicas > 0 && store.waitTimeoutMs >= store.commandTimeoutMs) {
     throw new ConfigError("TESSERA_REDIS_WAIT_TIMEOUT", "must be shorter than TESSERA_STORE_TIMEOUT");
@@ -286,10 +321,17 @@ type Declared = Values<typeof VARIABLES>;
 /** One object type rather than an intersection (for readable hovers and messages). */
 type Flat<T> = { [K in keyof T]: T[K] } & {};
 
-/** The configuration, by consumer: VARIABLES' shape, with the TLS files and the callers file read. */
+/**
+ * The configuration, by consumer: VARIABLES' shape, with the TLS files and the callers file read (and its path kept,
+ * for a reload on SIGHUP).
+ */
 export type Config = Flat<
-  Omit<Declared, "server" | "access"> & { readonly server: ServerConfig; readonly access: Readonly<CallerAccess> }
+  Omit<Declared, "server" | "access"> & { readonly server: ServerConfig; readonly access: AccessConfig }
 >;
+export type AccessConfig = Readonly<CallerAccess> & {
+  /** TESSERA_CALLERS_FILE: the path the callers were read from; undefined in open mode. */
+  readonly file: string | undefined;
+};
 export type ServerConfig = Flat<Omit<Declared["server"], "tls"> & { readonly tls: TlsConfig | undefined }>;
 export type StoreConfig = Config["store"];
 /** `after` failures of one session (`subjectAfter` of one subject) within `windowMs` lock it for `lockMs`; 0 is off. */
@@ -310,7 +352,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return deepFreeze({
     ...declared,
     server: { ...server, tls },
-    access: loadAccess({ ...access, listen: server.listen, clientCa: tls?.clientCa !== undefined }),
+    access: { ...loadAccess({ ...access, listen: server.listen, clientCa: tls?.clientCa !== undefined }), file: access.callers },
   });
 }
 

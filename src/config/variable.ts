@@ -13,7 +13,10 @@ import { ConfigError } from "./errors.js";
  * its bounds in `range`: the table in docs/configuration.md shows `text`, and a test reads every variable at each
  * `accepted` value and at each `refused` one.
  */
-export type Parser<T> = ((raw: string) => T) & { range?: Range };
+export type Parser<T> = ((raw: string) => T) & { range?: Range; show?: Show };
+
+/** How a value is shown in the start log's effective configuration (secrets hidden). */
+export type Show = (value: string) => string;
 
 export interface Range {
   text: string;
@@ -39,6 +42,11 @@ export interface Variable<T, N extends string = string> {
   /** The parser's bounds, if it has any. */
   readonly range: Range | undefined;
   read(raw: string | undefined): T;
+  /**
+   * The value as the start log shows it (the effective configuration): what is set, or the default; null when unset
+   * without a default. Secrets are hidden: a password inside a URL, an API key (by its parser, or by its name).
+   */
+  shown(raw: string | undefined): string | null;
 }
 
 /** Declarations: a variable, or a record of them (a consumer's group, or a part of one). */
@@ -55,7 +63,13 @@ interface Spec<T, N extends string> {
   parse: Parser<T>;
   doc: string;
   note?: string;
+  /** How the start log shows the value; default: the parser's `show`, else hidden for a secret's name, else as is. */
+  show?: Show;
 }
+
+/** Names whose values are secrets whatever their parser: never in a log line. */
+const SECRET_NAME = /(?:KEY|PASSWORD|SECRET|TOKEN)$/;
+const hidden: Show = () => "[redacted]";
 
 /** A variable with a default. */
 export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { default: string }): Variable<T, N>;
@@ -64,12 +78,18 @@ export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N>): Va
 export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { default?: string }): Variable<T | undefined, N> {
   const { name, parse, doc, note, default: fallback } = spec;
   if (/[|\n]/.test(doc)) throw new Error(`${name}: the doc must be one line without "|" (it is a Markdown table cell)`);
+  // A secret's name wins over its parser (an API key is text; TESSERA_TLS_KEY is a path, shown: a path is no secret).
+  const show = spec.show ?? parse.show ?? (SECRET_NAME.test(name) && parse !== path ? hidden : (v: string) => v);
   return {
     name,
     default: fallback,
     note,
     doc,
     range: parse.range,
+    shown(raw) {
+      const value = raw?.trim() || fallback;
+      return value === undefined ? null : show(value);
+    },
     read(raw) {
       const value = raw?.trim() || fallback;
       if (value === undefined) return undefined;
@@ -171,17 +191,33 @@ export function list(what: string): Parser<string[]> {
   };
 }
 
-/** A redis:// or rediss:// URL. */
-export const redisUrl: Parser<string> = (raw) => {
+/** A redis:// or rediss:// URL; the start log shows it without its password. */
+export const redisUrl: Parser<string> = Object.assign(
+  (raw: string) => {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new Invalid("is not a URL (example: redis://127.0.0.1:6379/0)");
+    }
+    if (url.protocol !== "redis:" && url.protocol !== "rediss:") throw new Invalid("must start with redis:// or rediss://");
+    return raw;
+  },
+  { show: withoutPassword },
+);
+
+/** A URL with its password (and, when there is no password, a lone user part, which Redis takes as one) replaced. */
+export function withoutPassword(raw: string): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new Invalid("is not a URL (example: redis://127.0.0.1:6379/0)");
+    return "[redacted]"; // not a URL: nothing tells where a password would be
   }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") throw new Invalid("must start with redis:// or rediss://");
-  return raw;
-};
+  if (url.password !== "") url.password = "***";
+  else if (url.username !== "") url.username = "***";
+  return url.href;
+}
 
 export interface HostPort {
   host: string;
@@ -227,3 +263,63 @@ export const rate: Parser<RateLimit | undefined> = (raw) => {
     throw new Invalid("the window must be a whole number of seconds");
   }
 };
+
+// --- at start: what is set but unknown, and what is in effect -----------------------------------------------------
+
+/** A TESSERA_* variable of the environment that the program does not read. */
+export interface Unknown {
+  name: string;
+  /** The program's own variable closest to it by edit distance (Damerau-Levenshtein, adjacent swaps count one). */
+  closest: string;
+  distance: number;
+  /** Set when another program reads it (the sidecar's variable given to the authority, or the other way round). */
+  knownTo: string | undefined;
+}
+
+/**
+ * Every TESSERA_* variable in env that `own` does not declare, in name order, each with the closest declared name;
+ * `others` names the other programs' declarations, so a variable meant for one of them can be said to be so.
+ */
+export function unknownVariables(
+  own: Declarations,
+  env: Record<string, string | undefined>,
+  others: Record<string, Declarations> = {},
+): Unknown[] {
+  const names = variablesOf(own).map((v) => v.name);
+  const known = new Set(names);
+  return Object.keys(env)
+    .filter((name) => name.startsWith("TESSERA_") && env[name] !== undefined && !known.has(name))
+    .sort()
+    .map((name) => {
+      let closest = names[0] ?? "";
+      let distance = Infinity;
+      for (const candidate of names) {
+        const d = editDistance(name, candidate);
+        if (d < distance) [closest, distance] = [candidate, d];
+      }
+      const knownTo = Object.entries(others).find(([, d]) => variablesOf(d).some((v) => v.name === name))?.[0];
+      return { name, closest, distance, knownTo };
+    });
+}
+
+/** Damerau-Levenshtein distance (optimal string alignment): insertions, deletions, substitutions, adjacent swaps. */
+export function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => Array<number>(b.length + 1).fill(0).map((_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      rows[i]![j] = d;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/**
+ * The effective configuration, by variable name in declaration order: the value set (trimmed) or the default, null
+ * when unset without one; secrets hidden (Variable.shown). Paths are shown, never the files' contents.
+ */
+export function effectiveValues(d: Declarations, env: Record<string, string | undefined>): Record<string, string | null> {
+  return Object.fromEntries(variablesOf(d).map((v) => [v.name, v.shown(env[v.name])]));
+}

@@ -4,6 +4,14 @@
  * `flushIntervalMs`, or at once when `batchSize` events wait), one store round trip per batch, so auditing never
  * adds a blocking store call to a request. A full buffer drops the event (it is still in the log) and counts it.
  * After each batch it checks the risk score of every subject the batch signalled and raises `suspicious_activity`.
+ *
+ * Refusals are folded, so whoever reaches the port cannot push real events out of the bounded stored trail: an event
+ * recorded with a `foldKey` (src/api/audit-context.ts: the peer, the kind of refusal, the caller, the RPC) is logged
+ * as always, but of the events of one key within `foldWindowMs` only the first is stored at once; the others are
+ * counted, and the count is stored as one event (`detail.count`, `first_at`, `last_at`) when the window closes (the
+ * next record, flush or sweep after it; close() stores every count still open). At most `foldKeys` keys are open at
+ * once: a refusal whose key finds no room is folded into one overflow key per type (`detail.overflow`), so neither
+ * memory nor the stored trail grows with the number of peers.
  */
 import {
   AUDIT_TYPES,
@@ -27,6 +35,8 @@ export interface AuditInput {
   subject?: string;
   sessionId?: string;
   detail?: Record<string, string | number | boolean>;
+  /** Refusals: events with the same key within the fold window are stored as the first one plus one count. */
+  foldKey?: string;
 }
 
 /** The one method the authority and the API layer need. */
@@ -44,6 +54,10 @@ export interface AuditTrailConfig {
   /** Events per store write, and the backlog that triggers a write at once. */
   batchSize?: number;
   flushIntervalMs?: number;
+  /** How long repeats of a fold key are counted rather than stored. */
+  foldWindowMs?: number;
+  /** Fold keys open at once at most (the overflow keys aside). */
+  foldKeys?: number;
 }
 
 export interface AuditTrailDeps {
@@ -58,7 +72,24 @@ export interface AuditTrailDeps {
   onError?: (err: unknown, what: "flush" | "risk") => void;
 }
 
-export const AUDIT_DEFAULTS = { bufferSize: 10_000, batchSize: 500, flushIntervalMs: 50 } as const;
+export const AUDIT_DEFAULTS = {
+  bufferSize: 10_000,
+  batchSize: 500,
+  flushIntervalMs: 50,
+  foldWindowMs: 60_000,
+  foldKeys: 256,
+} as const;
+
+/** The events of one fold key in its window: the first was stored; `count` more were only logged. */
+interface Fold {
+  start: number;
+  count: number;
+  /** The newest event folded (the stored count takes its context). */
+  last: AuditEvent | undefined;
+  overflow: boolean;
+}
+
+const OVERFLOW = "\u0000overflow:";
 
 const DETAIL_MAX = 256;
 
@@ -74,6 +105,8 @@ export class Audit implements AuditSink {
   private flushing: Promise<void> | undefined;
   private closed = false;
   private droppedTotal = 0;
+  private readonly folds = new Map<string, Fold>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: AuditTrailDeps) {
     this.store = deps.store;
@@ -94,10 +127,20 @@ export class Audit implements AuditSink {
     return this.buffer.length;
   }
 
-  /** Records one event: logs it now, stores it soon. Never throws, never waits. */
+  /** Fold keys open now (overflow keys included). */
+  get folding(): number {
+    return this.folds.size;
+  }
+
+  /** Records one event: logs it now, stores it soon (unless it is a repeat folded into a count). Never throws, never waits. */
   record(input: AuditInput): void {
     const event = this.build(input);
     this.log(event);
+    if (input.foldKey !== undefined && !this.closed && this.fold(input.foldKey, event)) return;
+    this.enqueue(event);
+  }
+
+  private enqueue(event: AuditEvent): void {
     if (this.closed || this.buffer.length >= this.cfg.bufferSize) {
       this.onDropped(++this.droppedTotal, event);
       return;
@@ -117,8 +160,12 @@ export class Audit implements AuditSink {
     return assessRisk(await this.store.riskOf(subject), this.clock.now(), this.cfg.riskWindowMs);
   }
 
-  /** Writes everything buffered so far (and what those writes raise). Resolves when done or when a write failed. */
+  /**
+   * Writes everything buffered so far (and what those writes raise), the counts of fold windows that have closed
+   * first. Resolves when done or when a write failed.
+   */
   async flush(): Promise<void> {
+    this.sweep(this.clock.now());
     for (let round = 0; round < 1000; round++) {
       if (this.flushing) {
         await this.flushing;
@@ -133,10 +180,68 @@ export class Audit implements AuditSink {
   async close(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.sweep(Infinity); // every count still open goes to the store with the rest
     await this.flush();
     this.closed = true;
     clearTimeout(this.timer);
     for (const event of this.buffer.splice(0)) this.onDropped(++this.droppedTotal, event);
+  }
+
+  /**
+   * Folds a refusal into its key's window: true if it was counted (not to be stored), false if it is to be stored
+   * (the first of a new window, whose key is now open).
+   */
+  private fold(key: string, event: AuditEvent): boolean {
+    const now = event.at;
+    let at = key;
+    let f = this.open(at, now);
+    if (f === undefined && this.folds.size >= this.cfg.foldKeys) this.sweep(now); // windows over make room
+    if (f === undefined && this.folds.size >= this.cfg.foldKeys) {
+      at = OVERFLOW + event.type; // no room: every key without one shares this one
+      f = this.open(at, now);
+    }
+    if (f !== undefined) {
+      f.count++;
+      f.last = event;
+      return true;
+    }
+    // The overflow keys are few (one per type of folded event), so they may go past foldKeys.
+    this.folds.set(at, { start: now, count: 0, last: undefined, overflow: at !== key });
+    this.sweeper ??= unref(setInterval(() => this.sweep(this.clock.now()), Math.max(1_000, this.cfg.foldWindowMs / 4)));
+    return false;
+  }
+
+  /** The key's open window at `now`; a window that has closed is stored (its count) and forgotten. */
+  private open(key: string, now: number): Fold | undefined {
+    const f = this.folds.get(key);
+    if (f === undefined || now - f.start < this.cfg.foldWindowMs) return f;
+    this.closeFold(key, f);
+    return undefined;
+  }
+
+  /** Closes every fold window that began at or before `now` - foldWindowMs (Infinity: all of them). */
+  private sweep(now: number): void {
+    for (const [key, f] of this.folds) if (now - f.start >= this.cfg.foldWindowMs) this.closeFold(key, f);
+    if (this.folds.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  /** Forgets a window; if it folded anything, stores one event saying how many, when, and the last one's context. */
+  private closeFold(key: string, f: Fold): void {
+    this.folds.delete(key);
+    const last = f.last;
+    if (last === undefined) return;
+    const detail: Record<string, string> = {
+      ...last.detail,
+      count: String(f.count),
+      first_at: new Date(f.start).toISOString(),
+      last_at: new Date(last.at).toISOString(),
+    };
+    if (f.overflow) detail.overflow = "true";
+    // Not a new event, so no log line of its own (every refusal it counts has one): to the store only.
+    this.enqueue({ ...last, detail });
   }
 
   private build(input: AuditInput): AuditEvent {

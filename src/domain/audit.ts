@@ -34,8 +34,10 @@ export const AUDIT_TYPES = {
   rate_limited: "notice",
   /** A subject's risk score reached the threshold (at most once per risk window). */
   suspicious_activity: "warning",
-  /** A new signing key was created by RotateKeys. */
+  /** A new signing key was created by RotateKeys or by the rotation schedule (detail.scheduled). */
   keys_rotated: "notice",
+  /** A signing key was revoked by RevokeKey: every token it signed is inactive. */
+  key_revoked: "warning",
 } as const satisfies Record<string, AuditSeverity>;
 
 export type AuditType = keyof typeof AUDIT_TYPES;

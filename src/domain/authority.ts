@@ -13,6 +13,7 @@ import {
   RESERVED_CLAIMS,
   TYP,
   type Grant,
+  type SignInput,
   type TokenCodec,
   type TokenKind,
 } from "./tokens.js";
@@ -127,7 +128,15 @@ export class Authority {
       claims: input.claims,
       accessTtlMs,
     };
-    const pair = await this.signPair(input.subject, sessionId, refreshJti, grant, now, expiresAt);
+    const plan = this.planPair(input.subject, sessionId, refreshJti, grant, now, expiresAt);
+    const tooLong = (length: number, max: number) =>
+      new TesseraError(
+        "invalid_argument",
+        `the tokens would be ${length} characters, over TESSERA_MAX_TOKEN_LENGTH (${max}): fewer or shorter scopes, audiences or extra claims`,
+        { field: largestPart(input.subject, grant) },
+      );
+    this.checkLength(plan, tooLong);
+    const pair = await this.signPlanned(plan, tooLong);
     const session: SessionRecord = {
       id: sessionId,
       subject: input.subject,
@@ -167,9 +176,21 @@ export class Authority {
     }
     const t = v.token;
     const about = { context: ctx, subject: t.subject, sessionId: t.sessionId };
-    await opts.admit?.({ subject: t.subject, sessionId: t.sessionId });
     const nextJti = randomId();
-    const nextPair = await this.signPair(t.subject, t.sessionId, nextJti, t.grant!, now, t.expiresAt);
+    const plan = this.planPair(t.subject, t.sessionId, nextJti, t.grant!, now, t.expiresAt);
+    // The successor carries the same grant, but not necessarily in the same length: TESSERA_MAX_TOKEN_LENGTH may have
+    // been lowered, or TESSERA_SIGNING_ALG changed, since the session began. Refused before admit (no budget spent,
+    // no failure counted: the holder did nothing wrong) and before anything is signed or rotated.
+    const tooLong = (length: number, max: number) =>
+      new TesseraError(
+        "invalid_argument",
+        `the successor tokens would be ${length} characters, over TESSERA_MAX_TOKEN_LENGTH (${max}): ` +
+          "this session cannot be refreshed; issue a new one with fewer or shorter scopes, audiences or extra claims",
+        { field: "refresh_token" },
+      );
+    this.checkLength(plan, tooLong);
+    await opts.admit?.({ subject: t.subject, sessionId: t.sessionId });
+    const nextPair = await this.signPlanned(plan, tooLong);
     const result = await this.store.rotateRefresh({
       subject: t.subject,
       sessionId: t.sessionId,
@@ -210,8 +231,9 @@ export class Authority {
   /**
    * Revokes a token: an access token until its own expiry, a refresh token by ending its session. A token that is
    * already expired needs nothing; one that is not ours (bad signature, malformed, unknown key) is INVALID_ARGUMENT.
+   * `opts.admit`, as Refresh's: called once the token verified, before anything changes; throwing refuses the revocation.
    */
-  async revokeToken(token: string, reason: string, ctx: AuditContext = NO_CONTEXT): Promise<RevokeResult> {
+  async revokeToken(token: string, reason: string, ctx: AuditContext = NO_CONTEXT, opts: RefreshOptions = {}): Promise<RevokeResult> {
     const now = this.clock.now();
     const kind = tokenKindOf(token);
     const v = await this.codec.verify(token, kind, now);
@@ -223,6 +245,7 @@ export class Authority {
       });
     }
     const t = v.token;
+    await opts.admit?.({ subject: t.subject, sessionId: t.sessionId });
     if (kind === "refresh") return this.endSession(t.sessionId, t.subject, reason, ctx, "refresh_token");
     const tokenRevoked = await this.store.revokeToken({
       subject: t.subject,
@@ -284,25 +307,69 @@ export class Authority {
     return s;
   }
 
-  private async signPair(
+  /** What a new pair will be signed from: the access and refresh token's inputs for one grant. */
+  private planPair(
     subject: string,
     sessionId: string,
     refreshJti: string,
     grant: Grant,
     now: number,
     refreshExpiresAt: number,
-  ): Promise<IssuedPair> {
+  ): PairPlan {
     // Never past the session's end as it stands after this call (its idle expiry counts from now): a session that
     // ends by itself then never makes one of its access tokens dead before the token's own expiry, so a verifier
     // that knows only revocations (a sidecar) judges it as the authority does.
     const sessionEnd = Math.min(now + this.cfg.refreshIdleTtlMs, refreshExpiresAt);
     const accessExpiresAt = floorToSecond(Math.min(now + grant.accessTtlMs, sessionEnd));
-    const [accessToken, refreshToken] = await Promise.all([
-      this.codec.signAccess({ subject, sessionId, jti: randomId(), grant, now, expiresAt: accessExpiresAt }),
-      this.codec.signRefresh({ subject, sessionId, jti: refreshJti, grant, now, expiresAt: refreshExpiresAt }),
-    ]);
-    return { accessToken, refreshToken, accessExpiresAt, refreshExpiresAt };
+    return {
+      access: { subject, sessionId, jti: randomId(), grant, now, expiresAt: accessExpiresAt },
+      refresh: { subject, sessionId, jti: refreshJti, grant, now, expiresAt: refreshExpiresAt },
+    };
   }
+
+  /**
+   * Refuses, before anything is signed or stored, a pair whose longer token would exceed TESSERA_MAX_TOKEN_LENGTH:
+   * Introspect, Refresh and Revoke refuse such a token, so it must never be issued. (The refresh token carries the
+   * grant as well, so it is usually the longer one.)
+   */
+  private checkLength(plan: PairPlan, tooLong: (length: number, max: number) => TesseraError): void {
+    const max = this.codec.maxTokenLength;
+    const length = Math.max(this.codec.tokenLength("access", plan.access), this.codec.tokenLength("refresh", plan.refresh));
+    if (length > max) throw tooLong(length, max);
+  }
+
+  private async signPlanned(plan: PairPlan, tooLong: (length: number, max: number) => TesseraError): Promise<IssuedPair> {
+    const [accessToken, refreshToken] = await Promise.all([this.codec.signAccess(plan.access), this.codec.signRefresh(plan.refresh)]);
+    // checkLength is exact for every key Tessera makes; this holds the rule for any other (the store is untouched yet).
+    const length = Math.max(accessToken.length, refreshToken.length);
+    if (length > this.codec.maxTokenLength) throw tooLong(length, this.codec.maxTokenLength);
+    return { accessToken, refreshToken, accessExpiresAt: plan.access.expiresAt, refreshExpiresAt: plan.refresh.expiresAt };
+  }
+}
+
+interface PairPlan {
+  access: SignInput;
+  refresh: SignInput;
+}
+
+/**
+ * The request field that takes the most room in the tokens (by its JSON bytes): what a BadRequest names when an Issue
+ * would make tokens that are too long. The audience may be TESSERA_AUDIENCE's default.
+ */
+function largestPart(subject: string, grant: Grant): string {
+  const parts: [string, unknown][] = [
+    ["extra_claims", grant.claims],
+    ["scopes", grant.scopes.join(" ")],
+    ["audience", grant.audience],
+    ["subject", subject],
+  ];
+  let best = parts[0]!;
+  let bestBytes = -1;
+  for (const part of parts) {
+    const bytes = Buffer.byteLength(JSON.stringify(part[1]), "utf8");
+    if (bytes > bestBytes) [best, bestBytes] = [part, bytes];
+  }
+  return best[0];
 }
 
 /** Same device and same user agent: what tells a client's own retry from someone else's use of its token. */

@@ -87,14 +87,14 @@ export interface TokenSession {
   currentJti: string;
 }
 
-export type RevocationKind = "token" | "session" | "subject";
+export type RevocationKind = "token" | "session" | "subject" | "key";
 
 /** One entry of the revocation feed, in order; `id` is the cursor to continue after. */
 export interface RevocationEvent {
   id: string;
   kind: RevocationKind;
   subject: string;
-  /** For kind "session": the session; for kind "token": the jti. For "subject": empty. */
+  /** For kind "session": the session; for kind "token": the jti; for kind "key": the kid. For "subject": empty. */
   target: string;
   /** For kind "subject": the sessions that logout ended (a session opened after it lives on). Empty otherwise. */
   sessions: string[];
@@ -135,6 +135,10 @@ export interface StoredKey {
   kid: string;
   alg: string;
   createdAt: number;
+  /** When it starts signing (domain/keys.ts keyStates decides the rest); absent in keys stored before: createdAt. */
+  activateAt?: number;
+  /** When it was revoked (KeyService.RevokeKey): from then on it is neither published nor accepted. */
+  revokedAt?: number;
   privateJwk: JWK;
   publicJwk: JWK;
 }
@@ -146,13 +150,19 @@ export interface StoredKey {
 
 /** The signing keys, shared by every authority process on one store. */
 export interface KeyStore {
-  /** Every signing key, oldest first. */
+  /** Every signing key, in the order they were added, with `revokedAt` where one was revoked. */
   listKeys(): Promise<StoredKey[]>;
   /**
-   * Adds a key; with `onlyIfAlgAbsent`, only if no key of its algorithm exists yet (so that of several processes
-   * starting at once on an empty store exactly one key is created). Returns the keys after the call. Atomic.
+   * Adds a key only if the last key added is `expectNewest` (null: only into a store without keys), so that of several
+   * processes rotating (or starting on an empty store) at once exactly one adds; and drops the keys named in `drop`
+   * (keys no token can need any more). Atomic. Returns whether it added, and the keys after the call.
    */
-  addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]>;
+  addKey(key: StoredKey, opts: { expectNewest: string | null; drop?: readonly string[] }): Promise<{ added: boolean; keys: StoredKey[] }>;
+  /**
+   * Marks a key revoked at `at` and appends a "key" entry to the revocation feed, kept until `until` (a retry of the
+   * same revocation appends again, as for tokens). Returns false if no such key is kept or it was revoked already.
+   */
+  revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean>;
 }
 
 /** Reading sessions and revocation state. Liveness is judged by domain/sessions.ts (`isLive`). */

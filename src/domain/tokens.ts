@@ -18,7 +18,8 @@ export type RejectReason =
   | "wrong_audience"
   | "not_yet_valid"
   | "unknown_key"
-  | "wrong_issuer";
+  | "wrong_issuer"
+  | "key_revoked";
 
 /** What an access token grants; a refresh token carries it so the successor access token can be made without state. */
 export interface Grant {
@@ -72,6 +73,7 @@ export interface TokenCodecOptions {
  */
 interface Verified {
   typ: string;
+  kid: string;
   read: ReadClaims | undefined;
 }
 
@@ -98,11 +100,13 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** Where a verifier finds the key a token names: the authority's KeyRing, or a sidecar's copy of the JWKS. */
 export interface VerificationKeys {
   lookup(kid: string): Promise<{ alg: string; publicKey: CryptoKey } | undefined>;
+  /** Whether the key was revoked (a stolen key): its tokens are refused, even those whose signature checked out. */
+  isRevoked?(kid: string): boolean;
 }
 
-/** What signing needs besides: the key new tokens are signed with (the KeyRing). */
+/** What signing needs besides: the key new tokens are signed with (the KeyRing); its public JWK sizes its signature. */
 export interface SigningKeys extends VerificationKeys {
-  signingKey(): Pick<LoadedKey, "kid" | "alg" | "sign">;
+  signingKey(): Pick<LoadedKey, "kid" | "alg" | "sign" | "publicJwk">;
 }
 
 /** Verifies Tessera's tokens: what the authority and a sidecar share. */
@@ -124,11 +128,17 @@ export class TokenVerifier {
     return this.opts.issuer;
   }
 
+  /** TESSERA_MAX_TOKEN_LENGTH: the longest token verify accepts (and so the longest the authority may sign). */
+  get maxTokenLength(): number {
+    return this.opts.maxTokenLength;
+  }
+
   /** Verifies signature, type, issuer, time claims and (if given) audience. Never throws on input. */
   async verify(token: string, kind: TokenKind, now: number, audience?: string): Promise<Verification> {
     if (token.length > this.opts.maxTokenLength || !COMPACT_JWS.test(token)) return reject("malformed");
     const known = this.verified.get(token) ?? (await this.verifySignature(token));
     if ("reason" in known) return reject(known.reason);
+    if (this.keys.isRevoked?.(known.kid)) return reject("key_revoked");
     if (known.typ !== TYP[kind] || known.read === undefined) {
       return reject(Object.values(TYP).includes(known.typ) ? "wrong_type" : "malformed");
     }
@@ -164,7 +174,7 @@ export class TokenVerifier {
       return { reason: code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "bad_signature" : "malformed" };
     }
     const kind = (Object.keys(TYP) as TokenKind[]).find((k) => TYP[k] === typ);
-    const entry: Verified = { typ, read: kind && this.readClaims(payload, kind, kid) };
+    const entry: Verified = { typ, kid, read: kind && this.readClaims(payload, kind, kid) };
     const max = this.opts.verifiedCacheSize ?? 0;
     if (max > 0) {
       this.verified.set(token, entry);
@@ -240,7 +250,29 @@ export class TokenCodec extends TokenVerifier {
   }
 
   signAccess(i: SignInput): Promise<string> {
-    return this.sign("access", {
+    return this.sign("access", this.accessPayload(i));
+  }
+
+  signRefresh(i: SignInput): Promise<string> {
+    return this.sign("refresh", this.refreshPayload(i));
+  }
+
+  /**
+   * The length of the token signAccess or signRefresh would make from this input with the current signing key,
+   * computed without signing: the compact JWS is base64url(header) "." base64url(payload) "." base64url(signature),
+   * and a signature's length is fixed by its key (ES256 and Ed25519: 64 bytes, 86 characters; RSA: the modulus,
+   * 342 characters at 2048 bits). Exact for every key Tessera makes (test/security/issue-hardening.test.ts); for a key
+   * type it does not know, a lower bound (the signature left out), and the signed token is checked again anyway.
+   */
+  tokenLength(kind: TokenKind, i: SignInput): number {
+    const key = this.signing.signingKey();
+    const payload = kind === "access" ? this.accessPayload(i) : this.refreshPayload(i);
+    const header = { alg: key.alg, kid: key.kid, typ: TYP[kind] };
+    return b64Length(jsonBytes(header)) + 1 + b64Length(jsonBytes(payload)) + 1 + b64Length(signatureBytes(key.publicJwk));
+  }
+
+  private accessPayload(i: SignInput): Record<string, unknown> {
+    return {
       ...i.grant.claims,
       iss: this.opts.issuer,
       sub: i.subject,
@@ -251,11 +283,11 @@ export class TokenCodec extends TokenVerifier {
       jti: i.jti,
       sid: i.sessionId,
       scope: i.grant.scopes.join(" "),
-    });
+    };
   }
 
-  signRefresh(i: SignInput): Promise<string> {
-    return this.sign("refresh", {
+  private refreshPayload(i: SignInput): Record<string, unknown> {
+    return {
       iss: this.opts.issuer,
       sub: i.subject,
       aud: this.opts.issuer,
@@ -270,13 +302,34 @@ export class TokenCodec extends TokenVerifier {
         ext: i.grant.claims,
         att: Math.round(i.grant.accessTtlMs / 1000),
       },
-    });
+    };
   }
 
   private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
     const key = this.signing.signingKey();
     return key.sign({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
   }
+}
+
+/** Bytes of a value's JSON, as the signer serialises it (JSON.stringify, UTF-8). */
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value), "utf8");
+}
+
+/** Characters of n bytes in unpadded base64url. */
+function b64Length(bytes: number): number {
+  return Math.ceil((bytes * 4) / 3);
+}
+
+/**
+ * Bytes of a signature by this key, from its public JWK: EC (ES256's IEEE P1363 r || s) and OKP (EdDSA) sign twice
+ * the length of the coordinate `x`; RSA (RS256, PS256) the length of the modulus `n`. 0 for anything else.
+ */
+function signatureBytes(jwk: { kty?: string; x?: string; n?: string }): number {
+  const bytes = (b64: string | undefined) => (b64 === undefined ? 0 : Math.floor((b64.length * 3) / 4));
+  if (jwk.kty === "EC" || jwk.kty === "OKP") return 2 * bytes(jwk.x);
+  if (jwk.kty === "RSA") return bytes(jwk.n);
+  return 0;
 }
 
 /** The checks that depend on the clock and the audience, then the outcome read from the payload. */

@@ -6,6 +6,9 @@
  * - Services that answer without the store (health, reflection): NOT_SERVING only while shutting down.
  * - Any other name: Check fails NOT_FOUND; Watch sends SERVICE_UNKNOWN and stays open (the set of services is fixed,
  *   so it never becomes known); List gives every known name, "" included.
+ * - Shutdown: NOT_SERVING first (Watch streams send it; the port still serves for TESSERA_SHUTDOWN_DELAY), then, when
+ *   the drain begins (Readiness.drain), every Watch ends with UNAVAILABLE, a status the client reads, rather than
+ *   being cut off with the connection.
  */
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
@@ -40,7 +43,7 @@ export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
     },
 
     async *watch(req, ctx: HandlerContext) {
-      const changes = new Wakeup(ctx.signal);
+      const changes = new Wakeup([ctx.signal, readiness.draining]);
       const unsubscribe = readiness.subscribe(() => changes.wake());
       try {
         let last: Status | undefined;
@@ -50,6 +53,8 @@ export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
             last = now;
             yield { status: now };
           }
+          // After the last status (NOT_SERVING by then), so the watcher has heard it before the stream ends.
+          if (readiness.draining.aborted) throw new ConnectError("server is shutting down", Code.Unavailable);
           await changes.next();
         }
       } finally {
@@ -60,14 +65,14 @@ export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
   };
 }
 
-/** A level-triggered wake-up: next() resolves at once if wake() was called since the last next(), or on abort. */
+/** A level-triggered wake-up: next() resolves at once if wake() was called since the last next(), or on an abort. */
 class Wakeup {
   private pending = false;
   private resolve: (() => void) | undefined;
   private readonly onAbort = () => this.wake();
 
-  constructor(private readonly signal: AbortSignal) {
-    signal.addEventListener("abort", this.onAbort, { once: true });
+  constructor(private readonly signals: readonly AbortSignal[]) {
+    for (const signal of signals) signal.addEventListener("abort", this.onAbort, { once: true });
   }
 
   wake(): void {
@@ -76,7 +81,7 @@ class Wakeup {
   }
 
   next(): Promise<void> {
-    if (this.pending || this.signal.aborted) {
+    if (this.pending || this.signals.some((s) => s.aborted)) {
       this.pending = false;
       return Promise.resolve();
     }
@@ -90,7 +95,7 @@ class Wakeup {
   }
 
   dispose(): void {
-    this.signal.removeEventListener("abort", this.onAbort);
+    for (const signal of this.signals) signal.removeEventListener("abort", this.onAbort);
     this.resolve?.();
   }
 }

@@ -11,6 +11,8 @@ import type { RequestHandler } from "./listener.js";
 
 export interface HttpRouteDeps {
   jwks: () => JWK[];
+  /** How long verifiers may cache the JWKS (TESSERA_JWKS_MAX_AGE), announced as Cache-Control max-age; default 300. */
+  jwksMaxAgeSeconds?: number | undefined;
   /** Whether to take traffic now (store reachable, not shutting down): GET /readyz. */
   ready: () => boolean;
   /** Prometheus exposition: GET /metrics. */
@@ -59,19 +61,39 @@ export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
       case "/readyz":
         return deps.ready() ? send(res, 200, { status: "ready" }) : send(res, 503, { status: "not ready" });
       case "/.well-known/jwks.json": {
+        const cacheControl = `public, max-age=${deps.jwksMaxAgeSeconds ?? 300}`;
         const body = JSON.stringify({ keys: deps.jwks() });
         const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"`;
         if (req.headers["if-none-match"] === etag) {
-          res.writeHead(304, { etag, "cache-control": "public, max-age=300" });
+          res.writeHead(304, { etag, "cache-control": cacheControl });
           return void res.end();
         }
-        res.writeHead(200, { "content-type": "application/jwk-set+json", etag, "cache-control": "public, max-age=300" });
+        res.writeHead(200, { "content-type": "application/jwk-set+json", etag, "cache-control": cacheControl });
         return void (req.method === "HEAD" ? res.end() : res.end(body));
       }
       default:
         return send(res, 404, { error: "not found" });
     }
   };
+}
+
+/**
+ * Every RPC takes POST only. connect-node serves the Connect protocol's GET form for a method marked
+ * `idempotency_level = NO_SIDE_EFFECTS` (Introspect, ListSessions, GetSession, ...): the request, a token or a
+ * subject among it, then travels in the URL, which access logs, proxies and browser
+ * histories keep, and a shared cache may answer it again after a revocation. No client of Tessera needs GET, so a
+ * request for an RPC path (`rpcPaths`: the paths connect-node routes, matched exactly as it matches them) with any
+ * method but POST is answered here, before connect-node reads anything: HTTP 405 with `Allow: POST` (RFC 9110 15.5.6)
+ * and a Connect error body with code "unimplemented" (what Connect clients report; a bare 405, connect-node's own
+ * answer, reads as "unknown"). The idempotency option stays in the protos: clients use it to retry. Returns whether it
+ * answered.
+ */
+export function refuseNonPost(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], rpcPaths: ReadonlySet<string>): boolean {
+  if (req.method === "POST" || !rpcPaths.has((req.url ?? "").split("?", 1)[0] ?? "")) return false;
+  res.writeHead(405, { allow: "POST", "content-type": "application/json", "cache-control": "no-store" });
+  if (req.method === "HEAD") res.end();
+  else res.end(JSON.stringify({ code: "unimplemented", message: `${req.method} is not allowed: RPCs take POST` }));
+  return true;
 }
 
 function send(res: Parameters<RequestHandler>[1], status: number, body: unknown): void {

@@ -2,7 +2,12 @@
  * Whether this process should receive traffic: the store answers and the process is not shutting down. A ping loop
  * (started and stopped explicitly, its timer unref'd) keeps the store half current; `beginShutdown()` flips the other
  * half for good. Listeners hear every change of `serving`. The gRPC health service and `GET /readyz` read it.
+ *
+ * Shutdown has two steps: `beginShutdown()` (NOT_SERVING, while the port still serves for TESSERA_SHUTDOWN_DELAY, so
+ * load balancers and health watchers hear it first), then `drain()`, which fires `draining`: long-lived health Watch
+ * streams end then, with UNAVAILABLE, as the connections are asked to close.
  */
+import { setMaxListeners } from "node:events";
 import type { StoreLifecycle } from "../domain/store.js";
 
 export type ReadinessListener = (serving: boolean) => void;
@@ -28,10 +33,17 @@ export class Readiness {
   private readonly listeners = new Set<ReadinessListener>();
   private readonly intervalMs: number;
   private readonly pingTimeoutMs: number;
+  private readonly drained = new AbortController();
 
   constructor(private readonly opts: ReadinessOptions) {
     this.intervalMs = opts.intervalMs ?? 1000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 2000;
+    setMaxListeners(0, this.drained.signal); // one listener per open health Watch
+  }
+
+  /** Fires when the drain begins (drain()): streams that would stay open (health Watch) end then. */
+  get draining(): AbortSignal {
+    return this.drained.signal;
   }
 
   /** True while the store is reachable and the process is not shutting down. */
@@ -61,6 +73,21 @@ export class Readiness {
   /** The process is going away: NOT_SERVING from now on, whatever the store says. */
   beginShutdown(): void {
     this.update(() => (this.stopping = true));
+  }
+
+  /**
+   * Shutdown's first step: NOT_SERVING at once (health, /readyz 503), then `ms` while the port still serves, so what
+   * routes traffic here (a load balancer, Kubernetes endpoints, clients watching health) stops before the drain.
+   */
+  async notServingFor(ms: number): Promise<void> {
+    this.beginShutdown();
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  }
+
+  /** The drain begins: NOT_SERVING (if it was not already), and `draining` fires. Idempotent. */
+  drain(): void {
+    this.beginShutdown();
+    this.drained.abort();
   }
 
   /** Calls `fn` with the new value on every change of `serving`; returns the matching unsubscribe. */

@@ -8,13 +8,14 @@ import { createContextValues, type ConnectError } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { JWK } from "jose";
 import { peerIdentityKey } from "../api/auth.js";
+import { peerAddressKey } from "../api/context.js";
 import { connectInterceptor, type Pipeline } from "../api/pipeline.js";
 import { routes, unaryMethods, type ServiceEntry } from "../api/routes.js";
 import type { ServerConfig } from "../config/config.js";
 import type { Metrics } from "../observability/metrics.js";
 import { capDeadline, streamDispatcher } from "./dispatch.js";
 import { grpcUnaryHandler } from "./grpc-unary.js";
-import { httpRoutes } from "./http-routes.js";
+import { httpRoutes, refuseNonPost } from "./http-routes.js";
 import { Listener } from "./listener.js";
 import { peerIdentity, socketIdentity } from "./peer.js";
 import type { Readiness } from "./readiness.js";
@@ -22,36 +23,50 @@ import { standardRoutes } from "./standard-routes.js";
 
 export function serve(
   config: ServerConfig,
-  parts: { api: ServiceEntry[]; pipeline: Pipeline; jwks: () => JWK[]; readiness: Readiness; metrics: Metrics },
+  parts: {
+    api: ServiceEntry[];
+    pipeline: Pipeline;
+    jwks: () => JWK[];
+    /** Cache-Control max-age of the JWKS route (TESSERA_JWKS_MAX_AGE; the sidecar: its own refresh interval). */
+    jwksMaxAgeSeconds?: number;
+    readiness: Readiness;
+    metrics: Metrics;
+  },
 ): { listener: Listener; cancelCalls: (err: ConnectError) => void } {
-  const { api, pipeline, jwks, readiness, metrics } = parts;
+  const { api, pipeline, jwks, jwksMaxAgeSeconds, readiness, metrics } = parts;
   const { maxRequestBytes, maxTimeoutMs, readTimeoutMs } = config;
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
   let streamingRequestPaths = new Set<string>();
   let rpcServices = new Set<string>();
+  let rpcPaths = new Set<string>();
   const connectHandler = connectNodeAdapter({
     routes: (router) => {
       routes(api)(router);
       standardRoutes({ readiness })(router); // last: health and reflection cover every service registered before
       rpcServices = new Set(router.handlers.map((h) => h.service.typeName));
+      rpcPaths = new Set(router.handlers.map((h) => h.requestPath));
       streamingRequestPaths = new Set(
         router.handlers.filter((h) => h.method.methodKind === "client_streaming" || h.method.methodKind === "bidi_streaming").map((h) => h.requestPath),
       );
     },
     interceptors: [connectInterceptor(pipeline)],
-    contextValues: (req) => createContextValues().set(peerIdentityKey, peerIdentity(req)),
+    contextValues: (req) =>
+      createContextValues().set(peerIdentityKey, peerIdentity(req)).set(peerAddressKey, req.socket?.remoteAddress ?? ""),
     acceptCompression: [compressionGzip],
     readMaxBytes: maxRequestBytes,
     shutdownSignal: shutdown.signal,
-    fallback: httpRoutes({ jwks, ready: () => readiness.serving, metrics, services: () => rpcServices }),
+    fallback: httpRoutes({ jwks, jwksMaxAgeSeconds, ready: () => readiness.serving, metrics, services: () => rpcServices }),
   });
   const lean = config.grpcFastPath
     ? grpcUnaryHandler({
         methods: unaryMethods(api),
         pipeline,
         maxRequestBytes,
-        contextValues: (stream) => createContextValues().set(peerIdentityKey, socketIdentity(stream.session?.socket)),
+        contextValues: (stream) => {
+          const socket = stream.session?.socket;
+          return createContextValues().set(peerIdentityKey, socketIdentity(socket)).set(peerAddressKey, socket?.remoteAddress ?? "");
+        },
       })
     : undefined;
   const listener = new Listener({
@@ -62,6 +77,7 @@ export function serve(
     // Both sets are read when a stream arrives, after connect-node has built its router.
     stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamsRequests: (path) => streamingRequestPaths.has(path) }),
     handler: (req, res) => {
+      if (refuseNonPost(req, res, rpcPaths)) return; // no RPC by GET: tokens stay out of URLs (both HTTP versions)
       if (req.httpVersionMajor === 1) capDeadline(req.headers, maxTimeoutMs); // HTTP/2 streams: by the dispatcher
       connectHandler(req as never, res as never);
     },

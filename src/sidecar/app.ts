@@ -68,7 +68,8 @@ export async function createSidecar(config: SidecarConfig, opts: { logger?: Logg
     },
   });
   const introspector = new Introspector({
-    verifier: new TokenVerifier(jwks, config.tokens),
+    // The JWKS's keys, less any the feed says were revoked (before the next JWKS fetch drops them too).
+    verifier: new TokenVerifier({ lookup: (kid) => jwks.lookup(kid), isRevoked: (kid) => index.keyRevoked(kid) }, config.tokens),
     clock,
     state: {
       // Without a fresh feed there is no answer that cannot miss a revocation: UNAVAILABLE, as the authority answers
@@ -122,7 +123,7 @@ export async function createSidecar(config: SidecarConfig, opts: { logger?: Logg
     metrics,
     maxTimeoutMs: config.server.maxTimeoutMs,
   });
-  const { listener, cancelCalls } = serve(config.server, { api, pipeline, jwks: () => jwks.publicKeys(), readiness, metrics });
+  const { listener, cancelCalls } = serve(config.server, { api, pipeline, jwks: () => jwks.publicKeys(), jwksMaxAgeSeconds: 60, readiness, metrics });
   if (config.access.callers === undefined) logger.warn({ auth: "open" }, "no TESSERA_CALLERS_FILE: every caller is let in");
 
   let closed: Promise<void> | undefined;
@@ -141,8 +142,13 @@ export async function createSidecar(config: SidecarConfig, opts: { logger?: Logg
     },
     close() {
       closed ??= (async () => {
-        readiness.beginShutdown();
+        // As the authority: NOT_SERVING while still answering for TESSERA_SHUTDOWN_DELAY, then the drain (health
+        // Watch streams end UNAVAILABLE, new calls refused, connections asked to close).
         readiness.stop();
+        const delayMs = config.server.shutdownDelayMs;
+        if (delayMs > 0) logger.info({ delayMs }, "not ready: serving on for TESSERA_SHUTDOWN_DELAY, then draining");
+        await readiness.notServingFor(delayMs);
+        readiness.drain();
         pipeline.close();
         listener.drain();
         await Promise.race([pipeline.idle(), new Promise((r) => setTimeout(r, config.server.shutdownGraceMs).unref())]);
@@ -188,13 +194,14 @@ function sidecarMetrics(metrics: Metrics, follower: FeedFollower, index: Revocat
   });
   new Gauge({
     name: "tessera_sidecar_revocations_held",
-    help: "Revocations held in memory, by kind (jti or session); each leaves at its expiry.",
+    help: "Revocations held in memory, by kind (jti, session or key); each leaves at its expiry.",
     labelNames: ["kind"] as const,
     registers,
     collect() {
-      const { jtis, sessions } = index.size;
+      const { jtis, sessions, keys } = index.size;
       this.set({ kind: "jti" }, jtis);
       this.set({ kind: "session" }, sessions);
+      this.set({ kind: "key" }, keys);
     },
   });
   new Gauge({

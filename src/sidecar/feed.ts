@@ -36,6 +36,7 @@ const KINDS: Partial<Record<RevocationKind, FeedKind>> = {
   [RevocationKind.TOKEN]: "token",
   [RevocationKind.SESSION]: "session",
   [RevocationKind.SUBJECT]: "subject",
+  [RevocationKind.KEY]: "key",
 };
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;

@@ -1,7 +1,12 @@
-/** The sidecar's entry point (`npm run sidecar`): load config -> build -> listen -> handle signals. */
-import { ConfigError } from "../config/config.js";
+/**
+ * The sidecar's entry point (`npm run sidecar`): load config -> say what starts (version, effective configuration,
+ * unknown variables) -> build -> listen -> handle signals.
+ */
+import { ConfigError, VARIABLES } from "../config/config.js";
+import { createLogger } from "../observability/logger.js";
+import { logStart } from "../observability/startup.js";
 import { createSidecar } from "./app.js";
-import { loadSidecarConfig } from "./config.js";
+import { SIDECAR_VARIABLES, loadSidecarConfig } from "./config.js";
 
 async function main(): Promise<void> {
   let config;
@@ -14,7 +19,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const sidecar = await createSidecar(config);
+  const logger = createLogger(config.logLevel);
+  logStart(logger, { program: "tessera sidecar", declarations: SIDECAR_VARIABLES, others: { "the authority": VARIABLES }, env: process.env });
+  const sidecar = await createSidecar(config, { logger });
   const addr = await sidecar.listen();
   sidecar.logger.info(
     { host: addr.host, port: addr.port, authority: config.authority.url.href },
@@ -35,6 +42,9 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // The authority reloads its callers file on SIGHUP; the sidecar does not (yet): say so rather than die, which is
+  // what SIGHUP does to a process that does not handle it.
+  process.on("SIGHUP", () => sidecar.logger.warn({ signal: "SIGHUP" }, "SIGHUP ignored: the sidecar reads its callers file at start only"));
 }
 
 main().catch((err) => {

@@ -7,13 +7,13 @@
  */
 import type { SessionReader, TokenState } from "../domain/store.js";
 
-export type FeedKind = "token" | "session" | "subject";
+export type FeedKind = "token" | "session" | "subject" | "key";
 
 /** One feed entry as the sidecar keeps it. */
 export interface FeedEntry {
   kind: FeedKind;
   subject: string;
-  /** token: the jti; session: the session id; subject: empty. */
+  /** token: the jti; session: the session id; key: the kid; subject: empty. */
   target: string;
   /** subject: the sessions the logout ended. */
   sessionIds: readonly string[];
@@ -29,6 +29,8 @@ export class RevocationIndex implements Pick<SessionReader, "tokenState"> {
   private readonly jtis = new Map<string, number>();
   /** session id -> until (the id carries its subject's tag; the subject is checked by the verifier already). */
   private readonly sessions = new Map<string, number>();
+  /** kid -> until: a revoked signing key (its tokens are refused by the verifier, src/domain/tokens.ts isRevoked). */
+  private readonly kids = new Map<string, number>();
   private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(
@@ -57,6 +59,9 @@ export class RevocationIndex implements Pick<SessionReader, "tokenState"> {
         case "subject":
           for (const id of e.sessionIds) keep(this.sessions, id, until);
           break;
+        case "key":
+          keep(this.kids, e.target, until);
+          break;
       }
     }
   }
@@ -73,15 +78,20 @@ export class RevocationIndex implements Pick<SessionReader, "tokenState"> {
     return { jtiRevoked, session: sessionRevoked ? REVOKED : LIVE };
   }
 
+  /** Whether the feed says this signing key was revoked. */
+  keyRevoked(kid: string): boolean {
+    return live(this.kids.get(kid), this.now());
+  }
+
   /** Entries held now. */
-  get size(): { jtis: number; sessions: number } {
-    return { jtis: this.jtis.size, sessions: this.sessions.size };
+  get size(): { jtis: number; sessions: number; keys: number } {
+    return { jtis: this.jtis.size, sessions: this.sessions.size, keys: this.kids.size };
   }
 
   /** Forgets what no longer matters (also done every second by itself). */
   sweep(): void {
     const now = this.now();
-    for (const map of [this.jtis, this.sessions]) for (const [k, until] of map) if (until <= now) map.delete(k);
+    for (const map of [this.jtis, this.sessions, this.kids]) for (const [k, until] of map) if (until <= now) map.delete(k);
   }
 
   close(): void {

@@ -34,8 +34,12 @@ export abstract class CompositeStore implements Store {
   listKeys(): Promise<StoredKey[]> {
     return this.part.keys.listKeys();
   }
-  addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]> {
-    return this.part.keys.addKey(key, onlyIfAlgAbsent);
+  addKey(key: StoredKey, opts: { expectNewest: string | null; drop?: readonly string[] }): Promise<{ added: boolean; keys: StoredKey[] }> {
+    return this.part.keys.addKey(key, opts);
+  }
+
+  revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean> {
+    return this.part.keys.revokeKey(q);
   }
 
   createSession(

@@ -27,7 +27,7 @@ export class MemoryStore extends CompositeStore {
     const feed = new MemoryRevocationFeed();
     const audit = new MemoryAuditStore(horizon);
     const sessions = new MemorySessionStore(horizon, feed, (subject) => audit.held(subject));
-    super({ keys: new MemoryKeyStore(), sessions, feed, audit });
+    super({ keys: new MemoryKeyStore(feed), sessions, feed, audit });
     this.horizon = horizon;
     this.parts = { sessions, feed, audit };
     this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);

@@ -32,7 +32,7 @@ export class RedisStore extends CompositeStore {
   constructor(redis: Redis, opts: RedisStoreOptions) {
     const ctx = new RedisContext(redis, opts);
     const feed = new RedisRevocationFeed(ctx);
-    super({ keys: new RedisKeyStore(ctx), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx) });
+    super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx) });
     this.ctx = ctx;
     this.feed = feed;
     this.counters = counterStore({ redis, prefix: opts.prefix });

@@ -83,6 +83,12 @@ const RPCS: { rpc: string; permission: Permission; call: (opts: CallOptions) => 
   { rpc: "KeyService.GetJwks", permission: "keys.read", call: (o) => keyService.getJwks({}, o) },
   { rpc: "KeyService.ListKeys", permission: "keys.read", call: (o) => keyService.listKeys({}, o) },
   { rpc: "KeyService.RotateKeys", permission: "keys.rotate", call: (o) => keyService.rotateKeys({}, o) },
+  {
+    rpc: "KeyService.RevokeKey",
+    permission: "keys.rotate",
+    // A key waiting to sign (made by the full caller), so revoking it leaves the signing key alone.
+    call: async (o) => keyService.revokeKey({ kid: (await keyService.rotateKeys({}, bearer(keyOf("full")))).key!.kid }, o),
+  },
   { rpc: "AuditService.ListAuditEvents", permission: "audit.read", call: (o) => auditService.listAuditEvents({}, o) },
 ];
 

@@ -3,7 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KeyService } from "../../gen/tessera/v1/key_pb.js";
+import { KeyService, KeyState } from "../../gen/tessera/v1/key_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { startServer, type StartedServer } from "../helpers/server.js";
 
@@ -31,9 +31,15 @@ describe("JWKS", () => {
     });
     expect(verified.payload).toMatchObject({ sub: "rs-user", scope: "read", sid: before.sessionId });
 
-    const { key } = await keys.rotateKeys({});
+    // By default a new key is published first and signs only after TESSERA_KEY_PREPUBLISH; immediate switches now.
+    const { key: waiting } = await keys.rotateKeys({});
+    const meanwhile = await tokens.issue({ subject: "rs-user", audience: ["orders"] });
+    expect(decodeProtectedHeader(meanwhile.tokens!.accessToken).kid).toBe(decodeProtectedHeader(before.tokens!.accessToken).kid);
+    expect((await keys.listKeys({})).keys.find((k) => k.kid === waiting!.kid)).toMatchObject({ signing: false, state: KeyState.NEXT });
+    const { key } = await keys.rotateKeys({ immediate: true });
     const after = await tokens.issue({ subject: "rs-user", audience: ["orders"] });
     expect(decodeProtectedHeader(after.tokens!.accessToken).kid).toBe(key!.kid);
+    expect(key).toMatchObject({ signing: true, state: KeyState.CURRENT });
     // The remote set refetches on an unknown kid; both the old and the new key verify.
     for (const t of [after, before]) {
       const r = await jwtVerify(t.tokens!.accessToken, jwks, { issuer: "https://auth.test", typ: "at+jwt" });
@@ -43,7 +49,7 @@ describe("JWKS", () => {
     const http = (await (await fetch(jwksUrl)).json()) as { keys: Array<{ kid: string }> };
     const grpc = await keys.getJwks({});
     expect(grpc.keys.map((k) => k.kid).sort()).toEqual(http.keys.map((k) => k.kid).sort());
-    expect(http.keys).toHaveLength(2);
+    expect(http.keys).toHaveLength(3); // the first (retired), the waiting one (next), the immediate one (current)
   });
 
   it("serves public keys only, with Cache-Control and an ETag that answers 304", async () => {

@@ -1,18 +1,20 @@
 /**
  * The callers file and TLS settings are validated at start with errors that name the exact place; API keys are found
- * by constant-time hash comparison over every entry; a certificate names its URI SAN, else its CN.
+ * by constant-time hash comparison over every entry; a certificate names its URI SAN, else its CN. A caller's
+ * `subjects` are validated, compiled once into the Caller, and matched exactly or by prefix.
  */
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import type { Call } from "../../src/api/pipeline.js";
-import { callerAuth, matchApiKey, METHOD_PERMISSIONS, type ApiKeyEntry } from "../../src/api/auth.js";
+import { callerAuth, matchApiKey, METHOD_PERMISSIONS, outOfScopeMessage, requireSubject, scopeOf, type ApiKeyEntry } from "../../src/api/auth.js";
+import type { AuditInput } from "../../src/domain/audit-trail.js";
 import { PERMISSIONS } from "../../src/domain/permissions.js";
 import { parseCallers } from "../../src/config/callers.js";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
@@ -258,5 +260,149 @@ describe("callerAuth", () => {
 
   it("open mode: every mapped RPC is 'anonymous'", async () => {
     expect(await outcome(callerAuth({ open: true }), "tessera.v1.KeyService", "RotateKeys")).toBe("anonymous");
+  });
+});
+
+describe("subjects: which subjects a caller may act on", () => {
+  const tenant = (subjects: unknown) => ({ callers: [billing, { ...gateway, mtls: undefined, api_keys: [{ sha256: sha("t") }], subjects }] });
+  const compiled = (subjects: unknown) => parseCallers(tenant(subjects))[1]!.subjects;
+
+  it("absent, or '*' alone (even among others): every subject, no scope at all", () => {
+    expect(parseCallers({ callers: [billing] })[0]!.subjects).toBeUndefined();
+    expect(compiled(["*"])).toBeUndefined();
+    expect(compiled(["tenant-a:*", "*"])).toBeUndefined();
+  });
+
+  it("exact subjects match only themselves; a pattern ending in '*' matches what starts with its prefix", () => {
+    const scope = compiled(["tenant-b:*", "ops@tenant-b", "x.*"])!;
+    expect(scope.patterns).toEqual(["tenant-b:*", "ops@tenant-b", "x.*"]);
+    for (const subject of ["tenant-b:alice", "tenant-b:", "tenant-b:*", "tenant-b::deep:er", "ops@tenant-b", "x.", "x.y", "x.*z"]) {
+      expect(scope.allows(subject), subject).toBe(true);
+    }
+    for (const subject of ["tenant-b", "Tenant-b:alice", "tenant-a:alice", " tenant-b:alice", "ops@tenant-b2", "ops@tenant-", "xy", "x", ""]) {
+      expect(scope.allows(subject), subject).toBe(false);
+    }
+  });
+
+  it("exact subjects only: no prefix matching at all", () => {
+    const scope = compiled(["alice", "bob"])!;
+    expect(["alice", "bob"].map(scope.allows)).toEqual([true, true]);
+    expect(["alic", "alicex", "bo", ""].map(scope.allows)).toEqual([false, false, false, false]);
+  });
+
+  it("is compiled once, frozen, and carried by every Caller the caller's credentials resolve to", async () => {
+    const specs = parseCallers({
+      callers: [
+        { name: "tenant-a", api_keys: [{ sha256: sha("ka1") }, { sha256: sha("ka2") }], permissions: ["issue"], subjects: ["tenant-a:*"] },
+        { name: "root", api_keys: [{ sha256: sha("kr") }], permissions: ["issue"] },
+      ],
+    });
+    expect(Object.isFrozen(specs[0]!.subjects)).toBe(true);
+    expect(Object.isFrozen(specs[0]!.subjects!.patterns)).toBe(true);
+    const auth = callerAuth({ callers: specs });
+    const who = (key: string) => {
+      const call = {
+        method: TokenService.method.issue,
+        header: new Headers({ authorization: `Bearer ${key}` }),
+        values: createContextValues(),
+        message: undefined,
+        signal: new AbortController().signal,
+      } as unknown as Call;
+      return auth(call)!;
+    };
+    const [a1, a2, root] = [who("ka1"), who("ka2"), who("kr")];
+    expect(a1.scope?.allows("tenant-a:alice")).toBe(true);
+    expect(a1.scope?.allows("tenant-b:alice")).toBe(false);
+    expect(a1.scope).toBe(a2.scope); // one scope per caller, built with callerAuth, not per call
+    expect(who("ka1").scope).toBe(a1.scope);
+    expect(root.scope).toBeUndefined(); // unscoped: nothing to ask on the hot path
+    const open = { method: TokenService.method.issue, header: new Headers(), values: createContextValues() } as unknown as Call;
+    expect(callerAuth({ open: true })(open)?.scope).toBeUndefined();
+  });
+
+  it.each<[string, unknown, string]>([
+    ["not an array", "tenant-b:*", 'callers[1].subjects: must be an array of subject patterns (exact subjects, or prefixes ending in "*")'],
+    ["an empty list", [], 'callers[1].subjects: must list at least one pattern (leave "subjects" out for every subject)'],
+    ["too many patterns", Array.from({ length: 257 }, (_, i) => `s${i}`), "callers[1].subjects: has 257 patterns, more than 256"],
+    ["an empty pattern", ["a", ""], "callers[1].subjects[1]: must be a non-empty string"],
+    ["a non-string pattern", [7], "callers[1].subjects[0]: must be a non-empty string"],
+    ["null", [null], "callers[1].subjects[0]: must be a non-empty string"],
+    ["a '*' inside", ["tenant-*:x"], 'callers[1].subjects[0]: "tenant-*:x": "*" may only end a pattern'],
+    ["two '*'", ["a", "tenant-b:**"], 'callers[1].subjects[1]: "tenant-b:**": "*" may only end a pattern'],
+    ["a leading '*' (no suffix patterns)", ["*@tenant-b"], 'callers[1].subjects[0]: "*@tenant-b": "*" may only end a pattern'],
+    ["a control character", ["tenant-b:\n*"], "callers[1].subjects[0]: contains control characters or invalid Unicode"],
+    ["a bidi override", ["tenant-\u202eb"], "callers[1].subjects[0]: contains control characters or invalid Unicode"],
+    ["a lone surrogate", ["a\ud800"], "callers[1].subjects[0]: contains control characters or invalid Unicode"],
+    ["too long", ["x".repeat(257)], "callers[1].subjects[0]: is longer than 256 characters (the longest subject)"],
+    ["too long before the '*'", ["x".repeat(257) + "*"], "callers[1].subjects[0]: is longer than 256 characters"],
+    ["a pattern twice", ["a:*", "b", "a:*"], 'callers[1].subjects[2]: "a:*" is already used at callers[1].subjects[0]'],
+  ])("%s: the error names the place", (_what, subjects, message) => {
+    expect(errorFor(tenant(subjects))).toContain(`TESSERA_CALLERS_FILE: ${message}`);
+  });
+
+  it("the example file's scoped caller parses to its scope", () => {
+    const specs = parseCallers(JSON.parse(readFileSync("docs/callers.example.json", "utf8")));
+    const admin = specs.find((c) => c.name === "tenant-b-admin")!;
+    expect(admin.subjects?.patterns).toEqual(["tenant-b:*", "support@tenant-b.example"]);
+    expect(["tenant-b:alice", "support@tenant-b.example"].map(admin.subjects!.allows)).toEqual([true, true]);
+    expect(["tenant-a:alice", "support@tenant-a.example"].map(admin.subjects!.allows)).toEqual([false, false]);
+    expect(specs.filter((c) => c.name !== "tenant-b-admin").every((c) => c.subjects === undefined)).toBe(true);
+  });
+
+  it("the longest allowed patterns load", () => {
+    expect(compiled(["x".repeat(256), "y".repeat(256) + "*"])!.allows("y".repeat(256))).toBe(true);
+    expect(compiled(Array.from({ length: 256 }, (_, i) => `s${i}`))!.allows("s255")).toBe(true);
+  });
+});
+
+describe("requireSubject", () => {
+  const specs = parseCallers({
+    callers: [
+      { name: "tenant-a", api_keys: [{ sha256: sha("ka") }], permissions: ["issue", "revoke"], subjects: ["tenant-a:*"] },
+      { name: "root", api_keys: [{ sha256: sha("kr") }], permissions: ["issue", "revoke"] },
+    ],
+  });
+  const recorded: AuditInput[] = [];
+  const auth = callerAuth({ callers: specs }, { record: (e) => void recorded.push(e) });
+  /** A handler's context after callerAuth let `key`'s caller in. */
+  const ctxOf = (key: string) => {
+    const values = createContextValues();
+    const call = { method: TokenService.method.revoke, header: new Headers({ authorization: `Bearer ${key}` }), values, message: undefined, signal: new AbortController().signal };
+    auth(call as unknown as Call);
+    return { method: TokenService.method.revoke, service: TokenService, values, requestHeader: new Headers() } as unknown as HandlerContext;
+  };
+
+  it("lets a scoped caller act on its subjects, and an unscoped caller on any", () => {
+    expect(() => requireSubject(ctxOf("ka"), "tenant-a:alice")).not.toThrow();
+    expect(() => requireSubject(ctxOf("kr"), "tenant-b:alice")).not.toThrow();
+    expect(scopeOf(ctxOf("kr"))).toBeUndefined();
+  });
+
+  it("refuses another subject PERMISSION_DENIED, saying nothing of it, and records caller_denied", () => {
+    recorded.length = 0;
+    const err = (() => {
+      try {
+        requireSubject(ctxOf("ka"), "tenant-b:alice");
+      } catch (e) {
+        return ConnectError.from(e);
+      }
+    })();
+    expect(err?.code).toBe(Code.PermissionDenied);
+    expect(err?.rawMessage).toBe(outOfScopeMessage("tenant-a"));
+    expect(err?.rawMessage).not.toContain("tenant-b");
+    expect(recorded).toEqual([
+      expect.objectContaining({
+        type: "caller_denied",
+        subject: "tenant-b:alice",
+        context: expect.objectContaining({ caller: "tenant-a" }),
+        detail: expect.objectContaining({ rpc: "TokenService.Revoke", code: "permission_denied", permission: "revoke" }),
+      }),
+    ]);
+  });
+
+  it("an unknown target gets the very same answer as an out-of-scope one", () => {
+    const ctx = ctxOf("ka");
+    const unknown = scopeOf(ctx)!.refuse(ctx, { why: "no such live session" });
+    expect([unknown.code, unknown.rawMessage]).toEqual([Code.PermissionDenied, outOfScopeMessage("tenant-a")]);
   });
 });

@@ -2,8 +2,8 @@
 // @generated from file tessera/v1/key.proto (package tessera.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tessera/v1/key.proto.
  */
 export const file_tessera_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChR0ZXNzZXJhL3YxL2tleS5wcm90bxIKdGVzc2VyYS52MSJ5CgpKc29uV2ViS2V5EgsKA2t0eRgBIAEoCRILCgNraWQYAiABKAkSCwoDYWxnGAMgASgJEgsKA3VzZRgEIAEoCRILCgNjcnYYBSABKAkSCQoBeBgGIAEoCRIJCgF5GAcgASgJEgkKAW4YCCABKAkSCQoBZRgJIAEoCSIQCg5HZXRKd2tzUmVxdWVzdCI3Cg9HZXRKd2tzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLnRlc3NlcmEudjEuSnNvbldlYktleSJkCgdLZXlJbmZvEgsKA2tpZBgBIAEoCRILCgNhbGcYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc2lnbmluZxgEIAEoCCIRCg9MaXN0S2V5c1JlcXVlc3QiNQoQTGlzdEtleXNSZXNwb25zZRIhCgRrZXlzGAEgAygLMhMudGVzc2VyYS52MS5LZXlJbmZvIhMKEVJvdGF0ZUtleXNSZXF1ZXN0IjYKElJvdGF0ZUtleXNSZXNwb25zZRIgCgNrZXkYASABKAsyEy50ZXNzZXJhLnYxLktleUluZm8y7gEKCktleVNlcnZpY2USRwoHR2V0SndrcxIaLnRlc3NlcmEudjEuR2V0Sndrc1JlcXVlc3QaGy50ZXNzZXJhLnYxLkdldEp3a3NSZXNwb25zZSIDkAIBEkoKCExpc3RLZXlzEhsudGVzc2VyYS52MS5MaXN0S2V5c1JlcXVlc3QaHC50ZXNzZXJhLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJLCgpSb3RhdGVLZXlzEh0udGVzc2VyYS52MS5Sb3RhdGVLZXlzUmVxdWVzdBoeLnRlc3NlcmEudjEuUm90YXRlS2V5c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChR0ZXNzZXJhL3YxL2tleS5wcm90bxIKdGVzc2VyYS52MSJ5CgpKc29uV2ViS2V5EgsKA2t0eRgBIAEoCRILCgNraWQYAiABKAkSCwoDYWxnGAMgASgJEgsKA3VzZRgEIAEoCRILCgNjcnYYBSABKAkSCQoBeBgGIAEoCRIJCgF5GAcgASgJEgkKAW4YCCABKAkSCQoBZRgJIAEoCSIQCg5HZXRKd2tzUmVxdWVzdCI3Cg9HZXRKd2tzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLnRlc3NlcmEudjEuSnNvbldlYktleSLLAgoHS2V5SW5mbxILCgNraWQYASABKAkSCwoDYWxnGAIgASgJEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NpZ25pbmcYBCABKAgSIwoFc3RhdGUYBSABKA4yFC50ZXNzZXJhLnYxLktleVN0YXRlEjAKDGFjdGl2YXRlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV0aXJlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmVtb3ZlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEQoPTGlzdEtleXNSZXF1ZXN0IjUKEExpc3RLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLnRlc3NlcmEudjEuS2V5SW5mbyImChFSb3RhdGVLZXlzUmVxdWVzdBIRCglpbW1lZGlhdGUYASABKAgiNgoSUm90YXRlS2V5c1Jlc3BvbnNlEiAKA2tleRgBIAEoCzITLnRlc3NlcmEudjEuS2V5SW5mbyIvChBSZXZva2VLZXlSZXF1ZXN0EgsKA2tpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiXwoRUmV2b2tlS2V5UmVzcG9uc2USJAoHcmV2b2tlZBgBIAEoCzITLnRlc3NlcmEudjEuS2V5SW5mbxIkCgdzaWduaW5nGAIgASgLMhMudGVzc2VyYS52MS5LZXlJbmZvKpUBCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABISCg5LRVlfU1RBVEVfTkVYVBABEhUKEUtFWV9TVEFURV9DVVJSRU5UEAISFQoRS0VZX1NUQVRFX1JFVElSRUQQAxIVChFLRVlfU1RBVEVfUkVNT1ZFRBAEEhUKEUtFWV9TVEFURV9SRVZPS0VEEAUyuAIKCktleVNlcnZpY2USRwoHR2V0SndrcxIaLnRlc3NlcmEudjEuR2V0Sndrc1JlcXVlc3QaGy50ZXNzZXJhLnYxLkdldEp3a3NSZXNwb25zZSIDkAIBEkoKCExpc3RLZXlzEhsudGVzc2VyYS52MS5MaXN0S2V5c1JlcXVlc3QaHC50ZXNzZXJhLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJLCgpSb3RhdGVLZXlzEh0udGVzc2VyYS52MS5Sb3RhdGVLZXlzUmVxdWVzdBoeLnRlc3NlcmEudjEuUm90YXRlS2V5c1Jlc3BvbnNlEkgKCVJldm9rZUtleRIcLnRlc3NlcmEudjEuUmV2b2tlS2V5UmVxdWVzdBodLnRlc3NlcmEudjEuUmV2b2tlS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * JsonWebKey is one public key in JWK form (RFC 7517). Only the members of
@@ -161,6 +161,41 @@ export type KeyInfo = Message<"tessera.v1.KeyInfo"> & {
    * @generated from field: bool signing = 4;
    */
   signing: boolean;
+
+  /**
+   * Where the key is in its life.
+   *
+   * @generated from field: tessera.v1.KeyState state = 5;
+   */
+  state: KeyState;
+
+  /**
+   * When it starts (or started) signing.
+   *
+   * @generated from field: google.protobuf.Timestamp activates_at = 6;
+   */
+  activatesAt?: Timestamp | undefined;
+
+  /**
+   * When a newer key took over (retired and removed keys).
+   *
+   * @generated from field: google.protobuf.Timestamp retired_at = 7;
+   */
+  retiredAt?: Timestamp | undefined;
+
+  /**
+   * When it leaves the JWKS (retired and removed keys).
+   *
+   * @generated from field: google.protobuf.Timestamp removed_at = 8;
+   */
+  removedAt?: Timestamp | undefined;
+
+  /**
+   * When it was revoked (revoked keys).
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 9;
+   */
+  revokedAt?: Timestamp | undefined;
 };
 
 /**
@@ -207,11 +242,19 @@ export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*
   messageDesc(file_tessera_v1_key, 5);
 
 /**
- * RotateKeysRequest has no fields: the new key uses the configured algorithm.
+ * RotateKeysRequest asks for a new key of the configured algorithm.
  *
  * @generated from message tessera.v1.RotateKeysRequest
  */
 export type RotateKeysRequest = Message<"tessera.v1.RotateKeysRequest"> & {
+  /**
+   * Sign with the new key at once instead of after TESSERA_KEY_PREPUBLISH.
+   * Verifiers that cached the JWKS then meet an unknown kid and must
+   * refetch it.
+   *
+   * @generated from field: bool immediate = 1;
+   */
+  immediate: boolean;
 };
 
 /**
@@ -222,13 +265,13 @@ export const RotateKeysRequestSchema: GenMessage<RotateKeysRequest> = /*@__PURE_
   messageDesc(file_tessera_v1_key, 6);
 
 /**
- * RotateKeysResponse names the new signing key.
+ * RotateKeysResponse names the new key.
  *
  * @generated from message tessera.v1.RotateKeysResponse
  */
 export type RotateKeysResponse = Message<"tessera.v1.RotateKeysResponse"> & {
   /**
-   * The new signing key.
+   * The new key (NEXT, or CURRENT when immediate).
    *
    * @generated from field: tessera.v1.KeyInfo key = 1;
    */
@@ -241,6 +284,119 @@ export type RotateKeysResponse = Message<"tessera.v1.RotateKeysResponse"> & {
  */
 export const RotateKeysResponseSchema: GenMessage<RotateKeysResponse> = /*@__PURE__*/
   messageDesc(file_tessera_v1_key, 7);
+
+/**
+ * RevokeKeyRequest names the key to revoke.
+ *
+ * @generated from message tessera.v1.RevokeKeyRequest
+ */
+export type RevokeKeyRequest = Message<"tessera.v1.RevokeKeyRequest"> & {
+  /**
+   * The key's kid.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * Why, for the audit trail (free text, optional).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message tessera.v1.RevokeKeyRequest.
+ * Use `create(RevokeKeyRequestSchema)` to create a new message.
+ */
+export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
+  messageDesc(file_tessera_v1_key, 8);
+
+/**
+ * RevokeKeyResponse says what changed.
+ *
+ * @generated from message tessera.v1.RevokeKeyResponse
+ */
+export type RevokeKeyResponse = Message<"tessera.v1.RevokeKeyResponse"> & {
+  /**
+   * The revoked key.
+   *
+   * @generated from field: tessera.v1.KeyInfo revoked = 1;
+   */
+  revoked?: KeyInfo | undefined;
+
+  /**
+   * The key that signs now.
+   *
+   * @generated from field: tessera.v1.KeyInfo signing = 2;
+   */
+  signing?: KeyInfo | undefined;
+};
+
+/**
+ * Describes the message tessera.v1.RevokeKeyResponse.
+ * Use `create(RevokeKeyResponseSchema)` to create a new message.
+ */
+export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
+  messageDesc(file_tessera_v1_key, 9);
+
+/**
+ * KeyState is where a key is in its life.
+ *
+ * @generated from enum tessera.v1.KeyState
+ */
+export enum KeyState {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: KEY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Published in the JWKS, not signing yet.
+   *
+   * @generated from enum value: KEY_STATE_NEXT = 1;
+   */
+  NEXT = 1,
+
+  /**
+   * Signing new tokens.
+   *
+   * @generated from enum value: KEY_STATE_CURRENT = 2;
+   */
+  CURRENT = 2,
+
+  /**
+   * A newer key signs; published and accepted until every token it signed
+   * has expired.
+   *
+   * @generated from enum value: KEY_STATE_RETIRED = 3;
+   */
+  RETIRED = 3,
+
+  /**
+   * No token can need it any more; dropped from the store at the next
+   * rotation.
+   *
+   * @generated from enum value: KEY_STATE_REMOVED = 4;
+   */
+  REMOVED = 4,
+
+  /**
+   * Revoked: neither published nor accepted.
+   *
+   * @generated from enum value: KEY_STATE_REVOKED = 5;
+   */
+  REVOKED = 5,
+}
+
+/**
+ * Describes the enum tessera.v1.KeyState.
+ */
+export const KeyStateSchema: GenEnum<KeyState> = /*@__PURE__*/
+  enumDesc(file_tessera_v1_key, 0);
 
 /**
  * KeyService publishes Tessera's public signing keys and rotates them.
@@ -270,8 +426,11 @@ export const KeyService: GenService<{
     output: typeof ListKeysResponseSchema;
   },
   /**
-   * RotateKeys creates a new signing key. Older keys stay in the set so that
-   * tokens they signed keep verifying until they expire.
+   * RotateKeys creates a new signing key. It is published at once and signs
+   * after TESSERA_KEY_PREPUBLISH (so verifiers that cache the JWKS have it
+   * first), unless immediate is set; if a key is already waiting to sign,
+   * that one is returned. Older keys stay published until every token they
+   * signed has expired.
    *
    * @generated from rpc tessera.v1.KeyService.RotateKeys
    */
@@ -279,6 +438,19 @@ export const KeyService: GenService<{
     methodKind: "unary";
     input: typeof RotateKeysRequestSchema;
     output: typeof RotateKeysResponseSchema;
+  },
+  /**
+   * RevokeKey responds to a stolen key: it leaves the JWKS at once, every
+   * token it signed is inactive at once (in every process, and in sidecars
+   * through the revocation feed), and if it was signing a fresh key signs
+   * from now on.
+   *
+   * @generated from rpc tessera.v1.KeyService.RevokeKey
+   */
+  revokeKey: {
+    methodKind: "unary";
+    input: typeof RevokeKeyRequestSchema;
+    output: typeof RevokeKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tessera_v1_key, 0);

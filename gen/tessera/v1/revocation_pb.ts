@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tessera/v1/revocation.proto.
  */
 export const file_tessera_v1_revocation: GenFile = /*@__PURE__*/
-  fileDesc("Cht0ZXNzZXJhL3YxL3Jldm9jYXRpb24ucHJvdG8SCnRlc3NlcmEudjEiYAoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSDgoGY3Vyc29yGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLcAQoKUmV2b2NhdGlvbhIoCgRraW5kGAEgASgOMhoudGVzc2VyYS52MS5SZXZvY2F0aW9uS2luZBIPCgdzdWJqZWN0GAIgASgJEg4KBnRhcmdldBgDIAEoCRITCgtzZXNzaW9uX2lkcxgEIAMoCRIuCgpyZXZva2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YByABKAkiqwEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIrCgtyZXZvY2F0aW9ucxgBIAMoCzIWLnRlc3NlcmEudjEuUmV2b2NhdGlvbhIOCgZjdXJzb3IYAiABKAkSEAoIc25hcHNob3QYAyABKAgSDwoHY3VycmVudBgEIAEoCBIvCgtzZXJ2ZXJfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqhgEKDlJldm9jYXRpb25LaW5kEh8KG1JFVk9DQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhkKFVJFVk9DQVRJT05fS0lORF9UT0tFThABEhsKF1JFVk9DQVRJT05fS0lORF9TRVNTSU9OEAISGwoXUkVWT0NBVElPTl9LSU5EX1NVQkpFQ1QQAzJ0ChFSZXZvY2F0aW9uU2VydmljZRJfChBXYXRjaFJldm9jYXRpb25zEiMudGVzc2VyYS52MS5XYXRjaFJldm9jYXRpb25zUmVxdWVzdBokLnRlc3NlcmEudjEuV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Cht0ZXNzZXJhL3YxL3Jldm9jYXRpb24ucHJvdG8SCnRlc3NlcmEudjEiYAoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSDgoGY3Vyc29yGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLcAQoKUmV2b2NhdGlvbhIoCgRraW5kGAEgASgOMhoudGVzc2VyYS52MS5SZXZvY2F0aW9uS2luZBIPCgdzdWJqZWN0GAIgASgJEg4KBnRhcmdldBgDIAEoCRITCgtzZXNzaW9uX2lkcxgEIAMoCRIuCgpyZXZva2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YByABKAkiqwEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIrCgtyZXZvY2F0aW9ucxgBIAMoCzIWLnRlc3NlcmEudjEuUmV2b2NhdGlvbhIOCgZjdXJzb3IYAiABKAkSEAoIc25hcHNob3QYAyABKAgSDwoHY3VycmVudBgEIAEoCBIvCgtzZXJ2ZXJfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqnwEKDlJldm9jYXRpb25LaW5kEh8KG1JFVk9DQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhkKFVJFVk9DQVRJT05fS0lORF9UT0tFThABEhsKF1JFVk9DQVRJT05fS0lORF9TRVNTSU9OEAISGwoXUkVWT0NBVElPTl9LSU5EX1NVQkpFQ1QQAxIXChNSRVZPQ0FUSU9OX0tJTkRfS0VZEAQydAoRUmV2b2NhdGlvblNlcnZpY2USXwoQV2F0Y2hSZXZvY2F0aW9ucxIjLnRlc3NlcmEudjEuV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QaJC50ZXNzZXJhLnYxLldhdGNoUmV2b2NhdGlvbnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * WatchRevocationsRequest says where to start and how often to hear.
@@ -58,14 +58,14 @@ export type Revocation = Message<"tessera.v1.Revocation"> & {
   kind: RevocationKind;
 
   /**
-   * The subject whose token, session or sessions were revoked.
+   * The subject whose token, session or sessions were revoked (KEY: empty).
    *
    * @generated from field: string subject = 2;
    */
   subject: string;
 
   /**
-   * TOKEN: the jti. SESSION: the session id. SUBJECT: empty.
+   * TOKEN: the jti. SESSION: the session id. KEY: the kid. SUBJECT: empty.
    *
    * @generated from field: string target = 3;
    */
@@ -194,6 +194,14 @@ export enum RevocationKind {
    * @generated from enum value: REVOCATION_KIND_SUBJECT = 3;
    */
   SUBJECT = 3,
+
+  /**
+   * A signing key (KeyService.RevokeKey): target is its kid; every token it
+   * signed is dead. subject is empty.
+   *
+   * @generated from enum value: REVOCATION_KIND_KEY = 4;
+   */
+  KEY = 4,
 }
 
 /**

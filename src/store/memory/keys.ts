@@ -1,16 +1,32 @@
-/** The memory store's signing keys (KeyStore): a list in the order added. */
+/** The memory store's signing keys (KeyStore): a list in the order added; revoking appends to the feed part. */
 import type { KeyStore, StoredKey } from "../../domain/store.js";
+import type { MemoryRevocationFeed } from "./feed.js";
 
 export class MemoryKeyStore implements KeyStore {
   private keys: StoredKey[] = [];
 
+  constructor(private readonly feed: MemoryRevocationFeed) {}
+
   async listKeys(): Promise<StoredKey[]> {
-    return [...this.keys];
+    return this.keys.map((k) => ({ ...k }));
   }
 
-  async addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]> {
-    const blocked = onlyIfAlgAbsent && this.keys.some((k) => k.alg === key.alg);
-    if (!blocked && !this.keys.some((k) => k.kid === key.kid)) this.keys.push(key);
-    return [...this.keys];
+  async addKey(key: StoredKey, opts: { expectNewest: string | null; drop?: readonly string[] }) {
+    const newest = this.keys.at(-1)?.kid ?? null;
+    const added = newest === opts.expectNewest && !this.keys.some((k) => k.kid === key.kid);
+    if (added) {
+      const drop = new Set(opts.drop ?? []);
+      this.keys = [...this.keys.filter((k) => !drop.has(k.kid)), { ...key }];
+    }
+    return { added, keys: await this.listKeys() };
+  }
+
+  async revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean> {
+    const key = this.keys.find((k) => k.kid === q.kid);
+    if (!key) return false;
+    const fresh = key.revokedAt === undefined;
+    if (fresh) key.revokedAt = q.at;
+    this.feed.append({ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }, q.at);
+    return fresh;
   }
 }

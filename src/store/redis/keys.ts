@@ -1,56 +1,100 @@
-/** The Redis store's signing keys (KeyStore): one hash `P keys`, kid -> `[order, StoredKey]` JSON, never expiring. */
+/**
+ * The Redis store's signing keys (KeyStore): one hash `P keys`: kid -> `[order, StoredKey]` JSON; `~seq` -> the last
+ * order handed out; `!<kid>` -> when that key was revoked (kept apart, so no script re-encodes a key's JSON).
+ * Never expiring; keys no token can need any more are dropped when a rotation adds a key.
+ */
 import type { KeyStore, StoredKey } from "../../domain/store.js";
 import type { RedisContext, Script } from "./client.js";
+import type { RedisRevocationFeed } from "./feed.js";
 
 /**
- * ADD_KEY. Touches: KEYS[1] = `P keys` only (declared). ARGV: kid, alg, StoredKey JSON, onlyIfAlgAbsent (1|0).
- * Guarantees: atomically, a kid is added at most once, and with onlyIfAlgAbsent no second key of an algorithm is
- * added, so of several processes starting at once on an empty store exactly one creates the key. Values are
- * `[order, StoredKey]` so listing returns the keys oldest first (keys are never deleted, so HLEN + 1 is a fresh
- * order). Returns every value.
+ * ADD_KEY. Touches: KEYS[1] = `P keys` only (declared). ARGV: kid, StoredKey JSON, expected newest kid ('' for none),
+ * then the kids to drop.
+ * Guarantees: atomically, the key is added only if the last key added (the greatest order) is the expected one, so of
+ * several processes rotating at once exactly one adds; the dropped keys go with their revocation marks. Returns
+ * {added (1|0), every value}.
  */
 const ADD_KEY = `
-local blocked = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
-if not blocked and ARGV[4] == '1' then
-  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
-    local ok, entry = pcall(cjson.decode, v)
-    if ok and type(entry) == 'table' and type(entry[2]) == 'table' and entry[2].alg == ARGV[2] then
-      blocked = true
-      break
-    end
+local newest, top = '', -1
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, 1, 1) ~= '~' and string.sub(f, 1, 1) ~= '!' then
+    local order = tonumber(string.match(all[i + 1], '^%[(%d+),'))
+    if order and order > top then top, newest = order, f end
   end
 end
-if not blocked then
-  redis.call('HSET', KEYS[1], ARGV[1], '[' .. (redis.call('HLEN', KEYS[1]) + 1) .. ',' .. ARGV[3] .. ']')
+local added = 0
+if newest == ARGV[3] and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i], '!' .. ARGV[i]) end
+  local seq = redis.call('HINCRBY', KEYS[1], '~seq', 1)
+  if seq <= top then
+    seq = top + 1
+    redis.call('HSET', KEYS[1], '~seq', seq)
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], '[' .. seq .. ',' .. ARGV[2] .. ']')
+  added = 1
 end
-return redis.call('HVALS', KEYS[1])
+return { added, redis.call('HGETALL', KEYS[1]) }
 `;
 
-const SCRIPTS: Record<string, Script> = { addKey: { numberOfKeys: 1, lua: ADD_KEY } };
+/**
+ * REVOKE_KEY. Touches: KEYS[1] = `P keys` only (declared). ARGV: kid, at.
+ * Guarantees: a kept key gets its revocation mark once. Returns 1 (marked now), 0 (marked before), -1 (no such key).
+ */
+const REVOKE_KEY = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[1], '!' .. ARGV[1], ARGV[2])
+`;
+
+const SCRIPTS: Record<string, Script> = {
+  addKey: { numberOfKeys: 1, lua: ADD_KEY },
+  revokeKey: { numberOfKeys: 1, lua: REVOKE_KEY },
+};
 
 export class RedisKeyStore implements KeyStore {
   private readonly key: string;
 
-  constructor(private readonly ctx: RedisContext) {
+  constructor(
+    private readonly ctx: RedisContext,
+    private readonly feed: RedisRevocationFeed,
+  ) {
     this.key = `${ctx.prefix}keys`;
     ctx.define(SCRIPTS);
   }
 
   async listKeys(): Promise<StoredKey[]> {
-    return this.ctx.guard(async () => parseKeys(await this.ctx.redis.hvals(this.key)));
+    return this.ctx.guard(async () => parseKeys(await this.ctx.redis.hgetall(this.key)));
   }
 
-  async addKey(key: StoredKey, onlyIfAlgAbsent: boolean): Promise<StoredKey[]> {
+  async addKey(key: StoredKey, opts: { expectNewest: string | null; drop?: readonly string[] }) {
     return this.ctx.guard(async () => {
-      const args = [key.kid, key.alg, JSON.stringify(key), onlyIfAlgAbsent ? "1" : "0"];
-      return parseKeys((await this.ctx.script("addKey", [this.key], args)) as string[]);
+      const args = [key.kid, JSON.stringify(key), opts.expectNewest ?? "", ...(opts.drop ?? [])];
+      const [added, flat] = (await this.ctx.script("addKey", [this.key], args)) as [number, string[]];
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+      return { added: added === 1, keys: parseKeys(fields) };
+    });
+  }
+
+  async revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean> {
+    return this.ctx.guard(async () => {
+      const marked = (await this.ctx.script("revokeKey", [this.key], [q.kid, q.at])) as number;
+      if (marked === -1) return false;
+      await this.feed.publish(q.at, [{ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }]);
+      return marked === 1;
     });
   }
 }
 
-function parseKeys(values: string[]): StoredKey[] {
-  return values
-    .map((v) => JSON.parse(v) as [number, StoredKey])
-    .sort((a, b) => a[0] - b[0])
-    .map(([, key]) => key);
+/** The keys in the order added, each with its revocation mark. */
+function parseKeys(fields: Record<string, string>): StoredKey[] {
+  const keys: [number, StoredKey][] = [];
+  for (const [field, value] of Object.entries(fields)) {
+    if (field.startsWith("~") || field.startsWith("!")) continue;
+    const [order, key] = JSON.parse(value) as [number, StoredKey];
+    const revokedAt = fields[`!${field}`];
+    keys.push([order, revokedAt === undefined ? key : { ...key, revokedAt: Number(revokedAt) }]);
+  }
+  return keys.sort((a, b) => a[0] - b[0]).map(([, key]) => key);
 }
