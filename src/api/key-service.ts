@@ -56,7 +56,7 @@ export function keyService({ keys, audit }: { keys: KeyRing; audit?: AuditSink |
       audit?.record({
         type: "key_revoked",
         context: auditContext(ctx.values),
-        detail: { kid: req.kid, reason, signing: signing.kid, revoked: revoked ? 1 : 0 },
+        detail: { kid: req.kid, reason, signing_kid: signing.kid, revoked: revoked ? 1 : 0 },
       });
       return create(RevokeKeyResponseSchema, { revoked: info(req.kid), signing: info(signing.kid) });
     },

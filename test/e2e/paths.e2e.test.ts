@@ -40,7 +40,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { BadRequestSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AuditEventType, AuditService, AuditSeverity } from "../../gen/tessera/v1/audit_pb.js";
 import { TokenType } from "../../gen/tessera/v1/common_pb.js";
-import { KeyService } from "../../gen/tessera/v1/key_pb.js";
+import { KeyService, KeyState } from "../../gen/tessera/v1/key_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
 import { InactiveReason, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { PERMISSIONS, type Permission } from "../../src/domain/permissions.js";
@@ -194,6 +194,10 @@ function errorOutcome(err: ConnectError): Outcome {
 
 const TIME_KEYS = new Set([
   "createdAt",
+  "activatesAt",
+  "retiredAt",
+  "removedAt",
+  "revokedAt",
   "lastUsedAt",
   "expiresAt",
   "idleExpiresAt",
@@ -203,7 +207,7 @@ const TIME_KEYS = new Set([
   "notBefore",
   "time",
 ]);
-const ID_KEYS = new Set(["jti", "kid", "requestId", "id", "nextPageToken"]);
+const ID_KEYS = new Set(["jti", "kid", "signing_kid", "requestId", "id", "nextPageToken"]);
 const KEY_MATERIAL = new Set(["x", "y", "n", "e"]);
 const SESSION_ID = /^[A-Za-z0-9_-]{38}$/;
 
@@ -284,6 +288,8 @@ interface Fixture {
   sessionId: string;
   /** A rotated-out refresh token (Refresh cases). */
   rotated?: string;
+  /** A key id (RevokeKey cases). */
+  kid?: string;
 }
 
 async function issue(s: Side, subject: string, client: typeof PHONE = PHONE): Promise<Fixture> {
@@ -840,15 +846,40 @@ const CASES: Case[] = [
   },
   {
     rpc: "KeyService.RotateKeys",
-    name: "a new key",
-    call: (s, o) => s.keys.rotateKeys({}, o),
-    want: { response: { key: { alg: "ES256", signing: true } } },
+    name: "a new key, signing at once",
+    call: (s, o) => s.keys.rotateKeys({ immediate: true }, o),
+    want: { response: { key: { alg: "ES256", signing: true, state: KeyState.CURRENT } } },
   },
   {
     rpc: "KeyService.ListKeys",
     name: "after the rotation",
     call: (s, o) => s.keys.listKeys({}, o),
-    want: { response: { keys: [{ signing: true }, { signing: false }] } },
+    want: { response: { keys: [{ signing: true, state: KeyState.CURRENT }, { signing: false, state: KeyState.RETIRED }] } },
+  },
+  {
+    rpc: "KeyService.RotateKeys",
+    name: "a new key, published before it signs",
+    call: (s, o) => s.keys.rotateKeys({}, o),
+    want: { response: { key: { alg: "ES256", signing: false, state: KeyState.NEXT } } },
+  },
+  {
+    rpc: "KeyService.RevokeKey",
+    name: "the key waiting to sign",
+    prepare: async (s) => ({ access: "", refresh: "", sessionId: "", kid: (await s.keys.rotateKeys({}, callAs("setup"))).key!.kid }),
+    call: (s, o, f) => s.keys.revokeKey({ kid: f.kid!, reason: "leaked" }, o),
+    want: { response: { revoked: { state: KeyState.REVOKED, signing: false }, signing: { signing: true } } },
+  },
+  {
+    rpc: "KeyService.RevokeKey",
+    name: "an unknown kid",
+    call: (s, o) => s.keys.revokeKey({ kid: "no-such-kid" }, o),
+    want: { code: Code.InvalidArgument, message: "kid: no such key in the key set" },
+  },
+  {
+    rpc: "KeyService.RevokeKey",
+    name: "a kid that is no key id",
+    call: (s, o) => s.keys.revokeKey({ kid: "../../x" }, o),
+    want: { code: Code.InvalidArgument, message: "kid: not a key id" },
   },
   {
     rpc: "TokenService.Introspect",

@@ -64,7 +64,7 @@ describe("what an entry revokes", () => {
     expect(verdict(index, { subject: "alice", sessionId: "j1", jti: "j9" })).toBe("live");
     // The async form says the same (the shared Introspector calls tokenState).
     await expect(index.tokenState({ subject: "alice", sessionId: "s-a", jti: "j1" })).resolves.toMatchObject({ jtiRevoked: true });
-    expect(index.size).toEqual({ jtis: 1, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 1, sessions: 0, keys: 0 });
   });
 
   it("a session entry revokes that session, for every jti; other sessions and a jti of that name are not", () => {
@@ -74,7 +74,7 @@ describe("what an entry revokes", () => {
     expect(verdict(index, { subject: "alice", sessionId: "s1", jti: "other" })).toBe("session");
     expect(verdict(index, { subject: "alice", sessionId: "s2", jti: "any" })).toBe("live");
     expect(verdict(index, { subject: "alice", sessionId: "s2", jti: "s1" })).toBe("live");
-    expect(index.size).toEqual({ jtis: 0, sessions: 1 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 1, keys: 0 });
   });
 
   it("a subject entry revokes exactly the sessions it lists: a session opened after the logout lives", () => {
@@ -83,14 +83,27 @@ describe("what an entry revokes", () => {
     expect(verdict(index, { subject: "carol", sessionId: "c1", jti: "x" })).toBe("session");
     expect(verdict(index, { subject: "carol", sessionId: "c2", jti: "y" })).toBe("session");
     expect(verdict(index, { subject: "carol", sessionId: "c3", jti: "z" })).toBe("live");
-    expect(index.size).toEqual({ jtis: 0, sessions: 2 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 2, keys: 0 });
   });
 
   it("a subject entry that ended no session revokes nothing and holds nothing", () => {
     const index = newIndex();
     index.apply([logout("dave", [])]);
     expect(verdict(index, { subject: "dave", sessionId: "d1", jti: "j" })).toBe("live");
-    expect(index.size).toEqual({ jtis: 0, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 0 });
+  });
+
+  it("a key entry marks that kid revoked until its expiry, and nothing else", () => {
+    const index = newIndex();
+    index.apply([{ kind: "key", subject: "", target: "kid-1", sessionIds: [], expiresAt: T0 + 60_000 }]);
+    expect(index.keyRevoked("kid-1")).toBe(true);
+    expect(index.keyRevoked("kid-2")).toBe(false);
+    expect(index.stateOf({ subject: "", sessionId: "kid-1", jti: "kid-1" }).jtiRevoked).toBe(false);
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 1 });
+    t = T0 + 60_000 + SKEW;
+    expect(index.keyRevoked("kid-1")).toBe(false);
+    index.sweep();
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 0 });
   });
 
   it("the state read for anything not revoked is a live session (the authority caps tokens at their session's end)", () => {
@@ -107,22 +120,22 @@ describe("how long an entry is held", () => {
     const index = newIndex();
     const expiresAt = T0 + 10_000;
     index.apply([token("alice", "j1", expiresAt), session("alice", "s1", expiresAt), logout("bob", ["b1", "b2"], expiresAt)]);
-    expect(index.size).toEqual({ jtis: 1, sessions: 3 });
+    expect(index.size).toEqual({ jtis: 1, sessions: 3, keys: 0 });
 
     t = expiresAt; // the token itself has expired, but is accepted for the skew yet: still revoked
     expect(verdict(index, { subject: "alice", sessionId: "s1", jti: "j1" })).toBe("jti+session");
     expect(verdict(index, { subject: "bob", sessionId: "b2", jti: "j" })).toBe("session");
     t = expiresAt + SKEW - 1;
     index.sweep();
-    expect(index.size).toEqual({ jtis: 1, sessions: 3 });
+    expect(index.size).toEqual({ jtis: 1, sessions: 3, keys: 0 });
     expect(verdict(index, { subject: "alice", sessionId: "s1", jti: "j1" })).toBe("jti+session");
 
     t = expiresAt + SKEW;
     expect(verdict(index, { subject: "alice", sessionId: "s1", jti: "j1" })).toBe("live");
     expect(verdict(index, { subject: "bob", sessionId: "b1", jti: "j" })).toBe("live");
-    expect(index.size).toEqual({ jtis: 1, sessions: 3 }); // held until a sweep
+    expect(index.size).toEqual({ jtis: 1, sessions: 3, keys: 0 }); // held until a sweep
     index.sweep();
-    expect(index.size).toEqual({ jtis: 0, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 0 });
   });
 
   it("a sweep drops only what has passed", () => {
@@ -130,7 +143,7 @@ describe("how long an entry is held", () => {
     index.apply([token("alice", "short", T0 + 1_000), token("alice", "long", T0 + 100_000), session("alice", "s-short", T0 + 1_000)]);
     t = T0 + 1_000 + SKEW;
     index.sweep();
-    expect(index.size).toEqual({ jtis: 1, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 1, sessions: 0, keys: 0 });
     expect(verdict(index, { subject: "alice", sessionId: "s-short", jti: "long" })).toBe("jti");
   });
 
@@ -159,11 +172,11 @@ describe("how long an entry is held", () => {
       session("alice", "s-gone", t - 60_000),
       logout("bob", ["b1"], t - SKEW),
     ]);
-    expect(index.size).toEqual({ jtis: 0, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 0 });
     expect(verdict(index, { subject: "alice", sessionId: "s-gone", jti: "gone" })).toBe("live");
 
     index.apply([token("alice", "within", t - SKEW + 1)]); // expired, but still accepted for 1ms of skew
-    expect(index.size).toEqual({ jtis: 1, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 1, sessions: 0, keys: 0 });
     expect(verdict(index, { subject: "alice", sessionId: "s", jti: "within" })).toBe("jti");
   });
 
@@ -175,18 +188,18 @@ describe("how long an entry is held", () => {
     index.apply([token("alice", "j1", late), session("alice", "s1", late)]);
     index.apply([token("alice", "j2", late), logout("alice", ["s2"], late)]);
     index.apply([token("alice", "j2", early), session("alice", "s2", early)]); // an earlier expiry never shortens it
-    expect(index.size).toEqual({ jtis: 2, sessions: 2 });
+    expect(index.size).toEqual({ jtis: 2, sessions: 2, keys: 0 });
 
     t = early + SKEW; // past the early expiry
     index.sweep();
-    expect(index.size).toEqual({ jtis: 2, sessions: 2 });
+    expect(index.size).toEqual({ jtis: 2, sessions: 2, keys: 0 });
     for (const [jti, sessionId] of [["j1", "s1"], ["j2", "s2"]] as const) {
       expect(verdict(index, { subject: "alice", sessionId, jti })).toBe("jti+session");
     }
     t = late + SKEW;
     expect(verdict(index, { subject: "alice", sessionId: "s1", jti: "j1" })).toBe("live");
     index.sweep();
-    expect(index.size).toEqual({ jtis: 0, sessions: 0 });
+    expect(index.size).toEqual({ jtis: 0, sessions: 0, keys: 0 });
   });
 
   it("the skew is the index's own: with skew 0 an entry ends at its expiresAt", () => {
