@@ -52,6 +52,63 @@ export interface Measured {
   failed?: string;
 }
 
+/** Nearest-rank figures of a set of durations, ms. */
+export interface VisibilityFigures {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Cores used over a part's measurement: its own processes (the bench, its servers, Redis), everybody else's, idle. */
+export interface CpuShare {
+  ownCores: number;
+  otherCores: number;
+  idleCores: number;
+}
+
+/** Revocation visibility at several sidecars on one authority (bench/sidecar.ts, visibility). */
+export interface VisibilityReport {
+  /** Over the revocations (the minting before them left out). */
+  cpu: CpuShare;
+  sidecars: number;
+  revocations: number;
+  /** From the Revoke's answer (t0) until the last sidecar's REVOKED answer arrived; that poll's round trip included. */
+  all: VisibilityFigures;
+  /** From t0 until the first sidecar's REVOKED answer arrived. */
+  first: VisibilityFigures;
+  byKind: Record<"token" | "session" | "subject", VisibilityFigures>;
+  /** The Revoke call's own round trip at the authority. */
+  revoke: VisibilityFigures;
+  /** Every poll's round trip (an Introspect at a sidecar). */
+  poll: VisibilityFigures;
+  polls: number;
+  /** Revocations every sidecar already answered REVOKED on the first poll after t0. */
+  atFirstPoll: number;
+  failed?: string;
+}
+
+/** Sidecar memory per live revocation (bench/sidecar.ts, sidecarMemory). Bytes and ms. */
+export interface SidecarMemoryReport {
+  revocations: number;
+  /** Store calls in flight while writing them. */
+  concurrency: number;
+  /** Least of several readings a second apart, settled, before and after: heap used (GET /metrics), VmRSS. */
+  heapBefore: number;
+  heapAfter: number;
+  rssBefore: number;
+  rssAfter: number;
+  /** First write to the last write's answer. */
+  writeMs: number;
+  /** First write until the sidecar held them all (read every 50 ms); and from the last write's answer until then. */
+  takeInMs: number;
+  afterLastWriteMs: number;
+  /** Redis used_memory growth over the writes: the revoked-token keys and the feed entries. */
+  redisBytes: number;
+  /** From the first write until the sidecar held them all. */
+  cpu: CpuShare;
+}
+
 export interface Report {
   machine: { cpu: string; cores: number; memGiB: number; node: string; redis: string; versions: Record<string, string> };
   command: string;
@@ -96,6 +153,10 @@ export interface Report {
   /** bytes: all-in right after opening; lifelong: what is left once the risk keys and the audit stream are gone. */
   sessionMemory?: { sessions: number; bytes: number; lifelong: number; kinds: KeyKind[] };
   rss?: { hwm: number; byScenario: Array<{ name: string; rss: number }> };
+  /** h2load: the sidecar's Introspect (answered from the JWKS and the revocation feed, no Redis), bracketed like Tessera's. */
+  sidecar?: Measured;
+  visibility?: VisibilityReport;
+  sidecarMemory?: SidecarMemoryReport;
   profiles?: Array<{ title: string; summary: ProfileSummary }>;
 }
 
@@ -130,6 +191,7 @@ function rows(r: Report): Row[] {
   add("reference: connect-node no-op, Connect protocol (application/proto)", r.connectConnect, toGrpcjs);
   add("**Tessera Introspect, gRPC** (one valid token)", r.introspect, toCeiling);
   add("Tessera Introspect, Connect protocol (application/proto)", r.introspectConnect, toCeiling);
+  add("**Sidecar Introspect, gRPC** (one valid token; JWKS and revocation feed held in memory)", r.sidecar, toCeiling);
   add("**Tessera Issue, gRPC** (one subject)", r.issue, toCeiling);
   const rate = r.halfRate?.load.offeredRps ?? r.grpcjsHalfRate?.load.offeredRps;
   add(`**Tessera Introspect, gRPC, fixed rate ${f(rate ?? NaN)}/s** (~50 % of max)`, r.halfRate);
@@ -189,6 +251,33 @@ export function resultsTable(r: Report): string {
   return [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", ...lines].join("\n");
 }
 
+/** The sidecar's figures that are no throughput row: revocation visibility and memory per revocation ("" if neither ran). */
+export function sidecarTable(r: Report): string {
+  const lines: string[] = [];
+  const three = (x: VisibilityFigures) => `${ms(x.p50)} / ${ms(x.p99)} / ${ms(x.max)} ms`;
+  const v = r.visibility;
+  if (v) {
+    const failed = v.failed ? `; **FAILED**: ${v.failed}` : "";
+    const cpu = `; CPU meanwhile (cores): the part's own processes ${f(v.cpu.ownCores, 2)}, others ${f(v.cpu.otherCores, 2)}, idle ${f(v.cpu.idleCores, 2)}`;
+    lines.push(
+      `| **revocation visible at all ${v.sidecars} sidecars**, p50 / p99 / max | ${three(v.all)} | ${v.all.count} revocations, one at a time: from the instant the authority's Revoke answer arrived until the last sidecar's REVOKED answer arrived (polled back to back, one Introspect in flight per sidecar), so one poll's round trip is included: p50 ${ms(v.poll.p50)}, p99 ${ms(v.poll.p99)} ms over ${v.polls} polls; ${v.atFirstPoll} revocations were REVOKED at every sidecar on the first poll${cpu}${failed} |`,
+      `| by token / by session / by subject, p99 | ${ms(v.byKind.token.p99)} / ${ms(v.byKind.session.p99)} / ${ms(v.byKind.subject.p99)} ms | ${v.byKind.token.count} / ${v.byKind.session.count} / ${v.byKind.subject.count} revocations; p50 ${ms(v.byKind.token.p50)} / ${ms(v.byKind.session.p50)} / ${ms(v.byKind.subject.p50)} ms |`,
+      `| revocation visible at the first sidecar, p50 / p99 / max | ${three(v.first)} | |`,
+      `| the Revoke call at the authority, p50 / p99 / max | ${three(v.revoke)} | its own round trip, before t0 |`,
+    );
+  }
+  const m = r.sidecarMemory;
+  if (m) {
+    const per = (a: number, b: number) => f((b - a) / m.revocations);
+    lines.push(
+      `| **sidecar memory per live revocation**, heap / RSS | ${per(m.heapBefore, m.heapAfter)} B / ${per(m.rssBefore, m.rssAfter)} B (${f(((m.heapAfter - m.heapBefore) / m.revocations) * 1e5 / 2 ** 20, 1)} / ${f(((m.rssAfter - m.rssBefore) / m.revocations) * 1e5 / 2 ** 20, 1)} MiB per 100 000) | ${m.revocations} token revocations (UUID subject, 22-character jti): heap used ${f(m.heapBefore / 2 ** 20, 1)} → ${f(m.heapAfter / 2 ** 20, 1)} MiB (\`tessera_nodejs_heap_size_used_bytes\`), RSS ${f(m.rssBefore / 2 ** 20, 1)} → ${f(m.rssAfter / 2 ** 20, 1)} MiB (VmRSS), each the least of 5 readings a second apart once settled; Redis used_memory grew ${f(m.redisBytes / m.revocations)} B per revocation (key and feed entry) |`,
+      `| time to take ${m.revocations} revocations in | ${f(m.takeInMs / 1000, 2)} s | from the first write until the sidecar held them all (read every 50 ms), ${f(m.afterLastWriteMs)} ms after the last write's answer; written through RedisStore.revokeToken with ${m.concurrency} calls in flight in ${f(m.writeMs / 1000, 2)} s; CPU meanwhile (cores): the part's own processes ${f(m.cpu.ownCores, 2)}, others ${f(m.cpu.otherCores, 2)}, idle ${f(m.cpu.idleCores, 2)} |`,
+    );
+  }
+  if (lines.length === 0) return "";
+  return ["| sidecar | measured | how |", "| --- | ---: | --- |", ...lines].join("\n");
+}
+
 type Target = [what: string, got: string, met: boolean | undefined];
 
 function targetRows(r: Report): Target[] {
@@ -211,6 +300,32 @@ function targetRows(r: Report): Target[] {
     `; **both driven by the Node generator** (h2load cannot send a fresh refresh token per call), which may set the no-op's pace` +
       (refresh && noopUs !== undefined ? `; by server CPU per call instead: ${f(noopUs)} µs (no-op under h2load) / ${f(refresh.serverUsPerCall ?? NaN)} µs = ${f(noopUs / (refresh.serverUsPerCall ?? NaN), 2)}` : ""),
   );
+  ratioTarget(
+    "Sidecar Introspect (gRPC, h2load) ≥ 0.8 × the grpc-js no-op",
+    r.sidecar,
+    0.8,
+    r.sidecar && noopUs !== undefined ? `; server CPU per call ${f(r.sidecar.serverUsPerCall ?? NaN)} µs against the no-op's ${f(noopUs)} µs` : "",
+  );
+  const vis = r.visibility;
+  if (vis) {
+    const what = `Revocation visible at all ${vis.sidecars} sidecars: p99 < 100 ms`;
+    if (vis.failed) out.push([what, `**failed**: ${vis.failed}`, undefined]);
+    else {
+      out.push([
+        what,
+        `p99 ${ms(vis.all.p99)} ms (p50 ${ms(vis.all.p50)}, max ${ms(vis.all.max)}; ${vis.all.count} revocations, from the Revoke's answer until the last sidecar's REVOKED answer arrived, which includes one poll's round trip: p50 ${ms(vis.poll.p50)} ms)`,
+        vis.all.p99 < 100,
+      ]);
+    }
+  }
+  const mem = r.sidecarMemory;
+  if (mem) {
+    out.push([
+      "(reported, no target) Sidecar memory per live revocation",
+      `${f((mem.heapAfter - mem.heapBefore) / mem.revocations)} B of heap, ${f((mem.rssAfter - mem.rssBefore) / mem.revocations)} B of RSS (${mem.revocations} token revocations); all taken in ${f(mem.takeInMs / 1000, 2)} s after the first write`,
+      undefined,
+    ]);
+  }
   const half = r.halfRate;
   const noopHalf = r.grpcjsHalfRate;
   if (half) {
@@ -344,7 +459,7 @@ function commands(r: Report): string[] {
 export function markdown(r: Report): string {
   const m = r.machine;
   const L = r.load;
-  const tessera = [r.introspect, r.introspectConnect, r.issue, r.halfRate, r.node.refresh, r.node.issueFresh, r.node.mix].filter((x): x is Measured => x !== undefined);
+  const tessera = [r.introspect, r.introspectConnect, r.sidecar, r.issue, r.halfRate, r.node.refresh, r.node.issueFresh, r.node.mix].filter((x): x is Measured => x !== undefined);
   const redisCommands = tessera.map((x) => `| ${x.name} | ${x.redisPerCall ? `${f(x.redisPerCall.total, 2)}: ${perCall(x.redisPerCall.calls)}` : "–"} | ${f(x.redisCores ?? NaN, 2)} |`);
   const outcomes = (x: Measured) => perCall(Object.fromEntries(Object.entries(x.load.outcomes).map(([k, n]) => [k, n / x.load.requests])));
   const nodeErrors = [...r.node.brackets, r.node.refresh, r.node.issueFresh, r.node.mix]
@@ -365,12 +480,18 @@ export function markdown(r: Report): string {
     ...(r.node.brackets.length === 0 ? [] : [`- Refresh (a refresh token is good for one use; presenting it again revokes its session), Issue with a new subject per call and the Introspect mix cannot be one fixed body, so the **Node generator** (bench/load.ts, ${L.concurrency} calls in flight over ${L.connections} HTTP/2 connections, ${L.client === "lean" ? "the lean gRPC transport of bench/lean-transport.ts" : "connect-node's createGrpcTransport"}, every answer checked) drives them, each between two passes of the grpc-js no-op under that same generator, and their ratio is to the mean of those (passes in order: ${r.node.brackets.map((b) => (b.failed ? "failed" : f(b.load.rps))).join(", ") || "–"} req/s). The Node generator costs far more CPU per call than h2load and sets the no-op's pace there (see its generator CPU): compare server CPU per call too.`]),
     `- **h2load, the server and Redis share the same ${m.cores} cores.** CPU per call is the CPU the server's process tree (h2load's process) used over the window, from /proc/<pid>/stat, divided by the calls completed in it; "idle" is what nobody used, so a generator below one core with idle left over was not the limit.`,
     "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's loop-delay hook preloaded), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file).",
+    ...(r.sidecar || r.visibility || r.sidecarMemory
+      ? [
+          "- The sidecar: the same build's `node dist/src/sidecar/main.js`, against an authority as above (TESSERA_SIDECAR_MAX_STALENESS and every other setting at its default, TESSERA_ISSUER and TESSERA_CLOCK_SKEW the same as the authority's), ready once its gRPC health says SERVING. Its Introspect row is measured like Tessera's (same token, same body, between two no-op passes); visibility runs 3 sidecars on an authority of its own (a key prefix of its own on the run's Redis), memory a sidecar on an authority and a Redis of their own. docs/performance.md explains both.",
+        ]
+      : []),
     "- h2load counts a call as successful by its HTTP status, and a gRPC error is HTTP 200: so every h2load window has sample calls before and after it (the same bytes replayed and decoded, then the same message through connect-node's client), and on Tessera its counters (GET /metrics: calls by gRPC code, Introspect answers) over the whole h2load run. A scenario whose sample calls fail, or with more than 0.1 % errors, is reported as failed.",
     "",
     "## Results",
     "",
     resultsTable(r),
     "",
+    ...(sidecarTable(r) === "" ? [] : ["The sidecar's revocation visibility and memory (bench/sidecar.ts):", "", sidecarTable(r), ""]),
     ...(failures.length > 0 ? ["Failed scenarios:", "", ...failures, ""] : []),
     "## Targets",
     "",

@@ -14,6 +14,8 @@
  * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
  *   Tessera's throughput scenarios, after a 1 s warm-up).
  * - BENCH_RATE: the fixed rate (calls/s) of the latency passes; default: half of Tessera's Introspect maximum.
+ * - BENCH_VISIBILITY_REVOCATIONS (300: revocations timed by visibility), BENCH_MEMORY_REVOCATIONS (100000: live
+ *   revocations sidecar-memory makes the sidecar hold).
  * - BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect": the Node generator on
  *   connect-node's createGrpcTransport), BENCH_H2LOAD (path of h2load; default: on $PATH, else /usr/bin/h2load).
  * - BENCH_ONLY: a comma-separated subset of the parts below (or a group: "h2load", "node"); a subset run writes its
@@ -21,8 +23,10 @@
  *   (`npm run bench:variants`) runs the connect-node variants instead (bench/variants.md, Node generator).
  *   Parts: grpcjs, connect (the connect-node no-op over gRPC and the Connect protocol), introspect,
  *   connect-introspect, issue, rate (Introspect and the grpc-js no-op at a fixed rate), peer (oidc-provider),
- *   refresh, issue-fresh, mix (Node generator), redis (round trips, memory per session), profiles. Tessera's throughput scenarios
- *   bring the grpc-js no-op along (their ratio needs it), and rate brings introspect (unless BENCH_RATE is set).
+ *   refresh, issue-fresh, mix (Node generator), redis (round trips, memory per session), profiles; the sidecar
+ *   (bench/sidecar.ts): sidecar (its Introspect under h2load), visibility (how soon 3 sidecars see a revocation),
+ *   sidecar-memory (its memory per 100 000 live revocations). Tessera's throughput scenarios and sidecar bring the
+ *   grpc-js no-op along (their ratio needs it), and rate brings introspect (unless BENCH_RATE is set).
  * TESSERA_* variables reach Tessera as they are (TESSERA_GRPC_FAST_PATH=false, for instance).
  */
 import { execFileSync } from "node:child_process";
@@ -47,8 +51,9 @@ import {
   type Child,
 } from "./procs.js";
 import { commandsBetween, keyKinds, sample, trafficIn, watchTraffic, type RedisSample, type Traffic } from "./redis-stats.js";
-import { markdown, resultsTable, targetsTable, type Checks, type Measured, type Report } from "./report.js";
+import { markdown, resultsTable, sidecarTable, targetsTable, type Checks, type Measured, type Report } from "./report.js";
 import { introspectScenario, issueScenario, mintAccessToken, oidcScenario, type H2Scenario } from "./scenarios.js";
+import { sidecarMemory, startSidecar, visibility } from "./sidecar.js";
 import { OIDC_CLIENT, type LoadEvent, type LoadResult, type LoadSpec, type LoopDelay, type WorkloadName } from "./spec.js";
 import { variantsMarkdown, variantsTable, type Variant, type VariantsReport } from "./variants.js";
 import { countsBetween, readCounters, samples, type ServerCounts } from "./verify.js";
@@ -69,6 +74,12 @@ const LOAD = {
   bracketMs: num("BENCH_BRACKET_MS", 5000),
 };
 const SESSIONS = num("BENCH_SESSIONS", 20_000);
+/** Revocations timed by the visibility part, and the sidecars that must all see each. */
+const VISIBILITY_REVOCATIONS = num("BENCH_VISIBILITY_REVOCATIONS", 300);
+const VISIBILITY_SIDECARS = 3;
+/** Live revocations the sidecar-memory part makes the sidecar hold, and the store calls in flight writing them. */
+const MEMORY_REVOCATIONS = num("BENCH_MEMORY_REVOCATIONS", 100_000);
+const MEMORY_CONCURRENCY = 256;
 /** Sample calls before and after each h2load window. */
 const SAMPLES = 3;
 /** A scenario whose calls went wrong more often than this (h2load's failures, Tessera's non-OK codes) is failed. */
@@ -101,6 +112,8 @@ interface ServerOptions {
   loopDelay?: boolean;
   /** Run the server as this many node:cluster workers sharing its port (bench/servers/cluster.ts). */
   workers?: number;
+  /** Tessera: more of its environment (TESSERA_REDIS_PREFIX, for one on a key prefix of its own). */
+  env?: Record<string, string>;
 }
 
 /** `script` (or bench/servers/cluster.ts running `workers` copies of it) with `args`, for startNode. */
@@ -131,6 +144,7 @@ async function startTessera(redisUrl: string, opts: ServerOptions = {}): Promise
       TESSERA_REDIS_URL: redisUrl,
       TESSERA_SIGNING_ALG: "ES256",
       TESSERA_LOG_LEVEL: "warn",
+      ...opts.env,
     },
   });
   const url = `http://127.0.0.1:${port}`;
@@ -665,14 +679,33 @@ async function startRedis(): Promise<{ server: RedisServer; redis: Redis; versio
 }
 
 /** What a run can do; BENCH_ONLY picks some. */
-const PARTS = ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer", "refresh", "issue-fresh", "mix", "redis", "profiles"] as const;
+const PARTS = [
+  "grpcjs",
+  "connect",
+  "introspect",
+  "connect-introspect",
+  "sidecar",
+  "issue",
+  "rate",
+  "peer",
+  "refresh",
+  "issue-fresh",
+  "mix",
+  "redis",
+  "visibility",
+  "sidecar-memory",
+  "profiles",
+] as const;
 type Part = (typeof PARTS)[number];
 const GROUPS: Record<string, Part[]> = {
   h2load: ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer"],
   node: ["refresh", "issue-fresh", "mix"],
 };
 
-/** BENCH_ONLY's parts with what they need (Tessera's throughput scenarios: the grpc-js no-op; rate: introspect). */
+/**
+ * BENCH_ONLY's parts with what they need (Tessera's throughput scenarios and the sidecar's: the grpc-js no-op; rate:
+ * introspect). There is no "sidecar" group: it would hide the part of that name.
+ */
 function selectParts(only: string): Set<Part> {
   const parts = new Set<Part>();
   for (const name of only.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -682,7 +715,7 @@ function selectParts(only: string): Set<Part> {
     else throw new Error(`BENCH_ONLY: unknown part "${name}"; known: variants, ${Object.keys(GROUPS).join(", ")}, ${PARTS.join(", ")}`);
   }
   if (parts.has("rate") && process.env.BENCH_RATE === undefined) parts.add("introspect");
-  if (["introspect", "connect-introspect", "issue", "rate"].some((p) => parts.has(p as Part))) parts.add("grpcjs");
+  if (["introspect", "connect-introspect", "sidecar", "issue", "rate"].some((p) => parts.has(p as Part))) parts.add("grpcjs");
   return parts;
 }
 
@@ -714,7 +747,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
   };
   const rssAfter: Array<{ name: string; rss: number }> = [];
 
-  const tesseraParts: Part[] = ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer", "refresh", "issue-fresh", "mix"];
+  const tesseraParts: Part[] = ["grpcjs", "connect", "introspect", "connect-introspect", "sidecar", "issue", "rate", "peer", "refresh", "issue-fresh", "mix"];
   if (tesseraParts.some(has)) {
     // Tessera stays up (idle in between) for every scenario that needs it; it also mints the one valid access token
     // all the Introspect bodies carry, the no-ops' included, so every server gets the very same request bytes.
@@ -727,7 +760,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         rssAfter.push({ name, rss: memory(tessera.child.pid).rss });
         return m;
       };
-      if (["grpcjs", "introspect", "connect-introspect", "issue", "rate", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
+      if (["grpcjs", "introspect", "connect-introspect", "sidecar", "issue", "rate", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
         grpcjs = await startServer("grpc-js no-op", NOOP_GRPCJS, { loopDelay: true });
       }
       const noop = grpcjs && introspectScenario(grpcjs.url, "grpc", token, "noop");
@@ -745,9 +778,11 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         }
       }
       // Each of Tessera's throughput scenarios sits between two grpc-js no-op passes (the one before it and a short
-      // one after), and its ratio is to their mean: this VM's speed drifts by a quarter within a run.
-      const bracketed = async (name: string, scenario: H2Scenario): Promise<Measured> => {
-        const m = await onTessera(name, () => measureH2(name, tessera, scenario, { redis }));
+      // one after), and its ratio is to their mean: this VM's speed drifts by a quarter within a run. So is the
+      // sidecar's (`on`: the sidecar; Tessera's RSS is then not read after it).
+      const bracketed = async (name: string, scenario: H2Scenario, on: Server = tessera): Promise<Measured> => {
+        const run = () => measureH2(name, on, scenario, { redis });
+        const m = on === tessera ? await onTessera(name, run) : await run();
         const before = report.brackets.at(-1);
         const after = await measureH2(`grpc-js no-op, gRPC (short pass after ${name})`, grpcjs!, noop!, { load: bracketLoad() });
         report.brackets.push(after);
@@ -755,6 +790,15 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       };
       const valid = { subject: INTROSPECT_SUBJECT };
       if (has("introspect")) report.introspect = await bracketed("Tessera Introspect, gRPC", introspectScenario(tessera.url, "grpc", token, valid));
+      if (has("sidecar")) {
+        // The sidecar follows this Tessera's feed and answers for the same token, from its JWKS and feed copy.
+        const sidecar = await startSidecar("sidecar", tessera.url);
+        try {
+          report.sidecar = await bracketed("Sidecar Introspect, gRPC", introspectScenario(sidecar.url, "grpc", token, valid), sidecar);
+        } finally {
+          await sidecar.child.stop();
+        }
+      }
       if (has("peer")) {
         const oidc = await startServer("oidc-provider", "bench/servers/oidc-peer.ts");
         try {
@@ -811,6 +855,24 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
     report.sessionMemory = await sessionMemory();
     log(`Redis memory per session: ${report.sessionMemory.lifelong.toFixed(0)} B for its life, ${report.sessionMemory.bytes.toFixed(0)} B all-in`);
   }
+  if (has("visibility")) {
+    await quiet("visibility");
+    // An authority on a key prefix of its own (its feed holds only this part's revocations), and 3 sidecars on it.
+    report.visibility = await visibility(() => startTessera(redisServer.url, { env: { TESSERA_REDIS_PREFIX: "tessera-visibility:" } }), {
+      revocations: VISIBILITY_REVOCATIONS,
+      sidecars: VISIBILITY_SIDECARS,
+      redis,
+      log,
+    });
+  }
+  if (has("sidecar-memory")) {
+    await quiet("sidecar memory");
+    report.sidecarMemory = await sidecarMemory((url, prefix) => startTessera(url, { env: { TESSERA_REDIS_PREFIX: prefix } }), {
+      revocations: MEMORY_REVOCATIONS,
+      concurrency: MEMORY_CONCURRENCY,
+      log,
+    });
+  }
   if (has("profiles")) {
     let token = "";
     report.profiles = [
@@ -832,7 +894,8 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
   report.durationS = (performance.now() - t0) / 1000;
   const out = process.env.BENCH_OUT ?? (subset ? join(os.tmpdir(), "tessera-bench-partial.md") : join(ROOT, "bench", "results.md"));
   writeFileSync(out, markdown(report));
-  process.stdout.write(`\n${resultsTable(report)}\n\n${targetsTable(report)}\n\nFull report: ${out}\n`);
+  const sidecars = sidecarTable(report);
+  process.stdout.write(`\n${resultsTable(report)}\n\n${sidecars === "" ? "" : `${sidecars}\n\n`}${targetsTable(report)}\n\nFull report: ${out}\n`);
 }
 
 /**
