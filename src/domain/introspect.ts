@@ -58,7 +58,8 @@ export class Introspector {
     }
     if (!s || !isLive(s.status, s, now)) return { active: false, reason: "session_ended" };
     if (expected === "refresh" && s.currentJti !== t.jti) return { active: false, reason: "rotated" };
-    const riskScore = assessRisk(state.risk, now, this.riskWindowMs).score;
+    // No observations (always so at a sidecar, and for most subjects): a score of 0 without assessing anything.
+    const riskScore = state.risk === undefined ? 0 : assessRisk(state.risk, now, this.riskWindowMs).score;
     return { active: true, token: t, riskScore };
   }
 }
