@@ -81,7 +81,11 @@ export type RotationStep =
 /**
  * Judges a refresh: a missing (or another subject's) session, a revoked one and an expired one have ended; the current
  * jti rotates; a repeat of the last rotation's jti by the same client inside the grace window replays; anything else
- * is reuse (the caller revokes the session).
+ * is reuse (the caller revokes the session). `s` and `previous` are what the store still holds: a store forgets an
+ * active session at its liveUntil and a grace entry at graceKeptUntil, exactly, on its own clock (Redis: the keys'
+ * PX), so a session past its expiry is normally "missing"; "expired" is the answer only when the caller's instants
+ * have run ahead of the store's clock since the session was written (in production a few milliseconds at most; in a
+ * test that moves a clock of its own, as long as the store's clock is not that one).
  * Lua twin: ROTATE in src/store/redis/sessions.ts.
  */
 export function judgeRotation(
@@ -111,6 +115,17 @@ export function graceReplays(
     input.now - prev.at < input.graceMs &&
     input.clientFingerprint === prev.fingerprint
   );
+}
+
+/**
+ * Until when a rotation's grace entry (what graceReplays compares with) is kept: for that rotation's grace window,
+ * never past the session's new idle expiry (after it the session has ended anyway); not at all when graceMs is 0. A
+ * retry finds the entry only before this instant, so a grace window longer at the retry than at the rotation (a
+ * configuration changed in between) does not bring back an entry that is gone. A store forgets the entry at this
+ * instant exactly. Lua twin: the `SET gkey ... PX ttl(math.min(now + grace, s[IDLE_EXPIRES_AT]))` in ROTATE.
+ */
+export function graceKeptUntil(at: number, graceMs: number, idleExpiresAt: number): number | null {
+  return graceMs > 0 ? Math.min(at + graceMs, idleExpiresAt) : null;
 }
 
 /**

@@ -1,34 +1,41 @@
 /**
  * The embedded store: one process, no dependencies. A composite of one part per concern (src/store/memory/): keys,
  * sessions (which append every revocation to the feed and read the risk observations for tokenState), the revocation
- * feed, and the audit trail with the risk observations. Entries carry their own expiry and a sweep drops them, so
- * memory stays bounded by what is live.
+ * feed, and the audit trail with the risk observations. Entries carry their own expiry, measured by the store's clock
+ * as Redis measures a key's PX by its own (memory/shared.ts Lifetimes), and judged at every read, so an entry is gone
+ * exactly when a Redis key written alike would be; a sweep then frees its memory, so memory stays bounded by what is
+ * live. A sweep is never observable: the feed, like Redis's, drops its dead head only on an append.
+ * test/contract/differential.property.test.ts holds both stores to the same answers.
  */
 import { MemoryAuditStore } from "./memory/audit.js";
 import { MemoryRevocationFeed } from "./memory/feed.js";
 import { MemoryKeyStore } from "./memory/keys.js";
 import { MemorySessionStore } from "./memory/sessions.js";
-import { Horizon } from "./memory/shared.js";
+import { Lifetimes } from "./memory/shared.js";
 import { CompositeStore } from "./composite.js";
 import { counterStore } from "./counters.js";
+import type { Clock } from "../domain/clock.js";
 import type { CounterStore } from "../domain/store.js";
 
 const SWEEP_EVERY_MS = 30_000;
 
 export class MemoryStore extends CompositeStore {
-  private readonly horizon: Horizon;
   private readonly parts: { sessions: MemorySessionStore; feed: MemoryRevocationFeed; audit: MemoryAuditStore };
   private readonly sweeper: NodeJS.Timeout;
   /** Rate-limit and lockout counters (in this process). */
   readonly counters: CounterStore = counterStore({ memory: true });
 
-  constructor() {
-    const horizon = new Horizon();
+  /**
+   * `clock`: the store's own clock, by which it measures how long what it holds lives, as a Redis server measures its
+   * keys' PX by its own (the system clock unless given; a test whose callers pass instants of a clock it moves gives
+   * the store that clock, so that the store's expiry follows it).
+   */
+  constructor(opts: { clock?: Clock } = {}) {
+    const lifetimes = new Lifetimes(opts.clock);
     const feed = new MemoryRevocationFeed();
-    const audit = new MemoryAuditStore(horizon);
-    const sessions = new MemorySessionStore(horizon, feed, (subject) => audit.held(subject));
+    const audit = new MemoryAuditStore(lifetimes);
+    const sessions = new MemorySessionStore(lifetimes, feed, (tag) => audit.held(tag));
     super({ keys: new MemoryKeyStore(feed), sessions, feed, audit });
-    this.horizon = horizon;
     this.parts = { sessions, feed, audit };
     this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
@@ -40,11 +47,13 @@ export class MemoryStore extends CompositeStore {
     clearInterval(this.sweeper);
   }
 
-  /** Drops what has expired. Runs on a timer; exposed for tests. */
-  sweep(now = this.horizon.latest): void {
-    this.parts.sessions.sweep(now);
-    this.parts.feed.trim(now);
-    this.parts.audit.sweep(now);
+  /**
+   * Frees what has expired (reads already ignore it). Runs on a timer; exposed for tests. The feed is left alone: it
+   * drops its dead head on an append, as Redis's does, so what a feed read returns never depends on a sweep.
+   */
+  sweep(): void {
+    this.parts.sessions.sweep();
+    this.parts.audit.sweep();
   }
 
   /** Number of entries held, for tests of boundedness. */

@@ -16,21 +16,25 @@ import {
   type RiskObservations,
   type StoredAuditEvent,
 } from "../../domain/audit.js";
+import { subjectTag } from "../../domain/ids.js";
 import type { AuditStore } from "../../domain/store.js";
-import type { Horizon } from "./shared.js";
+import type { Lifetimes } from "./shared.js";
 
 export class MemoryAuditStore implements AuditStore {
   /** The audit trail, oldest first. */
   private audit: StoredAuditEvent[] = [];
   /** The newest id ever given, so ids keep growing even after trimming emptied the trail. */
   private lastAuditId: string | null = null;
-  /** Subject -> risk observations and the instant they may be forgotten. */
-  private risk = new Map<string, { obs: RiskObservations; dropAt: number }>();
+  /**
+   * The subject's tag (ids.subjectTag) -> its risk observations and the store-clock instant they are gone (shared.ts
+   * Lifetimes). By tag, as Redis keys them (`P{t}:risk`), so that tokenState finds them from a session id alone, as
+   * Redis's does.
+   */
+  private risk = new Map<string, { obs: RiskObservations; expiry: number }>();
 
-  constructor(private readonly horizon: Horizon) {}
+  constructor(private readonly lifetimes: Lifetimes) {}
 
   async appendAudit(events: readonly AuditEvent[], b: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {
-    this.horizon.tick(b.now);
     for (const e of events) {
       this.lastAuditId = nextAuditId(this.lastAuditId, e.at);
       this.audit.push({ ...e, detail: { ...e.detail }, id: this.lastAuditId });
@@ -41,8 +45,10 @@ export class MemoryAuditStore implements AuditStore {
     if (drop > 0) this.audit.splice(0, drop);
     const out: { subject: string; risk: RiskObservations }[] = [];
     for (const [subject, list] of riskSignalsBySubject(events)) {
-      const obs = mergeRisk(this.held(subject), list, b.now, b.riskWindowMs);
-      this.risk.set(subject, { obs, dropAt: b.now + b.riskWindowMs });
+      const tag = subjectTag(subject);
+      const obs = mergeRisk(this.kept(tag)?.obs ?? null, list, b.now, b.riskWindowMs);
+      // Redis: SET PX riskWindowMs.
+      this.risk.set(tag, { obs, expiry: this.lifetimes.expiry(b.now + b.riskWindowMs, b.now) });
       out.push({ subject, risk: structuredClone(obs) });
     }
     return out;
@@ -79,23 +85,24 @@ export class MemoryAuditStore implements AuditStore {
   }
 
   async riskOf(subject: string): Promise<RiskObservations | null> {
-    const held = this.held(subject);
+    const held = this.held(subjectTag(subject));
     return held && structuredClone(held);
   }
 
   async claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean> {
-    this.horizon.tick(q.now);
-    const held = this.held(q.subject);
-    if (held && alertedWithin(held, q.now, q.windowMs)) return false;
-    const obs = { ...(held ?? emptyRisk()), alertedAt: q.now };
-    const dropAt = Math.max(this.risk.get(q.subject)?.dropAt ?? 0, q.now + q.windowMs);
-    this.risk.set(q.subject, { obs, dropAt });
+    const tag = subjectTag(q.subject);
+    const kept = this.kept(tag);
+    if (kept && alertedWithin(kept.obs, q.now, q.windowMs)) return false;
+    const obs = { ...(kept?.obs ?? emptyRisk()), alertedAt: q.now };
+    // As Redis: the mark keeps the observations at least windowMs, never shorter than they were kept already.
+    const expiry = Math.max(kept?.expiry ?? -Infinity, this.lifetimes.expiry(q.now + q.windowMs, q.now));
+    this.risk.set(tag, { obs, expiry });
     return true;
   }
 
-  /** Drops what has expired. */
-  sweep(now: number): void {
-    for (const [subject, r] of this.risk) if (r.dropAt <= now) this.risk.delete(subject);
+  /** Frees what has expired (reads ignore it already). */
+  sweep(): void {
+    for (const [tag, r] of this.risk) if (!this.lifetimes.held(r.expiry)) this.risk.delete(tag);
   }
 
   size(): { audit: number; risk: number } {
@@ -103,11 +110,16 @@ export class MemoryAuditStore implements AuditStore {
   }
 
   /**
-   * A subject's risk observations unless expired (by the latest instant a caller told us), as held: every change
-   * replaces the object (domain mergeRisk is pure), so the session part's tokenState can hand it out read-only.
+   * The risk observations of the subject whose tag is `tag`, unless expired (shared.ts Lifetimes), as held: every
+   * change replaces the object (domain mergeRisk is pure), so the session part's tokenState can hand it out read-only.
    */
-  held(subject: string): Readonly<RiskObservations> | null {
-    const r = this.risk.get(subject);
-    return r && r.dropAt > this.horizon.latest ? r.obs : null;
+  held(tag: string): Readonly<RiskObservations> | null {
+    return this.kept(tag)?.obs ?? null;
+  }
+
+  /** The observations of `tag` and their expiry, unless expired. */
+  private kept(tag: string): { obs: RiskObservations; expiry: number } | null {
+    const r = this.risk.get(tag);
+    return r && this.lifetimes.held(r.expiry) ? r : null;
   }
 }

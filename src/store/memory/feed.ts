@@ -2,10 +2,16 @@
  * The memory store's revocation feed (RevocationFeed): consecutive numeric ids from 1, each cursor `<epoch>-<id>`,
  * where the epoch is drawn at random when the feed is made, so a cursor from an earlier process (whose ids started at
  * 1 too) is never taken for one of this feed's: it is expired. An entry is dropped once its `until` has passed, oldest
- * first: on every append, and by the store's sweep.
+ * first, on the next append, as Redis's feed drops it (nothing else trims it: a read never depends on a sweep).
  */
 import { randomInt } from "node:crypto";
 import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../../domain/store.js";
+
+/**
+ * At most this many dead entries are dropped per append, as Redis's APPEND_FEED drops them (src/store/redis/feed.ts
+ * TRIM_MAX; keep both alike), so both feeds hold the same entries.
+ */
+const TRIM_MAX = 100;
 
 /** A cursor of a memory feed: `<epoch>-<id>`, decimal integers, short enough to be exact as numbers. */
 const CURSOR = /^(\d{1,15})-(\d{1,16})$/;
@@ -29,11 +35,11 @@ export class MemoryRevocationFeed implements RevocationFeed {
 
   /**
    * Drops from the oldest end every entry whose `until` is at or before `now`, up to the first still live (a dead
-   * entry behind a live one stays until the live one goes: the feed only ever loses its head).
+   * entry behind a live one stays until the live one goes: the feed only ever loses its head), at most TRIM_MAX.
    */
-  trim(now: number): void {
+  private trim(now: number): void {
     let dead = 0;
-    while (dead < this.feed.length && this.feed[dead]!.until <= now) dead++;
+    while (dead < this.feed.length && dead < TRIM_MAX && this.feed[dead]!.until <= now) dead++;
     if (dead === 0) return;
     this.trimmed = this.last - this.feed.length + dead;
     this.feed.splice(0, dead);

@@ -2,10 +2,19 @@
  * The memory store's sessions and revocations (SessionStore). Every operation is one synchronous step, which makes it
  * atomic. The rules (liveness, rotation, grace window, eviction and listing order) are domain/sessions.ts's; every
  * revocation is appended to the feed part.
+ *
+ * What it holds, it holds as long as Redis holds its keys (src/store/redis/sessions.ts), so that both answer alike: a
+ * session until liveUntil while active, and for the retention once revoked (the `s:` key's PX); a rotation's grace
+ * entry until domain graceKeptUntil (the `g:` key's PX); a revoked token id until its expiry (the `j:` key's PX).
+ * Each is gone from that instant on, by the store's clock (shared.ts Lifetimes), at every read: the sweep only frees
+ * the memory. And it finds a subject's revoked token ids and risk observations by the subject's tag, as Redis keys
+ * them, so that tokenState answers from the session id alone (the state of the subject the session id names).
  */
+import { sessionTag, subjectTag } from "../../domain/ids.js";
 import {
   evictionOrder,
   excessSessions,
+  graceKeptUntil,
   isLive,
   judgeRotation,
   listingOrder,
@@ -27,26 +36,27 @@ import {
 } from "../../domain/store.js";
 import type { RiskObservations } from "../../domain/audit.js";
 import type { MemoryRevocationFeed } from "./feed.js";
-import type { Horizon } from "./shared.js";
+import type { Lifetimes } from "./shared.js";
 
 interface SessionEntry extends SessionRow {
-  /** Instant this entry may be forgotten. */
-  dropAt: number;
-  /** The last rotation, with the pair it handed out, for the grace window. */
-  previous?: GraceEntry & { pair: IssuedPair };
+  /** When this entry is gone, on the store's clock (shared.ts Lifetimes; Redis: the `s:` key's expiry). */
+  expiry: number;
+  /** The last rotation, with the pair it handed out, for the grace window, until its expiry (domain graceKeptUntil). */
+  previous?: GraceEntry & { pair: IssuedPair; expiry: number };
 }
 
 export class MemorySessionStore implements SessionStore {
   private sessions = new Map<string, SessionEntry>();
   private bySubject = new Map<string, Set<string>>();
+  /** `<subject tag>\0<jti>` -> when it is forgotten, on the store's clock (the token's expiry). */
   private revokedJti = new Map<string, number>();
   private opened = 0;
 
   constructor(
-    private readonly horizon: Horizon,
+    private readonly lifetimes: Lifetimes,
     private readonly feed: MemoryRevocationFeed,
-    /** The subject's risk observations as held (not a copy: tokenState's readers only read them). */
-    private readonly riskOf: (subject: string) => Readonly<RiskObservations> | null,
+    /** The risk observations of the subject with this tag, as held (not a copy: tokenState's readers only read them). */
+    private readonly riskOf: (tag: string) => Readonly<RiskObservations> | null,
   ) {}
 
   async createSession(
@@ -54,7 +64,6 @@ export class MemorySessionStore implements SessionStore {
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }> {
     assertSessionIdOf(session);
-    this.horizon.tick(opts.now);
     const live = this.liveSessions(session.subject, opts.now);
     const excess = excessSessions(live.length, opts.maxSessions);
     const evicted: string[] = [];
@@ -63,7 +72,8 @@ export class MemorySessionStore implements SessionStore {
       this.tombstone(entry, opts.now, opts.retentionMs, "evicted: session limit");
       evicted.push(entry.record.id);
     }
-    this.sessions.set(session.id, { record: { ...session }, status: "active", order: ++this.opened, dropAt: liveUntil(session) });
+    const expiry = this.lifetimes.expiry(liveUntil(session), opts.now);
+    this.sessions.set(session.id, { record: { ...session }, status: "active", order: ++this.opened, expiry });
     let ids = this.bySubject.get(session.subject);
     if (!ids) this.bySubject.set(session.subject, (ids = new Set()));
     ids.add(session.id);
@@ -72,9 +82,9 @@ export class MemorySessionStore implements SessionStore {
 
   async rotateRefresh(input: RotateInput): Promise<RotateResult> {
     const now = input.now;
-    this.horizon.tick(now);
-    const entry = this.sessions.get(input.sessionId) ?? null;
-    const judged = judgeRotation(entry, entry?.previous, input);
+    const entry = this.held(input.sessionId) ?? null;
+    const previous = entry?.previous && this.lifetimes.held(entry.previous.expiry) ? entry.previous : null;
+    const judged = judgeRotation(entry, previous, input);
     switch (judged.step) {
       case "ended":
         // A revoked session presented again: its entry again, in case the revocation's append was lost.
@@ -82,56 +92,70 @@ export class MemorySessionStore implements SessionStore {
         return { outcome: "ended", why: judged.why };
       case "rotate": {
         const e = entry!;
-        e.previous = { jti: e.record.currentJti, pair: input.nextPair, at: now, fingerprint: input.clientFingerprint };
+        const presented = e.record.currentJti;
         e.record = rotated(e.record, input);
-        e.dropAt = liveUntil(e.record);
+        e.expiry = this.lifetimes.expiry(liveUntil(e.record), now);
+        const keptUntil = graceKeptUntil(now, input.graceMs, e.record.idleExpiresAt);
+        e.previous =
+          keptUntil === null
+            ? undefined
+            : {
+                jti: presented,
+                pair: input.nextPair,
+                at: now,
+                fingerprint: input.clientFingerprint,
+                expiry: this.lifetimes.expiry(keptUntil, now),
+              };
         return { outcome: "rotated", session: { ...e.record } };
       }
       case "replay":
-        return { outcome: "replayed", pair: entry!.previous!.pair, session: { ...entry!.record } };
+        return { outcome: "replayed", pair: previous!.pair, session: { ...entry!.record } };
       case "reuse":
         this.tombstone(entry!, now, input.retentionMs, "refresh token reuse");
         return { outcome: "reused" };
     }
   }
 
+  /**
+   * Answers from the state of the subject whose tag the session id carries, as Redis's one MGET does: its revoked
+   * jti, the session (only if it is q.subject's: domain tokenSession), its risk observations. A string that is no
+   * session id has no state at all. What has expired (by the store's clock) is not there.
+   */
   async tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState> {
-    const until = this.revokedJti.get(jtiKey(q.subject, q.jti));
-    const session = tokenSession(this.sessions.get(q.sessionId), q.subject);
-    const risk = this.riskOf(q.subject);
-    return { jtiRevoked: until !== undefined, session, ...(risk ? { risk } : {}) };
+    const tag = sessionTag(q.sessionId);
+    if (tag === null) return { jtiRevoked: false, session: null };
+    const jtiRevoked = this.lifetimes.held(this.revokedJti.get(jtiKey(tag, q.jti)) ?? -Infinity);
+    const session = tokenSession(this.held(q.sessionId), q.subject);
+    const risk = this.riskOf(tag);
+    return { jtiRevoked, session, ...(risk ? { risk } : {}) };
   }
 
   async revokeToken(q: { subject: string; jti: string; expiresAt: number; now: number; reason: string }) {
-    this.horizon.tick(q.now);
     if (q.expiresAt <= q.now) return false;
-    const key = jtiKey(q.subject, q.jti);
-    const held = this.revokedJti.get(key);
-    // Revoked already (and still held, as Redis holds it until its expiry): no change, but the entry again.
-    const fresh = held === undefined || held <= q.now;
-    if (fresh) this.revokedJti.set(key, q.expiresAt);
+    const key = jtiKey(subjectTag(q.subject), q.jti);
+    // Revoked already (still held, as Redis holds it until its expiry): no change, but the entry again.
+    const fresh = !this.lifetimes.held(this.revokedJti.get(key) ?? -Infinity);
+    if (fresh) this.revokedJti.set(key, this.lifetimes.expiry(q.expiresAt, q.now));
     this.append("token", q.subject, q.jti, [], q.now, q.expiresAt, q.reason);
     return fresh;
   }
 
   async revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }) {
-    this.horizon.tick(q.now);
-    const entry = this.sessions.get(q.sessionId);
+    const entry = this.held(q.sessionId);
     if (!entry || (q.subject !== undefined && entry.record.subject !== q.subject)) return false;
     if (liveAt(entry, q.now)) {
       this.tombstone(entry, q.now, q.retentionMs, q.reason);
       return true;
     }
     // Revoked already and still retained: the entry again (a retry may follow a lost append), but no change.
-    if (entry.status === "revoked" && entry.dropAt > q.now) this.appendSession(entry, q.now, q.retentionMs, q.reason);
+    if (entry.status === "revoked") this.appendSession(entry, q.now, q.retentionMs, q.reason);
     return false;
   }
 
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
-    this.horizon.tick(q.now);
     // In the Redis index's order (least recently used first, then by id), so both stores list them alike.
     const live = this.liveSessions(q.subject, q.now).sort(indexOrder);
-    for (const entry of live) markRevoked(entry, q.now, q.retentionMs);
+    for (const entry of live) this.markRevoked(entry, q.now, q.retentionMs);
     const ended = live.map((e) => e.record.id);
     this.append("subject", q.subject, "", ended, q.now, q.now + q.retentionMs, q.reason); // one entry for all of them
     return live.length;
@@ -144,39 +168,59 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async getSession(sessionId: string, now: number): Promise<SessionRecord | null> {
-    const entry = this.sessions.get(sessionId);
+    const entry = this.held(sessionId);
     return entry && liveAt(entry, now) ? { ...entry.record } : null;
   }
 
-  /** Drops what has expired. */
-  sweep(now: number): void {
+  /** Frees what has expired (reads ignore it already). */
+  sweep(): void {
+    const held = (expiry: number) => this.lifetimes.held(expiry);
     for (const [id, entry] of this.sessions) {
-      if (entry.dropAt <= now) {
-        this.sessions.delete(id);
-        const ids = this.bySubject.get(entry.record.subject);
-        ids?.delete(id);
-        if (ids?.size === 0) this.bySubject.delete(entry.record.subject);
-      }
+      if (!held(entry.expiry)) this.forget(id, entry);
+      else if (entry.previous && !held(entry.previous.expiry)) entry.previous = undefined;
     }
-    for (const [jti, until] of this.revokedJti) if (until <= now) this.revokedJti.delete(jti);
+    for (const [jti, expiry] of this.revokedJti) if (!held(expiry)) this.revokedJti.delete(jti);
   }
 
   size(): { sessions: number; revokedJti: number } {
     return { sessions: this.sessions.size, revokedJti: this.revokedJti.size };
   }
 
+  /** The session, unless it has expired (then it is forgotten now). */
+  private held(id: string): SessionEntry | undefined {
+    const entry = this.sessions.get(id);
+    if (entry === undefined || this.lifetimes.held(entry.expiry)) return entry;
+    this.forget(id, entry);
+    return undefined;
+  }
+
+  private forget(id: string, entry: SessionEntry): void {
+    this.sessions.delete(id);
+    const ids = this.bySubject.get(entry.record.subject);
+    ids?.delete(id);
+    if (ids?.size === 0) this.bySubject.delete(entry.record.subject);
+  }
+
+  /** The subject's sessions still held and live at `now`. */
   private liveSessions(subject: string, now: number): SessionEntry[] {
     const out: SessionEntry[] = [];
-    for (const id of this.bySubject.get(subject) ?? []) {
-      const entry = this.sessions.get(id);
+    for (const id of [...(this.bySubject.get(subject) ?? [])]) {
+      const entry = this.held(id);
       if (entry && liveAt(entry, now)) out.push(entry);
     }
     return out;
   }
 
   private tombstone(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
-    markRevoked(entry, now, retentionMs);
+    this.markRevoked(entry, now, retentionMs);
     this.appendSession(entry, now, retentionMs, reason);
+  }
+
+  /** Revoked: remembered as such for `retentionMs`, its grace pair dropped (as Redis deletes the `g:` key). */
+  private markRevoked(entry: SessionEntry, now: number, retentionMs: number): void {
+    entry.status = "revoked";
+    entry.previous = undefined;
+    entry.expiry = this.lifetimes.expiry(now + retentionMs, now);
   }
 
   private appendSession(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
@@ -205,16 +249,9 @@ function indexOrder(a: SessionEntry, b: SessionEntry): number {
   return x.lastUsedAt - y.lastUsedAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 }
 
-/** Revoked: remembered as such for `retentionMs`, its grace pair dropped (as Redis deletes the `g:` key). */
-function markRevoked(entry: SessionEntry, now: number, retentionMs: number): void {
-  entry.status = "revoked";
-  entry.previous = undefined;
-  entry.dropAt = now + retentionMs;
-}
-
-/** Revoked token ids are the subject's, as Redis keys them under the subject's tag. */
-function jtiKey(subject: string, jti: string): string {
-  return `${subject}\0${jti}`;
+/** Revoked token ids are the subject's, found by its tag (ids.subjectTag), as Redis keys them (`P{t}:j:<jti>`). */
+function jtiKey(tag: string, jti: string): string {
+  return `${tag}\0${jti}`;
 }
 
 function liveAt(entry: SessionEntry, now: number): boolean {

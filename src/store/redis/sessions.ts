@@ -168,6 +168,7 @@ if presented == s[CURRENT_JTI] then
   s[LAST_USED_AT], s[IDLE_EXPIRES_AT], s[CURRENT_JTI] = now, math.min(now + idle, s[EXPIRES_AT]), ARGV[5]
   raw = save(sid, s, s[IDLE_EXPIRES_AT])
   redis.call('DEL', gkey)
+  -- Twin of domain/sessions.ts graceKeptUntil.
   if grace > 0 then redis.call('SET', gkey, ARGV[10], 'PX', ttl(math.min(now + grace, s[IDLE_EXPIRES_AT]))) end
   redis.call('ZADD', idx, ARGV[2], sid)
   local left = redis.call('PTTL', idx)
