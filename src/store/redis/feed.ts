@@ -23,7 +23,7 @@ const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
 /** How long the watcher's XREAD blocks; and the pause after it failed before it tries again. */
 const BLOCK_MS = 5_000;
 const RETRY_MS = 500;
-/** At most this many dead entries are dropped per append, so one script's work is bounded. */
+/** At most this many dead entries are dropped per append, so one script's work is bounded (memory/feed.ts: alike). */
 const TRIM_MAX = 100;
 
 /** Lua: compares two stream ids (`ms-seq` or `ms`) by their ms, then seq parts, as exact decimal numbers. */
