@@ -9,11 +9,15 @@ import { Pipeline, type Authorize } from "./api/pipeline.js";
 import { Limits, auditLimited } from "./api/rate-limit.js";
 import { services } from "./api/routes.js";
 import { loadAccess } from "./config/callers.js";
+import { claimsKeys } from "./config/claims-keys.js";
 import type { Config, StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
-import { KeyRing } from "./domain/keys.js";
+import { KeyRing, type KeyRingOptions } from "./domain/keys.js";
+import { KeyEncryption } from "./domain/key-encryption.js";
+import { readSigningKeysFile } from "./config/signing-keys.js";
+import { ClaimsCipher } from "./domain/sealed-claims.js";
 import type { CounterStore, Store } from "./domain/store.js";
 import { TokenCodec } from "./domain/tokens.js";
 import { auditSinks } from "./observability/audit-log.js";
@@ -48,6 +52,11 @@ export interface App {
    * Open mode stays open: a reload cannot turn caller authentication on or off (that takes a restart).
    */
   reloadCallers(): boolean;
+  /**
+   * Reads TESSERA_SIGNING_KEYS_FILE again (SIGHUP): a valid file whose keys hold one that signs now replaces the key set
+   * at once; otherwise nothing changes and the log says why. False (and nothing logged) without a keys file.
+   */
+  reloadSigningKeys(): Promise<boolean>;
 }
 
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -64,8 +73,13 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     retainMs: config.sessions.refreshTtlMaxMs + config.tokens.clockSkewMs,
     // ... and the feed tells sidecars (which verify access tokens only) of a revoked key for an access token's life.
     noticeMs: config.sessions.accessTtlMaxMs + config.tokens.clockSkewMs,
+  }, keyRingOptions(config.keys));
+  logKeys(logger, config, keys);
+  // A stored key no KEK opens, a keys file where no key signs now: no start (and the store's connection closed).
+  await keys.init().catch(async (err: unknown) => {
+    await store.close();
+    throw err;
   });
-  await keys.init();
   const audit = new Audit({ store, clock, config: config.audit, ...auditSinks(logger, metrics) });
   // Every 10 s (a quarter of a shorter rotation period): pick up keys other processes added, and rotate when the
   // schedule says so (one process of many does).
@@ -87,12 +101,15 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       keys.reload().catch((err: unknown) => logger.warn({ err }, "key set reload failed"));
     }, 20).unref();
   });
+  const sealing = claimsKeys(config.claims);
   const authority = new Authority({
     store,
     codec: new TokenCodec(keys, config.tokens),
     clock,
     audit,
     config: { ...config.sessions, clockSkewMs: config.tokens.clockSkewMs, riskWindowMs: config.audit.riskWindowMs },
+    // Sensitive claims: sealed under TESSERA_CLAIMS_KEY (opened with it or TESSERA_CLAIMS_KEY_PREVIOUS); none without.
+    claims: sealing && new ClaimsCipher(sealing),
     // The audit trail already writes each of these as a log line; here they only feed the counters.
     onEvent: (e) => (e.type === "refresh_reuse" ? metrics.refreshReuse : metrics.sessionsEvicted).inc(),
   });
@@ -171,6 +188,19 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
         return false;
       }
     },
+    async reloadSigningKeys() {
+      const file = config.keys.signingKeysFile?.path;
+      if (file === undefined) return false;
+      try {
+        const read = readSigningKeysFile(file);
+        await keys.useProvided(read);
+        logger.info({ file, kids: read.map((k) => k.kid), signing: keys.signingKey().kid }, "signing keys file reloaded");
+        return true;
+      } catch (err) {
+        logger.error({ err, file }, "signing keys file not reloaded: keeping the keys in use");
+        return false;
+      }
+    },
     /**
      * Graceful shutdown: health goes NOT_SERVING (/readyz 503) while the port goes on serving for
      * TESSERA_SHUTDOWN_DELAY, so load balancers stop sending first; then the drain: health Watch and revocation
@@ -209,6 +239,26 @@ function logAccess(logger: Logger, access: Config["access"]): void {
     logger.warn({ auth: "open" }, `no TESSERA_CALLERS_FILE (${why}): every caller is let in, unauthenticated, with every permission`);
   } else {
     logger.info({ auth: "callers", callers: access.callers.map((c) => c.name) }, "caller authentication on");
+  }
+}
+
+/** Where the signing keys come from (the store, sealed with a KEK or not; a file; the HS256 secret). */
+function keyRingOptions(k: Config["keys"]): KeyRingOptions {
+  const file = k.signingKeysFile;
+  return {
+    ...(k.encryption && { encryption: new KeyEncryption(k.encryption.current, k.encryption.previous) }),
+    ...(file && { provided: { keys: file.keys, source: `TESSERA_SIGNING_KEYS_FILE (${file.path})` } }),
+    ...(k.hs256Secret && { hmac: { secret: k.hs256Secret, source: "TESSERA_HS256_SECRET" } }),
+  };
+}
+
+/** Says at start where the signing keys come from; warns when private keys go to Redis in plain. */
+function logKeys(logger: Logger, config: Config, keys: KeyRing): void {
+  const { encryption, signingKeysFile, hs256Secret } = config.keys;
+  if (signingKeysFile) logger.info({ keys: "file", file: signingKeysFile.path, kids: signingKeysFile.keys.map((k) => k.kid) }, "signing keys from TESSERA_SIGNING_KEYS_FILE");
+  else if (hs256Secret) logger.info({ keys: "hs256" }, "signing with HS256 and TESSERA_HS256_SECRET: the JWKS publishes no key for it");
+  if (keys.generates && encryption === undefined && config.store.redisUrl !== undefined) {
+    logger.warn({ keys: "plain" }, "private signing keys are kept in Redis unencrypted: set TESSERA_KEY_ENCRYPTION_KEY");
   }
 }
 

@@ -1,12 +1,13 @@
 /**
  * Entry point: load config -> say what starts (version, effective configuration, unknown variables) -> build app ->
- * listen -> handle signals (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the callers file). Nothing imports this
- * file.
+ * listen -> handle signals (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the callers file and the signing keys
+ * file). Nothing imports this file.
  */
 import { createApp } from "./app.js";
 import { ConfigError, VARIABLES, loadConfig } from "./config/config.js";
 import { createLogger } from "./observability/logger.js";
 import { logStart } from "./observability/startup.js";
+import { CLI_VARIABLES } from "./cli/variables.js";
 import { SIDECAR_VARIABLES } from "./sidecar/config.js";
 
 async function main(): Promise<void> {
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  logStart(logger, { program: "tessera", declarations: VARIABLES, others: { "the sidecar": SIDECAR_VARIABLES }, env: process.env });
+  logStart(logger, { program: "tessera", declarations: VARIABLES, others: { "the sidecar": SIDECAR_VARIABLES, "the command line": CLI_VARIABLES }, env: process.env });
   const app = await createApp(config, { logger });
   const addr = await app.listen();
   app.logger.info({ host: addr.host, port: addr.port }, `listening on ${addr.host}:${addr.port}`);
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     app.logger.info({ signal: "SIGHUP" }, "reloading the callers file");
     app.reloadCallers();
+    void app.reloadSigningKeys(); // TESSERA_SIGNING_KEYS_FILE, if set
   });
 }
 

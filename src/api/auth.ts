@@ -171,6 +171,15 @@ function callerScope(name: string, subjects: SubjectScope, audit: AuditSink | un
   });
 }
 
+/**
+ * Whether the call's caller holds a permission beyond the RPC's own (one of ANSWER_PERMISSIONS, such as
+ * `introspect.sensitive`): the handler asks, and answers with less when not. Open mode's anonymous caller holds
+ * every permission; no caller (a test of another layer) holds none.
+ */
+export function callerHolds(ctx: Pick<HandlerContext, "values">, permission: Permission): boolean {
+  return ctx.values.get(callerKey)?.permissions.has(permission) === true;
+}
+
 /** The subjects the call's caller may act on; undefined: every subject (unscoped caller, or open mode). */
 export function scopeOf(ctx: Pick<HandlerContext, "values">): CallerScope | undefined {
   return ctx.values.get(callerKey)?.scope;

@@ -13,6 +13,7 @@ const CODES: Record<ErrorCode, Code> = {
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
   not_found: Code.NotFound,
+  failed_precondition: Code.FailedPrecondition,
   resource_exhausted: Code.ResourceExhausted,
   unavailable: Code.Unavailable,
   deadline_exceeded: Code.DeadlineExceeded,

@@ -30,16 +30,24 @@ const STATE: Record<KeyStatus["state"], KeyState> = {
 const KID = /^[A-Za-z0-9_-]{1,128}$/;
 
 export function keyService({ keys, audit }: { keys: KeyRing; audit?: AuditSink | undefined }): ServiceImpl<typeof KeyService> {
+  // A file's or an HS256 secret's keys can all be revoked: then nothing signs, and ListKeys still answers.
+  const signingKid = (): string | undefined => {
+    try {
+      return keys.signingKey().kid;
+    } catch {
+      return undefined;
+    }
+  };
   const info = (kid: string): KeyInfo => {
     const k = keys.list().find((key) => key.kid === kid);
-    return k ? keyInfo(k, keys.signingKey().kid) : create(KeyInfoSchema, { kid });
+    return k ? keyInfo(k, signingKid()) : create(KeyInfoSchema, { kid });
   };
   return {
     async getJwks() {
       return create(GetJwksResponseSchema, { keys: keys.publicKeys().map(jwk) });
     },
     async listKeys() {
-      const signing = keys.signingKey().kid;
+      const signing = signingKid();
       return create(ListKeysResponseSchema, { keys: keys.list().map((k) => keyInfo(k, signing)) });
     },
     async rotateKeys(req, ctx) {
@@ -56,14 +64,15 @@ export function keyService({ keys, audit }: { keys: KeyRing; audit?: AuditSink |
       audit?.record({
         type: "key_revoked",
         context: auditContext(ctx.values),
-        detail: { kid: req.kid, reason, signing_kid: signing.kid, revoked: revoked ? 1 : 0 },
+        detail: { kid: req.kid, reason, signing_kid: signing?.kid ?? "", revoked: revoked ? 1 : 0 },
       });
-      return create(RevokeKeyResponseSchema, { revoked: info(req.kid), signing: info(signing.kid) });
+      // No signing key left (a file's or an HS256 secret's key revoked, nothing to take over): `signing` unset.
+      return create(RevokeKeyResponseSchema, { revoked: info(req.kid), signing: signing && info(signing.kid) });
     },
   };
 }
 
-function keyInfo(k: LoadedKey & KeyStatus, signing: string): KeyInfo {
+function keyInfo(k: LoadedKey & KeyStatus, signing: string | undefined): KeyInfo {
   const at = (ms: number | undefined) => (ms === undefined ? undefined : timestampFromMs(ms));
   return create(KeyInfoSchema, {
     kid: k.kid,
@@ -71,7 +80,8 @@ function keyInfo(k: LoadedKey & KeyStatus, signing: string): KeyInfo {
     createdAt: timestampFromMs(k.createdAt),
     signing: k.kid === signing,
     state: STATE[k.state],
-    activatesAt: at(k.activateAt),
+    // 0: a key of TESSERA_SIGNING_KEYS_FILE without tessera_activate_at (it signs by its place in the file).
+    activatesAt: k.activateAt > 0 ? at(k.activateAt) : undefined,
     retiredAt: at(k.retiredAt),
     removedAt: at(k.removedAt),
     revokedAt: at(k.revokedAt),

@@ -18,10 +18,10 @@ import {
 import type { AuditContext } from "../domain/audit.js";
 import type { Authority, RevokeResult } from "../domain/authority.js";
 import type { Introspection } from "../domain/introspect.js";
-import type { TokenKind } from "../domain/tokens.js";
+import type { TokenKind, VerifiedToken } from "../domain/tokens.js";
 import { TesseraError } from "../domain/errors.js";
 import { auditContext } from "./audit-context.js";
-import { requireSubject, scopeOf } from "./auth.js";
+import { callerHolds, requireSubject, scopeOf } from "./auth.js";
 import { INACTIVE_REASON, TOKEN_TYPE, jsonObject, tokenPair } from "./convert.js";
 import { invalidArgument } from "./errors.js";
 import { NO_LIMITS, type RequestLimits } from "./rate-limit.js";
@@ -48,6 +48,7 @@ export function tokenService({
         audience: v.audience("audience", req.audience),
         scopes: v.scopes("scopes", req.scopes),
         claims: v.claims("extra_claims", req.extraClaims),
+        sensitiveClaims: v.claims("sensitive_claims", req.sensitiveClaims),
         client: v.client("client", req.client),
         accessTtlMs: v.ttl("access_ttl", req.accessTtl),
         refreshTtlMs: v.ttl("refresh_ttl", req.refreshTtl),
@@ -122,6 +123,7 @@ export function tokenService({
 
     introspect: introspectHandler({
       introspect: (token, kind, audience, audit) => authority.introspect(token, kind, audience, audit),
+      sensitiveClaims: (token) => authority.sensitiveClaims(token),
       maxTokenLength,
       onIntrospect,
     }),
@@ -141,6 +143,11 @@ async function sessionSubject(authority: Authority, sessionId: string): Promise<
 export interface IntrospectDeps {
   /** The answer for a token: the authority's (its store), or a sidecar's (its copy of the revocation feed). */
   introspect(token: string, kind: TokenKind, audience: string, ctx: AuditContext): Promise<Introspection>;
+  /**
+   * An active access token's sensitive claims, decrypted, for a caller holding `introspect.sensitive`: the
+   * authority's (it holds the claims key). Absent (a sidecar): never in the answer, whoever asks.
+   */
+  sensitiveClaims?: ((token: VerifiedToken) => Promise<Record<string, unknown> | undefined>) | undefined;
   maxTokenLength: number;
   onIntrospect?: ((result: string) => void) | undefined;
 }
@@ -155,6 +162,12 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
     onIntrospect?.(r.active ? "active" : r.reason);
     if (!r.active) return create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
     const t = r.token;
+    // Only to a caller holding introspect.sensitive; to others the same answer without them. Never in `claims`: the
+    // JWE's claim is reserved (tokens.ts RESERVED_CLAIMS), so the verifier leaves it out of them.
+    const sensitive =
+      t.sealed !== undefined && deps.sensitiveClaims !== undefined && callerHolds(ctx, "introspect.sensitive")
+        ? await deps.sensitiveClaims(t)
+        : undefined;
     return create(IntrospectResponseSchema, {
       active: true,
       subject: t.subject,
@@ -169,6 +182,7 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
       tokenType: TOKEN_TYPE[t.kind],
       claims: jsonObject(t.claims),
       riskScore: r.riskScore,
+      ...(sensitive === undefined ? {} : { sensitiveClaims: jsonObject(sensitive) }),
     });
   };
 }

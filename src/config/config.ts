@@ -8,11 +8,14 @@
  * composition root (src/app.ts) hands each part its group. Adding a variable: its declaration here, plus its
  * consumer.
  */
-import { SIGNING_ALGORITHMS } from "../domain/keys.js";
+import { MAC_ALGORITHMS, SIGNING_ALGORITHMS } from "../domain/keys.js";
 import { loadAccess, type CallerAccess } from "./callers.js";
+import { checkClaimsKeys, claimsKey, claimsKeyFile } from "./claims-keys.js";
 import { ConfigError } from "./errors.js";
+import { loadKeyMaterial, type KeyMaterial } from "./signing-keys.js";
 import { loadTls, type TlsConfig } from "./tls.js";
 import {
+  base64Bytes,
   duration,
   hostPort,
   integer,
@@ -28,6 +31,7 @@ import {
   text,
   variable,
   variablesOf,
+  hidden,
   type NameOf,
   type Values,
 } from "./variable.js";
@@ -142,8 +146,11 @@ export const VARIABLES = {
       doc: "`iss` of every token; tokens from another issuer are rejected. Use your service URL.",
     }),
     signingAlg: variable({
-      name: "TESSERA_SIGNING_ALG", default: "ES256", parse: oneOf(SIGNING_ALGORITHMS),
-      doc: "`ES256`, `EdDSA`, `RS256` or `PS256`. The first process on an empty store creates the key.",
+      name: "TESSERA_SIGNING_ALG", default: "ES256", parse: oneOf([...SIGNING_ALGORITHMS, ...MAC_ALGORITHMS]),
+      doc:
+        "`ES256`, `ES384`, `EdDSA` (Ed25519), `RS256` or `PS256`: the first process on an empty store creates the key. " +
+        "`HS256` only with `TESSERA_HS256_SECRET` (then the JWKS publishes no key: sidecars and resource servers cannot " +
+        "verify). Not used with `TESSERA_SIGNING_KEYS_FILE` (the file's keys say theirs).",
     }),
     clockSkewMs: variable({
       name: "TESSERA_CLOCK_SKEW", default: "5s", parse: duration("0s"),
@@ -177,6 +184,36 @@ export const VARIABLES = {
     jwksMaxAgeMs: variable({
       name: "TESSERA_JWKS_MAX_AGE", default: "5m", parse: duration("1s"),
       doc: "How long verifiers may cache the JWKS: the `Cache-Control: max-age` of `/.well-known/jwks.json`.",
+    }),
+    encryptionKey: variable({
+      name: "TESSERA_KEY_ENCRYPTION_KEY", parse: base64Bytes(32),
+      doc:
+        "Key-encryption key (KEK): private signing keys are kept in the store sealed with it (AES-256-GCM), so a dump " +
+        "or a replica of the store holds no usable key. Keys stored in plain are sealed at start. Unset: plain JWKs " +
+        "(with Redis, a warning at start). The same on every process. See [Signing keys](../README.md#signing-keys).",
+    }),
+    encryptionKeyFile: variable({
+      name: "TESSERA_KEY_ENCRYPTION_KEY_FILE", parse: path,
+      doc: "A file holding the KEK as base64 text, instead of `TESSERA_KEY_ENCRYPTION_KEY` (not both).",
+    }),
+    encryptionKeyPrevious: variable({
+      name: "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS", parse: base64Bytes(32), show: hidden,
+      doc:
+        "The KEK being replaced: it only opens keys, and at start every key sealed with it is sealed again with " +
+        "`TESSERA_KEY_ENCRYPTION_KEY`. Set while rotating the KEK, on every process; then unset.",
+    }),
+    signingKeysFile: variable({
+      name: "TESSERA_SIGNING_KEYS_FILE", parse: path,
+      doc:
+        "A JWKS of private keys (kid, alg, private members, optional `tessera_activate_at`) from a secret manager: the " +
+        "keys sign and rotate as the file says, none is generated or stored; reloaded on SIGHUP. See " +
+        "[Signing keys](../README.md#signing-keys).",
+    }),
+    hs256Secret: variable({
+      name: "TESSERA_HS256_SECRET", parse: base64Bytes(32, 1024),
+      doc:
+        "The HMAC secret of `TESSERA_SIGNING_ALG=HS256`, the same on every process; never published nor stored. " +
+        "Tokens signed with it can be verified only by Tessera (Introspect), not by a sidecar.",
     }),
   },
   /** What Issue and Refresh hand out: the Authority's options (with tokens.clockSkewMs and audit.riskWindowMs). */
@@ -212,6 +249,29 @@ export const VARIABLES = {
     maxSessions: variable({
       name: "TESSERA_MAX_SESSIONS", default: "20", parse: integer(1, 10_000),
       doc: "Sessions per subject; the least recently used one is revoked beyond it.",
+    }),
+  },
+  /**
+   * The key that seals Issue's sensitive claims into the tokens (src/config/claims-keys.ts, the Authority's
+   * ClaimsCipher). Unset: Issue with sensitive claims is FAILED_PRECONDITION.
+   */
+  claims: {
+    key: variable({
+      name: "TESSERA_CLAIMS_KEY", parse: claimsKey,
+      doc:
+        "32 random bytes in base64 (`openssl rand -base64 32`): the key that encrypts `sensitive_claims` into the " +
+        "tokens (AES-256-GCM, a JWE) and decrypts them for Introspect. The same on every process. Unset (and no " +
+        "`TESSERA_CLAIMS_KEY_FILE`): Issue with `sensitive_claims` is `FAILED_PRECONDITION`. See [Sensitive claims](security.md#sensitive-claims).",
+    }),
+    keyFile: variable({
+      name: "TESSERA_CLAIMS_KEY_FILE", parse: claimsKeyFile,
+      doc: "Path of a file holding `TESSERA_CLAIMS_KEY` (base64), read at start; instead of the variable, not with it.",
+    }),
+    previousKey: variable({
+      name: "TESSERA_CLAIMS_KEY_PREVIOUS", parse: claimsKey,
+      doc:
+        "The claims key before the current one, during a rotation: decrypts only (tokens it sealed still read, and a " +
+        "refresh seals their claims again under the current key). Needs a current key, and a different one.",
     }),
   },
   /** Who may call what (callerAuth). loadConfig reads the callers file; unset: open mode. */
@@ -301,6 +361,7 @@ export const VARIABLES = {
 
 /** What one variable cannot say alone; each check names the variable to change. */
 function checkTogether(v: Values<typeof VARIABLES>): void {
+  checkClaimsKeys(v.claims);
   const { sessions, store } = v;
   if (sessions.accessTtlMs > sessions.accessTtlMaxMs) throw new ConfigError("TESSERA_ACCESS_TTL", "exceeds TESSERA_ACCESS_TTL_MAX");
   if (sessions.refreshTtlMs > sessions.refreshTtlMaxMs) throw new ConfigError("TESSERA_REFRESH_TTL", "exceeds TESSERA_REFRESH_TTL_MAX");
@@ -326,8 +387,10 @@ type Flat<T> = { [K in keyof T]: T[K] } & {};
  * for a reload on SIGHUP).
  */
 export type Config = Flat<
-  Omit<Declared, "server" | "access"> & { readonly server: ServerConfig; readonly access: AccessConfig }
+  Omit<Declared, "server" | "access" | "keys"> & { readonly server: ServerConfig; readonly access: AccessConfig; readonly keys: KeysConfig }
 >;
+/** The lifecycle's durations, and the key material: KEKs, the keys file (read), the HS256 secret. */
+export type KeysConfig = Flat<Omit<Declared["keys"], keyof KeyMaterial | "encryptionKey" | "encryptionKeyFile" | "encryptionKeyPrevious"> & KeyMaterial>;
 export type AccessConfig = Readonly<CallerAccess> & {
   /** TESSERA_CALLERS_FILE: the path the callers were read from; undefined in open mode. */
   readonly file: string | undefined;
@@ -349,8 +412,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   checkTogether(declared);
   const { server, access } = declared;
   const tls = loadTls(server.tls);
+  const { encryptionKey: _k, encryptionKeyFile: _f, encryptionKeyPrevious: _p, ...keys } = declared.keys;
   return deepFreeze({
     ...declared,
+    keys: { ...keys, ...loadKeyMaterial(declared.keys, declared.tokens.signingAlg) },
     server: { ...server, tls },
     access: { ...loadAccess({ ...access, listen: server.listen, clientCa: tls?.clientCa !== undefined }), file: access.callers },
   });

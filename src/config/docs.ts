@@ -2,6 +2,7 @@
  * docs/configuration.md's table, generated from the declarations in config.ts (scripts/config-docs.mjs writes it
  * between the two markers below; `npm test` fails when docs/configuration.md differs from what this produces).
  */
+import { CLI_VARIABLES } from "../cli/variables.js";
 import { SIDECAR_VARIABLES } from "../sidecar/config.js";
 import { VARIABLES } from "./config.js";
 import { variablesOf, type Declarations, type Variable } from "./variable.js";
@@ -17,6 +18,11 @@ const TABLES: ReadonlyArray<{ start: string; end: string; declarations: Declarat
     start: "<!-- sidecar-config-table: generated from src/sidecar/config.ts by `npm run docs:config`; edit there -->",
     end: "<!-- /sidecar-config-table -->",
     declarations: SIDECAR_VARIABLES,
+  },
+  {
+    start: "<!-- cli-config-table: generated from src/cli/variables.ts by `npm run docs:config`; edit there -->",
+    end: "<!-- /cli-config-table -->",
+    declarations: CLI_VARIABLES,
   },
 ];
 

@@ -69,7 +69,7 @@ interface Spec<T, N extends string> {
 
 /** Names whose values are secrets whatever their parser: never in a log line. */
 const SECRET_NAME = /(?:KEY|PASSWORD|SECRET|TOKEN)$/;
-const hidden: Show = () => "[redacted]";
+export const hidden: Show = () => "[redacted]";
 
 /** A variable with a default. */
 export function variable<T, N extends `TESSERA_${string}`>(spec: Spec<T, N> & { default: string }): Variable<T, N>;
@@ -174,6 +174,29 @@ export function text(maxLength = Infinity): Parser<string> {
     if (raw.length > maxLength) throw new Invalid(`is longer than ${maxLength} characters`);
     return raw;
   };
+}
+
+/**
+ * Bytes given in base64 (or base64url), from `min` to `max` of them: a key or a secret. Its messages never repeat the
+ * value, and the start log hides it (the variables that use it are named like secrets, or say `show: hidden`).
+ */
+export function base64Bytes(min: number, max = min): Parser<Buffer> {
+  const size = min === max ? `${min} bytes` : `at least ${min} bytes`;
+  const parse = (raw: string) => {
+    const bytes = decodeBase64(raw);
+    if (bytes === undefined) throw new Invalid(`is not base64 (${size}, such as the output of \`openssl rand -base64 ${min}\`)`);
+    if (bytes.length < min || bytes.length > max) throw new Invalid(`must be ${size} in base64, not ${bytes.length} (\`openssl rand -base64 ${min}\`)`);
+    return bytes;
+  };
+  const example = (n: number) => Buffer.alloc(n, 7).toString("base64");
+  return Object.assign(bounded(parse, { text: `base64 of ${size}`, accepted: [example(min)], refused: [example(min - 1), "not base64!"] }), { show: hidden });
+}
+
+/** base64 or base64url (padding optional), or undefined if it is neither. */
+export function decodeBase64(text: string): Buffer | undefined {
+  const t = text.trim();
+  if (!/^(?:[A-Za-z0-9+/]+|[A-Za-z0-9_-]+)={0,2}$/.test(t) || t.replace(/=+$/, "").length % 4 === 1) return undefined;
+  return Buffer.from(t, t.includes("-") || t.includes("_") ? "base64url" : "base64");
 }
 
 /** A file's path, checked when the file is read. */

@@ -8,6 +8,7 @@ import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { digest, newSessionId, randomId } from "./ids.js";
 import { Introspector, type Introspection } from "./introspect.js";
+import type { ClaimsCipher } from "./sealed-claims.js";
 import type { ClientInfo, IssuedPair, SessionRecord, SessionStore } from "./store.js";
 import {
   RESERVED_CLAIMS,
@@ -16,6 +17,7 @@ import {
   type SignInput,
   type TokenCodec,
   type TokenKind,
+  type VerifiedToken,
 } from "./tokens.js";
 
 export interface AuthorityConfig {
@@ -37,6 +39,8 @@ export interface IssueInput {
   audience: string[];
   scopes: string[];
   claims: Record<string, unknown>;
+  /** Claims only Tessera may read: sealed into the tokens (sealed-claims.ts). Absent or empty: none. */
+  sensitiveClaims?: Record<string, unknown>;
   client: ClientInfo;
   accessTtlMs?: number;
   refreshTtlMs?: number;
@@ -78,6 +82,8 @@ export interface AuthorityDeps {
   onEvent?: (event: AuthorityEvent) => void;
   /** The security audit trail; every state change and refusal is recorded there (never blocking). */
   audit?: AuditSink;
+  /** Seals and opens sensitive claims (TESSERA_CLAIMS_KEY); absent: Issue refuses sensitive claims. */
+  claims?: ClaimsCipher | undefined;
 }
 
 export class Authority {
@@ -88,6 +94,7 @@ export class Authority {
   private readonly emit: (event: AuthorityEvent) => void;
   private readonly audit: AuditSink;
   private readonly introspector: Introspector;
+  private readonly claims: ClaimsCipher | undefined;
 
   constructor(deps: AuthorityDeps) {
     this.store = deps.store;
@@ -96,6 +103,7 @@ export class Authority {
     this.cfg = deps.config;
     this.emit = deps.onEvent ?? (() => {});
     this.audit = deps.audit ?? { record: () => {} };
+    this.claims = deps.claims;
     this.introspector = new Introspector({
       verifier: deps.codec,
       state: deps.store,
@@ -118,6 +126,16 @@ export class Authority {
         throw new TesseraError("invalid_argument", `extra claim "${name}" is reserved`, { field: "extra_claims" });
       }
     }
+    const sensitive = input.sensitiveClaims ?? {};
+    for (const name of Object.keys(sensitive)) {
+      if (RESERVED_CLAIMS.has(name)) {
+        throw new TesseraError("invalid_argument", `sensitive claim "${name}" is reserved`, { field: "sensitive_claims" });
+      }
+      if (Object.hasOwn(input.claims, name)) {
+        throw new TesseraError("invalid_argument", `sensitive claim "${name}" is also an extra claim`, { field: "sensitive_claims" });
+      }
+    }
+    const sealed = Object.keys(sensitive).length > 0 ? this.cipher("sensitive_claims need").seal(sensitive) : undefined;
     const now = this.clock.now();
     const sessionId = newSessionId(input.subject);
     const refreshJti = randomId();
@@ -127,12 +145,14 @@ export class Authority {
       scopes: [...input.scopes],
       claims: input.claims,
       accessTtlMs,
+      ...(sealed === undefined ? {} : { sealed }),
     };
     const plan = this.planPair(input.subject, sessionId, refreshJti, grant, now, expiresAt);
+    const parts = sealed === undefined ? "scopes, audiences or extra claims" : "scopes, audiences, extra claims or sensitive claims";
     const tooLong = (length: number, max: number) =>
       new TesseraError(
         "invalid_argument",
-        `the tokens would be ${length} characters, over TESSERA_MAX_TOKEN_LENGTH (${max}): fewer or shorter scopes, audiences or extra claims`,
+        `the tokens would be ${length} characters, over TESSERA_MAX_TOKEN_LENGTH (${max}): fewer or shorter ${parts}`,
         { field: largestPart(input.subject, grant) },
       );
     this.checkLength(plan, tooLong);
@@ -177,7 +197,11 @@ export class Authority {
     const t = v.token;
     const about = { context: ctx, subject: t.subject, sessionId: t.sessionId };
     const nextJti = randomId();
-    const plan = this.planPair(t.subject, t.sessionId, nextJti, t.grant!, now, t.expiresAt);
+    // Sensitive claims go on sealed: the same JWE under the current claims key, sealed again when the previous key
+    // sealed it. No configured key opens it: FAILED_PRECONDITION, before admit and before anything is rotated (the
+    // token refreshes once the key is back).
+    const grant = this.successorGrant(t.grant!, about);
+    const plan = this.planPair(t.subject, t.sessionId, nextJti, grant, now, t.expiresAt);
     // The successor carries the same grant, but not necessarily in the same length: TESSERA_MAX_TOKEN_LENGTH may have
     // been lowered, or TESSERA_SIGNING_ALG changed, since the session began. Refused before admit (no budget spent,
     // no failure counted: the holder did nothing wrong) and before anything is signed or rotated.
@@ -226,6 +250,36 @@ export class Authority {
 
   introspect(token: string, expected: TokenKind, audience?: string, ctx: AuditContext = NO_CONTEXT): Promise<Introspection> {
     return this.introspector.introspect(token, expected, audience, ctx);
+  }
+
+  /**
+   * An access token's sensitive claims, decrypted (for Introspect, to a caller holding `introspect.sensitive`);
+   * undefined when it carries none. FAILED_PRECONDITION when no configured claims key sealed them.
+   */
+  async sensitiveClaims(token: VerifiedToken): Promise<Record<string, unknown> | undefined> {
+    if (token.sealed === undefined) return undefined;
+    return this.cipher("the token's sensitive claims need").open(token.sealed);
+  }
+
+  /** The grant a successor is signed from: the refresh token's, its sensitive claims resealed under the current key. */
+  private successorGrant(grant: Grant, about: Pick<AuditInput, "context" | "subject" | "sessionId">): Grant {
+    if (grant.sealed === undefined) return grant;
+    try {
+      return { ...grant, sealed: this.cipher("this session's sensitive claims need").reseal(grant.sealed) };
+    } catch (err) {
+      if (err instanceof TesseraError) {
+        this.audit.record({ type: "refresh_failed", ...about, detail: { reason: "sensitive_claims_unreadable" } });
+      }
+      throw err;
+    }
+  }
+
+  /** The claims cipher, or FAILED_PRECONDITION naming the variable to set. */
+  private cipher(what: string): ClaimsCipher {
+    if (this.claims === undefined) {
+      throw new TesseraError("failed_precondition", `${what} a claims key: set TESSERA_CLAIMS_KEY (or TESSERA_CLAIMS_KEY_FILE)`);
+    }
+    return this.claims;
   }
 
   /**
@@ -359,6 +413,7 @@ interface PairPlan {
 function largestPart(subject: string, grant: Grant): string {
   const parts: [string, unknown][] = [
     ["extra_claims", grant.claims],
+    ["sensitive_claims", grant.sealed ?? ""],
     ["scopes", grant.scopes.join(" ")],
     ["audience", grant.audience],
     ["subject", subject],

@@ -7,6 +7,7 @@ export type ErrorCode =
   | "unauthenticated"
   | "permission_denied"
   | "not_found"
+  | "failed_precondition"
   | "resource_exhausted"
   | "unavailable"
   | "deadline_exceeded"

@@ -5,18 +5,30 @@
  * callback form 40-56 µs, 12-20 µs on the main thread (the signing runs on libuv's thread pool, off the event loop
  * that serves Introspect). Issue signs two tokens and Refresh two more. Verification stays with jose
  * (src/domain/tokens.ts), and test/unit/jws-sign.test.ts holds every algorithm's output to jose's compactVerify.
+ * HS256 (an HMAC with a shared secret, only when configured so) is computed in place: it costs less than a hop.
  */
-import { KeyObject, constants, sign, type SignKeyObjectInput } from "node:crypto";
+import { KeyObject, constants, createHmac, sign, type SignKeyObjectInput } from "node:crypto";
 import type { CryptoKey } from "jose";
 
-/** The algorithms Tessera signs with (RFC 7518 names). */
-export const SIGNING_ALGORITHMS = ["ES256", "EdDSA", "RS256", "PS256"] as const;
+/** The asymmetric algorithms Tessera signs with (RFC 7518 names): their public keys are what the JWKS publishes. */
+export const SIGNING_ALGORITHMS = ["ES256", "ES384", "EdDSA", "RS256", "PS256"] as const;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+
+/** The symmetric ones: a secret shared through configuration, never published, never stored. */
+export const MAC_ALGORITHMS = ["HS256"] as const;
+export type MacAlgorithm = (typeof MAC_ALGORITHMS)[number];
+
+/** Every algorithm a token of Tessera's may be signed with. */
+export type JwsAlgorithm = SigningAlgorithm | MacAlgorithm;
+
+export function isMacAlgorithm(alg: string): alg is MacAlgorithm {
+  return (MAC_ALGORITHMS as readonly string[]).includes(alg);
+}
 
 /** Signs a protected header and a payload (both JSON-serialisable) into `header.payload.signature`. */
 export type CompactSigner = (header: Record<string, unknown>, payload: Record<string, unknown>) => Promise<string>;
 
-export function compactSigner(alg: SigningAlgorithm, privateKey: CryptoKey): CompactSigner {
+export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey): CompactSigner {
   const key = KeyObject.from(privateKey as Parameters<typeof KeyObject.from>[0]);
   const signature = signatureOf(alg, key);
   return async (header, payload) => {
@@ -26,16 +38,21 @@ export function compactSigner(alg: SigningAlgorithm, privateKey: CryptoKey): Com
 }
 
 /** RFC 7518 section 3 (and RFC 8037 for EdDSA): the algorithm's signature over the signing input. */
-function signatureOf(alg: SigningAlgorithm, key: KeyObject): (input: Buffer) => Promise<Buffer> {
+function signatureOf(alg: JwsAlgorithm, key: KeyObject): (input: Buffer) => Promise<Buffer> {
   switch (alg) {
     case "ES256":
       return (input) => signOnPool("sha256", input, { key, dsaEncoding: "ieee-p1363" }); // r || s, 64 bytes
+    case "ES384":
+      return (input) => signOnPool("sha384", input, { key, dsaEncoding: "ieee-p1363" }); // r || s, 96 bytes
     case "EdDSA":
       return (input) => signOnPool(null, input, key);
     case "RS256":
       return (input) => signOnPool("sha256", input, key); // RSASSA-PKCS1-v1_5
     case "PS256":
       return (input) => signOnPool("sha256", input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+    case "HS256":
+      if (key.type !== "secret") throw new Error("HS256 needs a secret key");
+      return async (input) => createHmac("sha256", key).update(input).digest();
   }
 }
 

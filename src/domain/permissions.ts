@@ -8,6 +8,7 @@ export const PERMISSIONS = [
   "refresh",
   "revoke",
   "introspect",
+  "introspect.sensitive",
   "sessions.read",
   "keys.read",
   "keys.rotate",
@@ -16,3 +17,12 @@ export const PERMISSIONS = [
 ] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];
+
+/**
+ * Permissions that open no RPC by themselves but widen the answer of one: the handler asks for them. A caller needs
+ * the RPC's own permission as well.
+ *
+ * - `introspect.sensitive`: Introspect (which needs `introspect`) returns an access token's sensitive claims,
+ *   decrypted (src/domain/sealed-claims.ts); without it, the same answer without them.
+ */
+export const ANSWER_PERMISSIONS: readonly Permission[] = ["introspect.sensitive"];

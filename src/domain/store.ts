@@ -4,12 +4,15 @@
  * `test/contract/` holds both to the same behaviour, one suite per interface.
  *
  * All times are milliseconds since the epoch and are passed in by the caller (the domain's clock), so a store never
- * reads a clock of its own for decisions. Every operation that changes more than one thing is atomic. Everything a
+ * reads a clock of its own for decisions, except for how long what it keeps lives: an entry written by a call at `now`
+ * with deadline `d` is kept for `d - now` of the store's own clock (Redis: PX on the server's clock; the memory store:
+ * the clock it is given) and is gone from then on at every read. Every operation that changes more than one thing is atomic. Everything a
  * store keeps expires by itself. A store that cannot answer throws `StoreUnavailableError`.
  */
 import type { JWK } from "jose";
 import type { AuditBounds, AuditEvent, AuditPage, AuditQuery, RiskObservations } from "./audit.js";
 import { isSessionIdOf } from "./ids.js";
+import type { StoredPrivateKey } from "./key-encryption.js";
 
 export interface ClientInfo {
   deviceId: string;
@@ -139,7 +142,12 @@ export interface StoredKey {
   activateAt?: number;
   /** When it was revoked (KeyService.RevokeKey): from then on it is neither published nor accepted. */
   revokedAt?: number;
-  privateJwk: JWK;
+  /**
+   * The private key: sealed under the key-encryption key (domain/key-encryption.ts) when one is configured, else a
+   * plain JWK. Absent from a record whose private part is never stored: an HS256 key (its secret comes from the
+   * configuration), a key of TESSERA_SIGNING_KEYS_FILE recorded only to carry its revocation mark.
+   */
+  privateJwk?: StoredPrivateKey;
   publicJwk: JWK;
 }
 
@@ -163,11 +171,32 @@ export interface KeyStore {
    * same revocation appends again, as for tokens). Returns false if no such key is kept or it was revoked already.
    */
   revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean>;
+  /**
+   * Replaces the private part of a kept key (a key sealed again under a new key-encryption key, or sealed for the first
+   * time) only if it is still `from` (compared as JSON values, `samePrivateKey`), so that of several processes doing it
+   * at once none undoes another's work. Atomic; nothing else of the key changes (its order, fields, revocation mark).
+   * Returns whether it replaced.
+   */
+  replacePrivateKey(q: { kid: string; from: StoredPrivateKey; to: StoredPrivateKey }): Promise<boolean>;
+}
+
+/** Whether two private parts are the same JSON value (members in any order). */
+export function samePrivateKey(a: StoredPrivateKey | undefined, b: StoredPrivateKey | undefined): boolean {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : typeof v === "object" && v !== null
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]))
+        : v;
+  return a !== undefined && b !== undefined && JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 }
 
 /** Reading sessions and revocation state. Liveness is judged by domain/sessions.ts (`isLive`). */
 export interface SessionReader {
-  /** Revocation and session facts for one token, in one round trip (the subject's risk observations too). */
+  /**
+   * Revocation and session facts for one token, in one round trip (the subject's risk observations too). Answers from
+   * the state of the subject whose tag the session id carries; a string that is not a session id has no state.
+   */
   tokenState(q: { subject: string; sessionId: string; jti: string }): Promise<TokenState>;
   /** Live sessions of a subject, most recently used first. */
   listSessions(subject: string, now: number): Promise<SessionRecord[]>;

@@ -6,6 +6,7 @@
  */
 import { compactVerify, decodeProtectedHeader, type CryptoKey } from "jose";
 import type { LoadedKey } from "./keys.js";
+import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
 export type TokenKind = "access" | "refresh";
 export const TYP: Record<TokenKind, string> = { access: "at+jwt", refresh: "rt+jwt" };
@@ -27,12 +28,18 @@ export interface Grant {
   scopes: string[];
   claims: Record<string, unknown>;
   accessTtlMs: number;
+  /**
+   * The sensitive claims, sealed: a compact JWE only Tessera can open (sealed-claims.ts), never the claims in clear.
+   * Absent: none. The access token carries it as its claim `sensitive_claims`, the refresh token in its grant.
+   */
+  sealed?: string | undefined;
 }
 
 /** Claims Tessera sets itself or that JWT/OAuth define; callers cannot set them as extra claims. */
 export const RESERVED_CLAIMS = new Set([
   "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "scope", "grant", "typ", "cty", "client_id", "cnf",
   "act", "may_act", "azp", "auth_time", "acr", "amr", "nonce", "at_hash", "c_hash", "s_hash", "sub_jwk",
+  SEALED_CLAIM,
 ]);
 
 export interface VerifiedToken {
@@ -49,6 +56,8 @@ export interface VerifiedToken {
   scopes: string[];
   /** Caller-supplied claims (access tokens). */
   claims: Record<string, unknown>;
+  /** An access token's sensitive claims, sealed (a compact JWE); absent when it carries none. */
+  sealed?: string;
   /** The grant a refresh token carries. */
   grant?: Grant;
 }
@@ -209,9 +218,12 @@ export class TokenVerifier {
     const base = { kind, kid, issuer: iss, subject: sub, ...window, jti, sessionId: sid };
     if (kind === "access") {
       if (typeof payload.scope !== "string") return { window, result: reject("malformed") };
+      const sealed = payload[SEALED_CLAIM];
+      if (sealed !== undefined && !isSealed(sealed)) return { window, result: reject("malformed") };
       const claims: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(payload)) if (!RESERVED_CLAIMS.has(k)) claims[k] = v;
-      return { window, result: { ok: true, token: frozen({ ...base, scopes: splitScopes(payload.scope), claims }) } };
+      const token: VerifiedToken = { ...base, scopes: splitScopes(payload.scope), claims, ...(sealed === undefined ? {} : { sealed }) };
+      return { window, result: { ok: true, token: frozen(token) } };
     }
     const grant = payload.grant;
     if (
@@ -225,6 +237,8 @@ export class TokenVerifier {
     ) {
       return { window, result: reject("malformed") };
     }
+    const enc = grant[SEALED_GRANT_MEMBER];
+    if (enc !== undefined && !isSealed(enc)) return { window, result: reject("malformed") };
     const token: VerifiedToken = {
       ...base,
       scopes: splitScopes(grant.scope),
@@ -234,6 +248,7 @@ export class TokenVerifier {
         scopes: splitScopes(grant.scope),
         claims: grant.ext,
         accessTtlMs: (grant.att as number) * 1000,
+        ...(enc === undefined ? {} : { sealed: enc }),
       },
     };
     return { window, result: { ok: true, token: frozen(token) } };
@@ -283,6 +298,7 @@ export class TokenCodec extends TokenVerifier {
       jti: i.jti,
       sid: i.sessionId,
       scope: i.grant.scopes.join(" "),
+      ...(i.grant.sealed === undefined ? {} : { [SEALED_CLAIM]: i.grant.sealed }),
     };
   }
 
@@ -301,6 +317,7 @@ export class TokenCodec extends TokenVerifier {
         scope: i.grant.scopes.join(" "),
         ext: i.grant.claims,
         att: Math.round(i.grant.accessTtlMs / 1000),
+        ...(i.grant.sealed === undefined ? {} : { [SEALED_GRANT_MEMBER]: i.grant.sealed }),
       },
     };
   }
@@ -329,6 +346,7 @@ function signatureBytes(jwk: { kty?: string; x?: string; n?: string }): number {
   const bytes = (b64: string | undefined) => (b64 === undefined ? 0 : Math.floor((b64.length * 3) / 4));
   if (jwk.kty === "EC" || jwk.kty === "OKP") return 2 * bytes(jwk.x);
   if (jwk.kty === "RSA") return bytes(jwk.n);
+  if (jwk.kty === "oct") return 32; // HS256, the one MAC algorithm
   return 0;
 }
 
@@ -361,6 +379,11 @@ function seconds(ms: number): number {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A sealed-claims JWE as Tessera makes them (its shape only: only the authority can open it). */
+function isSealed(v: unknown): v is string {
+  return typeof v === "string" && SEALED_JWE.test(v);
 }
 
 function nonEmpty(v: unknown): v is string {

@@ -48,9 +48,20 @@ export async function createSidecar(config: SidecarConfig, opts: { logger?: Logg
   const transport = authorityTransport(config.authority);
   const index = new RevocationIndex(() => clock.now(), config.tokens.clockSkewMs);
   let jwksFailing = false;
+  let jwksEmpty = false;
   const jwks = new JwksKeys({
     url: config.authority.url,
     tls: config.authority.tls,
+    // An authority signing with HS256 publishes no key: nothing it signs can be verified here.
+    onLoaded: (kids) => {
+      if (kids.length === 0 && !jwksEmpty) {
+        logger.warn(
+          { authority: authorityUrl },
+          "the authority's JWKS holds no key this sidecar can verify with (an authority on TESSERA_SIGNING_ALG=HS256 publishes none): its tokens read as inactive here (UNKNOWN_KEY); send them to the authority's Introspect",
+        );
+      }
+      jwksEmpty = kids.length === 0;
+    },
     onError: (err) => {
       if (!jwksFailing) logger.warn({ err, authority: authorityUrl }, "cannot fetch the authority's JWKS: keeping the keys held");
       jwksFailing = true;

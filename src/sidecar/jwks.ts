@@ -18,6 +18,8 @@ export interface JwksOptions {
   unknownKidCooldownMs?: number;
   /** Told of every failed fetch. */
   onError?: (err: unknown) => void;
+  /** Told of every key set fetched: the kids it took (none: an HS256 authority publishes no key). */
+  onLoaded?: (kids: string[]) => void;
 }
 
 interface Key {
@@ -86,6 +88,7 @@ export class JwksKeys implements VerificationKeys {
       }
       this.byKid = next; // a key the authority no longer publishes stops verifying here too
       this.loadedOnce = true;
+      this.opts.onLoaded?.([...next.keys()]);
     } catch (err) {
       this.opts.onError?.(err);
       throw err;

@@ -2,6 +2,7 @@
  * The sidecar's entry point (`npm run sidecar`): load config -> say what starts (version, effective configuration,
  * unknown variables) -> build -> listen -> handle signals.
  */
+import { CLI_VARIABLES } from "../cli/variables.js";
 import { ConfigError, VARIABLES } from "../config/config.js";
 import { createLogger } from "../observability/logger.js";
 import { logStart } from "../observability/startup.js";
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  logStart(logger, { program: "tessera sidecar", declarations: SIDECAR_VARIABLES, others: { "the authority": VARIABLES }, env: process.env });
+  logStart(logger, { program: "tessera sidecar", declarations: SIDECAR_VARIABLES, others: { "the authority": VARIABLES, "the command line": CLI_VARIABLES }, env: process.env });
   const sidecar = await createSidecar(config, { logger });
   const addr = await sidecar.listen();
   sidecar.logger.info(

@@ -20,6 +20,8 @@ export interface SidecarTokenServiceDeps {
 }
 
 export function sidecarTokenService(deps: SidecarTokenServiceDeps): ServiceImpl<typeof TokenService> {
+  // No sensitiveClaims: the sidecar holds no claims key, so its answers never carry an access token's sensitive claims
+  // (and their sealed form is a reserved claim, never among `claims`).
   const local = introspectHandler({
     introspect: (token, kind, audience, ctx) => deps.introspector.introspect(token, kind, audience, ctx),
     maxTokenLength: deps.maxTokenLength,
@@ -33,7 +35,11 @@ export function sidecarTokenService(deps: SidecarTokenServiceDeps): ServiceImpl<
       if (tokenKind(req.expectedType) !== "refresh") return local(req, ctx);
       v.token("token", req.token, deps.maxTokenLength);
       v.text("audience", req.audience, v.LIMITS.audience);
-      return deps.authority.introspect(req, { signal: ctx.signal, timeoutMs: remaining(ctx.timeoutMs()) });
+      const answer = await deps.authority.introspect(req, { signal: ctx.signal, timeoutMs: remaining(ctx.timeoutMs()) });
+      // The authority answers the sidecar's own credential, not this caller: whatever that credential may read, a
+      // sidecar's answer has no sensitive claims (the authority gives none for refresh tokens anyway).
+      answer.sensitiveClaims = undefined;
+      return answer;
     },
     issue: elsewhere("Issue"),
     refresh: elsewhere("Refresh"),

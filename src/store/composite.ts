@@ -16,6 +16,7 @@ import type {
   StoredKey,
   TokenState,
 } from "../domain/store.js";
+import type { StoredPrivateKey } from "../domain/key-encryption.js";
 
 export interface StoreParts {
   keys: KeyStore;
@@ -40,6 +41,9 @@ export abstract class CompositeStore implements Store {
 
   revokeKey(q: { kid: string; at: number; until: number; reason: string }): Promise<boolean> {
     return this.part.keys.revokeKey(q);
+  }
+  replacePrivateKey(q: { kid: string; from: StoredPrivateKey; to: StoredPrivateKey }): Promise<boolean> {
+    return this.part.keys.replacePrivateKey(q);
   }
 
   createSession(

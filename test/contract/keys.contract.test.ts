@@ -1,10 +1,13 @@
 /**
  * The KeyStore contract (src/domain/store.ts), run against every backend: keys round-trip in the order added; addKey is
  * a compare-and-set on the newest key (exactly one of several concurrent adds wins, also into an empty store) and drops
- * the keys it is told to; revokeKey marks once, appends a "key" entry to the revocation feed every time.
+ * the keys it is told to; revokeKey marks once, appends a "key" entry to the revocation feed every time;
+ * replacePrivateKey is a compare-and-set of one key's private part that changes nothing else; a key without a private
+ * part (an HS256 key, a file key's revocation record) round-trips too.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import type { KeyStore, RevocationFeed } from "../../src/domain/store.js";
+import type { SealedPrivateKey } from "../../src/domain/key-encryption.js";
+import type { KeyStore, RevocationFeed, StoredKey } from "../../src/domain/store.js";
 import { BACKENDS } from "./backends.js";
 import { HOUR, T0, esEsEd, makeKey, storesFrom } from "./fixtures.js";
 
@@ -73,6 +76,37 @@ for (const { name, make } of BACKENDS) {
         const entries = (await store.revocations(null, 10)).entries.map(({ id: _id, ...e }) => e);
         const entry = (at: number) => ({ kind: "key", subject: "", target: a.kid, sessions: [], at, until: T0 + HOUR, reason: "stolen" });
         expect(entries).toEqual([entry(T0 + 5), entry(T0 + 9)]);
+      });
+
+      it("replacePrivateKey replaces one key's private part while it is the one read; order, fields and revocation mark stay", async () => {
+        const [a, b, c] = await esEsEd();
+        await store.addKey(a, { expectNewest: null });
+        await store.addKey(b, { expectNewest: a.kid });
+        await store.revokeKey({ kid: a.kid, at: T0 + 5, until: T0 + HOUR, reason: "stolen" });
+        const sealed = (iv: string): SealedPrivateKey => ({ enc: "A256GCM", kek: "0123456789abcdef", iv, ct: "Y3Q", tag: "dGFn" });
+        // The same JSON value with its members in another order is the value read.
+        const reordered = Object.fromEntries(Object.entries(a.privateJwk!).reverse());
+        expect(await store.replacePrivateKey({ kid: a.kid, from: reordered, to: sealed("aXYx") })).toBe(true);
+        expect(await store.listKeys()).toEqual([{ ...a, privateJwk: sealed("aXYx"), revokedAt: T0 + 5 }, b]);
+        // No longer the value read: nothing changes.
+        expect(await store.replacePrivateKey({ kid: a.kid, from: a.privateJwk!, to: sealed("aXYy") })).toBe(false);
+        expect(await store.replacePrivateKey({ kid: "unknown", from: a.privateJwk!, to: sealed("aXYy") })).toBe(false);
+        expect((await store.listKeys())[0]!.privateJwk).toEqual(sealed("aXYx"));
+        // Of several replacing the same value at once, exactly one does.
+        const answers = await Promise.all(["MQ", "Mg", "Mw", "NA"].map((iv) => store.replacePrivateKey({ kid: b.kid, from: b.privateJwk!, to: sealed(iv) })));
+        expect(answers.filter(Boolean)).toHaveLength(1);
+        // The order is kept: the newest key is still b.
+        expect((await store.addKey(c, { expectNewest: b.kid })).keys.map((k) => k.kid)).toEqual([a.kid, b.kid, c.kid]);
+      });
+
+      it("keeps a key without a private part (an HS256 key, a file key's revocation record) as it was given", async () => {
+        const [a] = await esEsEd();
+        const { privateJwk: _private, ...publicOnly } = a;
+        const hs: StoredKey = { kid: "hs-1", alg: "HS256", createdAt: T0, activateAt: T0, publicJwk: { kty: "oct", kid: "hs-1", alg: "HS256", use: "sig" } };
+        await store.addKey(publicOnly, { expectNewest: null });
+        await store.addKey(hs, { expectNewest: a.kid });
+        expect(await store.revokeKey({ kid: a.kid, at: T0 + 5, until: T0 + HOUR, reason: "stolen" })).toBe(true);
+        expect(await store.listKeys()).toEqual([{ ...publicOnly, revokedAt: T0 + 5 }, hs]);
       });
     });
   });

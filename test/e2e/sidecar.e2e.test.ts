@@ -12,7 +12,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { SignJWT, generateKeyPair, importJWK, type CryptoKey } from "jose";
+import { SignJWT, generateKeyPair, importJWK, type CryptoKey, type JWK } from "jose";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import { createRedisClient, RedisStore } from "../../src/store/redis.js";
 import { Code, codeOf, statusOf, tesseraClient, TokenType, type TesseraClient } from "../helpers/clients.js";
@@ -58,7 +58,7 @@ async function authorityKey(scope: RedisScope): Promise<{ kid: string; key: Cryp
   try {
     await store.ping();
     const [k] = await store.listKeys();
-    return { kid: k!.kid, key: (await importJWK(k!.privateJwk, k!.alg)) as CryptoKey };
+    return { kid: k!.kid, key: (await importJWK(k!.privateJwk as JWK, k!.alg)) as CryptoKey };
   } finally {
     await store.close();
   }

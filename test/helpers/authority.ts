@@ -3,6 +3,7 @@ import type { AuditInput } from "../../src/domain/audit-trail.js";
 import { Authority, type AuthorityConfig, type AuthorityEvent } from "../../src/domain/authority.js";
 import { ManualClock } from "../../src/domain/clock.js";
 import { KeyRing, type SigningAlgorithm } from "../../src/domain/keys.js";
+import type { ClaimsCipher } from "../../src/domain/sealed-claims.js";
 import type { ClientInfo, Store } from "../../src/domain/store.js";
 import { TokenCodec } from "../../src/domain/tokens.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -42,7 +43,7 @@ export interface Fixture {
 
 export async function makeAuthority(
   overrides: Partial<AuthorityConfig> = {},
-  opts: { store?: Store; alg?: SigningAlgorithm; clock?: ManualClock; verifiedCacheSize?: number } = {},
+  opts: { store?: Store; alg?: SigningAlgorithm; clock?: ManualClock; verifiedCacheSize?: number; claims?: ClaimsCipher } = {},
 ): Promise<Fixture> {
   const clock = opts.clock ?? new ManualClock(Date.UTC(2026, 0, 1, 12, 0, 0, 500));
   const store = opts.store ?? new MemoryStore();
@@ -64,6 +65,7 @@ export async function makeAuthority(
     config: { ...DEFAULT_CONFIG, ...overrides },
     onEvent: (e) => events.push(e),
     audit: { record: (e) => audited.push(e) },
+    claims: opts.claims,
   });
   return { authority, clock, store, keys, codec, events, audited };
 }

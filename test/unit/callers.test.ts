@@ -15,7 +15,7 @@ import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import type { Call } from "../../src/api/pipeline.js";
 import { callerAuth, matchApiKey, METHOD_PERMISSIONS, outOfScopeMessage, requireSubject, scopeOf, type ApiKeyEntry } from "../../src/api/auth.js";
 import type { AuditInput } from "../../src/domain/audit-trail.js";
-import { PERMISSIONS } from "../../src/domain/permissions.js";
+import { ANSWER_PERMISSIONS, PERMISSIONS } from "../../src/domain/permissions.js";
 import { parseCallers } from "../../src/config/callers.js";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 import { certificateIdentity, peerIdentity, subjectAltNames } from "../../src/server/peer.js";
@@ -233,9 +233,11 @@ describe("callerAuth", () => {
     callers: parseCallers({ callers: [{ name: "full", api_keys: [{ sha256: sha("k") }], permissions: [...PERMISSIONS] }] }),
   });
 
-  it("maps every permission to at least one RPC", () => {
+  it("maps every permission to at least one RPC, but those that only widen an RPC's answer (introspect.sensitive)", () => {
     const used = new Set(METHOD_PERMISSIONS.values());
-    expect([...used].sort()).toEqual([...PERMISSIONS].sort());
+    expect(ANSWER_PERMISSIONS).toEqual(["introspect.sensitive"]);
+    expect(ANSWER_PERMISSIONS.filter((p) => used.has(p))).toEqual([]);
+    expect([...used, ...ANSWER_PERMISSIONS].sort()).toEqual([...PERMISSIONS].sort());
   });
 
   it("keys the table by the generated descriptors: a look-alike of a real RPC is not in it", async () => {

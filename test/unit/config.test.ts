@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, VARIABLES, isLoopback, loadConfig } from "../../src/config/config.js";
 import { configTable, withConfigTable } from "../../src/config/docs.js";
+import { CLI_VARIABLES } from "../../src/cli/variables.js";
 import { SIDECAR_VARIABLES } from "../../src/sidecar/config.js";
 import { formatDuration, parseDuration } from "../../src/config/duration.js";
 import { variablesOf } from "../../src/config/variable.js";
@@ -87,7 +88,7 @@ describe("config", () => {
     ["TESSERA_MAX_SESSIONS", "0"],
     ["TESSERA_MAX_SESSIONS", "ten"],
     ["TESSERA_LOG_LEVEL", "loud"],
-    ["TESSERA_SIGNING_ALG", "HS256"],
+    ["TESSERA_SIGNING_ALG", "HS512"],
     ["TESSERA_AUDIENCE", " , "],
     ["TESSERA_REFRESH_IDLE_TTL", "0s"],
   ])("%s=%j is refused with an error naming it", (key, value) => {
@@ -129,6 +130,7 @@ describe("the declarations (VARIABLES)", () => {
     const redeclared = sidecar.filter((v) => names.includes(v.name as never) && !declared.includes(v as never));
     expect(redeclared.map((v) => v.name)).toEqual(["TESSERA_LISTEN"]);
     names.push(...(sidecar.map((v) => v.name) as never[]));
+    names.push(...(variablesOf(CLI_VARIABLES).map((v) => v.name) as never[])); // the command line's, declared apart
     const src = fileURLToPath(new URL("../../src", import.meta.url));
     const mentioned = new Set(
       readdirSync(src, { recursive: true, encoding: "utf8" })

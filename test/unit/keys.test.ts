@@ -146,14 +146,14 @@ describe("KeyRing lifecycle", () => {
     expect((await b.codec.verify(token, "access", clock.now())).ok).toBe(true);
     const { revoked, signing } = await a.keys.revoke(stolen, "stolen");
     expect(revoked).toBe(true);
-    expect(signing.kid).not.toBe(stolen);
+    expect(signing!.kid).not.toBe(stolen);
     expect(await a.codec.verify(token, "access", clock.now())).toEqual({ ok: false, reason: "key_revoked" });
     expect(published(a.keys)).not.toContain(stolen);
-    expect(kidOf(await a.sign())).toBe(signing.kid);
+    expect(kidOf(await a.sign())).toBe(signing!.kid);
     // Another process hears of it when it reloads (the app reloads on the feed's wake-up).
     await b.keys.reload();
     expect(await b.codec.verify(token, "access", clock.now())).toEqual({ ok: false, reason: "key_revoked" });
-    expect(b.keys.signingKey().kid).toBe(signing.kid);
+    expect(b.keys.signingKey().kid).toBe(signing!.kid);
     const feed = (await store.revocations(null, 10)).entries;
     expect(feed.map((e) => [e.kind, e.target, e.until])).toEqual([["key", stolen, T0 + POLICY.noticeMs]]);
     expect((await a.keys.revoke(stolen, "again")).revoked).toBe(false);

@@ -1,5 +1,6 @@
 /** The memory store's signing keys (KeyStore): a list in the order added; revoking appends to the feed part. */
-import type { KeyStore, StoredKey } from "../../domain/store.js";
+import type { StoredPrivateKey } from "../../domain/key-encryption.js";
+import { samePrivateKey, type KeyStore, type StoredKey } from "../../domain/store.js";
 import type { MemoryRevocationFeed } from "./feed.js";
 
 export class MemoryKeyStore implements KeyStore {
@@ -28,5 +29,13 @@ export class MemoryKeyStore implements KeyStore {
     if (fresh) key.revokedAt = q.at;
     this.feed.append({ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }, q.at);
     return fresh;
+  }
+
+  async replacePrivateKey(q: { kid: string; from: StoredPrivateKey; to: StoredPrivateKey }): Promise<boolean> {
+    const i = this.keys.findIndex((k) => k.kid === q.kid);
+    const key = this.keys[i];
+    if (!key || !samePrivateKey(key.privateJwk, q.from)) return false;
+    this.keys[i] = { ...key, privateJwk: q.to };
+    return true;
   }
 }

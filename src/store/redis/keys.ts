@@ -1,9 +1,11 @@
 /**
- * The Redis store's signing keys (KeyStore): one hash `P keys`: kid -> `[order, StoredKey]` JSON; `~seq` -> the last
- * order handed out; `!<kid>` -> when that key was revoked (kept apart, so no script re-encodes a key's JSON).
+ * The Redis store's signing keys (KeyStore): one hash `P keys`: kid -> `[order, StoredKey]` JSON (its private part
+ * sealed under the key-encryption key when one is set); `~seq` -> the last order handed out; `!<kid>` -> when that key
+ * was revoked (kept apart, so no script re-encodes a key's JSON).
  * Never expiring; keys no token can need any more are dropped when a rotation adds a key.
  */
-import type { KeyStore, StoredKey } from "../../domain/store.js";
+import type { StoredPrivateKey } from "../../domain/key-encryption.js";
+import { samePrivateKey, type KeyStore, type StoredKey } from "../../domain/store.js";
 import type { RedisContext, Script } from "./client.js";
 import type { RedisRevocationFeed } from "./feed.js";
 
@@ -47,9 +49,23 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 return redis.call('HSETNX', KEYS[1], '!' .. ARGV[1], ARGV[2])
 `;
 
+/**
+ * REPLACE_KEY. Touches: KEYS[1] = `P keys` only (declared). ARGV: kid, the value read (`[order, StoredKey]` JSON), the
+ * value to put in its place.
+ * Guarantees: a compare-and-set of one key's value: replaced only if it is still exactly the one read, so of several
+ * processes replacing a key's private part at once none undoes another's work (the TypeScript builds the new value from
+ * the one read, so the order and every other field stay; the revocation mark is a field of its own). Returns 1 or 0.
+ */
+const REPLACE_KEY = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`;
+
 const SCRIPTS: Record<string, Script> = {
   addKey: { numberOfKeys: 1, lua: ADD_KEY },
   revokeKey: { numberOfKeys: 1, lua: REVOKE_KEY },
+  replaceKey: { numberOfKeys: 1, lua: REPLACE_KEY },
 };
 
 export class RedisKeyStore implements KeyStore {
@@ -83,6 +99,18 @@ export class RedisKeyStore implements KeyStore {
       if (marked === -1) return false;
       await this.feed.publish(q.at, [{ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }]);
       return marked === 1;
+    });
+  }
+
+  async replacePrivateKey(q: { kid: string; from: StoredPrivateKey; to: StoredPrivateKey }): Promise<boolean> {
+    if (q.kid.startsWith("~") || q.kid.startsWith("!")) return false; // bookkeeping fields, never a key
+    return this.ctx.guard(async () => {
+      const read = await this.ctx.redis.hget(this.key, q.kid);
+      if (read === null) return false;
+      const [order, key] = JSON.parse(read) as [number, StoredKey];
+      if (!samePrivateKey(key.privateJwk, q.from)) return false;
+      const next = JSON.stringify([order, { ...key, privateJwk: q.to }]);
+      return ((await this.ctx.script("replaceKey", [this.key], [q.kid, read, next])) as number) === 1;
     });
   }
 }

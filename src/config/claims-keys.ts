@@ -1,0 +1,75 @@
+/**
+ * The sensitive claims' key (src/domain/sealed-claims.ts): TESSERA_CLAIMS_KEY, or TESSERA_CLAIMS_KEY_FILE naming a
+ * file that holds it, and TESSERA_CLAIMS_KEY_PREVIOUS during a rotation. A key is 32 random bytes written in base64
+ * (standard or URL-safe, padded or not): `openssl rand -base64 32`. Read and checked at start, so a bad key or an
+ * unreadable file stops the process naming its variable; the start log never shows a key, only the file's path.
+ */
+import { readFileSync } from "node:fs";
+import { CLAIMS_KEY_BYTES } from "../domain/sealed-claims.js";
+import { ConfigError } from "./errors.js";
+import { Invalid, type Parser } from "./variable.js";
+
+const BASE64_KEY = /^(?:[A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43})$/;
+const hidden = () => "[redacted]";
+
+function decodeKey(text: string): Uint8Array {
+  if (!BASE64_KEY.test(text)) {
+    throw new Invalid(`is not ${CLAIMS_KEY_BYTES} bytes in base64 (make one with: openssl rand -base64 ${CLAIMS_KEY_BYTES})`);
+  }
+  return new Uint8Array(Buffer.from(text, "base64"));
+}
+
+/** A key in base64; never shown. */
+export const claimsKey: Parser<Uint8Array> = Object.assign((raw: string) => decodeKey(raw), {
+  show: hidden,
+  range: {
+    text: `base64 of ${CLAIMS_KEY_BYTES} bytes`,
+    accepted: [Buffer.alloc(CLAIMS_KEY_BYTES, 7).toString("base64"), Buffer.alloc(CLAIMS_KEY_BYTES, 7).toString("base64url")],
+    refused: [Buffer.alloc(CLAIMS_KEY_BYTES - 1, 7).toString("base64"), Buffer.alloc(CLAIMS_KEY_BYTES + 1, 7).toString("base64"), "not base64!"],
+  },
+});
+
+/** The path of a file holding a key in base64 (surrounding whitespace ignored); read at start. Shown: the path. */
+export const claimsKeyFile: Parser<Uint8Array> = Object.assign(
+  (raw: string) => {
+    let text: string;
+    try {
+      text = readFileSync(raw, "utf8");
+    } catch (err) {
+      throw new Invalid(`cannot read "${raw}" (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+    }
+    try {
+      return decodeKey(text.trim());
+    } catch (err) {
+      if (err instanceof Invalid) throw new Invalid(`"${raw}" ${err.message}`);
+      throw err;
+    }
+  },
+  { show: (path: string) => path },
+);
+
+export interface ClaimsKeyValues {
+  readonly key: Uint8Array | undefined;
+  readonly keyFile: Uint8Array | undefined;
+  readonly previousKey: Uint8Array | undefined;
+}
+
+/** What the three cannot say alone: one source of the key, and a previous key only next to a different current one. */
+export function checkClaimsKeys(v: ClaimsKeyValues): void {
+  if (v.key !== undefined && v.keyFile !== undefined) {
+    throw new ConfigError("TESSERA_CLAIMS_KEY_FILE", "set TESSERA_CLAIMS_KEY or TESSERA_CLAIMS_KEY_FILE, not both");
+  }
+  const current = v.key ?? v.keyFile;
+  if (v.previousKey !== undefined && current === undefined) {
+    throw new ConfigError("TESSERA_CLAIMS_KEY_PREVIOUS", "needs TESSERA_CLAIMS_KEY (or TESSERA_CLAIMS_KEY_FILE): the key that encrypts");
+  }
+  if (v.previousKey !== undefined && current !== undefined && Buffer.from(v.previousKey).equals(Buffer.from(current))) {
+    throw new ConfigError("TESSERA_CLAIMS_KEY_PREVIOUS", "is the same key as the current one");
+  }
+}
+
+/** The current key and the previous one, as the ClaimsCipher takes them; undefined when no key is configured. */
+export function claimsKeys(v: ClaimsKeyValues): { current: Uint8Array; previous: Uint8Array | undefined } | undefined {
+  const current = v.key ?? v.keyFile;
+  return current === undefined ? undefined : { current, previous: v.previousKey };
+}
