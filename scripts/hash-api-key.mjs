@@ -6,25 +6,33 @@
  *
  *   printf %s "$KEY" | node scripts/hash-api-key.mjs
  *   node scripts/hash-api-key.mjs --new     # a fresh random key (stderr) and its hash (stdout)
+ *
+ * The same as `tessera hash-api-key`: both run src/cli/api-key.ts, as its source through tsx in a checkout, or
+ * compiled (dist/src/cli/api-key.js) where there is no source or no tsx, as in the Docker image.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 
-const hash = (key) => createHash("sha256").update(key, "utf8").digest("hex");
+const source = new URL("../src/cli/api-key.ts", import.meta.url);
+const compiled = new URL("../dist/src/cli/api-key.js", import.meta.url);
 
-if (process.argv[2] === "--new") {
-  const key = randomBytes(32).toString("base64url");
-  process.stderr.write(`key: ${key}\n`);
-  process.stdout.write(`${hash(key)}\n`);
-} else if (process.argv.length > 2) {
-  process.stderr.write("usage: printf %s \"$KEY\" | node scripts/hash-api-key.mjs   |   node scripts/hash-api-key.mjs --new\n");
-  process.exit(2);
-} else {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  const key = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
-  if (key === "" || /\s/.test(key)) {
-    process.stderr.write("hash-api-key: the key on stdin is empty or contains whitespace\n");
-    process.exit(1);
+async function tsx() {
+  try {
+    return (await import("tsx/esm/api")).register;
+  } catch {
+    return undefined;
   }
-  process.stdout.write(`${hash(key)}\n`);
 }
+
+const register = existsSync(source) ? await tsx() : undefined;
+if (register) register();
+const { hashApiKeyCommand, readAll } = await import(register ? source.href : compiled.href);
+
+process.exitCode = await hashApiKeyCommand(
+  process.argv.slice(2),
+  {
+    readStdin: () => readAll(process.stdin),
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+  },
+  'usage: printf %s "$KEY" | node scripts/hash-api-key.mjs   |   node scripts/hash-api-key.mjs --new',
+);
