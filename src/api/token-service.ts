@@ -155,20 +155,35 @@ export interface IntrospectDeps {
 /** Introspect's edge: the request checked, the answer converted. The authority and the sidecar serve it alike. */
 export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest, ctx: HandlerContext) => Promise<IntrospectResponse> {
   const { maxTokenLength, onIntrospect } = deps;
+  // The answer for an active token is the same on every call while its risk score is 0 and no sensitive claims go with
+  // it: built once per verified token (the verifier hands out one frozen object per token) and reused. Nothing
+  // downstream changes a response message.
+  const answers = new WeakMap<VerifiedToken, IntrospectResponse>();
+  const inactive = new Map<InactiveReasonName, IntrospectResponse>();
   return async (req, ctx) => {
     const token = v.token("token", req.token, maxTokenLength);
     const audience = v.text("audience", req.audience, v.LIMITS.audience);
     const r = await deps.introspect(token, tokenKind(req.expectedType), audience, auditContext(ctx.values));
     onIntrospect?.(r.active ? "active" : r.reason);
-    if (!r.active) return create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
+    if (!r.active) {
+      let answer = inactive.get(r.reason);
+      if (answer === undefined) {
+        answer = create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
+        inactive.set(r.reason, answer);
+      }
+      return answer;
+    }
     const t = r.token;
+    const reusable = r.riskScore === 0 && t.sealed === undefined;
+    const known = reusable ? answers.get(t) : undefined;
+    if (known !== undefined) return known;
     // Only to a caller holding introspect.sensitive; to others the same answer without them. Never in `claims`: the
     // JWE's claim is reserved (tokens.ts RESERVED_CLAIMS), so the verifier leaves it out of them.
     const sensitive =
       t.sealed !== undefined && deps.sensitiveClaims !== undefined && callerHolds(ctx, "introspect.sensitive")
         ? await deps.sensitiveClaims(t)
         : undefined;
-    return create(IntrospectResponseSchema, {
+    const answer = create(IntrospectResponseSchema, {
       active: true,
       subject: t.subject,
       scopes: t.scopes,
@@ -184,8 +199,12 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
       riskScore: r.riskScore,
       ...(sensitive === undefined ? {} : { sensitiveClaims: jsonObject(sensitive) }),
     });
+    if (reusable) answers.set(t, answer);
+    return answer;
   };
 }
+
+type InactiveReasonName = Extract<Introspection, { active: false }>["reason"];
 
 /** The token type Introspect expects: unset means ACCESS. */
 export function tokenKind(expected: TokenType): TokenKind {
