@@ -109,6 +109,50 @@ export interface SidecarMemoryReport {
   cpu: CpuShare;
 }
 
+/**
+ * The SDK's in-process verifier (createVerifier, mode "local": the sidecar's code in the caller's process), each
+ * measurement in a child process of its own (bench/verifier.ts, bench/verifier-worker.ts).
+ */
+export interface VerifierReport {
+  throughput?: VerifierThroughput;
+  visibility?: VerifierVisibility;
+}
+
+/** One valid token verified back to back in the worker, after a warm-up. */
+export interface VerifierThroughput {
+  /** What each call was: `verify(token, …)` as the worker made it. */
+  call: string;
+  warmupMs: number;
+  /** Verifications completed in the measured window. */
+  verifications: number;
+  /** The worker's CPU over the window (process.cpuUsage: user + system, every thread of the process), and its wall time. */
+  cpuSeconds: number;
+  wallSeconds: number;
+  /** Answers that were not active, or calls that threw, in warm-up and window (any is a failure). */
+  wrong: number;
+  /** Over the window: the part's own processes (the worker, the authority, Redis, the orchestrator), others', idle. */
+  cpu: CpuShare;
+  failed?: string;
+}
+
+/** Revocation visibility at one in-process verifier, measured in its own process (no network hop to poll it). */
+export interface VerifierVisibility {
+  /** Over the revocations (the minting before them left out). */
+  cpu: CpuShare;
+  revocations: number;
+  /** From the Revoke's answer (t0) until a verify call answered revoked (that call's own time included). */
+  all: VisibilityFigures;
+  byKind: Record<"token" | "session" | "subject", VisibilityFigures>;
+  /** The Revoke call's own round trip at the authority. */
+  revoke: VisibilityFigures;
+  /** Every poll's own time (one verify call). */
+  poll: VisibilityFigures;
+  polls: number;
+  /** Revocations the verifier already answered revoked on the first poll after t0. */
+  atFirstPoll: number;
+  failed?: string;
+}
+
 export interface Report {
   machine: { cpu: string; cores: number; memGiB: number; node: string; redis: string; versions: Record<string, string> };
   command: string;
@@ -157,6 +201,8 @@ export interface Report {
   sidecar?: Measured;
   visibility?: VisibilityReport;
   sidecarMemory?: SidecarMemoryReport;
+  /** The SDK's in-process verifier (createVerifier, mode "local"): throughput per core, revocation visibility. */
+  verifier?: VerifierReport;
   profiles?: Array<{ title: string; summary: ProfileSummary }>;
 }
 
@@ -251,7 +297,10 @@ export function resultsTable(r: Report): string {
   return [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", ...lines].join("\n");
 }
 
-/** The sidecar's figures that are no throughput row: revocation visibility and memory per revocation ("" if neither ran). */
+/**
+ * The sidecar's figures that are no throughput row (revocation visibility, memory per revocation) and the SDK's
+ * in-process verifier's (its revocation visibility beside the sidecars', its verifications per core); "" if none ran.
+ */
 export function sidecarTable(r: Report): string {
   const lines: string[] = [];
   const three = (x: VisibilityFigures) => `${ms(x.p50)} / ${ms(x.p99)} / ${ms(x.max)} ms`;
@@ -266,6 +315,14 @@ export function sidecarTable(r: Report): string {
       `| the Revoke call at the authority, p50 / p99 / max | ${three(v.revoke)} | its own round trip, before t0 |`,
     );
   }
+  const vv = r.verifier?.visibility;
+  if (vv) {
+    const fine = (x: number) => (x < 1 ? f(x, 3) : ms(x));
+    const failed = vv.failed ? `; **FAILED**: ${vv.failed}` : "";
+    lines.push(
+      `| **revocation visible at the in-process verifier** (SDK, \`createVerifier\` local mode), p50 / p99 / max | ${fine(vv.all.p50)} / ${fine(vv.all.p99)} / ${fine(vv.all.max)} ms | ${vv.all.count} revocations, one at a time, by token / session / subject in turn (p99 ${fine(vv.byKind.token.p99)} / ${fine(vv.byKind.session.p99)} / ${fine(vv.byKind.subject.p99)} ms): from the instant the authority's Revoke answer arrived until a \`verify\` call in the verifier's own process (a child process with the Revoke client in it) answered revoked, polled on every turn of its event loop (one poll p50 ${f(vv.poll.p50 * 1000, 1)} µs, p99 ${f(vv.poll.p99 * 1000, 1)} µs, ${vv.polls} polls); ${vv.atFirstPoll} revocations were revoked on the first poll; the Revoke's own round trip p50 ${ms(vv.revoke.p50)} ms; CPU meanwhile (cores): the part's own processes ${f(vv.cpu.ownCores, 2)} (the polling worker busy by design), others ${f(vv.cpu.otherCores, 2)}, idle ${f(vv.cpu.idleCores, 2)}${failed} |`,
+    );
+  }
   const m = r.sidecarMemory;
   if (m) {
     const per = (a: number, b: number) => f((b - a) / m.revocations);
@@ -274,8 +331,16 @@ export function sidecarTable(r: Report): string {
       `| time to take ${m.revocations} revocations in | ${f(m.takeInMs / 1000, 2)} s | from the first write until the sidecar held them all (read every 50 ms), ${f(m.afterLastWriteMs)} ms after the last write's answer; written through RedisStore.revokeToken with ${m.concurrency} calls in flight in ${f(m.writeMs / 1000, 2)} s; CPU meanwhile (cores): the part's own processes ${f(m.cpu.ownCores, 2)}, others ${f(m.cpu.otherCores, 2)}, idle ${f(m.cpu.idleCores, 2)} |`,
     );
   }
+  const vt = r.verifier?.throughput;
+  if (vt) {
+    const figures = vt.failed ? "**FAILED**" : `${f(vt.verifications / vt.cpuSeconds)} (${f((vt.cpuSeconds * 1e6) / vt.verifications, 2)} µs of CPU each)`;
+    lines.push(
+      `| **in-process verifier** (SDK, \`createVerifier\` local mode): verifications per second per core | ${figures} | ${vt.verifications} verifications of one valid access token (its signature from the verified cache), \`${vt.call}\` back to back, in ${f(vt.wallSeconds, 2)} s after a ${f(vt.warmupMs / 1000, 1)} s warm-up, in a child process of its own, ÷ that process's CPU over the window (${f(vt.cpuSeconds, 2)} s, process.cpuUsage: user + system, every thread); ${f(vt.verifications / vt.wallSeconds)} per wall second; every answer checked active${vt.failed ? `; **FAILED**: ${vt.failed}` : ""}; CPU meanwhile (cores): the part's own processes ${f(vt.cpu.ownCores, 2)}, others ${f(vt.cpu.otherCores, 2)}, idle ${f(vt.cpu.idleCores, 2)} |`,
+    );
+  }
   if (lines.length === 0) return "";
-  return ["| sidecar | measured | how |", "| --- | ---: | --- |", ...lines].join("\n");
+  const head = r.verifier ? "| sidecar, in-process verifier | measured | how |" : "| sidecar | measured | how |";
+  return [head, "| --- | ---: | --- |", ...lines].join("\n");
 }
 
 type Target = [what: string, got: string, met: boolean | undefined];
@@ -315,6 +380,32 @@ function targetRows(r: Report): Target[] {
         what,
         `p99 ${ms(vis.all.p99)} ms (p50 ${ms(vis.all.p50)}, max ${ms(vis.all.max)}; ${vis.all.count} revocations, from the Revoke's answer until the last sidecar's REVOKED answer arrived, which includes one poll's round trip: p50 ${ms(vis.poll.p50)} ms)`,
         vis.all.p99 < 100,
+      ]);
+    }
+  }
+  const vt = r.verifier?.throughput;
+  if (vt) {
+    const what = "In-process verifier (SDK, local mode) ≥ 200 000 verifications/s per core";
+    if (vt.failed) out.push([what, `**failed**: ${vt.failed}`, undefined]);
+    else {
+      const perCore = vt.verifications / vt.cpuSeconds;
+      out.push([
+        what,
+        `${f(perCore)} per CPU second of the verifier's process (${f((vt.cpuSeconds * 1e6) / vt.verifications, 2)} µs each; ${vt.verifications} verifications of one cached valid token on ${f(vt.cpuSeconds, 2)} s of CPU in ${f(vt.wallSeconds, 2)} s)`,
+        perCore >= 200_000,
+      ]);
+    }
+  }
+  const vv = r.verifier?.visibility;
+  if (vv) {
+    const what = "(reported) Revocation visible at the in-process verifier";
+    const fine = (x: number) => (x < 1 ? f(x, 3) : ms(x));
+    if (vv.failed) out.push([what, `**failed**: ${vv.failed}`, undefined]);
+    else {
+      out.push([
+        what,
+        `p99 ${fine(vv.all.p99)} ms (p50 ${fine(vv.all.p50)}, max ${fine(vv.all.max)}; ${vv.all.count} revocations, from the Revoke's answer until a verify in the verifier's process answered revoked); the sidecars' target is p99 < 100 ms`,
+        undefined,
       ]);
     }
   }
@@ -485,13 +576,31 @@ export function markdown(r: Report): string {
           "- The sidecar: the same build's `node dist/src/sidecar/main.js`, against an authority as above (TESSERA_SIDECAR_MAX_STALENESS and every other setting at its default, TESSERA_ISSUER and TESSERA_CLOCK_SKEW the same as the authority's), ready once its gRPC health says SERVING. Its Introspect row is measured like Tessera's (same token, same body, between two no-op passes); visibility runs 3 sidecars on an authority of its own (a key prefix of its own on the run's Redis), memory a sidecar on an authority and a Redis of their own. docs/performance.md explains both.",
         ]
       : []),
+    ...(r.verifier
+      ? [
+          "- The in-process verifier: `createVerifier({ mode: \"local\" })` of the same build (`dist/src/client`, what the package exports), its issuer, clock skew and staleness bound as the sidecars have them, on an authority of its own (a key prefix of its own on the run's Redis), in a child process of its own (bench/verifier-worker.ts), one for the throughput and one for the visibility. docs/performance.md explains both.",
+        ]
+      : []),
     "- h2load counts a call as successful by its HTTP status, and a gRPC error is HTTP 200: so every h2load window has sample calls before and after it (the same bytes replayed and decoded, then the same message through connect-node's client), and on Tessera its counters (GET /metrics: calls by gRPC code, Introspect answers) over the whole h2load run. A scenario whose sample calls fail, or with more than 0.1 % errors, is reported as failed.",
     "",
     "## Results",
     "",
     resultsTable(r),
     "",
-    ...(sidecarTable(r) === "" ? [] : ["The sidecar's revocation visibility and memory (bench/sidecar.ts):", "", sidecarTable(r), ""]),
+    ...(sidecarTable(r) === ""
+      ? []
+      : [
+          `${[
+            r.visibility || r.sidecarMemory ? "The sidecar's revocation visibility and memory (bench/sidecar.ts)" : "",
+            r.verifier ? "the SDK's in-process verifier, `createVerifier({ mode: \"local\" })` (bench/verifier.ts)" : "",
+          ]
+            .filter((x) => x !== "")
+            .join(", and ")
+            .replace(/^t/, "T")}:`,
+          "",
+          sidecarTable(r),
+          "",
+        ]),
     ...(failures.length > 0 ? ["Failed scenarios:", "", ...failures, ""] : []),
     "## Targets",
     "",

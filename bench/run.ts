@@ -14,8 +14,9 @@
  * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
  *   Tessera's throughput scenarios, after a 1 s warm-up).
  * - BENCH_RATE: the fixed rate (calls/s) of the latency passes; default: half of Tessera's Introspect maximum.
- * - BENCH_VISIBILITY_REVOCATIONS (300: revocations timed by visibility), BENCH_MEMORY_REVOCATIONS (100000: live
- *   revocations sidecar-memory makes the sidecar hold).
+ * - BENCH_VISIBILITY_REVOCATIONS (300: revocations timed by visibility, and by verifier), BENCH_MEMORY_REVOCATIONS
+ *   (100000: live revocations sidecar-memory makes the sidecar hold).
+ * - BENCH_VERIFIER_WINDOW_MS (3000) and BENCH_VERIFIER_WARMUP_MS (1000): the in-process verifier's throughput window.
  * - BENCH_SESSIONS (20000, for Redis memory per session), BENCH_CLIENT (lean; "connect": the Node generator on
  *   connect-node's createGrpcTransport), BENCH_H2LOAD (path of h2load; default: on $PATH, else /usr/bin/h2load).
  * - BENCH_ONLY: a comma-separated subset of the parts below (or a group: "h2load", "node"); a subset run writes its
@@ -25,8 +26,10 @@
  *   connect-introspect, issue, rate (Introspect and the grpc-js no-op at a fixed rate), peer (oidc-provider),
  *   refresh, issue-fresh, mix (Node generator), redis (round trips, memory per session), profiles; the sidecar
  *   (bench/sidecar.ts): sidecar (its Introspect under h2load), visibility (how soon 3 sidecars see a revocation),
- *   sidecar-memory (its memory per 100 000 live revocations). Tessera's throughput scenarios and sidecar bring the
- *   grpc-js no-op along (their ratio needs it), and rate brings introspect (unless BENCH_RATE is set).
+ *   sidecar-memory (its memory per 100 000 live revocations); verifier (bench/verifier.ts: the SDK's in-process
+ *   verifier, createVerifier mode "local", in a child process of its own: verifications per CPU second, and how soon it
+ *   sees a revocation). Tessera's throughput scenarios and sidecar bring the grpc-js no-op along (their ratio needs
+ *   it), and rate brings introspect (unless BENCH_RATE is set).
  * TESSERA_* variables reach Tessera as they are (TESSERA_GRPC_FAST_PATH=false, for instance).
  */
 import { execFileSync } from "node:child_process";
@@ -55,6 +58,7 @@ import { markdown, resultsTable, sidecarTable, targetsTable, type Checks, type M
 import { introspectScenario, issueScenario, mintAccessToken, oidcScenario, type H2Scenario } from "./scenarios.js";
 import { sidecarMemory, startSidecar, visibility } from "./sidecar.js";
 import { OIDC_CLIENT, type LoadEvent, type LoadResult, type LoadSpec, type LoopDelay, type WorkloadName } from "./spec.js";
+import { verifier } from "./verifier.js";
 import { variantsMarkdown, variantsTable, type Variant, type VariantsReport } from "./variants.js";
 import { countsBetween, readCounters, samples, type ServerCounts } from "./verify.js";
 
@@ -80,6 +84,9 @@ const VISIBILITY_SIDECARS = 3;
 /** Live revocations the sidecar-memory part makes the sidecar hold, and the store calls in flight writing them. */
 const MEMORY_REVOCATIONS = num("BENCH_MEMORY_REVOCATIONS", 100_000);
 const MEMORY_CONCURRENCY = 256;
+/** The in-process verifier's throughput window, after its warm-up (bench/verifier.ts). */
+const VERIFIER_WINDOW_MS = num("BENCH_VERIFIER_WINDOW_MS", 3000);
+const VERIFIER_WARMUP_MS = num("BENCH_VERIFIER_WARMUP_MS", 1000);
 /** Sample calls before and after each h2load window. */
 const SAMPLES = 3;
 /** A scenario whose calls went wrong more often than this (h2load's failures, Tessera's non-OK codes) is failed. */
@@ -693,6 +700,7 @@ const PARTS = [
   "mix",
   "redis",
   "visibility",
+  "verifier",
   "sidecar-memory",
   "profiles",
 ] as const;
@@ -863,6 +871,23 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       sidecars: VISIBILITY_SIDECARS,
       redis,
       log,
+    });
+  }
+  if (has("verifier")) {
+    // An authority on a key prefix of its own; the verifier runs in child processes (bench/verifier-worker.ts).
+    report.verifier = await verifier(() => startTessera(redisServer.url, { env: { TESSERA_REDIS_PREFIX: "tessera-verifier:" } }), {
+      warmupMs: VERIFIER_WARMUP_MS,
+      windowMs: VERIFIER_WINDOW_MS,
+      revocations: VISIBILITY_REVOCATIONS,
+      redis,
+      log,
+      quiet,
+      retry(name, otherCores) {
+        if (otherCores < 0.25 || retriesLeft <= 0) return false;
+        retriesLeft--;
+        log(`${name}: other processes used ${otherCores.toFixed(2)} cores during the window; measuring again`);
+        return true;
+      },
     });
   }
   if (has("sidecar-memory")) {

@@ -37,7 +37,7 @@ export interface Proc {
 }
 
 /** A connect-node gRPC client on an HTTP/2 connection of its own; `close` ends the connection. */
-function grpcClient<S extends DescService>(service: S, baseUrl: string): { client: Client<S>; close: () => void } {
+export function grpcClient<S extends DescService>(service: S, baseUrl: string): { client: Client<S>; close: () => void } {
   const sessionManager = new Http2SessionManager(baseUrl);
   return { client: createClient(service, createGrpcTransport({ baseUrl, sessionManager })), close: () => sessionManager.abort() };
 }
@@ -80,7 +80,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * whole machine; `since` gives the cores each used from then to now, so a figure made while others' work took the
  * cores says so.
  */
-async function cpuNow(pids: number[], redis: Redis) {
+export async function cpuNow(pids: number[], redis: Redis) {
   const read = async () => {
     const self = process.cpuUsage();
     let servers = 0;
@@ -111,7 +111,7 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
-function figures(values: number[]): VisibilityFigures {
+export function figures(values: number[]): VisibilityFigures {
   const sorted = [...values].sort((a, b) => a - b);
   return { count: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
 }
@@ -125,10 +125,45 @@ async function each<T>(items: T[], concurrency: number, fn: (item: T, i: number)
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
 
-const KINDS = ["token", "session", "subject"] as const;
+/** An access token minted for revocation: its subject (its own) and session. */
+export interface MintedToken {
+  subject: string;
+  sessionId: string;
+  token: string;
+}
+
+/**
+ * `n` access tokens minted at the authority (8 Issue calls in flight), each for its own subject `<prefix>-<run>-<i>`,
+ * so each its own session.
+ */
+export async function mintTokens(tokens: Client<typeof TokenService>, n: number, prefix: string): Promise<MintedToken[]> {
+  const run = randomUUID().slice(0, 8);
+  const minted: MintedToken[] = [];
+  await each(
+    Array.from({ length: n }, (_, i) => `${prefix}-${run}-${i}`),
+    8,
+    async (subject, i) => {
+      const res = await tokens.issue(create(IssueRequestSchema, { subject, ...GRANT, client: { ...CLIENT, deviceId: randomUUID() } }), {
+        timeoutMs: CALL_TIMEOUT_MS,
+      });
+      if (!res.tokens?.accessToken) throw new Error("Issue returned no access token");
+      minted[i] = { subject, sessionId: res.sessionId, token: res.tokens.accessToken };
+    },
+  );
+  return minted;
+}
+
+/** Revoke's target for a minted token, by kind: the token itself, its session id, its subject. */
+export function revocationTarget(kind: RevocationKind, t: MintedToken): { token: string } | { sessionId: string } | { subject: string } {
+  return kind === "token" ? { token: t.token } : kind === "session" ? { sessionId: t.sessionId } : { subject: t.subject };
+}
+
+/** The visibility parts revoke by token, by session and by subject in turn. */
+export const KINDS = ["token", "session", "subject"] as const;
+export type RevocationKind = (typeof KINDS)[number];
 
 /** What the visibility part asks of a server: Introspect's verdict, Revoke. */
-interface TimedClient {
+export interface TimedClient {
   introspect(token: string): Promise<{ active: boolean; inactiveReason: string }>;
   revoke(target: { token: string } | { sessionId: string } | { subject: string }): Promise<void>;
   close(): void;
@@ -141,7 +176,7 @@ let tokenServiceClass: grpc.ServiceClientConstructor | undefined;
  * Measured on this machine, one call at a time to the sidecar: about 0.8 ms a round trip against 1.9 ms with
  * connect-node's createGrpcTransport, so the visibility figures carry less of the client's own time.
  */
-function timedClient(baseUrl: string): TimedClient {
+export function timedClient(baseUrl: string): TimedClient {
   tokenServiceClass ??= (() => {
     const pkg = grpc.loadPackageDefinition(
       loadSync("tessera/v1/token.proto", { includeDirs: [join(ROOT, "proto")], enums: String, defaults: true, oneofs: true }),
@@ -190,24 +225,11 @@ export async function visibility(
       return c;
     });
 
-    // The tokens, minted beforehand (8 Issue calls in flight): each its own subject, so each its own session.
-    const run = randomUUID().slice(0, 8);
-    const minted: Array<{ subject: string; sessionId: string; token: string }> = [];
-    await each(
-      Array.from({ length: opts.revocations }, (_, i) => `bench-visibility-${run}-${i}`),
-      8,
-      async (subject, i) => {
-        const res = await at.client.issue(create(IssueRequestSchema, { subject, ...GRANT, client: { ...CLIENT, deviceId: randomUUID() } }), {
-          timeoutMs: CALL_TIMEOUT_MS,
-        });
-        if (!res.tokens?.accessToken) throw new Error("visibility: Issue returned no access token");
-        minted[i] = { subject, sessionId: res.sessionId, token: res.tokens.accessToken };
-      },
-    );
+    const minted = await mintTokens(at.client, opts.revocations, "bench-visibility");
 
     const all: number[] = [];
     const first: number[] = [];
-    const byKind: Record<(typeof KINDS)[number], number[]> = { token: [], session: [], subject: [] };
+    const byKind: Record<RevocationKind, number[]> = { token: [], session: [], subject: [] };
     const revokeMs: number[] = [];
     const pollMs: number[] = [];
     const failures: string[] = [];
@@ -239,7 +261,7 @@ export async function visibility(
         failures.push(`token ${i}: sidecar ${notActive + 1} answered ${before[notActive]!.inactiveReason} before the Revoke`);
         continue;
       }
-      const target = kind === "token" ? { token: t.token } : kind === "session" ? { sessionId: t.sessionId } : { subject: t.subject };
+      const target = revocationTarget(kind, t);
       const sent = performance.now();
       await revoker.revoke(target);
       const t0 = performance.now();
@@ -411,5 +433,5 @@ async function usedMemory(redis: Redis): Promise<number> {
   return Number(/^used_memory:(\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
-const cores = (c: CpuShare) =>
+export const cores = (c: CpuShare) =>
   `cores: the part's own processes ${c.ownCores.toFixed(2)}, others ${c.otherCores.toFixed(2)}, idle ${c.idleCores.toFixed(2)}`;
