@@ -145,6 +145,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     limits,
     audit,
     feed: { feed: store, clock, closing: closing.signal },
+    stats: { stats: store, clock },
   });
   const { listener, cancelCalls } = serve(config.server, {
     api,

@@ -18,6 +18,7 @@ import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
+import { StatsService } from "../../gen/tessera/v1/stats_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { PERMISSIONS, type Permission } from "../domain/permissions.js";
 import { callerKey, type Caller, type CallerScope } from "./context.js";
@@ -39,6 +40,9 @@ export const METHOD_PERMISSIONS: ReadonlyMap<DescMethod, Permission> = new Map<D
   [KeyService.method.rotateKeys, "keys.rotate"],
   [KeyService.method.revokeKey, "keys.rotate"],
   [AuditService.method.listAuditEvents, "audit.read"],
+  [StatsService.method.getOverview, "stats.read"],
+  [StatsService.method.getSubjectActivity, "stats.read"],
+  [StatsService.method.getDailyReport, "stats.read"],
   [RevocationService.method.watchRevocations, "revocations.watch"],
   // The sidecar's Envoy ext_authz service: the same question as Introspect.
   [Authorization.method.check, "introspect"],

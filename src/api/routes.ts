@@ -5,17 +5,20 @@ import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
+import { StatsService } from "../../gen/tessera/v1/stats_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
 import type { Audit } from "../domain/audit-trail.js";
 import type { Authority } from "../domain/authority.js";
 import type { Clock } from "../domain/clock.js";
 import type { KeyRing } from "../domain/keys.js";
+import type { StatsStore } from "../domain/stats.js";
 import type { RevocationFeed } from "../domain/store.js";
 import { auditService } from "./audit-service.js";
 import { keyService } from "./key-service.js";
 import type { RequestLimits } from "./rate-limit.js";
 import { revocationService } from "./revocation-service.js";
 import { sessionService } from "./session-service.js";
+import { statsService } from "./stats-service.js";
 import { tokenService } from "./token-service.js";
 
 export interface RouteDeps {
@@ -30,6 +33,8 @@ export interface RouteDeps {
   audit?: Audit;
   /** The revocation feed, its clock, and the signal that ends every watch at shutdown. Absent: no RevocationService. */
   feed?: { feed: RevocationFeed; clock: Clock; closing: AbortSignal };
+  /** The usage statistics (fed by the audit trail's writes) and the clock; with `audit`: StatsService. */
+  stats?: { stats: StatsStore; clock: Clock };
 }
 
 /** One service and its implementation. */
@@ -56,6 +61,9 @@ export function services(deps: RouteDeps): ServiceEntry[] {
     entry(KeyService, keyService(deps)),
     ...(deps.audit ? [entry(AuditService, auditService({ audit: deps.audit }))] : []),
     ...(deps.feed ? [entry(RevocationService, revocationService(deps.feed))] : []),
+    ...(deps.stats && deps.audit
+      ? [entry(StatsService, statsService({ ...deps.stats, audit: deps.audit, authority: deps.authority }))]
+      : []),
   ];
 }
 

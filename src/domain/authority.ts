@@ -173,7 +173,13 @@ export class Authority {
       retentionMs: this.retentionMs,
     });
     const subject = input.subject;
-    const detail: Record<string, string> = grant.scopes.length > 0 ? { scopes: grant.scopes.join(" ") } : {};
+    // platform and expiries feed the usage statistics (domain/stats.ts): the live-session index.
+    const detail: Record<string, string> = {
+      ...(grant.scopes.length > 0 ? { scopes: grant.scopes.join(" ") } : {}),
+      platform: session.client.platform,
+      expires_at: String(session.expiresAt),
+      idle_expires_at: String(session.idleExpiresAt),
+    };
     this.audit.record({ type: "token_issued", context: ctx, subject, sessionId, detail });
     for (const id of evicted) {
       this.emit({ type: "session_evicted", subject, sessionId: id });
@@ -229,7 +235,7 @@ export class Authority {
     });
     switch (result.outcome) {
       case "rotated":
-        this.audit.record({ type: "token_refreshed", ...about });
+        this.audit.record({ type: "token_refreshed", ...about, detail: { idle_expires_at: result.session.idleExpiresAt } });
         return { pair: nextPair, sessionId: t.sessionId };
       case "replayed":
         this.audit.record({ type: "token_refreshed", ...about, detail: { grace_replay: true } });

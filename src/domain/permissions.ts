@@ -13,6 +13,7 @@ export const PERMISSIONS = [
   "keys.read",
   "keys.rotate",
   "audit.read",
+  "stats.read",
   "revocations.watch",
 ] as const;
 

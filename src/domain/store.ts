@@ -13,6 +13,7 @@ import type { JWK } from "jose";
 import type { AuditBounds, AuditEvent, AuditPage, AuditQuery, RiskObservations } from "./audit.js";
 import { isSessionIdOf } from "./ids.js";
 import type { StoredPrivateKey } from "./key-encryption.js";
+import type { StatsStore } from "./stats.js";
 
 export interface ClientInfo {
   deviceId: string;
@@ -268,7 +269,10 @@ export interface RevocationFeed {
   subscribe(listener: () => void): () => void;
 }
 
-/** The stored audit trail and the per-subject risk observations derived from it. */
+/**
+ * The stored audit trail and the per-subject risk observations derived from it. A backend's appendAudit also feeds its
+ * StatsStore (domain/stats.ts) from the events, in the same round trip.
+ */
 export interface AuditStore {
   /**
    * Appends audit events (in this order) to the audit trail and records the risk signals they carry (domain
@@ -299,7 +303,7 @@ export interface StoreLifecycle {
 }
 
 /** Every part together: what a backend provides and the composition root hands out. */
-export interface Store extends KeyStore, SessionStore, RevocationFeed, AuditStore, StoreLifecycle {}
+export interface Store extends KeyStore, SessionStore, RevocationFeed, AuditStore, StatsStore, StoreLifecycle {}
 
 /** SessionWriter.createSession's precondition: the session id was minted for the session's subject (ids.newSessionId). */
 export function assertSessionIdOf(s: Pick<SessionRecord, "id" | "subject">): void {

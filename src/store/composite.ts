@@ -17,12 +17,15 @@ import type {
   TokenState,
 } from "../domain/store.js";
 import type { StoredPrivateKey } from "../domain/key-encryption.js";
+import type { StatsSnapshot, StatsStore } from "../domain/stats.js";
 
 export interface StoreParts {
   keys: KeyStore;
   sessions: SessionStore;
   feed: RevocationFeed;
   audit: AuditStore;
+  /** Fed by the audit part's appendAudit; read here. */
+  stats: StatsStore;
 }
 
 /** Delegates every operation to its part (plain methods, so wrappers and test doubles can replace any of them). */
@@ -92,5 +95,9 @@ export abstract class CompositeStore implements Store {
   }
   claimRiskAlert(q: { subject: string; now: number; windowMs: number }): Promise<boolean> {
     return this.part.audit.claimRiskAlert(q);
+  }
+
+  readStats(q: { fromHour: number; toHour: number; now: number }): Promise<StatsSnapshot> {
+    return this.part.stats.readStats(q);
   }
 }

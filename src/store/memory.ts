@@ -12,6 +12,7 @@ import { MemoryRevocationFeed } from "./memory/feed.js";
 import { MemoryKeyStore } from "./memory/keys.js";
 import { MemorySessionStore } from "./memory/sessions.js";
 import { Lifetimes } from "./memory/shared.js";
+import { MemoryStatsStore } from "./memory/stats.js";
 import { CompositeStore } from "./composite.js";
 import { counterStore } from "./counters.js";
 import type { Clock } from "../domain/clock.js";
@@ -20,7 +21,8 @@ import type { CounterStore } from "../domain/store.js";
 const SWEEP_EVERY_MS = 30_000;
 
 export class MemoryStore extends CompositeStore {
-  private readonly parts: { sessions: MemorySessionStore; feed: MemoryRevocationFeed; audit: MemoryAuditStore };
+  private readonly parts: { sessions: MemorySessionStore; feed: MemoryRevocationFeed; audit: MemoryAuditStore; stats: MemoryStatsStore };
+  private readonly clock: Clock | undefined;
   private readonly sweeper: NodeJS.Timeout;
   /** Rate-limit and lockout counters (in this process). */
   readonly counters: CounterStore = counterStore({ memory: true });
@@ -33,10 +35,12 @@ export class MemoryStore extends CompositeStore {
   constructor(opts: { clock?: Clock } = {}) {
     const lifetimes = new Lifetimes(opts.clock);
     const feed = new MemoryRevocationFeed();
-    const audit = new MemoryAuditStore(lifetimes);
+    const stats = new MemoryStatsStore();
+    const audit = new MemoryAuditStore(lifetimes, stats);
     const sessions = new MemorySessionStore(lifetimes, feed, (tag) => audit.held(tag));
-    super({ keys: new MemoryKeyStore(feed), sessions, feed, audit });
-    this.parts = { sessions, feed, audit };
+    super({ keys: new MemoryKeyStore(feed), sessions, feed, audit, stats });
+    this.parts = { sessions, feed, audit, stats };
+    this.clock = opts.clock;
     this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
@@ -54,10 +58,11 @@ export class MemoryStore extends CompositeStore {
   sweep(): void {
     this.parts.sessions.sweep();
     this.parts.audit.sweep();
+    this.parts.stats.sweep((this.clock ?? { now: Date.now }).now());
   }
 
   /** Number of entries held, for tests of boundedness. */
-  size(): { sessions: number; revokedJti: number; feed: number; audit: number; risk: number } {
-    return { ...this.parts.sessions.size(), feed: this.parts.feed.size, ...this.parts.audit.size() };
+  size(): { sessions: number; revokedJti: number; feed: number; audit: number; risk: number; statsHours: number; statsSessions: number } {
+    return { ...this.parts.sessions.size(), feed: this.parts.feed.size, ...this.parts.audit.size(), ...this.parts.stats.size() };
   }
 }

@@ -15,6 +15,7 @@ import { RedisContext, type RedisStoreOptions } from "./redis/client.js";
 import { RedisRevocationFeed } from "./redis/feed.js";
 import { RedisKeyStore } from "./redis/keys.js";
 import { RedisSessionStore } from "./redis/sessions.js";
+import { RedisStatsStore } from "./redis/stats.js";
 
 export { createRedisClient, type RedisStoreOptions } from "./redis/client.js";
 
@@ -32,7 +33,8 @@ export class RedisStore extends CompositeStore {
   constructor(redis: Redis, opts: RedisStoreOptions) {
     const ctx = new RedisContext(redis, opts);
     const feed = new RedisRevocationFeed(ctx);
-    super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx) });
+    const stats = new RedisStatsStore(ctx);
+    super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx, stats), stats });
     this.ctx = ctx;
     this.feed = feed;
     this.counters = counterStore({ redis, prefix: opts.prefix });

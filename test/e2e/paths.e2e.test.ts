@@ -194,6 +194,8 @@ function errorOutcome(err: ConnectError): Outcome {
 
 const TIME_KEYS = new Set([
   "createdAt",
+  "expires_at", // audit details
+  "idle_expires_at",
   "activatesAt",
   "retiredAt",
   "removedAt",

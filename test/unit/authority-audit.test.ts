@@ -13,6 +13,9 @@ const OPS: AuditContext = { ...NO_CONTEXT, caller: "ops", requestId: "r-2" };
 /** type, subject, session and detail of each record (the context checked where it matters). */
 const brief = (f: Fixture) => f.audited.map(({ type, subject, sessionId, detail }) => ({ type, subject, sessionId, detail }));
 
+/** What token_issued carries for the usage statistics (domain/stats.ts). */
+const opened = { platform: expect.any(String), expires_at: expect.stringMatching(/^\d+$/), idle_expires_at: expect.stringMatching(/^\d+$/) };
+
 function expectNoSecrets(records: AuditInput[], secrets: string[]): void {
   const text = JSON.stringify(records);
   for (const s of secrets) expect(text).not.toContain(s);
@@ -24,8 +27,8 @@ describe("the authority's audit records", () => {
     const first = await f.authority.issue({ subject: "alice", audience: [], scopes: ["read"], claims: {}, client: PHONE }, GW);
     const second = await f.authority.issue({ subject: "alice", audience: [], scopes: [], claims: {}, client: PHONE }, GW);
     expect(brief(f)).toEqual([
-      { type: "token_issued", subject: "alice", sessionId: first.sessionId, detail: { scopes: "read" } },
-      { type: "token_issued", subject: "alice", sessionId: second.sessionId, detail: {} },
+      { type: "token_issued", subject: "alice", sessionId: first.sessionId, detail: { scopes: "read", ...opened } },
+      { type: "token_issued", subject: "alice", sessionId: second.sessionId, detail: opened },
       { type: "session_evicted", subject: "alice", sessionId: first.sessionId, detail: { new_session: second.sessionId } },
     ]);
     for (const r of f.audited) expect(r.context).toBe(GW);
@@ -42,7 +45,7 @@ describe("the authority's audit records", () => {
     await expect(f.authority.refresh(next.pair.refreshToken, PHONE, {}, GW)).rejects.toThrow(/ended/);
     const s = { subject: "alice", sessionId };
     expect(brief(f).slice(1)).toEqual([
-      { type: "token_refreshed", ...s, detail: undefined },
+      { type: "token_refreshed", ...s, detail: { idle_expires_at: expect.any(Number) } },
       { type: "token_refreshed", ...s, detail: { grace_replay: true } },
       { type: "refresh_reuse_detected", ...s, detail: { jti: expect.any(String), action: "session revoked" } },
       { type: "revoked_token_presented", ...s, detail: { rpc: "Refresh", token_type: "refresh", jti: expect.any(String) } },
@@ -59,7 +62,7 @@ describe("the authority's audit records", () => {
     await expect(f.authority.refresh(pair.refreshToken, PHONE, {}, GW)).rejects.toThrow();
     expect(brief(f)).toEqual([
       { type: "refresh_failed", subject: undefined, sessionId: undefined, detail: { reason: "malformed" } },
-      { type: "token_issued", subject: "alice", sessionId, detail: { scopes: "read write" } },
+      { type: "token_issued", subject: "alice", sessionId, detail: { scopes: "read write", ...opened } },
       { type: "refresh_failed", subject: "alice", sessionId, detail: { reason: expect.stringMatching(/^session_/) } },
     ]);
   });

@@ -17,8 +17,10 @@ import {
   type StoredAuditEvent,
 } from "../../domain/audit.js";
 import { subjectTag } from "../../domain/ids.js";
+import { statsOps } from "../../domain/stats.js";
 import type { AuditStore } from "../../domain/store.js";
 import type { Lifetimes } from "./shared.js";
+import type { MemoryStatsStore } from "./stats.js";
 
 export class MemoryAuditStore implements AuditStore {
   /** The audit trail, oldest first. */
@@ -32,7 +34,11 @@ export class MemoryAuditStore implements AuditStore {
    */
   private risk = new Map<string, { obs: RiskObservations; expiry: number }>();
 
-  constructor(private readonly lifetimes: Lifetimes) {}
+  /** `stats`: fed the statistics of every batch appended (domain/stats.ts statsOps), in the same call. */
+  constructor(
+    private readonly lifetimes: Lifetimes,
+    private readonly stats?: MemoryStatsStore,
+  ) {}
 
   async appendAudit(events: readonly AuditEvent[], b: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {
     for (const e of events) {
@@ -43,6 +49,7 @@ export class MemoryAuditStore implements AuditStore {
     let drop = Math.max(0, this.audit.length - b.maxEvents);
     while (drop < this.audit.length && compareAuditIds(this.audit[drop]!.id, minId) < 0) drop++;
     if (drop > 0) this.audit.splice(0, drop);
+    this.stats?.apply(statsOps(events), b.now);
     const out: { subject: string; risk: RiskObservations }[] = [];
     for (const [subject, list] of riskSignalsBySubject(events)) {
       const tag = subjectTag(subject);

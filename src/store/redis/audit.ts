@@ -1,6 +1,7 @@
 /**
  * The Redis store's audit trail and risk observations (AuditStore): the stream `P audit` and one `P{t}:risk` string
- * per subject. A batch is one pipelined write: the stream append and one risk script per signalled subject.
+ * per subject. A batch is one pipelined write: the stream append, one risk script per signalled subject, and the
+ * statistics script (stats.ts) when the batch changes a statistic.
  */
 import type { ChainableCommander } from "ioredis";
 import {
@@ -18,8 +19,10 @@ import {
   type RiskObservations,
   type StoredAuditEvent,
 } from "../../domain/audit.js";
+import { statsOps } from "../../domain/stats.js";
 import type { AuditStore } from "../../domain/store.js";
 import { isStreamIdRefusal, type RedisContext, type Script } from "./client.js";
+import type { RedisStatsStore } from "./stats.js";
 
 /** Stream field names of an audit event, in the order appendAudit passes the values. */
 const AUDIT_FIELDS = ["a", "t", "v", "c", "s", "i", "p", "u", "d", "r", "x"] as const;
@@ -160,7 +163,11 @@ const SCRIPTS: Record<string, Script> = {
 export class RedisAuditStore implements AuditStore {
   private readonly key: string;
 
-  constructor(private readonly ctx: RedisContext) {
+  /** `stats`: its script goes on the same pipeline as the append (domain/stats.ts statsOps), last. */
+  constructor(
+    private readonly ctx: RedisContext,
+    private readonly stats?: RedisStatsStore,
+  ) {
     this.key = `${ctx.prefix}audit`;
     ctx.define(SCRIPTS);
   }
@@ -183,6 +190,8 @@ export class RedisAuditStore implements AuditStore {
         const args = [b.now, b.riskWindowMs, RISK_CAPS.keys, RISK_CAPS.instants, JSON.stringify(list)];
         this.ctx.pipelineScript(pipeline, "riskUpdate", [this.ctx.riskKey(subject)], args);
       }
+      const ops = this.stats ? statsOps(events) : [];
+      if (ops.length > 0) this.stats!.queue(pipeline, ops, b.now);
       const results = (await pipeline.exec()) ?? [];
       for (const [err] of results) if (err) throw err;
       return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[i + 1]![1] as string) }));

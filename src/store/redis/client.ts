@@ -11,6 +11,8 @@
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)                                (keys.ts)
  *   P{feed}       revocation stream, an entry dropped once its `until` has passed; ids are the cursors (feed.ts)
  *   P{feed}:m     hash: the feed's last, first and trimmed-through ids (never expires, a few bytes)   (feed.ts)
+ *   P{stats}:h:<hour>  hash: one UTC hour's counters and session-duration histogram, 8 days        (stats.ts)
+ *   P{stats}:live, :sess, :plat, :subj, :ids  the live-session index behind StatsService            (stats.ts)
  *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - MAX_AGE (audit.ts)
  *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update (audit.ts)
  */
