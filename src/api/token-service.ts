@@ -156,8 +156,7 @@ export interface IntrospectDeps {
 export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest, ctx: HandlerContext) => Promise<IntrospectResponse> {
   const { maxTokenLength, onIntrospect } = deps;
   // The answer for an active token is the same on every call while its risk score is 0 and no sensitive claims go with
-  // it: built once per verified token (the verifier hands out one frozen object per token) and reused. Nothing
-  // downstream changes a response message.
+  // it: built once per verified token (the verifier hands out one frozen object per token), frozen, and reused.
   const answers = new WeakMap<VerifiedToken, IntrospectResponse>();
   const inactive = new Map<InactiveReasonName, IntrospectResponse>();
   return async (req, ctx) => {
@@ -168,7 +167,8 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
     if (!r.active) {
       let answer = inactive.get(r.reason);
       if (answer === undefined) {
-        answer = create(IntrospectResponseSchema, { active: false, inactiveReason: INACTIVE_REASON[r.reason] });
+        const reason = INACTIVE_REASON[r.reason];
+        answer = Object.freeze(create(IntrospectResponseSchema, { active: false, inactiveReason: reason }));
         inactive.set(r.reason, answer);
       }
       return answer;
@@ -199,7 +199,9 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
       riskScore: r.riskScore,
       ...(sensitive === undefined ? {} : { sensitiveClaims: jsonObject(sensitive) }),
     });
-    if (reusable) answers.set(t, answer);
+    if (!reusable) return answer;
+    // Frozen: handed out again and again, so nobody may change it (and the lean path encodes it once).
+    answers.set(t, Object.freeze(answer));
     return answer;
   };
 }

@@ -196,9 +196,21 @@ async function decode(
   }
 }
 
+/**
+ * Encodings of frozen answers: a handler that hands out the same frozen message again and again (Introspect's answer
+ * for a token it has seen, src/api/token-service.ts) has it encoded once. A frozen message cannot change, so its
+ * bytes cannot go stale; the entry goes with the message.
+ */
+const frozenAnswers = new WeakMap<object, Uint8Array>();
+
 /** What an implementation returned, as the method's output message. */
 function answer(target: UnaryMethod, out: unknown): Uint8Array {
   const output = target.method.output;
+  if (typeof out === "object" && out !== null && Object.isFrozen(out) && isMessage(out, output)) {
+    let bytes = frozenAnswers.get(out);
+    if (bytes === undefined) frozenAnswers.set(out, (bytes = encodeMessage(output, out)));
+    return bytes;
+  }
   return encodeMessage(output, isMessage(out, output) ? out : create(output, out as never));
 }
 
