@@ -17,6 +17,7 @@ COPY proto ./proto
 COPY gen ./gen
 COPY src ./src
 COPY scripts/hash-api-key.mjs ./scripts/hash-api-key.mjs
+COPY bin/load.mjs ./bin/load.mjs
 RUN npm run build && npm prune --omit=dev \
  && node --check dist/src/healthcheck.js && node --check scripts/hash-api-key.mjs
 
@@ -32,6 +33,7 @@ COPY --from=build --chown=root:root /app/proto ./proto
 #   printf %s "$KEY" | docker run --rm -i IMAGE node scripts/hash-api-key.mjs
 #   docker run --rm IMAGE node scripts/hash-api-key.mjs --new      (a fresh key on stderr, its hash on stdout)
 COPY --from=build --chown=root:root /app/scripts/hash-api-key.mjs ./scripts/hash-api-key.mjs
+COPY --from=build --chown=root:root /app/bin/load.mjs ./bin/load.mjs
 # The image's own "node" user (uid 1000); the app files stay root-owned and read-only to it.
 USER node
 EXPOSE 8080

@@ -7,25 +7,12 @@
  *   printf %s "$KEY" | node scripts/hash-api-key.mjs
  *   node scripts/hash-api-key.mjs --new     # a fresh random key (stderr) and its hash (stdout)
  *
- * The same as `tessera hash-api-key`: both run src/cli/api-key.ts, as its source through tsx in a checkout, or
- * compiled (dist/src/cli/api-key.js) where there is no source or no tsx, as in the Docker image.
+ * The same as `tessera hash-api-key`: both run src/cli/api-key, as its source in a checkout or compiled where there is
+ * no source or no tsx, as in the Docker image (bin/load.mjs).
  */
-import { existsSync } from "node:fs";
+import { loadTessera } from "../bin/load.mjs";
 
-const source = new URL("../src/cli/api-key.ts", import.meta.url);
-const compiled = new URL("../dist/src/cli/api-key.js", import.meta.url);
-
-async function tsx() {
-  try {
-    return (await import("tsx/esm/api")).register;
-  } catch {
-    return undefined;
-  }
-}
-
-const register = existsSync(source) ? await tsx() : undefined;
-if (register) register();
-const { hashApiKeyCommand, readAll } = await import(register ? source.href : compiled.href);
+const { hashApiKeyCommand, readAll } = await loadTessera("cli/api-key");
 
 process.exitCode = await hashApiKeyCommand(
   process.argv.slice(2),
