@@ -141,7 +141,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     authority,
     keys,
     maxTokenLength: config.tokens.maxTokenLength,
-    onIntrospect: (result) => metrics.introspections.inc({ result }),
+    onIntrospect: metrics.countIntrospection,
     limits,
     audit,
     feed: { feed: store, clock, closing: closing.signal },

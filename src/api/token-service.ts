@@ -142,7 +142,8 @@ async function sessionSubject(authority: Authority, sessionId: string): Promise<
 
 export interface IntrospectDeps {
   /** The answer for a token: the authority's (its store), or a sidecar's (its copy of the revocation feed). */
-  introspect(token: string, kind: TokenKind, audience: string, ctx: AuditContext): Promise<Introspection>;
+  /** `ctx`: the call's audit context, built only if the answer needs it (a revoked token presented). */
+  introspect(token: string, kind: TokenKind, audience: string, ctx: () => AuditContext): Promise<Introspection>;
   /**
    * An active access token's sensitive claims, decrypted, for a caller holding `introspect.sensitive`: the
    * authority's (it holds the claims key). Absent (a sidecar): never in the answer, whoever asks.
@@ -162,7 +163,7 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
   return async (req, ctx) => {
     const token = v.token("token", req.token, maxTokenLength);
     const audience = v.text("audience", req.audience, v.LIMITS.audience);
-    const r = await deps.introspect(token, tokenKind(req.expectedType), audience, auditContext(ctx.values));
+    const r = await deps.introspect(token, tokenKind(req.expectedType), audience, () => auditContext(ctx.values));
     onIntrospect?.(r.active ? "active" : r.reason);
     if (!r.active) {
       let answer = inactive.get(r.reason);

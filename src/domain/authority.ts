@@ -254,7 +254,12 @@ export class Authority {
     }
   }
 
-  introspect(token: string, expected: TokenKind, audience?: string, ctx: AuditContext = NO_CONTEXT): Promise<Introspection> {
+  introspect(
+    token: string,
+    expected: TokenKind,
+    audience?: string,
+    ctx: AuditContext | (() => AuditContext) = NO_CONTEXT,
+  ): Promise<Introspection> {
     return this.introspector.introspect(token, expected, audience, ctx);
   }
 

@@ -39,7 +39,16 @@ export class Introspector {
     this.audit = deps.audit ?? { record: () => {} };
   }
 
-  async introspect(token: string, expected: TokenKind, audience?: string, ctx: AuditContext = NO_CONTEXT): Promise<Introspection> {
+  /**
+   * `ctx` may be given as a function: it is needed only when a revoked token is presented, so the hot path need not
+   * build it.
+   */
+  async introspect(
+    token: string,
+    expected: TokenKind,
+    audience?: string,
+    ctx: AuditContext | (() => AuditContext) = NO_CONTEXT,
+  ): Promise<Introspection> {
     const now = this.deps.clock.now();
     const v = await this.deps.verifier.verify(token, expected, now, audience);
     if (!v.ok) return { active: false, reason: v.reason };
@@ -49,7 +58,7 @@ export class Introspector {
     if (state.jtiRevoked || s?.status === "revoked") {
       this.audit.record({
         type: "revoked_token_presented",
-        context: ctx,
+        context: typeof ctx === "function" ? ctx() : ctx,
         subject: t.subject,
         sessionId: t.sessionId,
         detail: { rpc: "Introspect", token_type: t.kind, jti: t.jti },

@@ -58,9 +58,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** introspections' series by result, looked up once (prom-client hashes a label object on every inc). */
+  private readonly introspectionSeries = new Map<string, { inc(): void }>();
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "tessera_" });
   }
+
+  /** Counts one Introspect answer: "active" or the inactive reason (a handful of values). */
+  readonly countIntrospection = (result: string): void => {
+    let series = this.introspectionSeries.get(result);
+    if (series === undefined) this.introspectionSeries.set(result, (series = this.introspections.labels({ result })));
+    series.inc();
+  };
 
   render(): Promise<string> {
     return this.registry.metrics();

@@ -104,7 +104,7 @@ export async function createSidecar(config: SidecarConfig, opts: { logger?: Logg
     intervalMs: 100,
     onStoreChange: (up) => (up ? logger.info("serving") : logger.warn("not serving: JWKS or revocation feed missing or stale")),
   });
-  const onIntrospect = (result: string) => metrics.introspections.inc({ result });
+  const onIntrospect = metrics.countIntrospection;
   const api = [
     entry(
       TokenService,
