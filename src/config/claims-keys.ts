@@ -7,16 +7,17 @@
 import { readFileSync } from "node:fs";
 import { CLAIMS_KEY_BYTES } from "../domain/sealed-claims.js";
 import { ConfigError } from "./errors.js";
-import { Invalid, type Parser } from "./variable.js";
+import { Invalid, decodeBase64, type Parser } from "./variable.js";
 
-const BASE64_KEY = /^(?:[A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43})$/;
 const hidden = () => "[redacted]";
 
+/** The one base64 reading the KEK and the HS256 secret use too (variable.ts decodeBase64), held to the key's size. */
 function decodeKey(text: string): Uint8Array {
-  if (!BASE64_KEY.test(text)) {
+  const bytes = decodeBase64(text);
+  if (bytes === undefined || bytes.length !== CLAIMS_KEY_BYTES) {
     throw new Invalid(`is not ${CLAIMS_KEY_BYTES} bytes in base64 (make one with: openssl rand -base64 ${CLAIMS_KEY_BYTES})`);
   }
-  return new Uint8Array(Buffer.from(text, "base64"));
+  return new Uint8Array(bytes);
 }
 
 /** A key in base64; never shown. */
