@@ -44,7 +44,6 @@ const BACKOFF_MAX_MS = 5_000;
 export class FeedFollower {
   private cursor = "";
   private currentAt = -Infinity;
-  private everCurrent = false;
   private lastEventAt = -Infinity;
   private lagMs = 0;
   private stopped = false;
@@ -65,7 +64,7 @@ export class FeedFollower {
 
   /** The snapshot is in and the feed spoke within the staleness bound: answers may be given. */
   fresh(): boolean {
-    return this.everCurrent && this.now() - this.currentAt <= this.opts.maxStalenessMs;
+    return this.now() - this.currentAt <= this.opts.maxStalenessMs; // -Infinity until the first snapshot is in
   }
 
   /** For metrics: ms since the feed last left us current (Infinity before the first time). */
@@ -153,8 +152,7 @@ export class FeedFollower {
     if (m.cursor !== "") this.cursor = m.cursor;
     if (m.serverTime) this.lagMs = now - timestampMs(m.serverTime);
     if (m.current) {
-      const first = !this.everCurrent;
-      this.everCurrent = true;
+      const first = this.currentAt === -Infinity;
       this.currentAt = now;
       if (first) this.opts.onEvent?.({ type: "current", first });
       for (const w of this.currentWaiters.splice(0)) w();
