@@ -94,9 +94,11 @@ function allOptions(): ParseArgsConfig["options"] {
  * Session ids, kids and subjects may start with "-" (base64url). parseArgs would take such a value for an option
  * (`--session -Abc...`: "ambiguous") and such an argument for short options (`sessions get -Abc...`). So before it
  * parses: a value-taking option followed by anything but a known option gets it as `--name=value`, and a word that
- * starts with one "-" but is no known short option is an argument (kept aside under a placeholder, order unchanged).
- * `--` still ends the options.
+ * starts with one "-" but is no known short option, or with "--" but is not shaped like an option (a base64url id such
+ * as the kid `--rR-Oo88...`), is an argument (kept aside under a placeholder, order unchanged); an unknown word shaped
+ * like an option (`--verbose`) is still a usage error. `--` still ends the options.
  */
+const OPTION_SHAPED = /^--[a-z][a-z0-9-]*(?:=|$)/;
 function prepare(argv: readonly string[], options: NonNullable<ParseArgsConfig["options"]>): { args: string[]; aside: Map<string, string> } {
   const shorts = new Map(Object.entries(options).flatMap(([name, o]) => (o.short ? [[o.short, name] as const] : [])));
   const known = (a: string) =>
@@ -114,7 +116,7 @@ function prepare(argv: readonly string[], options: NonNullable<ParseArgsConfig["
     if (name !== undefined && options[name]?.type === "string" && next !== undefined && next.startsWith("-") && next !== "-" && !known(next)) {
       args.push(`--${name}=${next}`);
       i++;
-    } else if (a.startsWith("-") && !a.startsWith("--") && a !== "-" && !known(a)) {
+    } else if (a.startsWith("-") && a !== "-" && !known(a) && (!a.startsWith("--") || !OPTION_SHAPED.test(a))) {
       const placeholder = `\u0000${aside.size}`;
       aside.set(placeholder, a);
       args.push(placeholder);

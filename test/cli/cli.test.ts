@@ -364,11 +364,15 @@ describe.concurrent("the tessera command line", { timeout: 180_000 }, () => {
 
     // Session ids (base64url) may start with "-": taken as a value and as an argument, not as an option.
     const dashed = `-${b.sessionId.slice(1)}`;
-    for (const args of [["revoke", "--session", dashed], ["sessions", "get", dashed], ["revoke", "--session", `--${b.sessionId.slice(2)}`]]) {
+    // "--" and an id (a kid or session id can begin so) as a positional argument too, while an unknown option is not.
+    const doubleDashed = `--${b.sessionId.slice(2)}`;
+    for (const args of [["revoke", "--session", dashed], ["sessions", "get", dashed], ["revoke", "--session", doubleDashed], ["sessions", "get", doubleDashed]]) {
       const r = await inProcess(args);
       expect(r.code, `${args.join(" ")}: ${r.stderr}`).not.toBe(2);
       expect(r.stderr).not.toContain("hint: run");
     }
+    const typo = await inProcess(["sessions", "get", "--verbose", b.sessionId]);
+    expect(typo.code).toBe(2);
   });
 
   it("sessions list and get; get of an ended session is NOT_FOUND, exit 1", async () => {
