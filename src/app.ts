@@ -3,6 +3,7 @@
  * piece. Returns { listen, close } plus the parts tests want to reach.
  */
 import { setMaxListeners } from "node:events";
+import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callerAuth } from "./api/auth.js";
 import { Pipeline, type Authorize } from "./api/pipeline.js";
@@ -10,7 +11,7 @@ import { Limits, auditLimited } from "./api/rate-limit.js";
 import { services } from "./api/routes.js";
 import { loadAccess } from "./config/callers.js";
 import { claimsKeys } from "./config/claims-keys.js";
-import type { Config, StoreConfig } from "./config/config.js";
+import { ConfigError, type Config, type StoreConfig } from "./config/config.js";
 import { Audit } from "./domain/audit-trail.js";
 import { Authority } from "./domain/authority.js";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -26,6 +27,7 @@ import { Metrics, instrumentStore } from "./observability/metrics.js";
 import { Readiness } from "./server/readiness.js";
 import { serve } from "./server/serve.js";
 import { MemoryStore } from "./store/memory.js";
+import type { RedisAuth, RedisConnection } from "./store/redis/client.js";
 
 export interface AppOptions {
   logger?: Logger;
@@ -258,20 +260,21 @@ function logKeys(logger: Logger, config: Config, keys: KeyRing): void {
   const { encryption, signingKeysFile, hs256Secret } = config.keys;
   if (signingKeysFile) logger.info({ keys: "file", file: signingKeysFile.path, kids: signingKeysFile.keys.map((k) => k.kid) }, "signing keys from TESSERA_SIGNING_KEYS_FILE");
   else if (hs256Secret) logger.info({ keys: "hs256" }, "signing with HS256 and TESSERA_HS256_SECRET: the JWKS publishes no key for it");
-  if (keys.generates && encryption === undefined && config.store.redisUrl !== undefined) {
+  if (keys.generates && encryption === undefined && redisConnection(config.store) !== undefined) {
     logger.warn({ keys: "plain" }, "private signing keys are kept in Redis unencrypted: set TESSERA_KEY_ENCRYPTION_KEY");
   }
 }
 
 /** The store, and its rate-limit counters (outside the instrumented store: they are not store operations). */
 async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; counters: CounterStore }> {
-  if (config.redisUrl === undefined) {
+  const conn = redisConnection(config);
+  if (conn === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
     const store = new MemoryStore();
     return { store, counters: store.counters };
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
-  const redis = createRedisClient(config.redisUrl, config);
+  const redis = createRedisClient(conn.connection, config);
   const store = new RedisStore(redis, config);
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -281,13 +284,47 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
     } catch (err) {
       if (Date.now() > deadline) {
         await store.close();
-        throw new Error("TESSERA_REDIS_URL: Redis did not answer within 10s", { cause: err });
+        throw new Error(`${conn.variable}: Redis did not answer within 10s`, { cause: err });
       }
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  logger.info({ store: "redis", prefix: config.prefix }, "using the Redis store");
+  logger.info({ store: "redis", mode: conn.mode, prefix: config.prefix }, "using the Redis store");
   return { store, counters: store.counters };
+}
+
+/** The Redis the configuration names (one mode of three, config.ts checkRedisMode), or undefined: the memory store. */
+function redisConnection(config: StoreConfig): { mode: string; variable: string; connection: RedisConnection } | undefined {
+  const ca = config.tlsCa === undefined ? undefined : readRedisCa(config.tlsCa);
+  if (config.redisUrl !== undefined) {
+    return { mode: "single", variable: "TESSERA_REDIS_URL", connection: ca ? { url: config.redisUrl, tlsCa: ca } : config.redisUrl };
+  }
+  const auth: RedisAuth = {
+    ...(config.username !== undefined ? { username: config.username } : {}),
+    ...(config.password !== undefined ? { password: config.password } : {}),
+    ...(config.tls ? { tls: ca ? { ca } : {} } : {}),
+  };
+  if (config.clusterNodes !== undefined) {
+    return { mode: "cluster", variable: "TESSERA_REDIS_CLUSTER_NODES", connection: { cluster: config.clusterNodes, auth } };
+  }
+  if (config.sentinels !== undefined) {
+    const connection: RedisConnection = {
+      sentinels: config.sentinels,
+      master: config.sentinelMaster!,
+      auth,
+      ...(config.sentinelPassword !== undefined ? { sentinelPassword: config.sentinelPassword } : {}),
+    };
+    return { mode: "sentinel", variable: "TESSERA_REDIS_SENTINELS", connection };
+  }
+  return undefined;
+}
+
+function readRedisCa(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError("TESSERA_REDIS_TLS_CA", `cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+  }
 }
 
 /** Whether the promise settled within ms. */

@@ -118,7 +118,46 @@ export const VARIABLES = {
       name: "TESSERA_REDIS_URL", parse: redisUrl,
       doc:
         "`redis://` or `rediss://` URL (may carry a password and a database number). Unset: the embedded in-memory " +
-        "store (one process; state is lost on restart, and the log says so).",
+        "store (one process; state is lost on restart, and the log says so). One of the three Redis modes: this, " +
+        "`TESSERA_REDIS_CLUSTER_NODES` or `TESSERA_REDIS_SENTINELS`.",
+    }),
+    clusterNodes: variable({
+      name: "TESSERA_REDIS_CLUSTER_NODES", parse: list("host:port", hostPort),
+      doc:
+        "Redis Cluster: comma-separated `host:port` seeds (any few of its nodes; the rest are discovered). Password " +
+        "and TLS from `TESSERA_REDIS_PASSWORD` and `TESSERA_REDIS_TLS`. See [Running in production](../README.md#running-in-production).",
+    }),
+    sentinels: variable({
+      name: "TESSERA_REDIS_SENTINELS", parse: list("host:port", hostPort),
+      doc:
+        "Redis behind Sentinel: comma-separated `host:port` of the sentinels, with `TESSERA_REDIS_SENTINEL_MASTER`. " +
+        "A failover is followed by itself; calls fail `UNAVAILABLE` while it lasts.",
+    }),
+    sentinelMaster: variable({
+      name: "TESSERA_REDIS_SENTINEL_MASTER", parse: text(256),
+      doc: "The name the sentinels monitor the primary under (their `sentinel monitor <name> ...`).",
+    }),
+    username: variable({
+      name: "TESSERA_REDIS_USERNAME", parse: text(256),
+      doc: "ACL user of the Cluster's or the Sentinel-managed nodes (the URL mode carries its own in the URL).",
+    }),
+    password: variable({
+      name: "TESSERA_REDIS_PASSWORD", parse: text(4096),
+      doc: "Password of the Cluster's or the Sentinel-managed nodes (the URL mode carries its own in the URL).",
+    }),
+    sentinelPassword: variable({
+      name: "TESSERA_REDIS_SENTINEL_PASSWORD", parse: text(4096),
+      doc: "Password of the sentinels themselves, when they ask for one.",
+    }),
+    tls: variable({
+      name: "TESSERA_REDIS_TLS", default: "false", parse: boolean,
+      doc:
+        "`true`: TLS to the Cluster's nodes, or to the sentinels and the nodes they name (the URL mode says it with " +
+        "`rediss://`). Certificates are checked against the system's CAs, or `TESSERA_REDIS_TLS_CA`.",
+    }),
+    tlsCa: variable({
+      name: "TESSERA_REDIS_TLS_CA", parse: path,
+      doc: "PEM file of the CA(s) that sign the Redis servers' certificates, for `rediss://` or `TESSERA_REDIS_TLS=true`.",
     }),
     prefix: variable({
       name: "TESSERA_REDIS_PREFIX", default: "tessera:", parse: text(),
@@ -372,10 +411,39 @@ function checkTogether(v: Values<typeof VARIABLES>): void {
   if (keys.rotationPeriodMs > 0 && keys.rotationPeriodMs < keys.prepublishMs) {
     throw new ConfigError("TESSERA_KEY_ROTATION_PERIOD", "must be 0s or at least TESSERA_KEY_PREPUBLISH");
   }
+  checkRedisMode(store);
   // WAIT blocks the connection: it must end before the store's command timeout cuts it off.
   if (store.waitReplicas > 0 && store.waitTimeoutMs >= store.commandTimeoutMs) {
     throw new ConfigError("TESSERA_REDIS_WAIT_TIMEOUT", "must be shorter than TESSERA_STORE_TIMEOUT");
   }
+}
+
+/** Exactly one Redis mode (or none: memory), and the settings that only make sense with the mode they belong to. */
+function checkRedisMode(store: Values<typeof VARIABLES>["store"]): void {
+  const modes = [
+    store.redisUrl !== undefined && "TESSERA_REDIS_URL",
+    store.clusterNodes !== undefined && "TESSERA_REDIS_CLUSTER_NODES",
+    store.sentinels !== undefined && "TESSERA_REDIS_SENTINELS",
+  ].filter((m): m is string => m !== false);
+  if (modes.length > 1) throw new ConfigError(modes[1]!, `cannot be set together with ${modes[0]}: choose one Redis mode`);
+  if ((store.sentinels === undefined) !== (store.sentinelMaster === undefined)) {
+    const message = store.sentinels === undefined ? "is set without TESSERA_REDIS_SENTINELS" : "must name the primary when TESSERA_REDIS_SENTINELS is set";
+    throw new ConfigError("TESSERA_REDIS_SENTINEL_MASTER", message);
+  }
+  if (store.sentinelPassword !== undefined && store.sentinels === undefined) {
+    throw new ConfigError("TESSERA_REDIS_SENTINEL_PASSWORD", "is set without TESSERA_REDIS_SENTINELS");
+  }
+  const nodeSettings: [string, boolean][] = [
+    ["TESSERA_REDIS_USERNAME", store.username !== undefined],
+    ["TESSERA_REDIS_PASSWORD", store.password !== undefined],
+    ["TESSERA_REDIS_TLS", store.tls],
+  ];
+  for (const [name, set] of nodeSettings) {
+    if (!set) continue;
+    if (modes.length === 0) throw new ConfigError(name, "is set, but no Redis is (TESSERA_REDIS_CLUSTER_NODES or TESSERA_REDIS_SENTINELS)");
+    if (store.redisUrl !== undefined) throw new ConfigError(name, "is for the Cluster and Sentinel modes: with TESSERA_REDIS_URL, put it in the URL");
+  }
+  if (store.tlsCa !== undefined && modes.length === 0) throw new ConfigError("TESSERA_REDIS_TLS_CA", "is set, but no Redis is");
 }
 
 type Declared = Values<typeof VARIABLES>;

@@ -203,14 +203,17 @@ export function decodeBase64(text: string): Buffer | undefined {
 export const path: Parser<string> = (raw) => raw;
 
 /** A comma-separated list of at least one non-empty item (`what` names the items in the error). */
-export function list(what: string): Parser<string[]> {
+export function list(what: string): Parser<string[]>;
+/** ... each item parsed by `item`. */
+export function list<T>(what: string, item: Parser<T>): Parser<T[]>;
+export function list<T>(what: string, item?: Parser<T>): Parser<(T | string)[]> {
   return (raw) => {
     const items = raw
       .split(",")
       .map((a) => a.trim())
       .filter((a) => a !== "");
     if (items.length === 0) throw new Invalid(`needs at least one ${what}`);
-    return items;
+    return item ? items.map((i) => item(i)) : items;
   };
 }
 

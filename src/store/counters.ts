@@ -4,13 +4,13 @@
  * is a StoreUnavailableError, never a "let through". The memory and Redis counters pass one contract
  * (test/contract/counters.contract.test.ts).
  */
-import type { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import { StoreUnavailableError } from "../domain/errors.js";
 import type { CounterStore, Counters } from "../domain/store.js";
 
 /** Where the counts live: memory, or a Redis client and key prefix. */
-export type CounterBackend = { memory: true } | { redis: Redis; prefix: string };
+export type CounterBackend = { memory: true } | { redis: Redis | Cluster; prefix: string };
 
 export function counterStore(backend: CounterBackend): CounterStore {
   const limiters = new WeakMap<Counters, RateLimiterAbstract>();
@@ -28,9 +28,11 @@ export function counterStore(backend: CounterBackend): CounterStore {
     async countMany(reads) {
       if ("memory" in backend) return Promise.all(reads.map(async ([c, key]) => (await c.get(key))?.count ?? 0));
       // One MGET for all of them (the hot path of every Refresh): rate-limiter-flexible keeps a plain count per key.
+      // On a Cluster the keys lie in different slots: one GET each, sent together (auto-pipelined per node).
       const keys = reads.map(([c, key]) => limiters.get(c)!.getKey(key));
       if (keys.length === 0) return [];
-      const values = await backend.redis.mget(...keys).catch(unavailable);
+      const redis = backend.redis;
+      const values = await (redis instanceof Cluster ? Promise.all(keys.map((k) => redis.get(k))) : redis.mget(...keys)).catch(unavailable);
       return values.map((v) => Number(v ?? 0));
     },
   };

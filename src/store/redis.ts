@@ -6,18 +6,17 @@
  * change is one Lua script, kept in the file of the part that runs it; every key expires by itself; every failure to
  * reach Redis is a StoreUnavailableError so callers fail closed.
  */
-import type { Redis } from "ioredis";
 import type { CounterStore } from "../domain/store.js";
 import { CompositeStore } from "./composite.js";
 import { counterStore } from "./counters.js";
 import { RedisAuditStore } from "./redis/audit.js";
-import { RedisContext, type RedisStoreOptions } from "./redis/client.js";
+import { RedisContext, type RedisClient, type RedisStoreOptions } from "./redis/client.js";
 import { RedisRevocationFeed } from "./redis/feed.js";
 import { RedisKeyStore } from "./redis/keys.js";
 import { RedisSessionStore } from "./redis/sessions.js";
 import { RedisStatsStore } from "./redis/stats.js";
 
-export { createRedisClient, type RedisStoreOptions } from "./redis/client.js";
+export { createRedisClient, type RedisClient, type RedisConnection, type RedisStoreOptions } from "./redis/client.js";
 
 export class RedisStore extends CompositeStore {
   private readonly ctx: RedisContext;
@@ -30,7 +29,7 @@ export class RedisStore extends CompositeStore {
    * `waitTimeoutMs`); fewer in time fails the call with UNAVAILABLE (the revocation stays applied on the primary, and
    * a retry waits again).
    */
-  constructor(redis: Redis, opts: RedisStoreOptions) {
+  constructor(redis: RedisClient, opts: RedisStoreOptions) {
     const ctx = new RedisContext(redis, opts);
     const feed = new RedisRevocationFeed(ctx);
     const stats = new RedisStatsStore(ctx);

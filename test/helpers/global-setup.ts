@@ -4,26 +4,29 @@
  */
 import "vitest";
 import type { TestProject } from "vitest/node";
-import { RedisServer } from "./redis-server.js";
+import { RedisCluster, RedisServer } from "./redis-server.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
     redisUrl: string;
+    /** The seeds of a three-primary Redis Cluster (TESSERA_REDIS_CLUSTER_NODES form). */
+    redisClusterSeeds: string;
   }
 }
 
 let server: RedisServer | undefined;
+let cluster: RedisCluster | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
-  const given = process.env.TESSERA_TEST_REDIS_URL;
-  if (given) {
-    project.provide("redisUrl", given);
-    return;
-  }
-  server = await RedisServer.start();
-  project.provide("redisUrl", server.url);
+  const [given, givenCluster] = [process.env.TESSERA_TEST_REDIS_URL, process.env.TESSERA_TEST_REDIS_CLUSTER_NODES];
+  const [url, seeds] = await Promise.all([
+    given ?? RedisServer.start().then((s) => (server = s).url),
+    givenCluster ?? RedisCluster.start(3).then((c) => (cluster = c).seeds),
+  ]);
+  project.provide("redisUrl", url);
+  project.provide("redisClusterSeeds", seeds);
 }
 
 export async function teardown(): Promise<void> {
-  await server?.stop();
+  await Promise.all([server?.stop(), cluster?.stop()]);
 }

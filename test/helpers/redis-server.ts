@@ -2,7 +2,7 @@
  * Starts throwaway redis-server processes on free loopback ports (no persistence unless asked), for tests that need
  * their own Redis: the shared one of the suite, and ones the restart and failure tests kill and start again.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -46,11 +46,15 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly persistent: boolean,
+    private readonly extraArgs: readonly string[],
   ) {}
 
-  /** A new server on a free port. `persistent` turns on the append-only file so a restart keeps the data. */
-  static async start(opts: { persistent?: boolean } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), opts.persistent ?? false);
+  /**
+   * A new server on a free port. `persistent` turns on the append-only file so a restart keeps the data; `args` are
+   * more redis-server options (`--cluster-enabled yes`, `--replicaof ...`).
+   */
+  static async start(opts: { persistent?: boolean; args?: readonly string[] } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), opts.persistent ?? false, opts.args ?? []);
     await server.start();
     return server;
   }
@@ -61,7 +65,7 @@ export class RedisServer {
 
   async start(): Promise<void> {
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--dir", this.dir];
-    args.push("--appendonly", this.persistent ? "yes" : "no", "--appendfsync", "always");
+    args.push("--appendonly", this.persistent ? "yes" : "no", "--appendfsync", "always", ...this.extraArgs);
     this.proc = spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", args, { stdio: "ignore" });
     const started = Date.now();
     while (Date.now() - started < 10_000) {
@@ -84,5 +88,54 @@ export class RedisServer {
   async stop(): Promise<void> {
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs redis-cli with `args`; resolves with its output. */
+export function redisCli(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.env.REDIS_CLI_BIN ?? "redis-cli", args, { timeout: 20_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli ${args.join(" ")}: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/**
+ * A throwaway Redis Cluster of `primaries` primaries (no replicas) on free loopback ports: redis-server with
+ * `--cluster-enabled yes`, joined by `redis-cli --cluster create`, ready once every node reports `cluster_state:ok`
+ * and agrees on the slots.
+ */
+export class RedisCluster {
+  private constructor(readonly nodes: RedisServer[]) {}
+
+  static async start(primaries = 3): Promise<RedisCluster> {
+    const nodes: RedisServer[] = [];
+    try {
+      for (let i = 0; i < primaries; i++) {
+        nodes.push(await RedisServer.start({ args: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"] }));
+      }
+      await redisCli(["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"]);
+      const started = Date.now();
+      for (;;) {
+        const infos = await Promise.all(nodes.map((n) => redisCli(["-p", String(n.port), "cluster", "info"])));
+        if (infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_assigned:16384/.test(i) && new RegExp(`cluster_known_nodes:${primaries}\\b`).test(i))) break;
+        if (Date.now() - started > 20_000) throw new Error(`the cluster did not settle: ${infos.join(" | ")}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return new RedisCluster(nodes);
+    } catch (err) {
+      await Promise.all(nodes.map((n) => n.stop()));
+      throw err;
+    }
+  }
+
+  /** The seeds as TESSERA_REDIS_CLUSTER_NODES takes them. */
+  get seeds(): string {
+    return this.nodes.map((n) => `127.0.0.1:${n.port}`).join(",");
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
   }
 }

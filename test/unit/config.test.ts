@@ -111,6 +111,42 @@ describe("config", () => {
     expect([ok.store.waitReplicas, ok.store.waitTimeoutMs]).toEqual([2, 200]);
   });
 
+  it("takes one Redis mode at a time: a URL, a Cluster's seeds, or sentinels with the primary's name", () => {
+    const cluster = loadConfig({ TESSERA_REDIS_CLUSTER_NODES: "10.0.0.1:7000, 10.0.0.2:7001", TESSERA_REDIS_PASSWORD: "pw", TESSERA_REDIS_TLS: "true" });
+    expect(cluster.store.clusterNodes).toEqual([
+      { host: "10.0.0.1", port: 7000 },
+      { host: "10.0.0.2", port: 7001 },
+    ]);
+    expect([cluster.store.password, cluster.store.tls, cluster.store.redisUrl]).toEqual(["pw", true, undefined]);
+    const sentinel = loadConfig({ TESSERA_REDIS_SENTINELS: "[::1]:26379,s2:26379", TESSERA_REDIS_SENTINEL_MASTER: "main" });
+    expect(sentinel.store.sentinels).toEqual([
+      { host: "::1", port: 26379 },
+      { host: "s2", port: 26379 },
+    ]);
+    expect(sentinel.store.sentinelMaster).toBe("main");
+    const refusals: [Record<string, string>, string, RegExp][] = [
+      [{ TESSERA_REDIS_URL: "redis://r:6379", TESSERA_REDIS_CLUSTER_NODES: "r:7000" }, "TESSERA_REDIS_CLUSTER_NODES", /one Redis mode/],
+      [{ TESSERA_REDIS_CLUSTER_NODES: "r:7000", TESSERA_REDIS_SENTINELS: "s:26379", TESSERA_REDIS_SENTINEL_MASTER: "m" }, "TESSERA_REDIS_SENTINELS", /one Redis mode/],
+      [{ TESSERA_REDIS_SENTINELS: "s:26379" }, "TESSERA_REDIS_SENTINEL_MASTER", /must name the primary/],
+      [{ TESSERA_REDIS_SENTINEL_MASTER: "m" }, "TESSERA_REDIS_SENTINEL_MASTER", /without TESSERA_REDIS_SENTINELS/],
+      [{ TESSERA_REDIS_URL: "redis://r:6379", TESSERA_REDIS_PASSWORD: "pw" }, "TESSERA_REDIS_PASSWORD", /put it in the URL/],
+      [{ TESSERA_REDIS_TLS: "true" }, "TESSERA_REDIS_TLS", /no Redis is/],
+      [{ TESSERA_REDIS_CLUSTER_NODES: "r:7000", TESSERA_REDIS_SENTINEL_PASSWORD: "pw" }, "TESSERA_REDIS_SENTINEL_PASSWORD", /without TESSERA_REDIS_SENTINELS/],
+      [{ TESSERA_REDIS_CLUSTER_NODES: "r" }, "TESSERA_REDIS_CLUSTER_NODES", /host:port/],
+    ];
+    for (const [env, key, message] of refusals) {
+      let err: unknown;
+      try {
+        loadConfig(env);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(env)).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).key).toBe(key);
+      expect((err as ConfigError).message).toMatch(message);
+    }
+  });
+
   it("knows loopback addresses", () => {
     expect(["127.0.0.1", "127.1.2.3", "::1", "localhost"].every(isLoopback)).toBe(true);
     expect(["0.0.0.0", "::", "10.0.0.1", "example.com"].some(isLoopback)).toBe(false);

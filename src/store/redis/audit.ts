@@ -1,9 +1,8 @@
 /**
  * The Redis store's audit trail and risk observations (AuditStore): the stream `P audit` and one `P{t}:risk` string
- * per subject. A batch is one pipelined write: the stream append, one risk script per signalled subject, and the
- * statistics script (stats.ts) when the batch changes a statistic.
+ * per subject. A batch is one pipelined write (one per slot on a Cluster): the stream append, one risk script per
+ * signalled subject, and the statistics script (stats.ts) when the batch changes a statistic.
  */
-import type { ChainableCommander } from "ioredis";
 import {
   AUDIT_SCAN_LIMIT,
   RISK_CAPS,
@@ -176,23 +175,24 @@ export class RedisAuditStore implements AuditStore {
     if (events.length === 0) return [];
     const signals = riskSignalsBySubject(events);
     return this.ctx.guard(async () => {
-      // One pipeline: the stream append (its own key) and one script per signalled subject (that subject's slot).
-      const pipeline: ChainableCommander = this.ctx.redis.pipeline();
+      // One batch: the stream append (its own key), one script per signalled subject (that subject's slot) and the
+      // statistics script (the {stats} slot): one pipeline on one Redis, one per slot on a Cluster.
+      const batch = this.ctx.batch();
       const values = events.flatMap((e) => [
         e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
         JSON.stringify(e.detail),
       ]);
       if (values.length !== events.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
-      this.ctx.pipelineScript(pipeline, "auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
+      this.ctx.pipelineScript(batch.group(), "auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
       const subjects = [...signals.keys()];
       for (const subject of subjects) {
         const list = signals.get(subject)!.map((s) => [s.at, s.ip, s.deviceId, s.count ?? ""]);
         const args = [b.now, b.riskWindowMs, RISK_CAPS.keys, RISK_CAPS.instants, JSON.stringify(list)];
-        this.ctx.pipelineScript(pipeline, "riskUpdate", [this.ctx.riskKey(subject)], args);
+        this.ctx.pipelineScript(batch.group(), "riskUpdate", [this.ctx.riskKey(subject)], args);
       }
       const ops = this.stats ? statsOps(events) : [];
-      if (ops.length > 0) this.stats!.queue(pipeline, ops, b.now);
-      const results = (await pipeline.exec()) ?? [];
+      if (ops.length > 0) this.stats!.queue(batch.group(), ops, b.now);
+      const results = await batch.exec();
       for (const [err] of results) if (err) throw err;
       return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[i + 1]![1] as string) }));
     });

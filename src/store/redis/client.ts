@@ -16,13 +16,43 @@
  *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - MAX_AGE (audit.ts)
  *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update (audit.ts)
  */
-import { Redis, type ChainableCommander } from "ioredis";
+import { Cluster, Redis, type ChainableCommander, type RedisOptions } from "ioredis";
 import { StoreUnavailableError, TesseraError } from "../../domain/errors.js";
 import { sessionTag, subjectTag } from "../../domain/ids.js";
 
-/** An ioredis client that fails fast: no offline queue, no retries of a command, a timeout on each command. */
-export function createRedisClient(url: string, opts: { commandTimeoutMs: number }): Redis {
-  const redis = new Redis(url, {
+/** One Redis (Sentinel-managed or not) or a Redis Cluster: the store runs on either, unchanged. */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: a `redis://` / `rediss://` URL, a Cluster's seed nodes, or the sentinels of a named primary. */
+export type RedisConnection =
+  | string
+  | { url: string; tlsCa?: Buffer }
+  | { cluster: HostAndPort[]; auth?: RedisAuth }
+  | { sentinels: HostAndPort[]; master: string; auth?: RedisAuth; sentinelPassword?: string };
+
+export interface HostAndPort {
+  host: string;
+  port: number;
+}
+
+/** Credentials and TLS of the Cluster's nodes, or of the sentinels and the nodes they name. */
+export interface RedisAuth {
+  username?: string;
+  password?: string;
+  /** TLS on; `ca`: the CA(s) that sign the servers' certificates (default: the system's). */
+  tls?: { ca?: Buffer };
+}
+
+/**
+ * An ioredis client that fails fast: no offline queue, no retries of a command, a timeout on each command. A Cluster
+ * client follows MOVED and ASK redirections and refreshes its slot map itself; a Sentinel-managed one asks the
+ * sentinels for the primary on every reconnect and reconnects when a failover is announced or the node it holds
+ * turns into a replica (READONLY), so a failover is followed without a restart.
+ */
+export function createRedisClient(conn: Exclude<RedisConnection, { cluster: HostAndPort[] }>, opts: { commandTimeoutMs: number }): Redis;
+export function createRedisClient(conn: RedisConnection, opts: { commandTimeoutMs: number }): RedisClient;
+export function createRedisClient(conn: RedisConnection, opts: { commandTimeoutMs: number }): RedisClient {
+  const failFast: RedisOptions = {
     enableOfflineQueue: false,
     // Commands made in the same tick go out in one write (measured: one write syscall per command cost a fifth of
     // Introspect's CPU).
@@ -33,9 +63,72 @@ export function createRedisClient(url: string, opts: { commandTimeoutMs: number 
     connectTimeout: Math.max(opts.commandTimeoutMs, 1000),
     // Reconnect forever, backing off up to one second.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 1000),
-  });
+  };
+  let redis: RedisClient;
+  if (typeof conn === "string" || "url" in conn) {
+    const url = typeof conn === "string" ? conn : conn.url;
+    const ca = typeof conn === "string" ? undefined : conn.tlsCa;
+    redis = new Redis(url, ca && url.startsWith("rediss:") ? { ...failFast, tls: { ca } } : failFast);
+  } else if ("cluster" in conn) {
+    redis = new Cluster(conn.cluster, {
+      redisOptions: { ...failFast, ...nodeAuth(conn.auth) },
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      // Primaries only: a read from a replica could miss a revocation just acknowledged.
+      scaleReads: "master",
+      clusterRetryStrategy: failFast.retryStrategy!,
+      // A command that meets a failover (CLUSTERDOWN, TRYAGAIN, a moved slot) is retried within its own timeout.
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      slotsRefreshTimeout: Math.max(opts.commandTimeoutMs, 1000),
+    });
+  } else {
+    redis = new Redis({
+      ...failFast,
+      ...nodeAuth(conn.auth),
+      sentinels: conn.sentinels,
+      name: conn.master,
+      role: "master",
+      ...(conn.sentinelPassword !== undefined ? { sentinelPassword: conn.sentinelPassword } : {}),
+      ...(conn.auth?.tls ? { enableTLSForSentinelMode: true, sentinelTLS: conn.auth.tls } : {}),
+      // Hear of a failover from the sentinels (+switch-master) rather than only when the old primary stops answering.
+      failoverDetector: true,
+      sentinelRetryStrategy: failFast.retryStrategy!,
+      // A primary turned replica answers writes with READONLY: reconnect, and the sentinels name the new primary.
+      reconnectOnError: (err) => (err.message.startsWith("READONLY") ? 1 : false),
+    });
+  }
   redis.on("error", ignore);
   return redis;
+}
+
+function nodeAuth(auth: RedisAuth | undefined): RedisOptions {
+  if (!auth) return {};
+  return {
+    ...(auth.username !== undefined ? { username: auth.username } : {}),
+    ...(auth.password !== undefined ? { password: auth.password } : {}),
+    ...(auth.tls ? { tls: auth.tls.ca ? { ca: auth.tls.ca } : {} } : {}),
+  };
+}
+
+/**
+ * A connection of its own for a blocking read (XREAD BLOCK would hold up every command of the shared client), like
+ * `redis` but with `commandTimeoutMs`, and with commands waiting for the connection rather than failing while it is
+ * being made. On a Cluster, a Cluster client of its own: its reads go to the node of the key they read.
+ */
+export function blockingConnection(redis: RedisClient, commandTimeoutMs: number | undefined): RedisClient {
+  const conn =
+    redis instanceof Cluster
+      ? redis.duplicate([], { enableOfflineQueue: true, redisOptions: { ...redis.options.redisOptions, commandTimeout: commandTimeoutMs, enableOfflineQueue: true } })
+      : redis.duplicate({ commandTimeout: commandTimeoutMs, enableOfflineQueue: true });
+  conn.on("error", ignore);
+  return conn;
+}
+
+/** The command timeout the client was made with (createRedisClient), whichever kind it is. */
+export function commandTimeoutOf(redis: RedisClient): number | undefined {
+  return redis instanceof Cluster ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout;
 }
 
 /** A Lua script as ioredis defines it. Time comes from ARGV, never from the server: the caller's clock decides. */
@@ -68,7 +161,7 @@ export class RedisContext {
   private readonly waitTimeoutMs: number;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     opts: RedisStoreOptions,
   ) {
     this.prefix = opts.prefix;
@@ -94,6 +187,26 @@ export class RedisContext {
     (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[commandName(name)]!(...keys, ...args);
   }
 
+  /**
+   * A batch of command groups, each group in one slot, sent at once: on one Redis all groups share one pipeline (one
+   * round trip); on a Cluster each group is a pipeline of its own (a Cluster pipeline must keep to one slot), all sent
+   * together. `group()` starts the next group; `exec()` answers every command, in the order queued.
+   */
+  batch(): { group(): ChainableCommander; exec(): Promise<[Error | null, unknown][]> } {
+    const redis = this.redis;
+    const pipelines: ChainableCommander[] = [];
+    return {
+      group() {
+        if (redis instanceof Cluster || pipelines.length === 0) pipelines.push(redis.pipeline());
+        return pipelines[pipelines.length - 1]!;
+      },
+      async exec() {
+        const replies = await Promise.all(pipelines.map((p) => p.exec()));
+        return replies.flatMap((r) => r ?? []);
+      },
+    };
+  }
+
   /** Runs `op`; any failure but a domain error becomes StoreUnavailableError. */
   async guard<T>(op: () => Promise<T>): Promise<T> {
     try {
@@ -106,14 +219,26 @@ export class RedisContext {
 
   /**
    * With waitReplicas configured: WAIT until that many replicas have every write this connection made so far (so
-   * also a revocation an earlier, failed call applied), or fail. Returns `result` unchanged.
+   * also a revocation an earlier, failed call applied), or fail. Returns `result` unchanged. `written`: a key in the
+   * slot of each write to be waited for. WAIT counts the writes of the connection it is sent on, so on a Cluster it
+   * goes to the node of each written key (a pipeline with one keyed command is sent to that key's node, on the
+   * connection the write took); on one Redis a single WAIT covers them all.
    */
-  async replicated<T>(result: T): Promise<T> {
-    if (this.waitReplicas > 0) {
-      const acked = await this.redis.wait(this.waitReplicas, this.waitTimeoutMs);
-      if (acked < this.waitReplicas) {
-        throw new StoreUnavailableError(new Error(`revocation reached ${acked} of ${this.waitReplicas} replicas in time`));
-      }
+  async replicated<T>(result: T, ...written: string[]): Promise<T> {
+    if (this.waitReplicas === 0) return result;
+    const redis = this.redis;
+    const waits =
+      redis instanceof Cluster
+        ? written.map(async (key) => {
+            const replies = (await redis.pipeline().exists(key).wait(this.waitReplicas, this.waitTimeoutMs).exec()) ?? [];
+            const [err, acked] = replies[1] ?? [new Error("no reply to WAIT"), 0];
+            if (err) throw err;
+            return Number(acked);
+          })
+        : [redis.wait(this.waitReplicas, this.waitTimeoutMs)];
+    const acked = Math.min(...(await Promise.all(waits)));
+    if (acked < this.waitReplicas) {
+      throw new StoreUnavailableError(new Error(`revocation reached ${acked} of ${this.waitReplicas} replicas in time`));
     }
     return result;
   }
@@ -143,7 +268,7 @@ export class RedisContext {
   async close(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const cutOff = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.min(this.redis.options.commandTimeout ?? 1000, 1000));
+      timer = setTimeout(resolve, Math.min(commandTimeoutOf(this.redis) ?? 1000, 1000));
     });
     try {
       await Promise.race([this.redis.quit().then(() => undefined), cutOff]);
@@ -161,7 +286,7 @@ export class RedisContext {
     if (r.status === "ready") return;
     if (r.status === "end" || r.status === "close") throw new Error(`redis client is ${r.status}`);
     if (r.status === "wait") r.connect().catch(ignore);
-    const waitMs = r.options.commandTimeout ?? 1000;
+    const waitMs = commandTimeoutOf(r) ?? 1000;
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer);

@@ -8,7 +8,6 @@
  * another cluster slot than the subject's keys), then waits for replicas if configured. If that append fails the call
  * fails, and its retry appends again (the session part appends for a revocation already made too).
  */
-import type { Redis } from "ioredis";
 import {
   FeedCursorError,
   type FeedPage,
@@ -16,7 +15,7 @@ import {
   type RevocationFeed,
   type RevocationKind,
 } from "../../domain/store.js";
-import type { RedisContext, Script } from "./client.js";
+import { blockingConnection, commandTimeoutOf, type RedisClient, type RedisContext, type Script } from "./client.js";
 
 /** A cursor of this feed: a stream id, `ms-seq` or `ms` (= `ms-0`); 19 digits each always fit Redis's 64 bits. */
 const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
@@ -131,14 +130,15 @@ export class RedisRevocationFeed implements RevocationFeed {
 
   /**
    * Appends to the feed (dropping its dead head) after the change it reports succeeded, then waits for replicas if
-   * configured; a failure fails the call (the change stays). Runs inside the caller's guard.
+   * configured (on the node of `written`, a key in the slot of the change, and on the feed's); a failure fails the call
+   * (the change stays). Runs inside the caller's guard.
    */
-  async publish(now: number, events: Omit<RevocationEvent, "id">[]): Promise<void> {
+  async publish(now: number, events: Omit<RevocationEvent, "id">[], written: string): Promise<void> {
     if (events.length === 0) return;
     const args: (string | number)[] = [now];
     for (const e of events) args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
     await this.ctx.script("appendFeed", [this.key, this.metaKey], args);
-    await this.ctx.replicated(undefined);
+    await this.ctx.replicated(undefined, written, this.key);
   }
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
@@ -202,7 +202,7 @@ export class RedisRevocationFeed implements RevocationFeed {
  * failing still wakes it once it is back.
  */
 class FeedWatcher {
-  private readonly conn: Redis;
+  private readonly conn: RedisClient;
   private stopped = false;
   private pause: { timer: NodeJS.Timeout; resolve: () => void } | null = null;
 
@@ -218,14 +218,10 @@ class FeedWatcher {
       (last) => last ?? "0-0",
       () => null,
     );
-    const main = ctx.redis.options.commandTimeout;
-    this.conn = ctx.redis.duplicate({
-      // A blocked read is no slow server: time it out only well after the block ends.
-      commandTimeout: main === undefined ? undefined : BLOCK_MS + Math.max(main, 1_000),
-      // Commands wait for the connection rather than fail while it is being made (bounded by the timeout above).
-      enableOfflineQueue: true,
-    });
-    this.conn.on("error", () => {}); // failures show as failed reads, retried below
+    const main = commandTimeoutOf(ctx.redis);
+    // A blocked read is no slow server: time it out only well after the block ends. Failures show as failed reads,
+    // retried below.
+    this.conn = blockingConnection(ctx.redis, main === undefined ? undefined : BLOCK_MS + Math.max(main, 1_000));
     void this.run(start);
   }
 

@@ -97,7 +97,7 @@ export class RedisKeyStore implements KeyStore {
     return this.ctx.guard(async () => {
       const marked = (await this.ctx.script("revokeKey", [this.key], [q.kid, q.at])) as number;
       if (marked === -1) return false;
-      await this.feed.publish(q.at, [{ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }]);
+      await this.feed.publish(q.at, [{ kind: "key", subject: "", target: q.kid, sessions: [], at: q.at, until: q.until, reason: q.reason }], this.key);
       return marked === 1;
     });
   }

@@ -273,7 +273,7 @@ export class RedisSessionStore implements SessionStore {
       // Not appended again by a retry: a retried Issue opens another session, it does not evict these again.
       const now = opts.now;
       const entries = evicted.map((target) => sessionEntry(s.subject, target, now, opts.retentionMs, EVICTED));
-      await this.feed.publish(now, entries);
+      await this.feed.publish(now, entries, `${base}idx`);
       return { evicted };
     });
   }
@@ -298,13 +298,13 @@ export class RedisSessionStore implements SessionStore {
             session: parseSession(sessionId, a!)!.record,
           };
         case "reused":
-          await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REUSED)]);
+          await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REUSED)], `${base}idx`);
           return { outcome: "reused" };
         default: {
           const why = a as "revoked" | "expired" | "missing";
           // A revoked session presented again: its entry again, in case the revocation's append was lost.
           if (why === "revoked") {
-            await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REVOKED_PRESENTED)]);
+            await this.feed.publish(now, [sessionEntry(subject, sessionId, now, input.retentionMs, REVOKED_PRESENTED)], `${base}idx`);
           }
           return { outcome: "ended", why };
         }
@@ -335,7 +335,7 @@ export class RedisSessionStore implements SessionStore {
       // Revoked already (set is null): appended again all the same, in case the first call's append was lost.
       await this.feed.publish(q.now, [
         { kind: "token", subject: q.subject, target: q.jti, sessions: [], at: q.now, until: q.expiresAt, reason: q.reason },
-      ]);
+      ], key);
       return set !== null;
     });
   }
@@ -346,10 +346,10 @@ export class RedisSessionStore implements SessionStore {
     return this.ctx.guard(async () => {
       const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
       const found = (await this.ctx.script("revokeSession", [`${base}s:${q.sessionId}`], args)) as [string, 0 | 1] | 0;
-      if (found === 0) return this.ctx.replicated(false);
+      if (found === 0) return this.ctx.replicated(false, `${base}idx`);
       // Revoked now or already (a retry may follow a lost append): appended either way.
       const [subject, revokedNow] = found;
-      await this.feed.publish(q.now, [sessionEntry(subject, q.sessionId, q.now, q.retentionMs, q.reason)]);
+      await this.feed.publish(q.now, [sessionEntry(subject, q.sessionId, q.now, q.retentionMs, q.reason)], `${base}idx`);
       return revokedNow === 1;
     });
   }
@@ -361,7 +361,7 @@ export class RedisSessionStore implements SessionStore {
       const until = q.now + q.retentionMs;
       await this.feed.publish(q.now, [
         { kind: "subject", subject: q.subject, target: "", sessions: ended, at: q.now, until, reason: q.reason },
-      ]);
+      ], `${base}idx`);
       return ended.length;
     });
   }
