@@ -171,8 +171,24 @@ export function redisScope(url: string, label = "e2e"): RedisScope {
   };
 }
 
+/**
+ * A unique key prefix on the given Redis Cluster (its seeds, `host:port,...`, every primary among them): env names the
+ * Cluster mode; cleanup deletes the prefix's keys on every node.
+ */
+export function clusterScope(seeds: string, label = "e2e"): RedisScope & { nodeUrls: string[] } {
+  const prefix = `tessera-test:${label}:${randomUUID()}:`;
+  const nodeUrls = seeds.split(",").map((s) => `redis://${s}`);
+  return {
+    env: { TESSERA_REDIS_CLUSTER_NODES: seeds, TESSERA_REDIS_PREFIX: prefix },
+    prefix,
+    nodeUrls,
+    cleanup: async () => void (await Promise.all(nodeUrls.map((url) => deleteKeys(url, prefix)))),
+  };
+}
+
 export async function deleteKeys(url: string, prefix: string): Promise<void> {
-  await scanKeys(url, prefix, async (redis, keys) => void (await redis.unlink(...keys)));
+  // One key per UNLINK: on a Cluster node the keys lie in several slots.
+  await scanKeys(url, prefix, async (redis, keys) => void (await Promise.all(keys.map((k) => redis.unlink(k)))));
 }
 
 /** Number of keys under the prefix. */
