@@ -3,7 +3,7 @@
  * their own Redis: the shared one of the suite, and ones the restart and failure tests kill and start again.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,5 +137,89 @@ export class RedisCluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+}
+
+/**
+ * A primary, a replica and three sentinels monitoring them (quorum 2) on free loopback ports: the Sentinel setup a
+ * failover test kills the primary of. `master` is the name the sentinels know the primary by.
+ */
+export class RedisSentinelSet {
+  readonly master = "tessera-primary";
+
+  private constructor(
+    readonly primary: RedisServer,
+    readonly replica: RedisServer,
+    private readonly sentinels: ChildProcess[],
+    readonly sentinelPorts: number[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(opts: { downAfterMs?: number } = {}): Promise<RedisSentinelSet> {
+    const primary = await RedisServer.start();
+    const replica = await RedisServer.start({ args: ["--replicaof", "127.0.0.1", String(primary.port)] });
+    const dir = mkdtempSync(join(tmpdir(), "tessera-sentinel-"));
+    const sentinels: ChildProcess[] = [];
+    const ports: number[] = [];
+    const set = new RedisSentinelSet(primary, replica, sentinels, ports, dir);
+    try {
+      await until(async () => /master_link_status:up/.test(await redisCli(["-p", String(replica.port), "info", "replication"])), "the replica to sync");
+      for (let i = 0; i < 3; i++) {
+        const port = await freePort();
+        const conf = join(dir, `sentinel-${i}.conf`);
+        writeFileSync(
+          conf,
+          [
+            `port ${port}`,
+            "bind 127.0.0.1",
+            `dir ${dir}`,
+            `sentinel monitor ${set.master} 127.0.0.1 ${primary.port} 2`,
+            `sentinel down-after-milliseconds ${set.master} ${opts.downAfterMs ?? 1000}`,
+            `sentinel failover-timeout ${set.master} 5000`,
+            `sentinel parallel-syncs ${set.master} 1`,
+            "",
+          ].join("\n"),
+        );
+        sentinels.push(spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", [conf, "--sentinel"], { stdio: "ignore" }));
+        ports.push(port);
+      }
+      // Ready when every sentinel knows the replica and the other two sentinels.
+      for (const port of ports) {
+        await until(async () => {
+          const info = await redisCli(["-p", String(port), "sentinel", "master", set.master]).catch(() => "");
+          const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
+          return field("num-slaves") >= 1 && field("num-other-sentinels") >= 2;
+        }, "the sentinels to know each other and the replica");
+      }
+      return set;
+    } catch (err) {
+      await set.stop();
+      throw err;
+    }
+  }
+
+  /** TESSERA_REDIS_SENTINELS. */
+  get seeds(): string {
+    return this.sentinelPorts.map((p) => `127.0.0.1:${p}`).join(",");
+  }
+
+  /** The port the sentinels now name as the primary's. */
+  async primaryPort(): Promise<number> {
+    const out = await redisCli(["-p", String(this.sentinelPorts[0]), "sentinel", "get-master-addr-by-name", this.master]);
+    return Number(out.trim().split("\n")[1]);
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sentinels) if (s.exitCode === null && s.signalCode === null) s.kill("SIGKILL");
+    await Promise.all([this.primary.stop(), this.replica.stop()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const started = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -1,0 +1,108 @@
+/**
+ * Redis behind Sentinel (a primary, a replica, three sentinels), with an authority process on it
+ * (TESSERA_REDIS_SENTINELS) and TESSERA_REDIS_WAIT_REPLICAS=1: the primary is killed under a mixed load of Issue,
+ * Introspect, Refresh and Revoke. While the failover lasts calls fail UNAVAILABLE (fail closed), never anything else;
+ * afterwards they succeed again without a restart; no revocation acknowledged before, during or after is lost (the
+ * replica promoted holds it). The time to recover is printed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, statusOf, tesseraClient, type TesseraClient } from "../helpers/clients.js";
+import { RedisSentinelSet } from "../helpers/redis-server.js";
+import { spawnAuthority, type SpawnedAuthority } from "../helpers/server.js";
+import { until } from "../helpers/wait.js";
+
+const PHONE = { deviceId: "phone-s", userAgent: "tessera-e2e/1.0" };
+
+let set: RedisSentinelSet;
+let authority: SpawnedAuthority;
+let client: TesseraClient;
+
+beforeAll(async () => {
+  set = await RedisSentinelSet.start();
+  authority = await spawnAuthority({
+    TESSERA_REDIS_SENTINELS: set.seeds,
+    TESSERA_REDIS_SENTINEL_MASTER: set.master,
+    TESSERA_REDIS_PREFIX: "tessera-test:sentinel:",
+    TESSERA_REDIS_WAIT_REPLICAS: "1",
+    TESSERA_REDIS_WAIT_TIMEOUT: "300ms",
+    TESSERA_STORE_TIMEOUT: "1s",
+    TESSERA_LOG_LEVEL: "info",
+  });
+  client = tesseraClient("grpc-js", authority.url);
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await authority?.kill("SIGKILL");
+  await set?.stop();
+});
+
+describe("an authority on Redis behind Sentinel", () => {
+  it("says so at start", () => {
+    expect(authority.stdout.join("\n")).toMatch(/"store":"redis","mode":"sentinel"/);
+  });
+
+  it("follows a failover under load by itself: UNAVAILABLE meanwhile, no acknowledged revocation lost", async () => {
+    /** Access tokens whose session revocation was acknowledged (after WAIT 1). */
+    const revoked: string[] = [];
+    const failures = new Map<string, number>();
+    const oks: { op: string; at: number }[] = [];
+    let stop = false;
+    let n = 0;
+
+    const step = async <T>(op: string, call: () => Promise<T>): Promise<T> => {
+      const result = await call();
+      oks.push({ op, at: Date.now() });
+      return result;
+    };
+    const worker = async (w: number) => {
+      while (!stop) {
+        try {
+          const issued = await step("issue", () => client.issue({ subject: `sentinel-${w}-${n++ % 50}`, client: PHONE }));
+          await step("introspect", () => client.introspect(issued.tokens.accessToken));
+          const next = await step("refresh", () => client.refresh(issued.tokens.refreshToken, PHONE));
+          const r = await step("revoke", () => client.revoke({ sessionId: issued.sessionId }));
+          if (r.sessionsRevoked === 1) revoked.push(next.tokens.accessToken);
+        } catch (err) {
+          const code = Code[ConnectError.from(err).code];
+          failures.set(code, (failures.get(code) ?? 0) + 1);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const workers = [0, 1, 2, 3].map(worker);
+    try {
+      await until(() => revoked.length >= 20, 20_000, "revocations acknowledged before the kill");
+      const oldPrimary = set.primary.port;
+      const killedAt = Date.now();
+      await set.primary.kill();
+      await until(async () => (await set.primaryPort()) !== oldPrimary, 30_000, "the sentinels to promote the replica");
+      const promotedAt = Date.now();
+      // Reads and writes that need no replica succeed on the new primary, with no restart of the authority.
+      await until(() => oks.some((o) => o.op === "issue" && o.at > promotedAt), 20_000, "an Issue on the new primary");
+      // The old primary comes back; the sentinels make it the new primary's replica, and WAIT 1 is met again.
+      await set.primary.start();
+      await until(() => oks.some((o) => o.op === "revoke" && o.at > promotedAt), 30_000, "a revocation acknowledged after the failover");
+      const firstIssue = oks.find((o) => o.op === "issue" && o.at > killedAt)!.at;
+      const firstRevoke = oks.find((o) => o.op === "revoke" && o.at > promotedAt)!.at;
+      const afterRecovery = revoked.length;
+      await until(() => revoked.length >= afterRecovery + 10, 20_000, "more revocations after recovery");
+      console.log(
+        `sentinel failover: promoted ${promotedAt - killedAt} ms after the kill; first Issue ${firstIssue - killedAt} ms, ` +
+          `first acknowledged revocation ${firstRevoke - killedAt} ms after it (the old primary restarted at ${promotedAt - killedAt} ms); ` +
+          `failures: ${JSON.stringify(Object.fromEntries(failures))}; revocations acknowledged: ${revoked.length}`,
+      );
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
+
+    // Fail closed, and only so: every failure was UNAVAILABLE.
+    expect([...failures.keys()].filter((c) => c !== "Unavailable")).toEqual([]);
+    expect(failures.get("Unavailable") ?? 0).toBeGreaterThan(0);
+    // Nothing acknowledged was lost: every token of a session whose revocation was acknowledged is revoked.
+    const states = await Promise.all(revoked.map((t) => statusOf(client, t)));
+    expect(states.filter((s) => s !== "REVOKED")).toEqual([]);
+    expect(authority.stderr.join("\n")).not.toMatch(/uncaught|unhandled/i);
+  }, 120_000);
+});
