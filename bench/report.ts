@@ -204,6 +204,8 @@ export interface Report {
   /** The SDK's in-process verifier (createVerifier, mode "local"): throughput per core, revocation visibility. */
   verifier?: VerifierReport;
   profiles?: Array<{ title: string; summary: ProfileSummary }>;
+  /** Tessera on a Redis Cluster of `primaries` primaries beside one Redis: per scenario, the single-Redis passes before and after, and the Cluster's. */
+  cluster?: { primaries: number; rows: Array<{ name: string; single: [Measured, Measured]; cluster: Measured }> };
 }
 
 const f = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -345,6 +347,24 @@ export function sidecarTable(r: Report): string {
 
 type Target = [what: string, got: string, met: boolean | undefined];
 
+type ClusterRow = NonNullable<Report["cluster"]>["rows"][number];
+const singleRps = (row: ClusterRow) => {
+  const passes = row.single.filter((m) => !m.failed).map((m) => m.load.rps);
+  return passes.length === 0 ? NaN : passes.reduce((a, b) => a + b, 0) / passes.length;
+};
+const clusterRatio = (row: ClusterRow) => (row.cluster.failed ? NaN : row.cluster.load.rps / singleRps(row));
+
+/** The Cluster beside one Redis, per scenario: req/s, p99 and server CPU per call on each, and the ratio. */
+function clusterTable(r: Report): string {
+  const c = r.cluster!;
+  const cell = (m: Measured) => (m.failed ? "**FAILED**" : `${f(m.load.rps)} req/s, p99 ${ms(m.load.p99)} ms, ${f(m.serverUsPerCall ?? NaN)} µs/call`);
+  return [
+    `| scenario | one Redis (before; after) | Redis Cluster, ${c.primaries} primaries | Cluster ÷ one Redis |`,
+    "| --- | --- | --- | ---: |",
+    ...c.rows.map((row) => `| ${row.name} | ${cell(row.single[0])}; ${cell(row.single[1])} | ${cell(row.cluster)} | ${f(clusterRatio(row), 2)} |`),
+  ].join("\n");
+}
+
 function targetRows(r: Report): Target[] {
   const out: Target[] = [];
   const failed = (m: Measured) => `**failed**: ${m.failed}`;
@@ -356,6 +376,13 @@ function targetRows(r: Report): Target[] {
   };
   ratioTarget("Introspect (gRPC, h2load) ≥ 0.5 × the grpc-js no-op", r.introspect, 0.5);
   ratioTarget("Issue (gRPC, h2load) ≥ 0.25 × the grpc-js no-op", r.issue, 0.25);
+  const onCluster = r.cluster?.rows.find((row) => row.name.startsWith("Introspect"));
+  if (onCluster) {
+    const what = `Introspect on a Redis Cluster (${r.cluster!.primaries} primaries) ≥ 0.9 × on one Redis`;
+    const x = clusterRatio(onCluster);
+    if (onCluster.cluster.failed) out.push([what, failed(onCluster.cluster), undefined]);
+    else out.push([what, `${f(x, 2)} × (${f(onCluster.cluster.load.rps)} vs ${f(singleRps(onCluster))} req/s, one Redis right before and after)`, Number.isFinite(x) ? x >= 0.9 : undefined]);
+  }
   const refresh = r.node.refresh;
   const noopUs = ok(r.grpcjs) ? r.grpcjs.serverUsPerCall : undefined;
   ratioTarget(
@@ -607,6 +634,16 @@ export function markdown(r: Report): string {
     targetsTable(r),
     "",
   ];
+  if (r.cluster) {
+    out.push(
+      "## Redis Cluster",
+      "",
+      `Tessera on a Redis Cluster of ${r.cluster.primaries} primaries (redis-server processes on this machine, \`--cluster-enabled yes\`, joined by \`redis-cli --cluster create\`; TESSERA_REDIS_CLUSTER_NODES) beside Tessera on the run's single Redis (a key prefix of its own), same load as above. Each scenario ran on one Redis, then on the Cluster, then on one Redis again (a short pass); the ratio is to the mean of the two single-Redis passes. The Cluster's processes share the same cores.`,
+      "",
+      clusterTable(r),
+      "",
+    );
+  }
   if (r.halfRate || r.grpcjsHalfRate) {
     out.push(
       "## Latency at a fixed rate",

@@ -37,7 +37,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, RedisServer } from "../test/helpers/redis-server.js";
+import { freePort, RedisCluster, RedisServer } from "../test/helpers/redis-server.js";
 import { findH2load, MissingH2loadError, runH2load, type H2loadLoad, type H2load } from "./h2load.js";
 import { summarise, type CpuProfile } from "./profile.js";
 import {
@@ -140,7 +140,7 @@ async function startServer(name: string, script: string, opts: ServerOptions = {
  * Redis store, ES256; ready once /healthz answers
  * (as cluster workers: once every worker listens, then /healthz).
  */
-async function startTessera(redisUrl: string, opts: ServerOptions = {}): Promise<Server> {
+async function startTessera(redisUrl: string | { clusterSeeds: string }, opts: ServerOptions = {}): Promise<Server> {
   const port = await freePort();
   const base = nodeOptions(opts);
   const child = startNode(opts.workers === undefined ? "tessera" : `tessera ×${opts.workers}`, ...launch(TESSERA_MAIN, [], opts.workers), {
@@ -148,7 +148,7 @@ async function startTessera(redisUrl: string, opts: ServerOptions = {}): Promise
     env: {
       ...base.env,
       TESSERA_LISTEN: `127.0.0.1:${port}`,
-      TESSERA_REDIS_URL: redisUrl,
+      ...(typeof redisUrl === "string" ? { TESSERA_REDIS_URL: redisUrl } : { TESSERA_REDIS_CLUSTER_NODES: redisUrl.clusterSeeds }),
       TESSERA_SIGNING_ALG: "ES256",
       TESSERA_LOG_LEVEL: "warn",
       ...opts.env,
@@ -702,6 +702,7 @@ const PARTS = [
   "visibility",
   "verifier",
   "sidecar-memory",
+  "cluster",
   "profiles",
 ] as const;
 type Part = (typeof PARTS)[number];
@@ -898,6 +899,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       log,
     });
   }
+  if (has("cluster")) report.cluster = await clusterPart(redisServer.url);
   if (has("profiles")) {
     let token = "";
     report.profiles = [
@@ -921,6 +923,40 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
   writeFileSync(out, markdown(report));
   const sidecars = sidecarTable(report);
   process.stdout.write(`\n${resultsTable(report)}\n\n${sidecars === "" ? "" : `${sidecars}\n\n`}${targetsTable(report)}\n\nFull report: ${out}\n`);
+}
+
+/**
+ * Introspect, Issue and Refresh on a Redis Cluster of three primaries (on this machine) beside the single Redis, in
+ * the same run: one Tessera on each (a key prefix of its own on the single Redis), each scenario measured on the
+ * single Redis, then on the Cluster, then on the single Redis again (a short pass); the Cluster's ratio is to the
+ * mean of the two single-Redis passes, as the throughput rows' is to the no-op's.
+ */
+async function clusterPart(redisUrl: string): Promise<NonNullable<Report["cluster"]>> {
+  await quiet("cluster");
+  const cluster = await RedisCluster.start(3);
+  onStop(() => cluster.stop());
+  const single = await startTessera(redisUrl, { env: { TESSERA_REDIS_PREFIX: "tessera-cluster-bench:" } });
+  const sharded = await startTessera({ clusterSeeds: cluster.seeds });
+  const rows: NonNullable<Report["cluster"]>["rows"] = [];
+  try {
+    const valid = { subject: INTROSPECT_SUBJECT };
+    const tokens = new Map([single, sharded].map((s) => [s, mintAccessToken(s.url, INTROSPECT_SUBJECT)]));
+    const scenarios: Array<[string, (s: Server, short: boolean) => Promise<Measured>]> = [
+      ["Introspect, gRPC (h2load)", async (s, short) => measureH2(`Introspect on ${s === single ? "one Redis" : "the Cluster"}`, s, introspectScenario(s.url, "grpc", await tokens.get(s)!, valid), short ? { load: bracketLoad() } : {})],
+      ["Issue, one subject, gRPC (h2load)", async (s, short) => measureH2(`Issue on ${s === single ? "one Redis" : "the Cluster"}`, s, issueScenario(s.url, ISSUE_SUBJECT), short ? { load: bracketLoad() } : {})],
+      ["Refresh, gRPC (Node generator)", (s, short) => measure(`Refresh on ${s === single ? "one Redis" : "the Cluster"}`, s, spec(s, "refresh", short ? { warmupMs: 1000, durationMs: LOAD.bracketMs } : {}))],
+    ];
+    for (const [name, run] of scenarios) {
+      const before = await run(single, false);
+      const onCluster = await run(sharded, false);
+      const after = await run(single, true);
+      rows.push({ name, single: [before, after], cluster: onCluster });
+      log(`cluster: ${name}: ${onCluster.load.rps.toFixed(0)} req/s on the Cluster against ${before.load.rps.toFixed(0)} / ${after.load.rps.toFixed(0)} on one Redis`);
+    }
+  } finally {
+    await Promise.all([single.child.stop(), sharded.child.stop()]);
+  }
+  return { primaries: 3, rows };
 }
 
 /**
