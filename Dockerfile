@@ -16,10 +16,14 @@ COPY tsconfig.json tsconfig.build.json buf.yaml buf.gen.yaml ./
 COPY proto ./proto
 COPY gen ./gen
 COPY src ./src
+# The operator console's sources: `npm run build` bundles them (esbuild, a devDependency) into dist/console, which the
+# runtime stage takes with the rest of dist/ and the authority serves at /console/.
+COPY console ./console
 COPY scripts/hash-api-key.mjs ./scripts/hash-api-key.mjs
 COPY bin/load.mjs ./bin/load.mjs
 RUN npm run build && npm prune --omit=dev \
- && node --check dist/src/healthcheck.js && node --check scripts/hash-api-key.mjs
+ && node --check dist/src/healthcheck.js && node --check scripts/hash-api-key.mjs \
+ && test -f dist/console/index.html
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \

@@ -24,6 +24,7 @@ import { TokenCodec } from "./domain/tokens.js";
 import { auditSinks } from "./observability/audit-log.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { Metrics, instrumentStore } from "./observability/metrics.js";
+import { consoleRoute, loadConsoleFiles } from "./server/console.js";
 import { Readiness } from "./server/readiness.js";
 import { serve } from "./server/serve.js";
 import { MemoryStore } from "./store/memory.js";
@@ -32,6 +33,8 @@ import type { RedisAuth, RedisConnection } from "./store/redis/client.js";
 export interface AppOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Where the built operator console is (default: dist/console, src/server/console.ts); tests build their own. */
+  consoleDir?: string;
 }
 
 export interface App {
@@ -156,6 +159,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     jwksMaxAgeSeconds: Math.round(config.keys.jwksMaxAgeMs / 1000),
     readiness,
     metrics,
+    // The operator console: static files read once from dist/console (built by `npm run build`), at /console/.
+    console: consoleRoute(loadConsoleFiles(opts.consoleDir)),
   });
 
   return {

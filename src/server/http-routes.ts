@@ -1,5 +1,6 @@
 /**
- * Plain HTTP routes beside the RPCs: liveness, readiness, metrics and the JWKS. A request that looks like an RPC to a
+ * Plain HTTP routes beside the RPCs: liveness, readiness, metrics, the JWKS and (on the authority) the operator
+ * console's static files (src/server/console.ts). A request that looks like an RPC to a
  * service or method this server does not have is UNIMPLEMENTED in its protocol's own form (gRPC and gRPC-Web: a
  * trailers-only status; Connect: 404 with a Connect error body), so every client reports it as such. Everything else
  * is 404.
@@ -19,6 +20,8 @@ export interface HttpRouteDeps {
   metrics?: { render(): Promise<string>; readonly contentType: string };
   /** The RPC services this server has (type names), to tell an unknown method from an unknown service. */
   services?: () => ReadonlySet<string>;
+  /** The operator console (src/server/console.ts): answers every /console path, and only those. */
+  console?: (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => boolean;
 }
 
 const RPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
@@ -42,6 +45,7 @@ export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
       }
       return send(res, 404, { code: "unimplemented", message });
     }
+    if (deps.console?.(req, res)) return;
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     switch (path) {
       case "/healthz":

@@ -15,7 +15,7 @@ import type { ServerConfig } from "../config/config.js";
 import type { Metrics } from "../observability/metrics.js";
 import { capDeadline, streamDispatcher } from "./dispatch.js";
 import { grpcUnaryHandler } from "./grpc-unary.js";
-import { httpRoutes, refuseNonPost } from "./http-routes.js";
+import { httpRoutes, refuseNonPost, type HttpRouteDeps } from "./http-routes.js";
 import { Listener } from "./listener.js";
 import { peerIdentity, socketIdentity } from "./peer.js";
 import type { Readiness } from "./readiness.js";
@@ -31,9 +31,11 @@ export function serve(
     jwksMaxAgeSeconds?: number;
     readiness: Readiness;
     metrics: Metrics;
+    /** The operator console's route (src/server/console.ts); the authority has one, the sidecar none. */
+    console?: HttpRouteDeps["console"];
   },
 ): { listener: Listener; cancelCalls: (err: ConnectError) => void } {
-  const { api, pipeline, jwks, jwksMaxAgeSeconds, readiness, metrics } = parts;
+  const { api, pipeline, jwks, jwksMaxAgeSeconds, readiness, metrics, console: operatorConsole } = parts;
   const { maxRequestBytes, maxTimeoutMs, readTimeoutMs } = config;
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // connect-node links every call's signal to it
@@ -56,7 +58,7 @@ export function serve(
     acceptCompression: [compressionGzip],
     readMaxBytes: maxRequestBytes,
     shutdownSignal: shutdown.signal,
-    fallback: httpRoutes({ jwks, jwksMaxAgeSeconds, ready: () => readiness.serving, metrics, services: () => rpcServices }),
+    fallback: httpRoutes({ jwks, jwksMaxAgeSeconds, ready: () => readiness.serving, metrics, services: () => rpcServices, console: operatorConsole }),
   });
   const lean = config.grpcFastPath
     ? grpcUnaryHandler({
