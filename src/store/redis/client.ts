@@ -11,8 +11,10 @@
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)                                (keys.ts)
  *   P{feed}       revocation stream, an entry dropped once its `until` has passed; ids are the cursors (feed.ts)
  *   P{feed}:m     hash: the feed's last, first and trimmed-through ids (never expires, a few bytes)   (feed.ts)
- *   P{stats}:h:<hour>  hash: one UTC hour's counters and session-duration histogram, 8 days        (stats.ts)
- *   P{stats}:live, :sess, :plat, :subj, :ids  the live-session index behind StatsService            (stats.ts)
+ *   P{stats}:hours     hash `<hour>:<name>` -> one UTC hour's counters and duration histogram, 8 days (stats.ts)
+ *   P{stats}:hourset   zset of the hours the hash holds                                             (stats.ts)
+ *   P{stats}:expiry, :subjects, :platforms  StatsService's live-session index: zset session id (bytes) -> expiry,
+ *                 hash subject tag (bytes) -> its sessions' packed records, hash platform -> count   (stats.ts)
  *   P audit       audit stream (ids `<at ms>-<seq>`), MAXLEN ~ TESSERA_AUDIT_MAX_EVENTS, MINID now - MAX_AGE (audit.ts)
  *   P{t}:risk     the subject's risk observations (JSON), expiring TESSERA_RISK_WINDOW after the last update (audit.ts)
  */
@@ -133,7 +135,8 @@ export function commandTimeoutOf(redis: RedisClient): number | undefined {
 
 /** A Lua script as ioredis defines it. Time comes from ARGV, never from the server: the caller's clock decides. */
 export interface Script {
-  numberOfKeys: number;
+  /** How many of the arguments are keys; "varies": as many as the call passes (declared per call). */
+  numberOfKeys: number | "varies";
   lua: string;
 }
 
@@ -159,6 +162,8 @@ export class RedisContext {
   readonly prefix: string;
   private readonly waitReplicas: number;
   private readonly waitTimeoutMs: number;
+  /** The defined scripts whose number of keys each call says. */
+  private readonly varying = new Set<string>();
 
   constructor(
     readonly redis: RedisClient,
@@ -173,18 +178,28 @@ export class RedisContext {
 
   /** Defines a part's scripts on the client (names unique across parts: each becomes the command `tessera_<name>`). */
   define(scripts: Record<string, Script>): void {
-    for (const [name, script] of Object.entries(scripts)) this.redis.defineCommand(commandName(name), script);
+    for (const [name, { numberOfKeys, lua }] of Object.entries(scripts)) {
+      if (numberOfKeys === "varies") {
+        this.varying.add(name);
+        // A Cluster client groups auto-pipelined commands by the slot of their first argument, which for these is the
+        // number of keys: they are sent on their own, routed by their keys.
+        if (this.redis instanceof Cluster) this.redis.options.autoPipeliningIgnoredCommands!.push(commandName(name));
+      }
+      this.redis.defineCommand(commandName(name), numberOfKeys === "varies" ? { lua } : { numberOfKeys, lua });
+    }
   }
 
   /** Runs one of the defined scripts. */
   script(name: string, keys: string[], args: (string | number)[]): Promise<unknown> {
     const call = (this.redis as unknown as Record<string, ScriptCall>)[commandName(name)]!;
-    return call.call(this.redis, ...keys, ...args);
+    return this.varying.has(name) ? call.call(this.redis, keys.length, ...keys, ...args) : call.call(this.redis, ...keys, ...args);
   }
 
   /** Queues one of the defined scripts on a pipeline (ioredis puts the defined commands on pipelines too). */
   pipelineScript(pipeline: ChainableCommander, name: string, keys: string[], args: (string | number)[]): void {
-    (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[commandName(name)]!(...keys, ...args);
+    const queue = (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[commandName(name)]!;
+    if (this.varying.has(name)) queue.call(pipeline, keys.length, ...keys, ...args);
+    else queue.call(pipeline, ...keys, ...args);
   }
 
   /**

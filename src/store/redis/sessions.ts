@@ -49,8 +49,12 @@ type SessionTuple = [
 type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPair];
 
 /**
- * Common head of the writing scripts: ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua
- * twins of domain/sessions.ts liveUntil / isLive, and the helpers every script shares.
+ * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`; ARGV[1] = base, ARGV[2] = now. Names the
+ * tuple positions and holds the Lua twins of domain/sessions.ts liveUntil / isLive, and the helpers every script
+ * shares. Every key a script touches is declared in KEYS, all in the subject's slot: the session it names (and its
+ * grace key) after the index, then, for the scripts that walk the index, the `s:` and `g:` keys of its members
+ * (RedisSessionStore.overMembers); such a script first checks that every member is declared (declared_members) and
+ * otherwise returns {'undeclared', members} untouched, for the caller to run it again with those.
  */
 const SESSION_PRELUDE = `
 local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURRENT_JTI, SUBJECT, CLIENT =
@@ -58,7 +62,18 @@ local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURR
 local G_JTI, G_FINGERPRINT, G_AT, G_PAIR = 1, 2, 3, 4
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
-local idx = base .. 'idx'
+local idx = KEYS[1]
+-- The index's members if the keys of every one are declared (the \`s:\` keys, from KEYS[first] on, every other key);
+-- else nil and the members.
+local function declared_members(first)
+  local declared, skip = {}, #base + 3
+  for i = first, #KEYS, 2 do declared[string.sub(KEYS[i], skip)] = true end
+  local members = redis.call('ZRANGE', idx, 0, -1)
+  for _, m in ipairs(members) do
+    if not declared[m] then return nil, members end
+  end
+  return members
+end
 -- PX / PEXPIRE argument for a deadline: milliseconds from now, at least 1 (twin of client.ts ttl).
 local function ttl(deadline)
   local d = math.floor(deadline - now)
@@ -102,15 +117,17 @@ end
 `;
 
 /**
- * CREATE_SESSION. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: the new session `P{t}:s:<sid>` and its
- * `P{t}:g:<sid>`, and `P{t}:s:<member>` of every index member (read; written when evicted), all in the subject's slot.
- * ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON,
- * subject.
+ * CREATE_SESSION. KEYS: `P{t}:idx`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` and `g:` of every
+ * index member (read; written when evicted). ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt,
+ * idleExpiresAt, expiresAt, jti, client JSON, subject.
  * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
  * the excess is tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last
- * resort); the index lives as long as its longest member. Returns the evicted ids, first evicted first.
+ * resort); the index lives as long as its longest member. Returns {'ok', evicted ids (first evicted first), the index's
+ * members after}, or {'undeclared', members}.
  */
 const CREATE_SESSION = `${SESSION_PRELUDE}
+local ok, members = declared_members(4)
+if not ok then return { 'undeclared', members } end
 local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local s = {}
 s[STATUS], s[CREATED_AT], s[LAST_USED_AT] = 'a', tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -142,13 +159,12 @@ redis.call('DEL', base .. 'g:' .. sid)
 save(sid, s, live_until(s))
 redis.call('ZADD', idx, ARGV[7], sid)
 redis.call('PEXPIRE', idx, ttl(latest))
-return evicted
+return { 'ok', evicted, redis.call('ZRANGE', idx, 0, -1) }
 `;
 
 /**
- * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step. Touches:
- * KEYS[1] = `P{t}:s:<sid>` (declared); not yet declared: `P{t}:g:<sid>` and `P{t}:idx` (same slot).
- * ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
+ * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step.
+ * KEYS: `P{t}:idx`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
  * (GraceTuple).
  * Guarantees: of concurrent refreshes of one token exactly one rotates; the others replay its pair (same client,
  * inside the grace window) or find reuse, which tombstones the session. Nothing changes for an ended session.
@@ -158,7 +174,7 @@ return evicted
 const ROTATE = `${SESSION_PRELUDE}
 local sid, presented, fp = ARGV[3], ARGV[4], ARGV[6]
 local grace, idle, retention = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local gkey = base .. 'g:' .. sid
+local gkey = KEYS[3]
 local s, raw = read_session(sid)
 if not s then return { 'ended', 'missing' } end
 if s[STATUS] ~= 'a' then return { 'ended', 'revoked' } end
@@ -188,8 +204,8 @@ return { 'reused' }
 `;
 
 /**
- * REVOKE_SESSION. Touches: KEYS[1] = `P{t}:s:<sid>` (declared); not yet declared: `P{t}:g:<sid>` and `P{t}:idx`
- * (same slot). ARGV: base, now, sid, retentionMs, subject ('' for any).
+ * REVOKE_SESSION. KEYS: `P{t}:idx`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, retentionMs, subject ('' for
+ * any).
  * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns {subject, 1} if this
  * call revoked it, {subject, 0} if it was revoked already (its tombstone still kept), else 0.
  */
@@ -205,13 +221,14 @@ return 0
 `;
 
 /**
- * REVOKE_SUBJECT. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: `P{t}:s:<member>` and `P{t}:g:<member>`
- * of every index member (same slot). ARGV: base, now, retentionMs.
+ * REVOKE_SUBJECT. KEYS: `P{t}:idx`, then `s:` and `g:` of every index member. ARGV: base, now, retentionMs.
  * Guarantees: every session live at `now` is tombstoned in one atomic step, so every token issued so far is dead and
- * a session opened afterwards (even in the same millisecond) lives. Returns the ids revoked, in index order (least
- * recently used first, then by id; the memory store lists them alike).
+ * a session opened afterwards (even in the same millisecond) lives. Returns {'ok', the ids revoked, in index order
+ * (least recently used first, then by id; the memory store lists them alike)}, or {'undeclared', members}.
  */
 const REVOKE_SUBJECT = `${SESSION_PRELUDE}
+local ok, members = declared_members(2)
+if not ok then return { 'undeclared', members } end
 local retention, ended = tonumber(ARGV[3]), {}
 each_active(function(m, s)
   if is_live(s) then
@@ -219,41 +236,78 @@ each_active(function(m, s)
     ended[#ended + 1] = m
   end
 end)
-return ended
+return { 'ok', ended }
 `;
 
 /**
- * LIST_SESSIONS. Read only. Touches: KEYS[1] = `P{t}:idx` (declared); not yet declared: `P{t}:s:<member>` of every
- * index member (same slot). ARGV: base.
+ * LIST_SESSIONS. Read only. KEYS: `P{t}:idx`, then `s:` and `g:` of every index member. ARGV: base, now.
  * Guarantees: one consistent snapshot of the subject's sessions; liveness and order are judged in TypeScript
- * (domain/sessions.ts isLive, listingOrder). Returns {sid, session or nil, ...} for every index member.
+ * (domain/sessions.ts isLive, listingOrder). Returns {'ok', {sid, session or nil, ...} for every index member}, or
+ * {'undeclared', members}.
  */
-const LIST_SESSIONS = `
+const LIST_SESSIONS = `${SESSION_PRELUDE}
+local members, found = declared_members(2)
+if not members then return { 'undeclared', found } end
 local out = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+for _, m in ipairs(members) do
   out[#out + 1] = m
-  out[#out + 1] = redis.call('GET', ARGV[1] .. 's:' .. m)
+  out[#out + 1] = redis.call('GET', base .. 's:' .. m)
 end
-return out
+return { 'ok', out }
 `;
 
 const SCRIPTS: Record<string, Script> = {
-  createSession: { numberOfKeys: 1, lua: CREATE_SESSION },
-  rotate: { numberOfKeys: 1, lua: ROTATE },
-  revokeSession: { numberOfKeys: 1, lua: REVOKE_SESSION },
-  revokeSubject: { numberOfKeys: 1, lua: REVOKE_SUBJECT },
-  listSessions: { numberOfKeys: 1, lua: LIST_SESSIONS },
+  createSession: { numberOfKeys: "varies", lua: CREATE_SESSION },
+  rotate: { numberOfKeys: 3, lua: ROTATE },
+  revokeSession: { numberOfKeys: 3, lua: REVOKE_SESSION },
+  revokeSubject: { numberOfKeys: "varies", lua: REVOKE_SUBJECT },
+  listSessions: { numberOfKeys: "varies", lua: LIST_SESSIONS },
 };
 
 type Cell = string | null;
 type FeedEntry = Omit<RevocationEvent, "id">;
 
+/** How many subjects' index members overMembers remembers (the least recently used are forgotten first). */
+const MEMBER_HINTS = 10_000;
+/** A script that meets members it was not told of this many times in a row fails (another process keeps adding). */
+const MEMBER_ATTEMPTS = 5;
+
 export class RedisSessionStore implements SessionStore {
+  /** Per subject base: its index's members as last seen, so a script walking them declares their keys at once. */
+  private readonly members = new Map<string, readonly string[]>();
+  /** Per subject base: the sessions this process is opening now (declared by each other's createSession). */
+  private readonly opening = new Map<string, Set<string>>();
+
   constructor(
     private readonly ctx: RedisContext,
     private readonly feed: RedisRevocationFeed,
   ) {
     ctx.define(SCRIPTS);
+  }
+
+  /**
+   * Runs a script that walks the subject's index, with `keys` and then the `s:` and `g:` keys of every member declared:
+   * the members last seen (plus the sessions this process is opening for the subject, which a concurrent call may
+   * have added); if the index holds others, the script changes nothing and names them, and it runs again with
+   * those. Returns the script's reply after its 'ok'.
+   */
+  private async overMembers(name: string, base: string, keys: string[], args: (string | number)[]): Promise<unknown[]> {
+    let members = [...(this.members.get(base) ?? []), ...(this.opening.get(base) ?? [])];
+    for (let attempt = 1; ; attempt++) {
+      const declared = [...keys];
+      for (const m of members) declared.push(`${base}s:${m}`, `${base}g:${m}`);
+      const reply = (await this.ctx.script(name, declared, args)) as [string, ...unknown[]];
+      if (reply[0] === "ok") return reply.slice(1);
+      if (attempt >= MEMBER_ATTEMPTS) throw new Error(`${name}: the subject's sessions kept changing`);
+      members = [...new Set([...members, ...(reply[1] as string[])])];
+    }
+  }
+
+  /** Remembers a subject's index members (bounded: the least recently set go first). */
+  private seen(base: string, members: readonly string[]): void {
+    this.members.delete(base);
+    this.members.set(base, members);
+    if (this.members.size > MEMBER_HINTS) this.members.delete(this.members.keys().next().value!);
   }
 
   async createSession(
@@ -269,7 +323,18 @@ export class RedisSessionStore implements SessionStore {
         s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
         JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
       ];
-      const evicted = (await this.ctx.script("createSession", [`${base}idx`], args)) as string[];
+      const opening = this.opening.get(base) ?? new Set<string>();
+      this.opening.set(base, opening.add(s.id));
+      let evicted: string[];
+      try {
+        const keys = [`${base}idx`, `${base}s:${s.id}`, `${base}g:${s.id}`];
+        const [ended, members] = (await this.overMembers("createSession", base, keys, args)) as [string[], string[]];
+        this.seen(base, members);
+        evicted = ended;
+      } finally {
+        opening.delete(s.id);
+        if (opening.size === 0 && this.opening.get(base) === opening) this.opening.delete(base);
+      }
       // Not appended again by a retry: a retried Issue opens another session, it does not evict these again.
       const now = opts.now;
       const entries = evicted.map((target) => sessionEntry(s.subject, target, now, opts.retentionMs, EVICTED));
@@ -287,7 +352,8 @@ export class RedisSessionStore implements SessionStore {
         base, now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
         input.graceMs, input.idleTtlMs, input.retentionMs, JSON.stringify(grace),
       ];
-      const [outcome, a, b] = (await this.ctx.script("rotate", [`${base}s:${sessionId}`], args)) as string[];
+      const keys = [`${base}idx`, `${base}s:${sessionId}`, `${base}g:${sessionId}`];
+      const [outcome, a, b] = (await this.ctx.script("rotate", keys, args)) as string[];
       switch (outcome) {
         case "rotated":
           return { outcome: "rotated", session: parseSession(sessionId, a!)!.record };
@@ -345,7 +411,8 @@ export class RedisSessionStore implements SessionStore {
     if (base === null) return false;
     return this.ctx.guard(async () => {
       const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
-      const found = (await this.ctx.script("revokeSession", [`${base}s:${q.sessionId}`], args)) as [string, 0 | 1] | 0;
+      const keys = [`${base}idx`, `${base}s:${q.sessionId}`, `${base}g:${q.sessionId}`];
+      const found = (await this.ctx.script("revokeSession", keys, args)) as [string, 0 | 1] | 0;
       if (found === 0) return this.ctx.replicated(false, `${base}idx`);
       // Revoked now or already (a retry may follow a lost append): appended either way.
       const [subject, revokedNow] = found;
@@ -357,7 +424,8 @@ export class RedisSessionStore implements SessionStore {
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(q.subject);
-      const ended = (await this.ctx.script("revokeSubject", [`${base}idx`], [base, q.now, q.retentionMs])) as string[];
+      const [ended] = (await this.overMembers("revokeSubject", base, [`${base}idx`], [base, q.now, q.retentionMs])) as [string[]];
+      this.seen(base, []);
       const until = q.now + q.retentionMs;
       await this.feed.publish(q.now, [
         { kind: "subject", subject: q.subject, target: "", sessions: ended, at: q.now, until, reason: q.reason },
@@ -369,7 +437,10 @@ export class RedisSessionStore implements SessionStore {
   async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(subject);
-      const flat = (await this.ctx.script("listSessions", [`${base}idx`], [base])) as Cell[];
+      const [flat] = (await this.overMembers("listSessions", base, [`${base}idx`], [base, now])) as [Cell[]];
+      const members: string[] = [];
+      for (let i = 0; i < flat.length; i += 2) members.push(flat[i]!);
+      this.seen(base, members);
       const rows: SessionRow[] = [];
       for (let i = 0; i + 1 < flat.length; i += 2) {
         const row = parseSession(flat[i]!, flat[i + 1]!);
