@@ -35,6 +35,8 @@ export interface AuditInput {
   subject?: string;
   sessionId?: string;
   detail?: Record<string, string | number | boolean>;
+  /** subject_revoked: the sessions it ended (AuditEvent.endedSessions: for the statistics, not logged or stored). */
+  endedSessions?: readonly string[];
   /** Refusals: events with the same key within the fold window are stored as the first one plus one count. */
   foldKey?: string;
 }
@@ -135,7 +137,11 @@ export class Audit implements AuditSink {
   /** Records one event: logs it now, stores it soon (unless it is a repeat folded into a count). Never throws, never waits. */
   record(input: AuditInput): void {
     const event = this.build(input);
-    this.log(event);
+    if (event.endedSessions === undefined) this.log(event);
+    else {
+      const { endedSessions: _, ...logged } = event;
+      this.log(logged);
+    }
     if (input.foldKey !== undefined && !this.closed && this.fold(input.foldKey, event)) return;
     this.enqueue(event);
   }
@@ -260,6 +266,7 @@ export class Audit implements AuditSink {
       deviceId: ctx.deviceId,
       requestId: ctx.requestId,
       detail,
+      ...(input.endedSessions !== undefined && { endedSessions: [...input.endedSessions] }),
     };
   }
 

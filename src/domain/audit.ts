@@ -68,6 +68,12 @@ export interface AuditEvent extends AuditContext {
   sessionId: string;
   /** Type-specific facts (reason, rpc, jti, counts); small, never secret. */
   detail: Record<string, string>;
+  /**
+   * subject_revoked: the ids of the sessions it ended (up to TESSERA_MAX_SESSIONS), for the usage statistics
+   * (domain/stats.ts). In this process only, on the way to the store's appendAudit: neither logged nor kept in the
+   * stored trail (detail.sessions counts them; the revocation feed's entry lists them).
+   */
+  endedSessions?: readonly string[];
 }
 
 /** An event as the store keeps it: `id` orders events (newer is greater) and is the paging cursor. */

@@ -340,9 +340,10 @@ export class Authority {
 
   /** Logout everywhere: every session and every token of the subject issued so far. */
   async revokeSubject(subject: string, reason: string, ctx: AuditContext = NO_CONTEXT): Promise<RevokeResult> {
-    const n = await this.store.revokeSubject({ subject, now: this.clock.now(), retentionMs: this.retentionMs, reason });
-    this.audit.record({ type: "subject_revoked", context: ctx, subject, detail: { reason, sessions: n } });
-    return { sessionsRevoked: n, tokenRevoked: false };
+    const ended = await this.store.revokeSubject({ subject, now: this.clock.now(), retentionMs: this.retentionMs, reason });
+    // The ids go to the statistics (which end exactly these sessions), not into the logged or stored event.
+    this.audit.record({ type: "subject_revoked", context: ctx, subject, detail: { reason, sessions: ended.length }, endedSessions: ended });
+    return { sessionsRevoked: ended.length, tokenRevoked: false };
   }
 
   /** Revokes one session of a known subject (null: none is live, nothing to do) and records it. */

@@ -6,9 +6,10 @@
  *   event the audit trail stored (an event dropped from a full audit buffer is not counted);
  * - a live-session index: each session opened (token_issued) with its platform, creation and expiry (the earlier of
  *   its idle and absolute expiry, moved on by every token_refreshed), removed when it ends (session_revoked,
- *   session_evicted, refresh_reuse_detected, subject_revoked for the sessions of the subject opened before it) or
- *   expires (swept at every read and write). Live sessions in total, by platform and distinct subjects are exact
- *   counts of that index; bounded by the live sessions;
+ *   session_evicted, refresh_reuse_detected, subject_revoked for exactly the sessions it ended: the event carries
+ *   their ids, AuditEvent.endedSessions) or expires (swept at every read and write). Live sessions in total, by
+ *   platform and distinct subjects are exact counts of that index; bounded by the live sessions. Only ids shaped as
+ *   ids.newSessionId makes them are indexed (indexableSessionId): the Redis index keeps an id as its 28 bytes;
  * - the durations of sessions that ended, per hour of their end (an expired session: its expiry), in a fixed
  *   log-spaced histogram (DURATION_BUCKETS_MS): count, sum and max exact; median and p95 approximate (the upper
  *   bound of the bucket the rank falls in, never above the max).
@@ -25,6 +26,11 @@ export const DAY_MS = 24 * HOUR_MS;
 export const STATS_KEEP_MS = 8 * DAY_MS;
 /** Expired sessions ended per store call at most (the rest at the next one); reads sweep until none is left. */
 export const STATS_SWEEP_BATCH = 1000;
+/**
+ * Sessions of one subject the live-session index holds at most (the Redis index numbers them in 2 bytes); a session
+ * opened beyond is not indexed. TESSERA_MAX_SESSIONS is at most 10 000, so only lost end events could reach it.
+ */
+export const STATS_SUBJECT_SESSIONS_MAX = 65_535;
 
 /** What the hourly records count. */
 export const STATS_COUNTERS = [
@@ -83,8 +89,12 @@ export type StatsOp =
   | { op: "touch"; id: string; expiry: number }
   /** Ends the session at `at` (at its expiry if that came first); nothing if it is not indexed. */
   | { op: "end"; id: string; at: number }
-  /** Ends every indexed session of the subject whose id starts with `tag` and was opened at or before `at`. */
-  | { op: "end_subject"; tag: string; at: number };
+  /**
+   * Logout everywhere of the subject whose sessions' ids start with `tag`: ends the indexed sessions of `ids` (the
+   * sessions the revocation ended, all of that tag) at `at`. Without `ids` (an event recorded before subject_revoked
+   * carried them): every indexed session of the tag opened at or before `at`.
+   */
+  | { op: "end_subject"; tag: string; at: number; ids?: readonly string[] };
 
 /** Reads statistics; written only through AuditStore.appendAudit. */
 export interface StatsStore {
@@ -104,15 +114,43 @@ const num = (s: string | undefined) => {
   return s !== undefined && s !== "" && Number.isFinite(n) ? n : undefined;
 };
 
+/** Instants the index keeps (the Redis index packs them into 6 bytes): whole ms from the epoch, below 2^48. */
+const instant = (n: number | undefined): n is number => n !== undefined && Number.isSafeInteger(n) && n >= 0 && n < 2 ** 48;
+
+/**
+ * Whether the index keeps a session of this id: one shaped as ids.newSessionId makes it, 38 base64url characters
+ * that decode to exactly 28 bytes (the last character's 4 low bits are 0), which is how the Redis index keeps it.
+ * Other strings never name a session; skipping them keeps both stores' indexes alike.
+ */
+export function indexableSessionId(id: string): boolean {
+  return SESSION_ID_BYTES.test(id);
+}
+const SESSION_ID_BYTES = /^[A-Za-z0-9_-]{37}[AQgw]$/;
+
+/**
+ * The index's order of session ids: the order of their bytes (base64url-decoded), which is the order of the characters'
+ * base64url values (A-Z, a-z, 0-9, -, _), not of their char codes. Redis sorts the sweep's ties (same expiry) so.
+ */
+export function compareIndexedIds(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = B64.indexOf(a[i]!) - B64.indexOf(b[i]!);
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 /** The statistics ops an audit event carries, if any. */
 export function statsOpsOf(e: AuditEvent): StatsOp[] {
   const count = (counter: StatsCounter): StatsOp => ({ op: "count", at: e.at, counter, n: 1 });
+  const indexed = indexableSessionId(e.sessionId);
   switch (e.type) {
     case "token_issued": {
       const expiresAt = num(e.detail.expires_at);
       const idle = num(e.detail.idle_expires_at) ?? expiresAt;
       const ops: StatsOp[] = [count("logins")];
-      if (e.sessionId !== "" && expiresAt !== undefined && idle !== undefined) {
+      if (indexed && instant(e.at) && instant(expiresAt) && instant(idle)) {
         ops.push({
           op: "open",
           id: e.sessionId,
@@ -126,21 +164,26 @@ export function statsOpsOf(e: AuditEvent): StatsOp[] {
     }
     case "token_refreshed": {
       const idle = num(e.detail.idle_expires_at);
-      return idle === undefined || e.sessionId === "" ? [count("refreshes")] : [count("refreshes"), { op: "touch", id: e.sessionId, expiry: idle }];
+      return !instant(idle) || !indexed ? [count("refreshes")] : [count("refreshes"), { op: "touch", id: e.sessionId, expiry: idle }];
     }
     case "token_revoked":
       return [count("token_revocations")];
     case "session_revoked":
       // detail.sessions: 1 if this call ended a live session, 0 if there was none to end.
-      return e.sessionId === "" || e.detail.sessions === "0"
+      return !indexed || e.detail.sessions === "0"
         ? [count("session_revocations")]
         : [count("session_revocations"), { op: "end", id: e.sessionId, at: e.at }];
     case "session_evicted":
-      return [count("evictions"), { op: "end", id: e.sessionId, at: e.at }];
+      return indexed ? [count("evictions"), { op: "end", id: e.sessionId, at: e.at }] : [count("evictions")];
     case "refresh_reuse_detected":
-      return [count("reuse_detections"), { op: "end", id: e.sessionId, at: e.at }];
-    case "subject_revoked":
-      return e.subject === "" ? [count("subject_revocations")] : [count("subject_revocations"), { op: "end_subject", tag: subjectTag(e.subject), at: e.at }];
+      return indexed ? [count("reuse_detections"), { op: "end", id: e.sessionId, at: e.at }] : [count("reuse_detections")];
+    case "subject_revoked": {
+      if (e.subject === "") return [count("subject_revocations")];
+      const tag = subjectTag(e.subject);
+      if (e.endedSessions === undefined) return [count("subject_revocations"), { op: "end_subject", tag, at: e.at }];
+      const ids = e.endedSessions.filter((id) => indexableSessionId(id) && id.startsWith(tag));
+      return ids.length === 0 ? [count("subject_revocations")] : [count("subject_revocations"), { op: "end_subject", tag, at: e.at, ids }];
+    }
     case "rate_limited": {
       // A folded event (audit-trail.ts) stands for detail.count more.
       const n = e.detail.first_at !== undefined ? (num(e.detail.count) ?? 1) : 1;

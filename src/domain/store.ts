@@ -243,9 +243,9 @@ export interface SessionWriter {
    * Revokes every live session of the subject (logout everywhere) in one atomic step, so every token issued so far
    * is dead and a session opened after the call lives. Appends one "subject" entry to the feed (`at` = now, `until` =
    * now + retentionMs) whose `sessions` lists the ids of the sessions this call ended, least recently used first (then
-   * by id); it is appended even if that list is empty. Returns the number of sessions revoked.
+   * by id); it is appended even if that list is empty. Returns the ids of the sessions revoked: that list.
    */
-  revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<number>;
+  revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<string[]>;
 }
 
 export interface SessionStore extends SessionReader, SessionWriter {}

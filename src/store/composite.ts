@@ -67,7 +67,7 @@ export abstract class CompositeStore implements Store {
   revokeSession(q: { sessionId: string; subject?: string; now: number; retentionMs: number; reason: string }): Promise<boolean> {
     return this.part.sessions.revokeSession(q);
   }
-  revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<number> {
+  revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }): Promise<string[]> {
     return this.part.sessions.revokeSubject(q);
   }
   listSessions(subject: string, now: number): Promise<SessionRecord[]> {

@@ -725,7 +725,7 @@ function tally(op: Op, a: Answer): void {
   else if (op.op === "getSession") kind = r === null ? "none" : "live";
   else if (op.op === "listSessions") kind = `${Math.min(r.length, 2)}+`;
   else if (op.op === "revocations") kind = r.entries.length > 0 ? "entries" : "empty";
-  else if (op.op === "revokeSubject") kind = r > 0 ? "ended some" : "ended none";
+  else if (op.op === "revokeSubject") kind = r.length > 0 ? "ended some" : "ended none";
   else if (op.op === "riskOf") kind = r === null ? "none" : "kept";
   else if (op.op === "appendAudit") kind = "appended";
   else kind = String(r);

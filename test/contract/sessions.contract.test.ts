@@ -351,18 +351,21 @@ for (const { name, make } of BACKENDS) {
         const [bobs] = await openMany([T0], "bob");
         const before = (await feed()).length;
         const q = { subject: "alice", now, retentionMs: RETENTION, reason: "logout everywhere" };
-        expect(await store.revokeSubject(q)).toBe(3);
+        const ended = await store.revokeSubject(q);
+        expect(ended.length).toBe(3);
         for (const s of alices) await expectRevoked(s, now);
         expect(await store.listSessions("alice", now)).toEqual([]);
         await expectLive(bobs!, now);
         // Only the sessions this call ended (not the one revoked before), least recently used first.
         expect((await feed()).slice(before)).toEqual([subjectEvent(alices, now, "logout everywhere")]);
+        // It returns their ids, as the entry lists them.
+        expect(ended).toEqual(alices.map((s) => s.id));
       });
 
       it("a session opened afterwards in the same millisecond lives", async () => {
         await openMany([T0]);
         const q = { subject: "alice", now: T0 + 1, retentionMs: RETENTION, reason: "r" };
-        expect(await store.revokeSubject(q)).toBe(1);
+        expect((await store.revokeSubject(q)).length).toBe(1);
         const s = sessionAt(T0 + 1);
         await open(s);
         await expectLive(s, T0 + 1);

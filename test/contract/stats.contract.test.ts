@@ -149,6 +149,82 @@ function statsContract(storeOf: () => Stated): void {
     expect((await read(T0, T0, T0 + STATS_KEEP_MS)).hours[0]!.counts.token_revocations).toBe(0);
   });
 
+  it("logout everywhere ends exactly the sessions it ended (endedSessions): a login of the same millisecond lives", async () => {
+    const a1 = issued(T0, "alice", "ios");
+    const a2 = issued(T0 + MIN, "alice", "web");
+    const b1 = issued(T0 + 2 * MIN, "bob", "ios");
+    // Opened just after the logout, in the same millisecond (on another process, whose events came first).
+    const a3 = issued(T0 + 10 * MIN, "alice", "web");
+    await storeOf().appendAudit([a1, a2, b1, a3], bounds(T0 + 10 * MIN));
+    const logout = (at: number, ended: string[]) =>
+      ev("subject_revoked", at, { subject: "alice", detail: { sessions: String(ended.length) }, endedSessions: ended });
+    await storeOf().appendAudit([logout(T0 + 10 * MIN, [a1.sessionId, a2.sessionId])], bounds(T0 + 11 * MIN));
+    let s = await read(T0, T0, T0 + 12 * MIN);
+    expect(s.live).toEqual({ sessions: 2, byPlatform: { ios: 1, web: 1 }, subjects: 2 });
+    expect(s.hours[0]!.counts.subject_revocations).toBe(1);
+    expect(s.hours[0]!.durations).toMatchObject({ count: 2, sumMs: 10 * MIN + 9 * MIN, maxMs: 10 * MIN });
+    // A logout that ended nothing (the session opened before it was on a host that had not seen it yet) ends nothing;
+    // one naming a session ended already changes nothing either.
+    await storeOf().appendAudit([logout(T0 + 20 * MIN, []), logout(T0 + 21 * MIN, [a1.sessionId])], bounds(T0 + 21 * MIN));
+    s = await read(T0, T0, T0 + 22 * MIN);
+    expect(s.live).toEqual({ sessions: 2, byPlatform: { ios: 1, web: 1 }, subjects: 2 });
+    expect(s.hours[0]!.counts.subject_revocations).toBe(3);
+    expect(s.hours[0]!.durations.count).toBe(2);
+    // Bob's session is not alice's, whatever the event lists.
+    await storeOf().appendAudit([logout(T0 + 30 * MIN, [b1.sessionId, a3.sessionId])], bounds(T0 + 30 * MIN));
+    s = await read(T0, T0, T0 + 31 * MIN);
+    expect(s.live).toEqual({ sessions: 1, byPlatform: { ios: 1 }, subjects: 1 });
+    expect(s.hours[0]!.durations).toMatchObject({ count: 3, sumMs: 19 * MIN + 20 * MIN, maxMs: 20 * MIN });
+  });
+
+  it("tells a subject's many sessions apart: refreshes, revocations, expiries and logout everywhere, any platform", async () => {
+    // Platforms of every length the index stores: none, short, and 400 bytes of UTF-8.
+    const platforms = ["ios", "android", "web", "é".repeat(200), ""];
+    const list = Array.from({ length: 30 }, (_, i) => issued(T0 + i * 1000, "alice", platforms[i % 5]!, HOUR_MS, DAY));
+    const other = issued(T0, "bob", "web", HOUR_MS, DAY);
+    await storeOf().appendAudit([...list, other], bounds(T0 + 30_000));
+    const refreshed = list.filter((_, i) => i % 3 === 0); // 0, 3, ..., 27: idle expiry moved to +3 h
+    const revoked = [1, 4, 7, 10, 13].map((i) => list[i]!); // ended at +50 min
+    await storeOf().appendAudit(
+      [
+        ...refreshed.map((a) => ev("token_refreshed", T0 + 50 * MIN, { sessionId: a.sessionId, detail: { idle_expires_at: String(T0 + 3 * HOUR_MS) } })),
+        ...revoked.map((a) => ev("session_revoked", T0 + 50 * MIN, { sessionId: a.sessionId, detail: { sessions: "1" } })),
+      ],
+      bounds(T0 + 50 * MIN),
+    );
+    // At +2 h the other 15 of alice's sessions and bob's have expired, an hour after they opened.
+    let s = await read(T0, T0 + 4 * HOUR_MS, T0 + 2 * HOUR_MS);
+    expect(s.live).toEqual({ sessions: 10, byPlatform: { ios: 2, android: 2, web: 2, ["é".repeat(200)]: 2, "": 2 }, subjects: 1 });
+    expect(s.hours[0]!.durations).toMatchObject({ count: 5, sumMs: 5 * 50 * MIN - 35_000, maxMs: 50 * MIN - 1000 });
+    expect(s.hours[1]!.durations).toMatchObject({ count: 16, sumMs: 16 * HOUR_MS, maxMs: HOUR_MS });
+    // Logout everywhere that ended four of the refreshed ones; it also names the five revoked before (nothing more:
+    // nine ids, more than a store may look up one by one) and bob's session (not alice's: nothing).
+    const out = [0, 3, 6, 9].map((i) => list[i]!.sessionId);
+    const listed = [...out, ...revoked.map((a) => a.sessionId), other.sessionId];
+    await storeOf().appendAudit(
+      [ev("subject_revoked", T0 + 2 * HOUR_MS, { subject: "alice", detail: { sessions: "4" }, endedSessions: listed })],
+      bounds(T0 + 2 * HOUR_MS),
+    );
+    s = await read(T0, T0 + 4 * HOUR_MS, T0 + 2 * HOUR_MS);
+    expect(s.live).toEqual({ sessions: 6, byPlatform: { web: 2, ios: 1, android: 1, ["é".repeat(200)]: 1, "": 1 }, subjects: 1 });
+    expect(s.hours[2]!.durations).toMatchObject({ count: 4, sumMs: 4 * 2 * HOUR_MS - 18_000, maxMs: 2 * HOUR_MS });
+    // The last six expire at +3 h, each ending at that instant.
+    s = await read(T0, T0 + 4 * HOUR_MS, T0 + 4 * HOUR_MS);
+    expect(s.live).toEqual({ sessions: 0, byPlatform: {}, subjects: 0 });
+    expect(s.hours[3]!.durations).toMatchObject({ count: 6, sumMs: 6 * 3 * HOUR_MS - (12 + 15 + 18 + 21 + 24 + 27) * 1000, maxMs: 3 * HOUR_MS - 12_000 });
+  });
+
+  it("indexes only session ids of the form the authority makes, alike on every store", async () => {
+    const good = issued(T0, "alice", "ios");
+    // The same id with a last character whose unused bits are set, and strings that are no session id.
+    const odd = { ...issued(T0, "alice", "ios"), sessionId: `${good.sessionId.slice(0, 37)}B` };
+    const short = { ...issued(T0, "alice", "ios"), sessionId: "not-a-session-id" };
+    await storeOf().appendAudit([good, odd, short], bounds(T0));
+    const s = await read(T0, T0, T0 + 1);
+    expect(s.hours[0]!.counts.logins).toBe(3);
+    expect(s.live).toEqual({ sessions: 1, byPlatform: { ios: 1 }, subjects: 1 });
+  });
+
   it("sweeps more expired sessions than one batch", async () => {
     const many = Array.from({ length: 1500 }, (_, i) => issued(T0 + i, `u${i % 7}`, i % 2 ? "ios" : "web", MIN, DAY));
     await storeOf().appendAudit(many, bounds(T0 + 1500));

@@ -104,6 +104,30 @@ describe.each(["memory", "redis"] as const)("StatsService on the %s store", (bac
     expect(d.sessionDurations!.count).toBe(2n);
   });
 
+  it("logout everywhere ends exactly the subject's sessions in the live figures", async () => {
+    const carol = `carol-${randomUUID()}`;
+    const dave = `dave-${randomUUID()}`;
+    await server.app.audit.flush();
+    const before = await stats.getOverview({}, as("ops"));
+    for (const client of [PHONE, LAPTOP, PHONE]) await tokens.issue({ subject: carol, scopes: ["read"], client }, as("gateway"));
+    await tokens.issue({ subject: dave, scopes: ["read"], client: LAPTOP }, as("gateway"));
+    const out = await tokens.revoke({ target: { case: "subject", value: carol }, reason: "logout everywhere" }, as("gateway"));
+    expect(out.sessionsRevoked).toBe(3);
+    const after = await tokens.issue({ subject: carol, scopes: ["read"], client: PHONE }, as("gateway")); // a login right after
+    await server.app.audit.flush();
+
+    const o = await stats.getOverview({}, as("ops"));
+    // carol's three sessions ended, her new one and dave's live: two more live sessions, one each for ios and web.
+    expect(o.live!.total).toBe(before.live!.total + 2n);
+    expect(o.live!.subjects).toBe(before.live!.subjects + 2n);
+    expect(o.live!.byPlatform.ios ?? 0n).toBe((before.live!.byPlatform.ios ?? 0n) + 1n);
+    expect(o.live!.byPlatform.web ?? 0n).toBe((before.live!.byPlatform.web ?? 0n) + 1n);
+    expect(o.totals!.subjectRevocations).toBe(before.totals!.subjectRevocations + 1n);
+    expect(o.sessionDurations!.count).toBe(before.sessionDurations!.count + 3n);
+    const act = await stats.getSubjectActivity({ subject: carol }, as("ops"));
+    expect(act.sessions.map((s) => s.sessionId)).toEqual([after.sessionId]);
+  });
+
   it("needs stats.read, and checks its arguments", async () => {
     const denied = async (p: Promise<unknown>) => expect(await codeOf(p)).toBe(Code.PermissionDenied);
     await denied(stats.getOverview({}, as("gateway")));

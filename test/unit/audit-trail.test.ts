@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AuditEvent } from "../../src/domain/audit.js";
 import { Audit, type AuditTrailConfig } from "../../src/domain/audit-trail.js";
 import { ManualClock } from "../../src/domain/clock.js";
+import { newSessionId } from "../../src/domain/ids.js";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
 import type { Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -75,6 +76,25 @@ describe("recording", () => {
     const { audit, logged } = setup();
     audit.record({ type: "token_revoked", detail: { reason: "x".repeat(1000) } });
     expect(logged[0]!.detail.reason).toHaveLength(256);
+  });
+
+  it("the sessions a logout everywhere ended reach the statistics, neither the log line nor the stored trail", async () => {
+    const { audit, store, logged, stored } = setup();
+    const ids = Array.from({ length: 40 }, () => newSessionId("alice"));
+    const life = { platform: "ios", expires_at: T0 + 86_400_000, idle_expires_at: T0 + 3_600_000 };
+    for (const sessionId of ids) audit.record({ type: "token_issued", subject: "alice", sessionId, detail: life });
+    // Thirty of them ended (the other ten opened elsewhere, after it): more ids than one detail value could hold.
+    audit.record({ type: "subject_revoked", subject: "alice", detail: { reason: "r", sessions: 30 }, endedSessions: ids.slice(0, 30) });
+    await audit.flush();
+    const stats = await store.readStats({ fromHour: T0, toHour: T0, now: T0 });
+    expect(stats.live).toEqual({ sessions: 10, byPlatform: { ios: 10 }, subjects: 1 });
+    expect(stats.hours[0]!.durations.count).toBe(30);
+    const logLine = logged.find((e) => e.type === "subject_revoked")!;
+    expect(logLine).not.toHaveProperty("endedSessions");
+    expect(logLine.detail).toEqual({ reason: "r", sessions: "30" });
+    const kept = (await stored()).find((e) => e.type === "subject_revoked")!;
+    expect(kept).not.toHaveProperty("endedSessions");
+    expect(kept.detail).toEqual({ reason: "r", sessions: "30" });
   });
 });
 

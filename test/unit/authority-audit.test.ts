@@ -89,6 +89,19 @@ describe("the authority's audit records", () => {
     expectNoSecrets(f.audited, [a.pair.accessToken, c.pair.refreshToken]);
   });
 
+  it("Revoke of a subject: subject_revoked carries the ids of exactly the sessions it ended, for the statistics", async () => {
+    const f = await makeAuthority();
+    const a = await issueFor(f);
+    const b = await issueFor(f);
+    await f.authority.revokeSession(a.sessionId, "user logout", OPS);
+    f.audited.length = 0;
+    expect(await f.authority.revokeSubject("alice", "logout everywhere", OPS)).toEqual({ sessionsRevoked: 1, tokenRevoked: false });
+    expect(f.audited).toHaveLength(1);
+    expect(f.audited[0]).toMatchObject({ type: "subject_revoked", detail: { sessions: 1 }, endedSessions: [b.sessionId] });
+    await f.authority.revokeSubject("alice", "again", OPS);
+    expect(f.audited[1]).toMatchObject({ type: "subject_revoked", detail: { sessions: 0 }, endedSessions: [] });
+  });
+
   it("Introspect: a revoked token is revoked_token_presented; other answers record nothing", async () => {
     const f = await makeAuthority();
     const { pair, sessionId } = await issueFor(f);

@@ -41,7 +41,8 @@ export class MemoryAuditStore implements AuditStore {
   ) {}
 
   async appendAudit(events: readonly AuditEvent[], b: AuditBounds): Promise<{ subject: string; risk: RiskObservations }[]> {
-    for (const e of events) {
+    for (const { endedSessions: _, ...e } of events) {
+      // endedSessions feeds the statistics only: the stored event is what Redis's stream keeps.
       this.lastAuditId = nextAuditId(this.lastAuditId, e.at);
       this.audit.push({ ...e, detail: { ...e.detail }, id: this.lastAuditId });
     }

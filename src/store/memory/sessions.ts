@@ -158,7 +158,7 @@ export class MemorySessionStore implements SessionStore {
     for (const entry of live) this.markRevoked(entry, q.now, q.retentionMs);
     const ended = live.map((e) => e.record.id);
     this.append("subject", q.subject, "", ended, q.now, q.now + q.retentionMs, q.reason); // one entry for all of them
-    return live.length;
+    return [...ended];
   }
 
   async listSessions(subject: string, now: number): Promise<SessionRecord[]> {

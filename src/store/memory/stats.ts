@@ -6,8 +6,10 @@
  */
 import {
   STATS_KEEP_MS,
+  STATS_SUBJECT_SESSIONS_MAX,
   STATS_SWEEP_BATCH,
   addDuration,
+  compareIndexedIds,
   emptyCounts,
   emptyDurations,
   hourOf,
@@ -44,7 +46,7 @@ export class MemoryStatsStore implements StatsStore {
           break;
         }
         case "open":
-          if (o.expiry > now && !this.sessions.has(o.id)) {
+          if (o.expiry > now && !this.sessions.has(o.id) && (this.subjects.get(o.id.slice(0, TAG)) ?? 0) < STATS_SUBJECT_SESSIONS_MAX) {
             this.sessions.set(o.id, { platform: o.platform, createdAt: o.createdAt, expiresAt: o.expiresAt, expiry: o.expiry });
             this.nextExpiry = Math.min(this.nextExpiry, o.expiry);
             bump(this.platforms, o.platform, 1);
@@ -61,8 +63,10 @@ export class MemoryStatsStore implements StatsStore {
           this.finish(o.id, o.at, now);
           break;
         case "end_subject":
-          for (const [id, s] of [...this.sessions].sort(([a], [b]) => (a < b ? -1 : 1))) {
-            if (id.startsWith(o.tag) && s.createdAt <= o.at) this.finish(id, o.at, now);
+          if (o.ids !== undefined) {
+            for (const id of o.ids) this.finish(id, o.at, now);
+          } else {
+            for (const [id, s] of this.sessions) if (id.startsWith(o.tag) && s.createdAt <= o.at) this.finish(id, o.at, now);
           }
           break;
       }
@@ -83,14 +87,17 @@ export class MemoryStatsStore implements StatsStore {
     };
   }
 
-  /** Ends up to `limit` sessions expired at `now` (earliest expiry first), each at its expiry; returns how many. */
+  /**
+   * Ends up to `limit` sessions expired at `now` (earliest expiry first, then by id in the index's order, as Redis's
+   * sweep takes them), each at its expiry; returns how many.
+   */
   sweep(now: number, limit = Infinity): number {
     if (now < this.nextExpiry) return 0;
     let next = Infinity;
     for (const s of this.sessions.values()) if (s.expiry > now) next = Math.min(next, s.expiry);
     const dead = [...this.sessions]
       .filter(([, s]) => s.expiry <= now)
-      .sort(([a, x], [b, y]) => x.expiry - y.expiry || (a < b ? -1 : 1))
+      .sort(([a, x], [b, y]) => x.expiry - y.expiry || compareIndexedIds(a, b))
       .slice(0, limit);
     for (const [id, s] of dead) this.finish(id, s.expiry, now);
     // Sessions left over (beyond the limit) are still due: sweep again next time.

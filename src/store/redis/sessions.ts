@@ -430,7 +430,7 @@ export class RedisSessionStore implements SessionStore {
       await this.feed.publish(q.now, [
         { kind: "subject", subject: q.subject, target: "", sessions: ended, at: q.now, until, reason: q.reason },
       ], `${base}idx`);
-      return ended.length;
+      return ended;
     });
   }
 
