@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import type { CounterStore, Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { createRedisClient, RedisStore, type RedisConnection } from "../../src/store/redis.js";
@@ -61,4 +61,29 @@ async function deleteUnder(client: Redis, prefix: string): Promise<void> {
     await Promise.all(keys.map((k) => client.del(k)));
     cursor = next;
   } while (cursor !== "0");
+}
+
+/**
+ * One Redis client (the suite's Redis) for the many runs of a property test, each run a store of its own on it under
+ * `prefix` + a run number. Call inside `describe`; `client` is there from beforeAll on.
+ */
+export function sharedRedis(label: string): { readonly client: Redis; readonly prefix: string } {
+  let client: Redis | undefined;
+  beforeAll(async () => {
+    client = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 5000 });
+    // Every run makes a RedisStore on this one client, and each adds its (no-op) error listener.
+    client.setMaxListeners(0);
+    // The client fails fast (no offline queue): wait for the connection before the first command.
+    await new RedisStore(client, { prefix: "test:" }).ping();
+  });
+  afterAll(async () => {
+    await client?.quit();
+  });
+  return {
+    get client() {
+      if (!client) throw new Error("sharedRedis: the client exists from beforeAll on");
+      return client;
+    },
+    prefix: `test:${label}:${randomUUID()}:`,
+  };
 }

@@ -37,10 +37,9 @@
  * Replay a failure: TESSERA_DIFF_SEED=<seed> [TESSERA_DIFF_PATH=<path>] npx vitest run <this file>.
  * More runs: TESSERA_DIFF_RUNS=<n> (default 80). How often each kind of answer came: TESSERA_DIFF_STATS=1.
  */
-import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AUDIT_TYPES, type AuditBounds, type AuditEvent, type AuditType } from "../../src/domain/audit.js";
 import type { Clock } from "../../src/domain/clock.js";
 import { isSessionIdOf, subjectTag } from "../../src/domain/ids.js";
@@ -53,7 +52,8 @@ import {
   type Store,
 } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { createRedisClient, RedisStore } from "../../src/store/redis.js";
+import { RedisStore } from "../../src/store/redis.js";
+import { sharedRedis } from "./backends.js";
 
 /** The test's unit of time: every instant and duration is a multiple of it (see the header). */
 const TICK = 10_000;
@@ -803,27 +803,14 @@ const opsArb: fc.Arbitrary<Op[]> = fc
   .map(([first, rest]) => [first, ...rest]);
 
 describe("memory and Redis stores, differentially", () => {
-  let client: Redis;
-  const runPrefix = `test:diff:${randomUUID()}:`;
+  const redis = sharedRedis("diff");
   let runs = 0;
-
-  beforeAll(async () => {
-    client = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 5000 });
-    // Every run makes a RedisStore on this one client, and each adds its (no-op) error listener.
-    client.setMaxListeners(0);
-    // The client fails fast (no offline queue): wait for the connection before the first command.
-    await new RedisStore(client, { prefix: runPrefix }).ping();
-  });
-
-  afterAll(async () => {
-    await client.quit();
-  });
 
   it("answer every operation alike, and hold the same state, under random operations and clock moves", async () => {
     const started = Date.now();
     await fc.assert(
       fc.asyncProperty(configArb, opsArb, fc.nat({ max: 200 }), async (cfg, ops, lastMove) => {
-        const run = new Run(client, cfg, `${runPrefix}${++runs}:`);
+        const run = new Run(redis.client, cfg, `${redis.prefix}${++runs}:`);
         try {
           await run.compareFeeds("at the start"); // pairs the empty feeds' `next`
           for (const [i, op] of ops.entries()) await run.step(op, i);

@@ -12,16 +12,15 @@
  *
  * Replay a failure: TESSERA_STATS_DIFF_SEED=<seed> npx vitest run <this file>. More runs: TESSERA_STATS_DIFF_RUNS=<n>.
  */
-import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AUDIT_TYPES, type AuditEvent, type AuditType } from "../../src/domain/audit.js";
 import { newSessionId } from "../../src/domain/ids.js";
 import { HOUR_MS, hourOf } from "../../src/domain/stats.js";
-import type { Store } from "../../src/domain/store.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { createRedisClient, RedisStore } from "../../src/store/redis.js";
+import { RedisStore } from "../../src/store/redis.js";
+import { sharedRedis } from "./backends.js";
 
 const T0 = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
@@ -204,24 +203,13 @@ function copy(e: AuditEvent): AuditEvent {
 }
 
 describe("statistics of the memory and Redis stores, differentially", () => {
-  let client: Redis;
-  const runPrefix = `test:stats-diff:${randomUUID()}:`;
+  const redis = sharedRedis("stats-diff");
   let runs = 0;
-
-  beforeAll(async () => {
-    client = createRedisClient(inject("redisUrl"), { commandTimeoutMs: 5000 });
-    client.setMaxListeners(0);
-    await new RedisStore(client, { prefix: runPrefix }).ping();
-  });
-
-  afterAll(async () => {
-    await client.quit();
-  });
 
   it("answer every readStats alike under random events, batches and clock moves", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), async (ops) => {
-        const run = new Run(client, `${runPrefix}${++runs}:`);
+        const run = new Run(redis.client, `${redis.prefix}${++runs}:`);
         try {
           for (const o of ops) await run.step(o);
           await run.step({ op: "flush", lateMin: 0 });
@@ -230,7 +218,7 @@ describe("statistics of the memory and Redis stores, differentially", () => {
           run.now += 4 * 24 * HOUR_MS;
           await run.compare(hourOf(run.now) - 7 * 24 * HOUR_MS, hourOf(run.now));
         } finally {
-          await run.close(client);
+          await run.close(redis.client);
         }
       }),
       { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }) },
