@@ -102,24 +102,25 @@ export function redisCli(args: readonly string[]): Promise<string> {
 }
 
 /**
- * A throwaway Redis Cluster of `primaries` primaries (no replicas) on free loopback ports: redis-server with
- * `--cluster-enabled yes`, joined by `redis-cli --cluster create`, ready once every node reports `cluster_state:ok`
- * and agrees on the slots.
+ * A throwaway Redis Cluster of `primaries` primaries, each with `replicas` replicas, on free loopback ports:
+ * redis-server with `--cluster-enabled yes`, joined by `redis-cli --cluster create`, ready once every node reports
+ * `cluster_state:ok`, knows every node and agrees on the slots.
  */
 export class RedisCluster {
   private constructor(readonly nodes: RedisServer[]) {}
 
-  static async start(primaries = 3): Promise<RedisCluster> {
+  static async start(primaries = 3, replicas = 0): Promise<RedisCluster> {
     const nodes: RedisServer[] = [];
+    const total = primaries * (1 + replicas);
     try {
-      for (let i = 0; i < primaries; i++) {
+      for (let i = 0; i < total; i++) {
         nodes.push(await RedisServer.start({ args: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"] }));
       }
-      await redisCli(["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"]);
+      await redisCli(["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
       const started = Date.now();
       for (;;) {
         const infos = await Promise.all(nodes.map((n) => redisCli(["-p", String(n.port), "cluster", "info"])));
-        if (infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_assigned:16384/.test(i) && new RegExp(`cluster_known_nodes:${primaries}\\b`).test(i))) break;
+        if (infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_assigned:16384/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i))) break;
         if (Date.now() - started > 20_000) throw new Error(`the cluster did not settle: ${infos.join(" | ")}`);
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -128,6 +129,16 @@ export class RedisCluster {
       await Promise.all(nodes.map((n) => n.stop()));
       throw err;
     }
+  }
+
+  /** The nodes that are primaries now, by port. */
+  async primaryPorts(): Promise<number[]> {
+    const ports: number[] = [];
+    for (const n of this.nodes) {
+      const role = await redisCli(["-p", String(n.port), "role"]).catch(() => "");
+      if (role.startsWith("master")) ports.push(n.port);
+    }
+    return ports;
   }
 
   /** The seeds as TESSERA_REDIS_CLUSTER_NODES takes them. */
