@@ -23,6 +23,8 @@ export interface TestPki {
   caPath: string;
   ca: Buffer;
   server: CertFiles;
+  /** For servers that are also each other's clients (a Redis Cluster's bus over TLS): serverAuth and clientAuth. */
+  peer: CertFiles;
   /** URI SAN spiffe://test/gateway (and CN gateway-client, which must not count). */
   gateway: CertFiles;
   /** CN ops-console, no SAN. */
@@ -44,6 +46,7 @@ export async function makePki(): Promise<TestPki> {
     caPath: ca.certPath,
     ca: ca.cert,
     server: await leaf("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+    peer: await leaf("peer", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
     gateway: await leaf("gateway", "gateway-client", "subjectAltName=URI:spiffe://test/gateway\nextendedKeyUsage=clientAuth"),
     ops: await leaf("ops", "ops-console", "extendedKeyUsage=clientAuth"),
     stranger: await leaf("stranger", "stranger", "extendedKeyUsage=clientAuth"),

@@ -114,7 +114,9 @@ export class RedisCluster {
     const total = primaries * (1 + replicas);
     try {
       for (let i = 0; i < total; i++) {
-        nodes.push(await RedisServer.start({ args: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"] }));
+        // The bus port is set: its default, the port + 10000, is past 65535 for a free port above 55535.
+        const bus = String(await freePort());
+        nodes.push(await RedisServer.start({ args: ["--cluster-enabled", "yes", "--cluster-port", bus, "--cluster-node-timeout", "2000"] }));
       }
       await redisCli(["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"]);
       const started = Date.now();
