@@ -216,7 +216,7 @@ export class MemorySessionStore implements SessionStore {
     this.appendSession(entry, now, retentionMs, reason);
   }
 
-  /** Revoked: remembered as such for `retentionMs`, its grace pair dropped (as Redis deletes the `g:` key). */
+  /** Revoked: remembered as such for `retentionMs`, its grace pair dropped (never read again: Redis deletes the `g:` key or lets it expire). */
   private markRevoked(entry: SessionEntry, now: number, retentionMs: number): void {
     entry.status = "revoked";
     entry.previous = undefined;

@@ -52,9 +52,11 @@ type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPai
  * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`; ARGV[1] = base, ARGV[2] = now. Names the
  * tuple positions and holds the Lua twins of domain/sessions.ts liveUntil / isLive, and the helpers every script
  * shares. Every key a script touches is declared in KEYS, all in the subject's slot: the session it names (and its
- * grace key) after the index, then, for the scripts that walk the index, the `s:` and `g:` keys of its members
+ * grace key) after the index, then, for the scripts that walk the index, the `s:` key of every member
  * (RedisSessionStore.overMembers); such a script first checks that every member is declared (declared_members) and
- * otherwise returns {'undeclared', members} untouched, for the caller to run it again with those.
+ * otherwise returns {'undeclared', members} untouched, for the caller to run it again with those. A member such a
+ * script revokes keeps its `g:` key until it expires by itself (the end of its grace window): a revoked session's
+ * grace entry is never read (ROTATE answers 'ended' first), and so the members' `g:` keys need not be declared.
  */
 const SESSION_PRELUDE = `
 local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURRENT_JTI, SUBJECT, CLIENT =
@@ -63,11 +65,10 @@ local G_JTI, G_FINGERPRINT, G_AT, G_PAIR = 1, 2, 3, 4
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local idx = KEYS[1]
--- The index's members if the keys of every one are declared (the \`s:\` keys, from KEYS[first] on, every other key);
--- else nil and the members.
+-- The index's members if every one's \`s:\` key is declared (from KEYS[first] on); else nil and the members.
 local function declared_members(first)
   local declared, skip = {}, #base + 3
-  for i = first, #KEYS, 2 do declared[string.sub(KEYS[i], skip)] = true end
+  for i = first, #KEYS do declared[string.sub(KEYS[i], skip)] = true end
   local members = redis.call('ZRANGE', idx, 0, -1)
   for _, m in ipairs(members) do
     if not declared[m] then return nil, members end
@@ -99,12 +100,13 @@ end
 local function is_live(s)
   return s[STATUS] == 'a' and now < live_until(s)
 end
--- Revokes one session: kept as revoked for retention, without its client info; its grace entry and index entry go.
-local function tombstone(sid, s, retention)
+-- Revokes one session: kept as revoked for retention, without its client info; its index entry goes, and its grace
+-- entry when the script declared its key ('gkey'; else it expires by itself, unread).
+local function tombstone(sid, s, retention, gkey)
   s[STATUS] = 'r'
   s[CLIENT] = nil
   save(sid, s, now + retention)
-  redis.call('DEL', base .. 'g:' .. sid)
+  if gkey then redis.call('DEL', gkey) end
   redis.call('ZREM', idx, sid)
 end
 -- Walks the index, dropping members that are gone or revoked; calls visit(sid, s) for each active one.
@@ -117,7 +119,7 @@ end
 `;
 
 /**
- * CREATE_SESSION. KEYS: `P{t}:idx`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` and `g:` of every
+ * CREATE_SESSION. KEYS: `P{t}:idx`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` of every
  * index member (read; written when evicted). ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt,
  * idleExpiresAt, expiresAt, jti, client JSON, subject.
  * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
@@ -151,7 +153,7 @@ if excess > 0 then
     return a.id < b.id
   end)
   for i = 1, math.min(excess, #live) do
-    tombstone(live[i].id, live[i].s, retention)
+    tombstone(live[i].id, live[i].s, retention, nil)
     evicted[#evicted + 1] = live[i].id
   end
 end
@@ -199,7 +201,7 @@ if g then
     return { 'replayed', raw, g }
   end
 end
-tombstone(sid, s, retention)
+tombstone(sid, s, retention, gkey)
 return { 'reused' }
 `;
 
@@ -213,7 +215,7 @@ const REVOKE_SESSION = `${SESSION_PRELUDE}
 local s = read_session(ARGV[3])
 if not s or (ARGV[5] ~= '' and s[SUBJECT] ~= ARGV[5]) then return 0 end
 if is_live(s) then
-  tombstone(ARGV[3], s, tonumber(ARGV[4]))
+  tombstone(ARGV[3], s, tonumber(ARGV[4]), KEYS[3])
   return { s[SUBJECT], 1 }
 end
 if s[STATUS] == 'r' then return { s[SUBJECT], 0 } end
@@ -221,7 +223,7 @@ return 0
 `;
 
 /**
- * REVOKE_SUBJECT. KEYS: `P{t}:idx`, then `s:` and `g:` of every index member. ARGV: base, now, retentionMs.
+ * REVOKE_SUBJECT. KEYS: `P{t}:idx`, then `s:` of every index member. ARGV: base, now, retentionMs.
  * Guarantees: every session live at `now` is tombstoned in one atomic step, so every token issued so far is dead and
  * a session opened afterwards (even in the same millisecond) lives. Returns {'ok', the ids revoked, in index order
  * (least recently used first, then by id; the memory store lists them alike)}, or {'undeclared', members}.
@@ -232,7 +234,7 @@ if not ok then return { 'undeclared', members } end
 local retention, ended = tonumber(ARGV[3]), {}
 each_active(function(m, s)
   if is_live(s) then
-    tombstone(m, s, retention)
+    tombstone(m, s, retention, nil)
     ended[#ended + 1] = m
   end
 end)
@@ -240,7 +242,7 @@ return { 'ok', ended }
 `;
 
 /**
- * LIST_SESSIONS. Read only. KEYS: `P{t}:idx`, then `s:` and `g:` of every index member. ARGV: base, now.
+ * LIST_SESSIONS. Read only. KEYS: `P{t}:idx`, then `s:` of every index member. ARGV: base, now.
  * Guarantees: one consistent snapshot of the subject's sessions; liveness and order are judged in TypeScript
  * (domain/sessions.ts isLive, listingOrder). Returns {'ok', {sid, session or nil, ...} for every index member}, or
  * {'undeclared', members}.
@@ -286,7 +288,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * Runs a script that walks the subject's index, with `keys` and then the `s:` and `g:` keys of every member declared:
+   * Runs a script that walks the subject's index, with `keys` and then the `s:` key of every member declared:
    * the members last seen (plus the sessions this process is opening for the subject, which a concurrent call may
    * have added); if the index holds others, the script changes nothing and names them, and it runs again with
    * those. Returns the script's reply after its 'ok'.
@@ -295,7 +297,7 @@ export class RedisSessionStore implements SessionStore {
     let members = [...(this.members.get(base) ?? []), ...(this.opening.get(base) ?? [])];
     for (let attempt = 1; ; attempt++) {
       const declared = [...keys];
-      for (const m of members) declared.push(`${base}s:${m}`, `${base}g:${m}`);
+      for (const m of members) declared.push(`${base}s:${m}`);
       const reply = (await this.ctx.script(name, declared, args)) as [string, ...unknown[]];
       if (reply[0] === "ok") return reply.slice(1);
       if (attempt >= MEMBER_ATTEMPTS) throw new Error(`${name}: the subject's sessions kept changing`);
