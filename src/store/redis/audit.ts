@@ -1,6 +1,6 @@
 /**
  * The Redis store's audit trail and risk observations (AuditStore): the stream `P audit` and one `P{t}:risk` string
- * per subject. A batch is one pipelined write (one per slot on a Cluster): the stream append, one risk script per
+ * per subject. A batch is one pipelined write (on a Cluster, one per node): the stream append, one risk script per
  * signalled subject, and the statistics script (stats.ts) when the batch changes a statistic.
  */
 import {
@@ -176,22 +176,22 @@ export class RedisAuditStore implements AuditStore {
     const signals = riskSignalsBySubject(events);
     return this.ctx.guard(async () => {
       // One batch: the stream append (its own key), one script per signalled subject (that subject's slot) and the
-      // statistics script (the {stats} slot): one pipeline on one Redis, one per slot on a Cluster.
+      // statistics script (the {stats} slot): one pipeline on one Redis, one write per node on a Cluster.
       const batch = this.ctx.batch();
       const values = events.flatMap((e) => [
         e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
         JSON.stringify(e.detail),
       ]);
       if (values.length !== events.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
-      this.ctx.pipelineScript(batch.group(), "auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
+      batch.script("auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
       const subjects = [...signals.keys()];
       for (const subject of subjects) {
         const list = signals.get(subject)!.map((s) => [s.at, s.ip, s.deviceId, s.count ?? ""]);
         const args = [b.now, b.riskWindowMs, RISK_CAPS.keys, RISK_CAPS.instants, JSON.stringify(list)];
-        this.ctx.pipelineScript(batch.group(), "riskUpdate", [this.ctx.riskKey(subject)], args);
+        batch.script("riskUpdate", [this.ctx.riskKey(subject)], args);
       }
       const ops = this.stats ? statsOps(events) : [];
-      if (ops.length > 0) this.stats!.queue(batch.group(), ops, b.now);
+      if (ops.length > 0) this.stats!.queue(batch, ops, b.now);
       const results = await batch.exec();
       for (const [err] of results) if (err) throw err;
       return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[i + 1]![1] as string) }));

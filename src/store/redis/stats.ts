@@ -28,7 +28,6 @@
  * Lua twin of src/store/memory/stats.ts; test/contract/stats.contract.test.ts and stats.property.test.ts hold both to
  * the same answers.
  */
-import type { ChainableCommander } from "ioredis";
 import {
   DURATION_BUCKETS_MS,
   STATS_COUNTERS,
@@ -43,7 +42,7 @@ import {
   type StatsSnapshot,
   type StatsStore,
 } from "../../domain/stats.js";
-import type { RedisContext, Script } from "./client.js";
+import type { RedisContext, Script, ScriptBatch } from "./client.js";
 
 /**
  * Common part. KEYS: expiry, subjects, platforms, hours, hourset. ARGV[1] = now, ARGV[2] = keepMs, ARGV[3] = sweep
@@ -359,8 +358,8 @@ export class RedisStatsStore implements StatsStore {
     ctx.define(SCRIPTS);
   }
 
-  /** Queues the ops of a batch of audit events on the audit part's pipeline (appendAudit). */
-  queue(pipeline: ChainableCommander, ops: readonly StatsOp[], now: number): void {
+  /** Queues the ops of a batch of audit events on the audit part's batch (appendAudit). */
+  queue(batch: ScriptBatch, ops: readonly StatsOp[], now: number): void {
     const wire = ops.map((o) => {
       switch (o.op) {
         case "count":
@@ -378,7 +377,7 @@ export class RedisStatsStore implements StatsStore {
             : [CODES.end_subject, hex(o.tag), o.at, o.ids.map((id) => hex(id).slice(24))];
       }
     });
-    this.ctx.pipelineScript(pipeline, "statsApply", this.keys, [now, STATS_KEEP_MS, STATS_SWEEP_BATCH, HOUR_FIELDS, JSON.stringify(wire)]);
+    batch.script("statsApply", this.keys, [now, STATS_KEEP_MS, STATS_SWEEP_BATCH, HOUR_FIELDS, JSON.stringify(wire)]);
   }
 
   async readStats(q: { fromHour: number; toHour: number; now: number }): Promise<StatsSnapshot> {
