@@ -211,8 +211,7 @@ export class RedisContext {
   /**
    * A batch of scripts, each on the keys of one slot, sent at once; `exec()` answers every one, in the order queued.
    * On one Redis they share one pipeline (one write). On a Cluster (whose pipelines must keep to one slot) each is
-   * sent as it is, and the client's auto-pipelining groups them by node: measured, a pipeline per script there cost a
-   * write each, and Refresh a third more CPU than on one Redis.
+   * sent as it is, and the client's auto-pipelining groups them by node (rather than one write per slot).
    */
   batch(): ScriptBatch {
     const redis = this.redis;
