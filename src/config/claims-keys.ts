@@ -1,13 +1,13 @@
 /**
  * The sensitive claims' key (src/domain/sealed-claims.ts): TESSERA_CLAIMS_KEY, or TESSERA_CLAIMS_KEY_FILE naming a
- * file that holds it, and TESSERA_CLAIMS_KEY_PREVIOUS during a rotation. A key is 32 random bytes written in base64
+ * file that holds it (read by variable.ts base64BytesFile), and TESSERA_CLAIMS_KEY_PREVIOUS (or its _FILE) during a
+ * rotation. A key is 32 random bytes written in base64
  * (standard or URL-safe, padded or not): `openssl rand -base64 32`. Read and checked at start, so a bad key or an
  * unreadable file stops the process naming its variable; the start log never shows a key, only the file's path.
  */
-import { readFileSync } from "node:fs";
 import { CLAIMS_KEY_BYTES } from "../domain/sealed-claims.js";
 import { ConfigError } from "./errors.js";
-import { Invalid, decodeBase64, type Parser } from "./variable.js";
+import { Invalid, decodeBase64, valueOrFile, type Parser } from "./variable.js";
 
 const hidden = () => "[redacted]";
 
@@ -30,41 +30,21 @@ export const claimsKey: Parser<Uint8Array> = Object.assign((raw: string) => deco
   },
 });
 
-/** The path of a file holding a key in base64 (surrounding whitespace ignored); read at start. Shown: the path. */
-export const claimsKeyFile: Parser<Uint8Array> = Object.assign(
-  (raw: string) => {
-    let text: string;
-    try {
-      text = readFileSync(raw, "utf8");
-    } catch (err) {
-      throw new Invalid(`cannot read "${raw}" (${(err as NodeJS.ErrnoException).code ?? "error"})`);
-    }
-    try {
-      return decodeKey(text.trim());
-    } catch (err) {
-      if (err instanceof Invalid) throw new Invalid(`"${raw}" ${err.message}`);
-      throw err;
-    }
-  },
-  { show: (path: string) => path },
-);
-
 export interface ClaimsKeyValues {
   readonly key: Uint8Array | undefined;
   readonly keyFile: Uint8Array | undefined;
   readonly previousKey: Uint8Array | undefined;
+  readonly previousKeyFile: Uint8Array | undefined;
 }
 
 /** What the three cannot say alone: one source of the key, and a previous key only next to a different current one. */
 export function checkClaimsKeys(v: ClaimsKeyValues): void {
-  if (v.key !== undefined && v.keyFile !== undefined) {
-    throw new ConfigError("TESSERA_CLAIMS_KEY_FILE", "set TESSERA_CLAIMS_KEY or TESSERA_CLAIMS_KEY_FILE, not both");
-  }
-  const current = v.key ?? v.keyFile;
-  if (v.previousKey !== undefined && current === undefined) {
+  const current = valueOrFile("TESSERA_CLAIMS_KEY", v.key, v.keyFile);
+  const previous = valueOrFile("TESSERA_CLAIMS_KEY_PREVIOUS", v.previousKey, v.previousKeyFile);
+  if (previous !== undefined && current === undefined) {
     throw new ConfigError("TESSERA_CLAIMS_KEY_PREVIOUS", "needs TESSERA_CLAIMS_KEY (or TESSERA_CLAIMS_KEY_FILE): the key that encrypts");
   }
-  if (v.previousKey !== undefined && current !== undefined && Buffer.from(v.previousKey).equals(Buffer.from(current))) {
+  if (previous !== undefined && current !== undefined && Buffer.from(previous).equals(Buffer.from(current))) {
     throw new ConfigError("TESSERA_CLAIMS_KEY_PREVIOUS", "is the same key as the current one");
   }
 }
@@ -72,5 +52,5 @@ export function checkClaimsKeys(v: ClaimsKeyValues): void {
 /** The current key and the previous one, as the ClaimsCipher takes them; undefined when no key is configured. */
 export function claimsKeys(v: ClaimsKeyValues): { current: Uint8Array; previous: Uint8Array | undefined } | undefined {
   const current = v.key ?? v.keyFile;
-  return current === undefined ? undefined : { current, previous: v.previousKey };
+  return current === undefined ? undefined : { current, previous: v.previousKey ?? v.previousKeyFile };
 }

@@ -10,12 +10,14 @@
  */
 import { MAC_ALGORITHMS, SIGNING_ALGORITHMS } from "../domain/keys.js";
 import { loadAccess, type CallerAccess } from "./callers.js";
-import { checkClaimsKeys, claimsKey, claimsKeyFile } from "./claims-keys.js";
+import { CLAIMS_KEY_BYTES } from "../domain/sealed-claims.js";
+import { checkClaimsKeys, claimsKey } from "./claims-keys.js";
 import { ConfigError } from "./errors.js";
-import { loadKeyMaterial, type KeyMaterial } from "./signing-keys.js";
+import { loadKeyMaterial, type DeclaredKeyMaterial, type KeyMaterial } from "./signing-keys.js";
 import { loadTls, type TlsConfig } from "./tls.js";
 import {
   base64Bytes,
+  base64BytesFile,
   duration,
   hostPort,
   integer,
@@ -232,7 +234,7 @@ export const VARIABLES = {
         "(with Redis, a warning at start). The same on every process. See [Signing keys](../README.md#signing-keys).",
     }),
     encryptionKeyFile: variable({
-      name: "TESSERA_KEY_ENCRYPTION_KEY_FILE", parse: path,
+      name: "TESSERA_KEY_ENCRYPTION_KEY_FILE", parse: base64BytesFile(32),
       doc: "A file holding the KEK as base64 text, instead of `TESSERA_KEY_ENCRYPTION_KEY` (not both).",
     }),
     encryptionKeyPrevious: variable({
@@ -240,6 +242,10 @@ export const VARIABLES = {
       doc:
         "The KEK being replaced: it only opens keys, and at start every key sealed with it is sealed again with " +
         "`TESSERA_KEY_ENCRYPTION_KEY`. Set while rotating the KEK, on every process; then unset.",
+    }),
+    encryptionKeyPreviousFile: variable({
+      name: "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE", parse: base64BytesFile(32),
+      doc: "A file holding the previous KEK as base64 text, instead of `TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS` (not both).",
     }),
     signingKeysFile: variable({
       name: "TESSERA_SIGNING_KEYS_FILE", parse: path,
@@ -253,6 +259,10 @@ export const VARIABLES = {
       doc:
         "The HMAC secret of `TESSERA_SIGNING_ALG=HS256`, the same on every process; never published nor stored. " +
         "Tokens signed with it can be verified only by Tessera (Introspect), not by a sidecar.",
+    }),
+    hs256SecretFile: variable({
+      name: "TESSERA_HS256_SECRET_FILE", parse: base64BytesFile(32, 1024),
+      doc: "A file holding the HS256 secret as base64 text, instead of `TESSERA_HS256_SECRET` (not both).",
     }),
   },
   /** What Issue and Refresh hand out: the Authority's options (with tokens.clockSkewMs and audit.riskWindowMs). */
@@ -303,7 +313,7 @@ export const VARIABLES = {
         "`TESSERA_CLAIMS_KEY_FILE`): Issue with `sensitive_claims` is `FAILED_PRECONDITION`. See [Sensitive claims](security.md#sensitive-claims).",
     }),
     keyFile: variable({
-      name: "TESSERA_CLAIMS_KEY_FILE", parse: claimsKeyFile,
+      name: "TESSERA_CLAIMS_KEY_FILE", parse: base64BytesFile(CLAIMS_KEY_BYTES),
       doc: "Path of a file holding `TESSERA_CLAIMS_KEY` (base64), read at start; instead of the variable, not with it.",
     }),
     previousKey: variable({
@@ -311,6 +321,10 @@ export const VARIABLES = {
       doc:
         "The claims key before the current one, during a rotation: decrypts only (tokens it sealed still read, and a " +
         "refresh seals their claims again under the current key). Needs a current key, and a different one.",
+    }),
+    previousKeyFile: variable({
+      name: "TESSERA_CLAIMS_KEY_PREVIOUS_FILE", parse: base64BytesFile(CLAIMS_KEY_BYTES),
+      doc: "Path of a file holding `TESSERA_CLAIMS_KEY_PREVIOUS` (base64), read at start; instead of the variable, not with it.",
     }),
   },
   /** Who may call what (callerAuth). loadConfig reads the callers file; unset: open mode. */
@@ -458,7 +472,7 @@ export type Config = Flat<
   Omit<Declared, "server" | "access" | "keys"> & { readonly server: ServerConfig; readonly access: AccessConfig; readonly keys: KeysConfig }
 >;
 /** The lifecycle's durations, and the key material: KEKs, the keys file (read), the HS256 secret. */
-export type KeysConfig = Flat<Omit<Declared["keys"], keyof KeyMaterial | "encryptionKey" | "encryptionKeyFile" | "encryptionKeyPrevious"> & KeyMaterial>;
+export type KeysConfig = Flat<Omit<Declared["keys"], keyof KeyMaterial | keyof DeclaredKeyMaterial> & KeyMaterial>;
 export type AccessConfig = Readonly<CallerAccess> & {
   /** TESSERA_CALLERS_FILE: the path the callers were read from; undefined in open mode. */
   readonly file: string | undefined;
@@ -480,7 +494,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   checkTogether(declared);
   const { server, access } = declared;
   const tls = loadTls(server.tls);
-  const { encryptionKey: _k, encryptionKeyFile: _f, encryptionKeyPrevious: _p, ...keys } = declared.keys;
+  const { encryptionKey: _k, encryptionKeyFile: _f, encryptionKeyPrevious: _p, encryptionKeyPreviousFile: _pf, hs256SecretFile: _hf, ...keys } = declared.keys;
   return deepFreeze({
     ...declared,
     keys: { ...keys, ...loadKeyMaterial(declared.keys, declared.tokens.signingAlg) },

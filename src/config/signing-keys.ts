@@ -1,7 +1,8 @@
 /**
  * The signing keys' configuration beyond the lifecycle's durations: the key-encryption key that seals private keys in
- * the store (TESSERA_KEY_ENCRYPTION_KEY or its _FILE, and _PREVIOUS while rotating it), the file of keys from a secret
- * manager (TESSERA_SIGNING_KEYS_FILE, read at start and again on SIGHUP), and the HS256 secret. Files are read and
+ * the store (TESSERA_KEY_ENCRYPTION_KEY or its _FILE, and _PREVIOUS or its _FILE while rotating it), the file of keys
+ * from a secret manager (TESSERA_SIGNING_KEYS_FILE, read at start and again on SIGHUP), and the HS256 secret (or its
+ * _FILE). The _FILE forms are read by their parser (variable.ts base64BytesFile). Files are read and
  * checked at start, so a bad one stops the process with a message naming the variable and the place in the file.
  * No message ever holds key material.
  */
@@ -10,21 +11,22 @@ import { readFileSync } from "node:fs";
 import type { JWK } from "jose";
 import { SIGNING_ALGORITHMS, type JwsAlgorithm, type ProvidedKey, type SigningAlgorithm } from "../domain/keys.js";
 import { ConfigError } from "./errors.js";
-import { decodeBase64 } from "./variable.js";
+import { valueOrFile } from "./variable.js";
 
 const FILE = "TESSERA_SIGNING_KEYS_FILE";
 const KEK = "TESSERA_KEY_ENCRYPTION_KEY";
-const KEK_FILE = "TESSERA_KEY_ENCRYPTION_KEY_FILE";
 const KEK_PREVIOUS = "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS";
 const HS256_SECRET = "TESSERA_HS256_SECRET";
 
 /** The `keys` variables as declared (config.ts VARIABLES.keys), beside the lifecycle's. */
 export interface DeclaredKeyMaterial {
   encryptionKey: Buffer | undefined;
-  encryptionKeyFile: string | undefined;
+  encryptionKeyFile: Buffer | undefined;
   encryptionKeyPrevious: Buffer | undefined;
+  encryptionKeyPreviousFile: Buffer | undefined;
   signingKeysFile: string | undefined;
   hs256Secret: Buffer | undefined;
+  hs256SecretFile: Buffer | undefined;
 }
 
 /** What the KeyRing is given: the KEKs, the file's keys (and its path, for SIGHUP), the HS256 secret. */
@@ -38,41 +40,25 @@ export interface KeyMaterial {
 
 /** Reads the files and checks the variables together. */
 export function loadKeyMaterial(d: DeclaredKeyMaterial, signingAlg: JwsAlgorithm): KeyMaterial {
-  if (d.encryptionKey !== undefined && d.encryptionKeyFile !== undefined) {
-    throw new ConfigError(KEK_FILE, `set ${KEK} or ${KEK_FILE}, not both`);
-  }
-  const current = d.encryptionKey ?? (d.encryptionKeyFile === undefined ? undefined : readKekFile(d.encryptionKeyFile));
-  if (d.encryptionKeyPrevious !== undefined && current === undefined) {
-    throw new ConfigError(KEK_PREVIOUS, `needs ${KEK} (or ${KEK_FILE}): the previous KEK only opens keys for the current one to seal again`);
+  const current = valueOrFile(KEK, d.encryptionKey, d.encryptionKeyFile);
+  const previous = valueOrFile(KEK_PREVIOUS, d.encryptionKeyPrevious, d.encryptionKeyPreviousFile);
+  const hs256Secret = valueOrFile(HS256_SECRET, d.hs256Secret, d.hs256SecretFile);
+  if (previous !== undefined && current === undefined) {
+    throw new ConfigError(KEK_PREVIOUS, `needs ${KEK} (or ${KEK}_FILE): the previous KEK only opens keys for the current one to seal again`);
   }
   if (signingAlg === "HS256") {
-    if (d.hs256Secret === undefined) {
+    if (hs256Secret === undefined) {
       throw new ConfigError(HS256_SECRET, "must be set with TESSERA_SIGNING_ALG=HS256: base64 of at least 32 random bytes, the same on every process");
     }
     if (d.signingKeysFile !== undefined) throw new ConfigError(FILE, `holds asymmetric keys; HS256 signs with ${HS256_SECRET}: not both`);
-  } else if (d.hs256Secret !== undefined) {
-    throw new ConfigError(HS256_SECRET, "is only used with TESSERA_SIGNING_ALG=HS256");
+  } else if (hs256Secret !== undefined) {
+    throw new ConfigError(d.hs256Secret !== undefined ? HS256_SECRET : `${HS256_SECRET}_FILE`, "is only used with TESSERA_SIGNING_ALG=HS256");
   }
   return {
-    encryption: current === undefined ? undefined : { current, previous: d.encryptionKeyPrevious },
+    encryption: current === undefined ? undefined : { current, previous },
     signingKeysFile: d.signingKeysFile === undefined ? undefined : { path: d.signingKeysFile, keys: readSigningKeysFile(d.signingKeysFile) },
-    hs256Secret: d.hs256Secret,
+    hs256Secret,
   };
-}
-
-/** TESSERA_KEY_ENCRYPTION_KEY_FILE: a file holding the KEK as base64 text (32 bytes), surrounding whitespace ignored. */
-function readKekFile(path: string): Buffer {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ConfigError(KEK_FILE, `cannot read "${path}" (${(err as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-  const kek = decodeBase64(text);
-  if (kek === undefined || kek.length !== 32) {
-    throw new ConfigError(KEK_FILE, `"${path}" must hold 32 bytes in base64 (\`openssl rand -base64 32\`)`);
-  }
-  return kek;
 }
 
 /** The members of a private JWK Tessera takes from the file (others, such as x5c, are ignored). */

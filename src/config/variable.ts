@@ -4,6 +4,7 @@
  * shape. A parser sees the trimmed value (the default when the variable is unset or blank) and says what is wrong
  * with it; the walk puts the variable's name in front, so every message names the exact variable.
  */
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { formatDuration, parseDuration } from "./duration.js";
 import { ConfigError } from "./errors.js";
@@ -190,6 +191,36 @@ export function base64Bytes(min: number, max = min): Parser<Buffer> {
   };
   const example = (n: number) => Buffer.alloc(n, 7).toString("base64");
   return Object.assign(bounded(parse, { text: `base64 of ${size}`, accepted: [example(min)], refused: [example(min - 1), "not base64!"] }), { show: hidden });
+}
+
+/**
+ * The path of a file holding bytes in base64 (a key or a secret from a secret manager, `min` to `max` of them;
+ * whitespace around it ignored), read at start. The start log shows the path; no message quotes the file.
+ */
+export function base64BytesFile(min: number, max = min): Parser<Buffer> {
+  const size = min === max ? `${min} bytes` : `at least ${min} bytes`;
+  return Object.assign(
+    (raw: string) => {
+      let text: string;
+      try {
+        text = readFileSync(raw, "utf8");
+      } catch (err) {
+        throw new Invalid(`cannot read "${raw}" (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+      }
+      const bytes = decodeBase64(text);
+      if (bytes === undefined || bytes.length < min || bytes.length > max) {
+        throw new Invalid(`"${raw}" is not ${size} in base64 (\`openssl rand -base64 ${min}\`)`);
+      }
+      return bytes;
+    },
+    { show: (path: string) => path },
+  );
+}
+
+/** The value of `name` or of `name`_FILE (each parsed already), whichever is set; both is an error naming the file's. */
+export function valueOrFile<T>(name: string, value: T | undefined, file: T | undefined): T | undefined {
+  if (value !== undefined && file !== undefined) throw new ConfigError(`${name}_FILE`, `set ${name} or ${name}_FILE, not both`);
+  return value ?? file;
 }
 
 /** base64 or base64url (padding optional), or undefined if it is neither. */

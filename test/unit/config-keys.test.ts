@@ -27,6 +27,14 @@ function refusal(env: Record<string, string>): ConfigError {
   throw new Error("accepted");
 }
 
+let files = 0;
+/** A file holding `text` (default: a valid KEK). */
+function kekFile(text = KEK): string {
+  const path = join(dir, `key-${++files}`);
+  writeFileSync(path, text);
+  return path;
+}
+
 describe("the key-encryption key", () => {
   it("unset by default: private keys are stored in plain", () => {
     expect(loadConfig({}).keys).toMatchObject({ encryption: undefined, signingKeysFile: undefined, hs256Secret: undefined });
@@ -51,13 +59,38 @@ describe("the key-encryption key", () => {
     ["not base64", { TESSERA_KEY_ENCRYPTION_KEY: "this is no key at all!" }, "TESSERA_KEY_ENCRYPTION_KEY", /is not base64/],
     ["a short previous key", { TESSERA_KEY_ENCRYPTION_KEY: KEK, TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS: b64(8) }, "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS", /32 bytes/],
     ["a previous key alone", { TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS: OLD }, "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS", /needs TESSERA_KEY_ENCRYPTION_KEY/],
-    ["both the key and its file", { TESSERA_KEY_ENCRYPTION_KEY: KEK, TESSERA_KEY_ENCRYPTION_KEY_FILE: "/x" }, "TESSERA_KEY_ENCRYPTION_KEY_FILE", /not both/],
+    ["both the key and its file", { TESSERA_KEY_ENCRYPTION_KEY: KEK, TESSERA_KEY_ENCRYPTION_KEY_FILE: kekFile() }, "TESSERA_KEY_ENCRYPTION_KEY_FILE", /not both/],
     ["a missing file", { TESSERA_KEY_ENCRYPTION_KEY_FILE: join(dir, "none") }, "TESSERA_KEY_ENCRYPTION_KEY_FILE", /cannot read .* \(ENOENT\)/],
   ])("refuses %s, naming the variable, without repeating the value", (_what, env, key, message) => {
     const err = refusal(env);
     expect(err.key).toBe(key);
     expect(err.message).toMatch(message);
     for (const value of Object.values(env)) if (!value.startsWith("/")) expect(err.message).not.toContain(value);
+  });
+
+  it("takes the previous KEK and the HS256 secret from files too (TESSERA_..._FILE), one source each", () => {
+    const previousFile = join(dir, "kek-previous");
+    writeFileSync(previousFile, `${OLD}\n`);
+    const c = loadConfig({ TESSERA_KEY_ENCRYPTION_KEY: KEK, TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE: previousFile });
+    expect(c.keys.encryption).toEqual({ current: Buffer.from(KEK, "base64"), previous: Buffer.from(OLD, "base64") });
+    const secret = b64(48);
+    const secretFile = join(dir, "hs256");
+    writeFileSync(secretFile, ` ${secret} \n`);
+    const hs = loadConfig({ TESSERA_SIGNING_ALG: "HS256", TESSERA_HS256_SECRET_FILE: secretFile });
+    expect(hs.keys.hs256Secret).toEqual(Buffer.from(secret, "base64"));
+    const refusals: [Record<string, string>, string, RegExp][] = [
+      [{ TESSERA_KEY_ENCRYPTION_KEY: KEK, TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS: OLD, TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE: previousFile }, "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE", /not both/],
+      [{ TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE: previousFile }, "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS", /needs TESSERA_KEY_ENCRYPTION_KEY/],
+      [{ TESSERA_SIGNING_ALG: "HS256", TESSERA_HS256_SECRET: secret, TESSERA_HS256_SECRET_FILE: secretFile }, "TESSERA_HS256_SECRET_FILE", /not both/],
+      [{ TESSERA_HS256_SECRET_FILE: secretFile }, "TESSERA_HS256_SECRET_FILE", /is only used with TESSERA_SIGNING_ALG=HS256/],
+      [{ TESSERA_SIGNING_ALG: "HS256", TESSERA_HS256_SECRET_FILE: kekFile(b64(16)) }, "TESSERA_HS256_SECRET_FILE", /is not at least 32 bytes in base64/],
+    ];
+    for (const [env, key, message] of refusals) {
+      const err = refusal(env);
+      expect(err.key, JSON.stringify(env)).toBe(key);
+      expect(err.message).toMatch(message);
+      expect(err.message).not.toContain(secret);
+    }
   });
 
   it("refuses a file that holds no 32-byte key, without quoting it", () => {

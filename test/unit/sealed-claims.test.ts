@@ -302,6 +302,17 @@ describe("configuration: TESSERA_CLAIMS_KEY, TESSERA_CLAIMS_KEY_FILE, TESSERA_CL
     expect(err.message).not.toContain("hunter2");
   });
 
+  it("reads the previous key from TESSERA_CLAIMS_KEY_PREVIOUS_FILE too; not with the variable", async () => {
+    const file = join(dir, "claims-previous.key");
+    await writeFile(file, `${b64(K1)}\n`);
+    const c = loadConfig({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file });
+    expect(Buffer.from(c.claims.previousKeyFile!)).toEqual(Buffer.from(K1));
+    expect(configError({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS: b64(K1), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file }).message).toMatch(
+      /^TESSERA_CLAIMS_KEY_PREVIOUS_FILE: .*not both/,
+    );
+    expect(configError({ TESSERA_CLAIMS_KEY: b64(K1), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file }).message).toMatch(/^TESSERA_CLAIMS_KEY_PREVIOUS: is the same key/);
+  });
+
   it("refuses what the three cannot say together", () => {
     expect(configError({ TESSERA_CLAIMS_KEY: b64(K1), TESSERA_CLAIMS_KEY_FILE: "/dev/null" }).message).toMatch(/^TESSERA_CLAIMS_KEY_FILE: /);
     expect(configError({ TESSERA_CLAIMS_KEY_PREVIOUS: b64(K1) }).message).toBe(
