@@ -12,6 +12,7 @@ import { Code, ConnectError, createContextKey, type HandlerContext } from "@conn
 import { ANONYMOUS, type CallerSpec, type MtlsIdentity, type SubjectScope } from "../config/callers.js";
 import type { AuditSink } from "../domain/audit-trail.js";
 import { auditRefusal } from "./audit-context.js";
+import { errorInfo } from "./errors.js";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
@@ -224,6 +225,7 @@ function identityString(id: MtlsIdentity): string {
   return `${id.kind}:${id.value}`;
 }
 
+/** The caller's credentials refused: ErrorInfo CALLER_UNAUTHENTICATED, so a client tells it from a refused token. */
 function unauthenticated(message: string, cause: string): ConnectError {
-  return new ConnectError(message, Code.Unauthenticated, undefined, undefined, new Error(cause));
+  return new ConnectError(message, Code.Unauthenticated, undefined, [errorInfo("CALLER_UNAUTHENTICATED")], new Error(cause));
 }

@@ -1,12 +1,13 @@
 /**
  * Domain errors -> Connect codes. The message a caller sees is short and safe; the cause stays in `cause` (logged).
  * Machine-readable details ride along as google.rpc error details: a `BadRequest` naming the field for every
- * INVALID_ARGUMENT that has one, a `RetryInfo` for every rate limit (clients read them with `err.findDetails(Schema)`).
+ * INVALID_ARGUMENT that has one, a `RetryInfo` for every rate limit, an `ErrorInfo` (domain "tessera") whose `reason`
+ * tells the UNAUTHENTICATED cases apart (clients read them with `err.findDetails(Schema)`).
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { TesseraError, type ErrorCode } from "../domain/errors.js";
+import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ERROR_DOMAIN, TesseraError, type ErrorCode, type ErrorReason } from "../domain/errors.js";
 
 const CODES: Record<ErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -24,6 +25,7 @@ const CODES: Record<ErrorCode, Code> = {
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof TesseraError) {
+    if (err.reason !== undefined) return new ConnectError(err.message, CODES[err.code], undefined, [errorInfo(err.reason)], err);
     if (err.field === undefined) return new ConnectError(err.message, CODES[err.code], undefined, undefined, err);
     const prefix = `${err.field}: `;
     const description = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
@@ -32,6 +34,11 @@ export function toConnectError(err: unknown): ConnectError {
     return new ConnectError(message, CODES[err.code], undefined, [detail], err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** The ErrorInfo detail of a reason. */
+export function errorInfo(reason: ErrorReason) {
+  return { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN } };
 }
 
 /** RESOURCE_EXHAUSTED with a RetryInfo saying when to try again (at least 1 ms). */

@@ -14,13 +14,14 @@
  * - **Ends** on UNAUTHENTICATED from Refresh (reuse detected, session revoked or ended, refresh token invalid) and when
  *   the refresh token itself has expired: the pair is dropped, the storage cleared, an `ended` event emitted, and every
  *   later call fails UNAUTHENTICATED. UNAUTHENTICATED about the *caller* (the service's API key or certificate, refused
- *   before the token is looked at: "missing/invalid/conflicting credentials") does not end the session: it is thrown
- *   as is, the pair kept, since the user did nothing wrong.
+ *   before the token is looked at; google.rpc.ErrorInfo reason CALLER_UNAUTHENTICATED) does not end the session: it
+ *   is thrown as is, the pair kept, since the user did nothing wrong.
  * - **Storage** is pluggable (`load`, `save`, `clear`; memory by default): the pair is loaded on first use when none
  *   is given, saved after every refresh, cleared when the session ends.
  */
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { ClientInfo } from "../../gen/tessera/v1/common_pb.js";
 import type { IssueResponse, RefreshResponse } from "../../gen/tessera/v1/token_pb.js";
 import { backoffDelay, sleep, type RetryOptions, type TesseraClient } from "./client.js";
@@ -120,8 +121,25 @@ export function pairFrom(res: IssueResponse | RefreshResponse): Pair {
   };
 }
 
-/** UNAUTHENTICATED about the calling service (src/api/auth.ts), not about the token: the session goes on. */
-const CALLER_REFUSED = /^(missing|invalid|conflicting) credentials$/;
+/** The ErrorInfo reasons of UNAUTHENTICATED (src/domain/errors.ts ERROR_REASONS), and what each means here. */
+const REASONS: Record<string, EndReason | "caller"> = {
+  CALLER_UNAUTHENTICATED: "caller", // about the calling service, not the token: the session goes on
+  REFRESH_TOKEN_REUSED: "reuse_detected",
+  SESSION_ENDED: "session_ended",
+  REFRESH_TOKEN_INVALID: "invalid_refresh_token",
+};
+
+/** What an UNAUTHENTICATED answer of Refresh means: its ErrorInfo reason, else (an authority without one) its message. */
+function unauthenticatedMeaning(error: ConnectError): EndReason | "caller" {
+  const info = error.findDetails(ErrorInfoSchema).find((d) => d.domain === "tessera");
+  const known = info ? REASONS[info.reason] : undefined;
+  if (known !== undefined) return known;
+  if (/^(missing|invalid|conflicting) credentials$/.test(error.rawMessage)) return "caller";
+  if (/reuse/i.test(error.rawMessage)) return "reuse_detected";
+  if (/session has ended/i.test(error.rawMessage)) return "session_ended";
+  if (/invalid refresh token/i.test(error.rawMessage)) return "invalid_refresh_token";
+  return "unauthenticated";
+}
 
 export class TokenManager {
   private pair: Pair | undefined;
@@ -258,8 +276,9 @@ export class TokenManager {
       } catch (e) {
         const error = ConnectError.from(e);
         if (generation !== this.generation) return this.requirePair();
-        if (error.code === Code.Unauthenticated && !CALLER_REFUSED.test(error.rawMessage)) {
-          await this.finish({ reason: endReason(error.rawMessage), error });
+        const meaning = error.code === Code.Unauthenticated ? unauthenticatedMeaning(error) : undefined;
+        if (meaning !== undefined && meaning !== "caller") {
+          await this.finish({ reason: meaning, error });
           throw this.requirePairError();
         }
         const transient = error.code === Code.Unavailable || error.code === Code.DeadlineExceeded;
@@ -308,9 +327,4 @@ export class TokenManager {
   }
 }
 
-function endReason(message: string): EndReason {
-  if (/reuse/i.test(message)) return "reuse_detected";
-  if (/session has ended/i.test(message)) return "session_ended";
-  if (/invalid refresh token/i.test(message)) return "invalid_refresh_token";
-  return "unauthenticated";
-}
+

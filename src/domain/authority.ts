@@ -198,7 +198,7 @@ export class Authority {
     const v = await this.codec.verify(refreshToken, "refresh", now);
     if (!v.ok) {
       this.audit.record({ type: "refresh_failed", context: ctx, detail: { reason: v.reason } });
-      throw new TesseraError("unauthenticated", "invalid refresh token", { cause: v.reason });
+      throw new TesseraError("unauthenticated", "invalid refresh token", { cause: v.reason, reason: "REFRESH_TOKEN_INVALID" });
     }
     const t = v.token;
     const about = { context: ctx, subject: t.subject, sessionId: t.sessionId };
@@ -243,14 +243,14 @@ export class Authority {
       case "reused":
         this.emit({ type: "refresh_reuse", subject: t.subject, sessionId: t.sessionId });
         this.audit.record({ type: "refresh_reuse_detected", ...about, detail: { jti: t.jti, action: "session revoked" } });
-        throw new TesseraError("unauthenticated", "refresh token reuse detected; session revoked");
+        throw new TesseraError("unauthenticated", "refresh token reuse detected; session revoked", { reason: "REFRESH_TOKEN_REUSED" });
       case "ended":
         this.audit.record(
           result.why === "revoked"
             ? { type: "revoked_token_presented", ...about, detail: { rpc: "Refresh", token_type: "refresh", jti: t.jti } }
             : { type: "refresh_failed", ...about, detail: { reason: `session_${result.why}` } },
         );
-        throw new TesseraError("unauthenticated", "session has ended", { cause: result.why });
+        throw new TesseraError("unauthenticated", "session has ended", { cause: result.why, reason: "SESSION_ENDED" });
     }
   }
 

@@ -292,6 +292,46 @@ describe("TokenManager", () => {
   });
 });
 
+describe("TokenManager reads why from the ErrorInfo reason, not from the message", () => {
+  /** Replaces every error's message, keeping its code and details. */
+  const reworded: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (e) {
+      const err = ConnectError.from(e);
+      const out = new ConnectError("reworded by a proxy", err.code);
+      out.details.push(...err.details);
+      throw out;
+    }
+  };
+
+  it("a revoked session ends as session_ended; a refused API key keeps the session", async () => {
+    const server = await startServer();
+    const dir = await mkdtemp(join(tmpdir(), "tessera-tm-"));
+    const key = `tk_${randomBytes(24).toString("base64url")}`;
+    const file = join(dir, "callers.json");
+    await writeFile(file, JSON.stringify({ callers: [{ name: "bff", permissions: ["issue", "refresh", "revoke"], api_keys: [{ sha256: createHash("sha256").update(key).digest("hex") }] }] }));
+    const guarded = await startServer({ TESSERA_CALLERS_FILE: file });
+    try {
+      const pair = await login(server);
+      await clientOf(server).tokens.revoke({ target: { case: "sessionId", value: pair.sessionId! } });
+      const ended = manager(clientOf(server, [reworded]), pair);
+      ended.clock.set(pair.accessExpiresAt);
+      expect(await ended.m.getAccessToken().catch((e: unknown) => ConnectError.from(e).code)).toBe(Code.Unauthenticated);
+      expect(ended.m.endReason).toBe("session_ended");
+
+      const guardedPair = pairFrom(await clientOf(guarded, [], key).tokens.issue({ subject: "tm-reasons", client: DEVICE }));
+      const kept = manager(clientOf(guarded, [reworded], "tk_not_a_known_key"), guardedPair);
+      kept.clock.set(guardedPair.accessExpiresAt);
+      expect(await kept.m.getAccessToken().catch((e: unknown) => ConnectError.from(e).code)).toBe(Code.Unauthenticated);
+      expect(kept.m.endReason).toBeUndefined();
+    } finally {
+      await Promise.all([server.close(), guarded.close()]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 async function reuseCount(s: StartedServer): Promise<number> {
   const metric = s.app.metrics.registry.getSingleMetric("tessera_refresh_reuse_total");
   const { values } = await metric!.get();

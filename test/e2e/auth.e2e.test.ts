@@ -8,8 +8,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, type CallOptions, type Transport } from "@connectrpc/connect";
+import { ConnectError, createClient, type CallOptions, type Transport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -91,6 +92,35 @@ const RPCS: { rpc: string; permission: Permission; call: (opts: CallOptions) => 
   },
   { rpc: "AuditService.ListAuditEvents", permission: "audit.read", call: (o) => auditService.listAuditEvents({}, o) },
 ];
+
+describe("ErrorInfo reasons tell the UNAUTHENTICATED cases apart, on both paths", () => {
+  it.each(["connect-grpc", "connect-h1"] as const)("%s", async (kind) => {
+    const t = connectTransport(kind, server.url);
+    try {
+      const c = createClient(TokenService, t.transport);
+      const reasonOf = async (call: Promise<unknown>) => {
+        const err = ConnectError.from(await call.then(() => expect.fail("expected UNAUTHENTICATED"), (e: unknown) => e));
+        expect(err.code).toBe(Code.Unauthenticated);
+        return err.findDetails(ErrorInfoSchema).map((d) => `${d.domain}/${d.reason}`);
+      };
+      const full = bearer(keyOf("full"));
+      expect(await reasonOf(c.introspect({ token: "x" }, NO_CREDENTIALS))).toEqual(["tessera/CALLER_UNAUTHENTICATED"]);
+      expect(await reasonOf(c.introspect({ token: "x" }, bearer(newKey())))).toEqual(["tessera/CALLER_UNAUTHENTICATED"]);
+      expect(await reasonOf(c.refresh({ refreshToken: "not.a.token", client: { deviceId: "d1" } }, full))).toEqual(["tessera/REFRESH_TOKEN_INVALID"]);
+      const first = await c.issue({ subject: `reasons-${kind}`, client: { deviceId: "d1" } }, full);
+      await c.refresh({ refreshToken: first.tokens!.refreshToken, client: { deviceId: "d1" } }, full);
+      // The rotated token again, from another device: reuse, and the session is revoked.
+      expect(await reasonOf(c.refresh({ refreshToken: first.tokens!.refreshToken, client: { deviceId: "elsewhere" } }, full))).toEqual([
+        "tessera/REFRESH_TOKEN_REUSED",
+      ]);
+      const second = await c.issue({ subject: `reasons-${kind}`, client: { deviceId: "d1" } }, full);
+      await c.revoke({ target: { case: "sessionId", value: second.sessionId } }, full);
+      expect(await reasonOf(c.refresh({ refreshToken: second.tokens!.refreshToken, client: { deviceId: "d1" } }, full))).toEqual(["tessera/SESSION_ENDED"]);
+    } finally {
+      t.close();
+    }
+  });
+});
 
 it("the table covers every RPC the server offers", () => {
   const offered = [TokenService, SessionService, KeyService, AuditService].flatMap((s) => s.methods.map((m) => `${s.name}.${m.name}`));
