@@ -10,6 +10,7 @@ import {
   type AuditEventType,
   type ListAuditEventsRequestSchema,
 } from "../../gen/tessera/v1/audit_pb.js";
+import { sleep } from "../domain/clock.js";
 import { UsageError, type Command, type Context } from "./context.js";
 import { enumName, iso, jsonLine, safe } from "./format.js";
 
@@ -79,19 +80,6 @@ function eventLine(e: AuditEvent): string {
   return `${`${iso(e.time)}  ${severity}  ${type}  ${facts.join(" ")}`.trimEnd()}\n`;
 }
 
-/** Waits ms, or less if the signal aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
-}
 
 const tail: Command = {
   name: "audit tail",
@@ -151,7 +139,7 @@ const tail: Command = {
     // which are new), newest first, page after page until it reaches one already printed.
     let newest = first.events[0];
     while (!ctx.signal.aborted) {
-      await pause(interval, ctx.signal);
+      await sleep(interval, ctx.signal);
       if (ctx.signal.aborted) break;
       const start = newest?.time ? timestampMs(newest.time) : from;
       const request: ListRequest = { ...filters, ...(start !== undefined ? { startTime: timestampFromMs(start) } : {}), pageSize: MAX_PAGE };

@@ -24,6 +24,7 @@ import { createConnectTransport, createGrpcTransport, Http2SessionManager } from
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { AuditService } from "../../gen/tessera/v1/audit_pb.js";
+import { sleep } from "../domain/clock.js";
 import { KeyService } from "../../gen/tessera/v1/key_pb.js";
 import { RevocationService } from "../../gen/tessera/v1/revocation_pb.js";
 import { SessionService } from "../../gen/tessera/v1/session_pb.js";
@@ -188,15 +189,3 @@ function deadlineHeader(header: Headers): { name: string; ms: number } | undefin
   return undefined;
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted || ms <= 0) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done);
-  });
-}

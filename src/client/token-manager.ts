@@ -24,7 +24,8 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { ClientInfo } from "../../gen/tessera/v1/common_pb.js";
 import type { IssueResponse, RefreshResponse } from "../../gen/tessera/v1/token_pb.js";
-import { backoffDelay, sleep, type RetryOptions, type TesseraClient } from "./client.js";
+import { sleep } from "../domain/clock.js";
+import { backoffDelay, type RetryOptions, type TesseraClient } from "./client.js";
 
 /** A session's tokens as the manager holds them; times in ms since the epoch. */
 export interface Pair {

@@ -18,3 +18,17 @@ export class ManualClock implements Clock {
     this.t = ms;
   }
 }
+
+/** Waits `ms` of real time, or less if `signal` aborts (then resolves at once: the caller looks at the signal). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted || ms <= 0) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
+}

@@ -13,6 +13,7 @@ import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { RevocationKind, RevocationService, type WatchRevocationsResponse } from "../../gen/tessera/v1/revocation_pb.js";
+import { sleep } from "../domain/clock.js";
 import type { FeedEntry, FeedKind, RevocationIndex } from "./revocations.js";
 
 export interface FeedFollowerOptions {
@@ -184,15 +185,3 @@ function backoff(failures: number): number {
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
-}
