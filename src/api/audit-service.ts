@@ -14,6 +14,7 @@ import {
   ListAuditEventsResponseSchema,
   RiskAssessmentSchema,
   type AuditEvent as AuditEventMsg,
+  type RiskAssessment as RiskAssessmentMsg,
 } from "../../gen/tessera/v1/audit_pb.js";
 import {
   AUDIT_SCAN_LIMIT,
@@ -24,6 +25,7 @@ import {
   type AuditQuery,
   type AuditSeverity as DomainSeverity,
   type AuditType,
+  type RiskAssessment,
   type StoredAuditEvent,
 } from "../domain/audit.js";
 import type { Audit } from "../domain/audit-trail.js";
@@ -92,18 +94,7 @@ export function auditService({ audit }: { audit: Audit }): ServiceImpl<typeof Au
       return create(ListAuditEventsResponseSchema, {
         events: page.events.map(auditEvent),
         nextPageToken: page.next === null ? "" : pageToken(page.next, fingerprint),
-        ...(risk
-          ? {
-              risk: create(RiskAssessmentSchema, {
-                score: risk.score,
-                distinctIps: risk.distinctIps,
-                distinctDevices: risk.distinctDevices,
-                refreshes: risk.refreshes,
-                reuseDetections: risk.reuses,
-                revokedPresented: risk.revokedPresented,
-              }),
-            }
-          : {}),
+        ...(risk ? { risk: riskAssessment(risk) } : {}),
       });
     },
   };
@@ -134,6 +125,18 @@ export async function scopedList(audit: Pick<Audit, "list">, query: AuditQuery, 
     cursor = page.next;
     ask = Math.min(ask * 4, budget);
   }
+}
+
+/** A subject's risk assessment as the API answers it (ListAuditEvents, StatsService.GetSubjectActivity). */
+export function riskAssessment(risk: RiskAssessment): RiskAssessmentMsg {
+  return create(RiskAssessmentSchema, {
+    score: risk.score,
+    distinctIps: risk.distinctIps,
+    distinctDevices: risk.distinctDevices,
+    refreshes: risk.refreshes,
+    reuseDetections: risk.reuses,
+    revokedPresented: risk.revokedPresented,
+  });
 }
 
 export function auditEvent(e: StoredAuditEvent): AuditEventMsg {

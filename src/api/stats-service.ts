@@ -7,7 +7,6 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { RiskAssessmentSchema } from "../../gen/tessera/v1/audit_pb.js";
 import {
   EventCountsSchema,
   GetDailyReportResponseSchema,
@@ -35,7 +34,7 @@ import {
   type StatsCounter,
   type StatsStore,
 } from "../domain/stats.js";
-import { auditEvent } from "./audit-service.js";
+import { auditEvent, riskAssessment } from "./audit-service.js";
 import { requireSubject, scopeOf } from "./auth.js";
 import { session } from "./convert.js";
 import { invalidArgument } from "./errors.js";
@@ -94,14 +93,7 @@ export function statsService({ stats, audit, authority, clock }: StatsDeps): Ser
       return create(GetSubjectActivityResponseSchema, {
         sessions: sessions.map(session),
         recentEvents: page.events.map(auditEvent),
-        risk: create(RiskAssessmentSchema, {
-          score: risk.score,
-          distinctIps: risk.distinctIps,
-          distinctDevices: risk.distinctDevices,
-          refreshes: risk.refreshes,
-          reuseDetections: risk.reuses,
-          revokedPresented: risk.revokedPresented,
-        }),
+        risk: riskAssessment(risk),
       });
     },
 
