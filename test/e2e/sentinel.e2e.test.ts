@@ -6,12 +6,12 @@
  * replica promoted holds it). The time to recover is printed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, statusOf, tesseraClient, type TesseraClient } from "../helpers/clients.js";
+import { statusOf, tesseraClient, type TesseraClient } from "../helpers/clients.js";
+import { mixedLoad } from "../helpers/mixed-load.js";
 import { RedisSentinelSet } from "../helpers/redis-server.js";
 import { spawnAuthority, type SpawnedAuthority } from "../helpers/server.js";
 import { until } from "../helpers/wait.js";
 
-const PHONE = { deviceId: "phone-s", userAgent: "tessera-e2e/1.0" };
 
 let set: RedisSentinelSet;
 let authority: SpawnedAuthority;
@@ -43,34 +43,8 @@ describe("an authority on Redis behind Sentinel", () => {
   });
 
   it("follows a failover under load by itself: UNAVAILABLE meanwhile, no acknowledged revocation lost", async () => {
-    /** Access tokens whose session revocation was acknowledged (after WAIT 1). */
-    const revoked: string[] = [];
-    const failures = new Map<string, number>();
-    const oks: { op: string; at: number }[] = [];
-    let stop = false;
-    let n = 0;
-
-    const step = async <T>(op: string, call: () => Promise<T>): Promise<T> => {
-      const result = await call();
-      oks.push({ op, at: Date.now() });
-      return result;
-    };
-    const worker = async (w: number) => {
-      while (!stop) {
-        try {
-          const issued = await step("issue", () => client.issue({ subject: `sentinel-${w}-${n++ % 50}`, client: PHONE }));
-          await step("introspect", () => client.introspect(issued.tokens.accessToken));
-          const next = await step("refresh", () => client.refresh(issued.tokens.refreshToken, PHONE));
-          const r = await step("revoke", () => client.revoke({ sessionId: issued.sessionId }));
-          if (r.sessionsRevoked === 1) revoked.push(next.tokens.accessToken);
-        } catch (err) {
-          const code = Code[ConnectError.from(err).code];
-          failures.set(code, (failures.get(code) ?? 0) + 1);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-    };
-    const workers = [0, 1, 2, 3].map(worker);
+    const load = mixedLoad(client, "sentinel", { subjects: 50 });
+    const { revoked, failures, oks } = load;
     try {
       await until(() => revoked.length >= 20, 20_000, "revocations acknowledged before the kill");
       const oldPrimary = set.primary.port;
@@ -93,8 +67,7 @@ describe("an authority on Redis behind Sentinel", () => {
           `failures: ${JSON.stringify(Object.fromEntries(failures))}; revocations acknowledged: ${revoked.length}`,
       );
     } finally {
-      stop = true;
-      await Promise.all(workers);
+      await load.stop();
     }
 
     // Fail closed, and only so: every failure was UNAVAILABLE.

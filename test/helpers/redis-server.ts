@@ -126,6 +126,14 @@ export class RedisCluster {
         if (Date.now() - started > 20_000) throw new Error(`the cluster did not settle: ${infos.join(" | ")}`);
         await new Promise((r) => setTimeout(r, 100));
       }
+      // Every replica in sync with its primary (a WAIT would count none before).
+      for (;;) {
+        const replication = await Promise.all(nodes.map((n) => redisCli(["-p", String(n.port), "info", "replication"])));
+        const followers = replication.filter((r) => /role:slave/.test(r));
+        if (followers.length === primaries * replicas && followers.every((r) => /master_link_status:up/.test(r))) break;
+        if (Date.now() - started > 30_000) throw new Error("the cluster's replicas did not sync");
+        await new Promise((r) => setTimeout(r, 100));
+      }
       return new RedisCluster(nodes);
     } catch (err) {
       await Promise.all(nodes.map((n) => n.stop()));
