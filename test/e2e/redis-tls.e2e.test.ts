@@ -1,11 +1,13 @@
 /**
- * Redis over TLS with a password, in both modes that take them: one Redis (`rediss://:password@...` with
- * TESSERA_REDIS_TLS_CA) and a Redis Cluster (TESSERA_REDIS_CLUSTER_NODES with TESSERA_REDIS_PASSWORD,
- * TESSERA_REDIS_TLS=true and TESSERA_REDIS_TLS_CA). The servers listen on TLS ports only (`--port 0`), so an authority
- * that works reached them over TLS, checked against the test CA, and authenticated.
+ * Redis over TLS with a password, in all three Redis modes: one Redis (`rediss://:password@...` with
+ * TESSERA_REDIS_TLS_CA), a Redis Cluster (TESSERA_REDIS_CLUSTER_NODES with TESSERA_REDIS_PASSWORD, TESSERA_REDIS_TLS=true
+ * and TESSERA_REDIS_TLS_CA), and Redis behind Sentinel (TESSERA_REDIS_SENTINELS and TESSERA_REDIS_SENTINEL_MASTER with
+ * TESSERA_REDIS_PASSWORD for the data nodes, TESSERA_REDIS_SENTINEL_PASSWORD for the sentinels, TESSERA_REDIS_TLS=true
+ * and TESSERA_REDIS_TLS_CA). The servers, sentinels included, listen on TLS ports only (`--port 0`, `port 0`), so an
+ * authority that works reached them over TLS, checked against the test CA, and authenticated.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,12 +18,18 @@ import { spawnAuthority } from "../helpers/server.js";
 import { until } from "../helpers/wait.js";
 
 const PASSWORD = "s3cret-redis-password";
+/** The sentinels' own password (requirepass), not the data nodes'. */
+const SENTINEL_PASSWORD = "s3cret-sentinel-password";
 let pki: TestPki;
 let dir: string;
 const servers: ChildProcess[] = [];
 
 /** redis-cli over TLS with the test CA and the password. */
 const cli = (port: number, ...args: string[]) => redisCli(["--tls", "--cacert", pki.caPath, "-a", PASSWORD, "--no-auth-warning", "-p", String(port), ...args]);
+
+/** redis-cli over TLS with the test CA and the sentinels' password. */
+const sentinelCli = (port: number, ...args: string[]) =>
+  redisCli(["--tls", "--cacert", pki.caPath, "-a", SENTINEL_PASSWORD, "--no-auth-warning", "-p", String(port), ...args]);
 
 /** A redis-server on a TLS port only, with the test server certificate and a password. */
 async function tlsRedis(extra: string[] = []): Promise<number> {
@@ -48,7 +56,11 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function lifecycle(env: Record<string, string>): Promise<void> {
+/**
+ * Issues, checks, revokes and checks again through an authority on `env`; none of `secrets` may reach its output.
+ * Returns what the authority wrote to stdout.
+ */
+async function lifecycle(env: Record<string, string>, secrets: string[] = [PASSWORD]): Promise<string> {
   const authority = await spawnAuthority({ ...env, TESSERA_LOG_LEVEL: "info" });
   const client = tesseraClient("connect-h1", authority.url);
   try {
@@ -59,8 +71,10 @@ async function lifecycle(env: Record<string, string>): Promise<void> {
       expect(await client.revoke({ sessionId: issued.sessionId })).toEqual({ sessionsRevoked: 1, tokenRevoked: false });
       expect(await statusOf(client, issued.tokens.accessToken)).toBe("REVOKED");
     }
-    // The password never reaches the log, not even in the effective configuration.
-    expect([...authority.stdout, ...authority.stderr].join("\n")).not.toContain(PASSWORD);
+    // The passwords never reach the log, not even in the effective configuration.
+    const output = [...authority.stdout, ...authority.stderr].join("\n");
+    for (const secret of secrets) expect(output).not.toContain(secret);
+    return authority.stdout.join("\n");
   } finally {
     client.close();
     await authority.kill("SIGKILL");
@@ -93,5 +107,67 @@ describe("Redis over TLS with a password", () => {
     // The keys landed on more than one node.
     const counts = await Promise.all(ports.map(async (p) => Number((await cli(p, "dbsize")).trim())));
     expect(counts.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+  }, 90_000);
+
+  it("Redis behind Sentinel over TLS with passwords", async () => {
+    const master = "tessera-tls-primary";
+    const primary = await tlsRedis();
+    const replica = await tlsRedis(["--replicaof", "127.0.0.1", String(primary), "--tls-replication", "yes"]);
+    await until(async () => /master_link_status:up/.test(await cli(replica, "info", "replication").catch(() => "")), 20_000, "the TLS replica to sync");
+
+    // Three sentinels on TLS ports only, with a password of their own; they reach the data nodes (and each other) over
+    // TLS (`tls-replication yes`) with the data nodes' password.
+    const sentinels: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort();
+      const sentinelDir = await mkdtemp(join(dir, "sentinel-"));
+      const conf = join(sentinelDir, "sentinel.conf");
+      await writeFile(
+        conf,
+        [
+          "port 0",
+          `tls-port ${port}`,
+          "bind 127.0.0.1",
+          `dir ${sentinelDir}`,
+          `tls-cert-file ${pki.peer.certPath}`,
+          `tls-key-file ${pki.peer.keyPath}`,
+          `tls-ca-cert-file ${pki.caPath}`,
+          "tls-auth-clients no",
+          "tls-replication yes",
+          `requirepass ${SENTINEL_PASSWORD}`,
+          `sentinel sentinel-pass ${SENTINEL_PASSWORD}`,
+          `sentinel monitor ${master} 127.0.0.1 ${primary} 2`,
+          `sentinel auth-pass ${master} ${PASSWORD}`,
+          `sentinel down-after-milliseconds ${master} 1000`,
+          `sentinel failover-timeout ${master} 5000`,
+          "",
+        ].join("\n"),
+      );
+      servers.push(spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", [conf, "--sentinel"], { stdio: "ignore" }));
+      sentinels.push(port);
+    }
+    // Ready when every sentinel knows the replica and the other two sentinels.
+    for (const port of sentinels) {
+      await until(async () => {
+        const info = await sentinelCli(port, "sentinel", "master", master).catch(() => "");
+        const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
+        return field("num-slaves") >= 1 && field("num-other-sentinels") >= 2;
+      }, 30_000, `the TLS sentinel on ${port} to know the replica and the other sentinels`);
+    }
+
+    const stdout = await lifecycle(
+      {
+        TESSERA_REDIS_SENTINELS: sentinels.map((p) => `127.0.0.1:${p}`).join(","),
+        TESSERA_REDIS_SENTINEL_MASTER: master,
+        TESSERA_REDIS_PASSWORD: PASSWORD,
+        TESSERA_REDIS_SENTINEL_PASSWORD: SENTINEL_PASSWORD,
+        TESSERA_REDIS_TLS: "true",
+        TESSERA_REDIS_TLS_CA: pki.caPath,
+      },
+      [PASSWORD, SENTINEL_PASSWORD],
+    );
+    expect(stdout).toMatch(/"store":"redis","mode":"sentinel"/);
+    // The keys landed on the primary the sentinels name.
+    expect(Number((await cli(primary, "dbsize")).trim())).toBeGreaterThan(0);
   }, 90_000);
 });
