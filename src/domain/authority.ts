@@ -14,6 +14,7 @@ import {
   RESERVED_CLAIMS,
   TYP,
   type Grant,
+  type PreparedToken,
   type SignInput,
   type TokenCodec,
   type TokenKind,
@@ -387,9 +388,11 @@ export class Authority {
     // that knows only revocations (a sidecar) judges it as the authority does.
     const sessionEnd = Math.min(now + this.cfg.refreshIdleTtlMs, refreshExpiresAt);
     const accessExpiresAt = floorToSecond(Math.min(now + grant.accessTtlMs, sessionEnd));
+    const access: SignInput = { subject, sessionId, jti: randomId(), grant, now, expiresAt: accessExpiresAt };
+    const refresh: SignInput = { subject, sessionId, jti: refreshJti, grant, now, expiresAt: refreshExpiresAt };
     return {
-      access: { subject, sessionId, jti: randomId(), grant, now, expiresAt: accessExpiresAt },
-      refresh: { subject, sessionId, jti: refreshJti, grant, now, expiresAt: refreshExpiresAt },
+      access: { token: this.codec.prepare("access", access), expiresAt: accessExpiresAt },
+      refresh: { token: this.codec.prepare("refresh", refresh), expiresAt: refreshExpiresAt },
     };
   }
 
@@ -400,12 +403,12 @@ export class Authority {
    */
   private checkLength(plan: PairPlan, tooLong: (length: number, max: number) => TesseraError): void {
     const max = this.codec.maxTokenLength;
-    const length = Math.max(this.codec.tokenLength("access", plan.access), this.codec.tokenLength("refresh", plan.refresh));
+    const length = Math.max(plan.access.token.length, plan.refresh.token.length);
     if (length > max) throw tooLong(length, max);
   }
 
   private async signPlanned(plan: PairPlan, tooLong: (length: number, max: number) => TesseraError): Promise<IssuedPair> {
-    const [accessToken, refreshToken] = await Promise.all([this.codec.signAccess(plan.access), this.codec.signRefresh(plan.refresh)]);
+    const [accessToken, refreshToken] = await Promise.all([plan.access.token.sign(), plan.refresh.token.sign()]);
     // checkLength is exact for every key Tessera makes; this holds the rule for any other (the store is untouched yet).
     const length = Math.max(accessToken.length, refreshToken.length);
     if (length > this.codec.maxTokenLength) throw tooLong(length, this.codec.maxTokenLength);
@@ -413,9 +416,10 @@ export class Authority {
   }
 }
 
+/** Both tokens of a pair, each serialised once: checkLength reads their lengths, signPlanned signs them. */
 interface PairPlan {
-  access: SignInput;
-  refresh: SignInput;
+  access: { token: PreparedToken; expiresAt: number };
+  refresh: { token: PreparedToken; expiresAt: number };
 }
 
 /**

@@ -25,16 +25,22 @@ export function isMacAlgorithm(alg: string): alg is MacAlgorithm {
   return (MAC_ALGORITHMS as readonly string[]).includes(alg);
 }
 
-/** Signs a protected header and a payload (both JSON-serialisable) into `header.payload.signature`. */
-export type CompactSigner = (header: Record<string, unknown>, payload: Record<string, unknown>) => Promise<string>;
+/**
+ * The JWS signing input of a protected header and a payload (both JSON-serialisable): base64url(header) "."
+ * base64url(payload), each the value's JSON in UTF-8. Made once per token: its length bounds the token's before
+ * anything is signed (TokenCodec.prepare), and the same string is then signed.
+ */
+export function signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  return `${b64(JSON.stringify(header))}.${b64(JSON.stringify(payload))}`;
+}
+
+/** Signs a signing input (signingInput) into the compact serialisation `input.signature`. */
+export type CompactSigner = (input: string) => Promise<string>;
 
 export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey): CompactSigner {
   const key = KeyObject.from(privateKey as Parameters<typeof KeyObject.from>[0]);
   const signature = signatureOf(alg, key);
-  return async (header, payload) => {
-    const input = `${b64(JSON.stringify(header))}.${b64(JSON.stringify(payload))}`;
-    return `${input}.${(await signature(Buffer.from(input, "ascii"))).toString("base64url")}`;
-  };
+  return async (input) => `${input}.${(await signature(Buffer.from(input, "ascii"))).toString("base64url")}`;
 }
 
 /** RFC 7518 section 3 (and RFC 8037 for EdDSA): the algorithm's signature over the signing input. */

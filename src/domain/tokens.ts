@@ -5,6 +5,7 @@
  * Every rejection names a reason; nothing here throws on input.
  */
 import { compactVerify, decodeProtectedHeader, type CryptoKey } from "jose";
+import { signingInput } from "./jws-sign.js";
 import type { LoadedKey } from "./keys.js";
 import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
@@ -99,6 +100,12 @@ export interface SignInput {
   grant: Grant;
   now: number;
   expiresAt: number;
+}
+
+/** A token ready to sign (TokenCodec.prepare): the length it will have, and the signing. */
+export interface PreparedToken {
+  length: number;
+  sign(): Promise<string>;
 }
 
 const ALLOWED_HEADER = new Set(["alg", "kid", "typ"]);
@@ -265,25 +272,30 @@ export class TokenCodec extends TokenVerifier {
   }
 
   signAccess(i: SignInput): Promise<string> {
-    return this.sign("access", this.accessPayload(i));
+    return this.prepare("access", i).sign();
   }
 
   signRefresh(i: SignInput): Promise<string> {
-    return this.sign("refresh", this.refreshPayload(i));
+    return this.prepare("refresh", i).sign();
   }
 
   /**
-   * The length of the token signAccess or signRefresh would make from this input with the current signing key,
-   * computed without signing: the compact JWS is base64url(header) "." base64url(payload) "." base64url(signature),
-   * and a signature's length is fixed by its key (ES256 and Ed25519: 64 bytes, 86 characters; RSA: the modulus,
-   * 342 characters at 2048 bits). Exact for every key Tessera makes (test/security/issue-hardening.test.ts); for a key
-   * type it does not know, a lower bound (the signature left out), and the signed token is checked again anyway.
+   * A token made ready to sign with the current signing key: its payload serialised once, and the length of the
+   * token it will make known before the signature is computed. The compact JWS is the signing input, ".", and
+   * base64url(signature), whose length is fixed by the key (ES256 and Ed25519: 64 bytes, 86 characters; RSA: the
+   * modulus, 342 characters at 2048 bits). Exact for every key Tessera makes (test/security/issue-hardening.test.ts);
+   * for a key type it does not know, a lower bound (the signature left out), and the signed token is checked again.
    */
-  tokenLength(kind: TokenKind, i: SignInput): number {
+  prepare(kind: TokenKind, i: SignInput): PreparedToken {
     const key = this.signing.signingKey();
     const payload = kind === "access" ? this.accessPayload(i) : this.refreshPayload(i);
-    const header = { alg: key.alg, kid: key.kid, typ: TYP[kind] };
-    return b64Length(jsonBytes(header)) + 1 + b64Length(jsonBytes(payload)) + 1 + b64Length(signatureBytes(key.publicJwk));
+    const input = signingInput({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
+    return { length: input.length + 1 + b64Length(signatureBytes(key.publicJwk)), sign: () => key.sign(input) };
+  }
+
+  /** The length of the token signAccess or signRefresh would make from this input (see prepare), without signing. */
+  tokenLength(kind: TokenKind, i: SignInput): number {
+    return this.prepare(kind, i).length;
   }
 
   private accessPayload(i: SignInput): Record<string, unknown> {
@@ -322,15 +334,6 @@ export class TokenCodec extends TokenVerifier {
     };
   }
 
-  private async sign(kind: TokenKind, payload: Record<string, unknown>): Promise<string> {
-    const key = this.signing.signingKey();
-    return key.sign({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
-  }
-}
-
-/** Bytes of a value's JSON, as the signer serialises it (JSON.stringify, UTF-8). */
-function jsonBytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value), "utf8");
 }
 
 /** Characters of n bytes in unpadded base64url. */

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { compactVerify, generateKeyPair, generateSecret, type CryptoKey } from "jose";
-import { compactSigner } from "../../src/domain/jws-sign.js";
+import { compactSigner, signingInput } from "../../src/domain/jws-sign.js";
 import { SIGNING_ALGORITHMS } from "../../src/domain/keys.js";
 
 it("signs with ES256 (the default), ES384, EdDSA, RS256 and PS256", () => {
@@ -17,7 +17,7 @@ it("HS256: an HMAC jose's compactVerify accepts with the same secret, and refuse
   const other = (await generateSecret("HS256", { extractable: true })) as CryptoKey;
   const header = { alg: "HS256", kid: "k1", typ: "at+jwt" };
   const payload = { iss: "tessera", sub: "ünïcödé ✓", exp: 2_000_000_000 };
-  const token = await compactSigner("HS256", secret)(header, payload);
+  const token = await compactSigner("HS256", secret)(signingInput(header, payload));
   const signature = token.slice(token.lastIndexOf(".") + 1);
   expect(Buffer.from(signature, "base64url")).toHaveLength(32);
   const verified = await compactVerify(token, secret, { algorithms: ["HS256"] });
@@ -35,7 +35,7 @@ describe.each(SIGNING_ALGORITHMS)("compactSigner(%s)", (alg) => {
     const other = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
     const header = { alg, kid: "k1", typ: "at+jwt" };
     const payload = { iss: "tessera", sub: "ünïcödé ✓", aud: ["a", "b"], exp: 2_000_000_000, scope: "read write", n: 1.5 };
-    const token = await compactSigner(alg, privateKey)(header, payload);
+    const token = await compactSigner(alg, privateKey)(signingInput(header, payload));
 
     expect(token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
     const signature = token.slice(token.lastIndexOf(".") + 1);
