@@ -388,7 +388,7 @@ export class RedisSessionStore implements SessionStore {
     const base = this.ctx.sessionBase(q.sessionId);
     if (base === null) return { jtiRevoked: false, session: null };
     return this.ctx.guard(async () => {
-      const [revoked, raw, risk] = await this.ctx.redis.mget(`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, riskKeyOf(base));
+      const [revoked, raw, risk] = await this.ctx.mgetInSlot([`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, riskKeyOf(base)]);
       const observed = risk != null ? parseRisk(risk) : null;
       const session = tokenSession(parseSession(q.sessionId, raw ?? null), q.subject);
       return { jtiRevoked: revoked != null, session, ...(observed ? { risk: observed } : {}) };

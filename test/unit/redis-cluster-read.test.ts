@@ -1,0 +1,84 @@
+/**
+ * Introspect's one read on a Redis Cluster (RedisContext.mgetInSlot): sent straight to the primary that holds the
+ * slot, not through the Cluster client's routing; and when the slot has moved to another node since the client last
+ * read the slot map (the old node answers MOVED), handed to the Cluster client, which follows the redirection and
+ * reads the right values. On a Cluster of the test's own, since the test moves a slot.
+ */
+import calculateSlot from "cluster-key-slot";
+import { Redis, type Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createRedisClient } from "../../src/store/redis.js";
+import { RedisContext } from "../../src/store/redis/client.js";
+import { RedisCluster, redisCli } from "../helpers/redis-server.js";
+
+let cluster: RedisCluster;
+let client: Cluster;
+let ctx: RedisContext;
+
+beforeAll(async () => {
+  cluster = await RedisCluster.start(3);
+  client = createRedisClient({ cluster: cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })) }, { commandTimeoutMs: 2000 }) as Cluster;
+  ctx = new RedisContext(client, { prefix: "t:" });
+  await ctx.ping();
+}, 60_000);
+
+afterAll(async () => {
+  client?.disconnect();
+  await cluster?.stop();
+});
+
+const cli = (port: number, ...args: string[]) => redisCli(["-p", String(port), ...args]);
+
+/** The port of the node that holds a slot, by the Cluster's own account. */
+async function ownerOf(slot: number): Promise<number> {
+  const slots = JSON.parse(JSON.stringify(await client.cluster("SLOTS"))) as [number, number, [string, number]][];
+  const range = slots.find(([from, to]) => slot >= from && slot <= to)!;
+  return range[2][1];
+}
+
+describe("mgetInSlot on a Redis Cluster", () => {
+  it("reads from the slot's primary directly, not through the Cluster client", async () => {
+    const keys = ["t:{alice}:j:1", "t:{alice}:s:1", "t:{alice}:risk"];
+    await client.set(keys[1]!, "session");
+    await client.set(keys[2]!, "risk");
+    const owner = await ownerOf(calculateSlot(keys[0]!));
+    const monitor = new Redis(owner);
+    const seen: string[][] = [];
+    (await monitor.monitor()).on("monitor", (_t: string, args: string[]) => seen.push(args));
+    const routed = vi.spyOn(client, "mget");
+    try {
+      expect(await ctx.mgetInSlot(keys)).toEqual([null, "session", "risk"]);
+      expect(routed).not.toHaveBeenCalled();
+      await vi.waitFor(() => expect(seen.some((a) => a[0]?.toLowerCase() === "mget" && a[1] === keys[0])).toBe(true));
+    } finally {
+      routed.mockRestore();
+      monitor.disconnect();
+    }
+  });
+
+  it("hands the read to the Cluster client when the slot has moved (MOVED), and gets the moved values", async () => {
+    const keys = ["t:{bob}:j:1", "t:{bob}:s:1", "t:{bob}:risk"];
+    await client.set(keys[1]!, "session-of-bob");
+    const slot = calculateSlot(keys[0]!);
+    const from = await ownerOf(slot);
+    const to = cluster.nodes.map((n) => n.port).find((p) => p !== from)!;
+    expect(await ctx.mgetInSlot(keys)).toEqual([null, "session-of-bob", null]); // the client knows the slot map now
+
+    // Move the slot with its key, as redis-cli --cluster reshard does, behind the client's back.
+    const fromId = (await cli(from, "cluster", "myid")).trim();
+    const toId = (await cli(to, "cluster", "myid")).trim();
+    await cli(to, "cluster", "setslot", String(slot), "importing", fromId);
+    await cli(from, "cluster", "setslot", String(slot), "migrating", toId);
+    await cli(from, "migrate", "127.0.0.1", String(to), "", "0", "5000", "keys", keys[1]!);
+    for (const n of cluster.nodes) await cli(n.port, "cluster", "setslot", String(slot), "node", toId);
+
+    const routed = vi.spyOn(client, "mget");
+    try {
+      expect(await ctx.mgetInSlot(keys)).toEqual([null, "session-of-bob", null]);
+      expect(routed).toHaveBeenCalledTimes(1);
+    } finally {
+      routed.mockRestore();
+    }
+    expect(await ownerOf(slot)).toBe(to);
+  });
+});
