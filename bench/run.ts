@@ -13,6 +13,8 @@
  * - BENCH_RATE_STREAMS (64): -m of the fixed-rate passes, the cap on calls in flight per connection there.
  * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
  *   Tessera's throughput scenarios, after a 1 s warm-up).
+ * - BENCH_CLUSTER_ROUNDS (3) and BENCH_CLUSTER_WINDOW_MS (6000): the cluster part's rounds (each starts both
+ *   authorities afresh) and the window of each of its passes.
  * - BENCH_RATE: the fixed rate (calls/s) of the latency passes; default: half of Tessera's Introspect maximum.
  * - BENCH_VISIBILITY_REVOCATIONS (300: revocations timed by visibility, and by verifier), BENCH_MEMORY_REVOCATIONS
  *   (100000: live revocations sidecar-memory makes the sidecar hold).
@@ -912,7 +914,12 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         },
       ),
       await profile(
-        "grpc-js no-op server under the same load",
+        "Tessera under Issue, one subject (gRPC, h2load)",
+        (file) => startTessera(redisServer.url, { profile: file }),
+        async (server) => issueScenario(server.url, ISSUE_SUBJECT),
+      ),
+      await profile(
+        "grpc-js no-op server under the same load as Introspect",
         (file) => startServer("noop-grpcjs", NOOP_GRPCJS, { profile: file }),
         async (server) => introspectScenario(server.url, "grpc", token, "noop"),
       ),
@@ -925,38 +932,52 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
   process.stdout.write(`\n${resultsTable(report)}\n\n${sidecars === "" ? "" : `${sidecars}\n\n`}${targetsTable(report)}\n\nFull report: ${out}\n`);
 }
 
+/** Rounds of the cluster part (BENCH_CLUSTER_ROUNDS): each starts both authorities afresh. */
+const CLUSTER_ROUNDS = num("BENCH_CLUSTER_ROUNDS", 3);
+/** Measured window of each cluster-part pass (BENCH_CLUSTER_WINDOW_MS), after LOAD's warm-up. */
+const CLUSTER_WINDOW_MS = num("BENCH_CLUSTER_WINDOW_MS", 6000);
+
 /**
  * Introspect, Issue and Refresh on a Redis Cluster of three primaries (on this machine) beside the single Redis, in
- * the same run: one Tessera on each (a key prefix of its own on the single Redis), each scenario measured on the
- * single Redis, then on the Cluster, then on the single Redis again (a short pass); the Cluster's ratio is to the
- * mean of the two single-Redis passes, as the throughput rows' is to the no-op's.
+ * the same run. A process start alone moves Tessera's CPU per call by up to a half (docs/performance.md), so one start
+ * per side cannot tell a Cluster cost from that noise: the part runs CLUSTER_ROUNDS rounds, each with a freshly
+ * started authority on each side (a key prefix of its own on the single Redis), measuring every scenario on both back
+ * to back, the single Redis first in odd rounds and the Cluster first in even ones (so a drift within a round favours
+ * neither). A round's ratio is the Cluster's req/s over the single Redis's; a scenario's ratio is the median of its
+ * rounds'.
  */
 async function clusterPart(redisUrl: string): Promise<NonNullable<Report["cluster"]>> {
   await quiet("cluster");
   const cluster = await RedisCluster.start(3);
   onStop(() => cluster.stop());
-  const single = await startTessera(redisUrl, { env: { TESSERA_REDIS_PREFIX: "tessera-cluster-bench:" } });
-  const sharded = await startTessera({ clusterSeeds: cluster.seeds });
-  const rows: NonNullable<Report["cluster"]>["rows"] = [];
-  try {
-    const valid = { subject: INTROSPECT_SUBJECT };
-    const tokens = new Map([single, sharded].map((s) => [s, mintAccessToken(s.url, INTROSPECT_SUBJECT)]));
-    const scenarios: Array<[string, (s: Server, short: boolean) => Promise<Measured>]> = [
-      ["Introspect, gRPC (h2load)", async (s, short) => measureH2(`Introspect on ${s === single ? "one Redis" : "the Cluster"}`, s, introspectScenario(s.url, "grpc", await tokens.get(s)!, valid), short ? { load: bracketLoad() } : {})],
-      ["Issue, one subject, gRPC (h2load)", async (s, short) => measureH2(`Issue on ${s === single ? "one Redis" : "the Cluster"}`, s, issueScenario(s.url, ISSUE_SUBJECT), short ? { load: bracketLoad() } : {})],
-      ["Refresh, gRPC (Node generator)", (s, short) => measure(`Refresh on ${s === single ? "one Redis" : "the Cluster"}`, s, spec(s, "refresh", short ? { warmupMs: 1000, durationMs: LOAD.bracketMs } : {}))],
-    ];
-    for (const [name, run] of scenarios) {
-      const before = await run(single, false);
-      const onCluster = await run(sharded, false);
-      const after = await run(single, true);
-      rows.push({ name, single: [before, after], cluster: onCluster });
-      log(`cluster: ${name}: ${onCluster.load.rps.toFixed(0)} req/s on the Cluster against ${before.load.rps.toFixed(0)} / ${after.load.rps.toFixed(0)} on one Redis`);
+  const load = { warmupMs: LOAD.warmupMs, durationMs: CLUSTER_WINDOW_MS };
+  const scenarios: Array<[string, (s: Server, side: string, token: string) => Promise<Measured>]> = [
+    ["Introspect, gRPC (h2load)", (s, side, token) => measureH2(`Introspect on ${side}`, s, introspectScenario(s.url, "grpc", token, { subject: INTROSPECT_SUBJECT }), { load: h2Load(load) })],
+    ["Issue, one subject, gRPC (h2load)", (s, side) => measureH2(`Issue on ${side}`, s, issueScenario(s.url, ISSUE_SUBJECT), { load: h2Load(load) })],
+    ["Refresh, gRPC (Node generator)", (s, side) => measure(`Refresh on ${side}`, s, spec(s, "refresh", load))],
+  ];
+  const rows: NonNullable<Report["cluster"]>["rows"] = scenarios.map(([name]) => ({ name, rounds: [] }));
+  for (let round = 1; round <= CLUSTER_ROUNDS; round++) {
+    const single = await startTessera(redisUrl, { env: { TESSERA_REDIS_PREFIX: "tessera-cluster-bench:" } });
+    const sharded = await startTessera({ clusterSeeds: cluster.seeds });
+    try {
+      const sides: Array<[Server, string, Promise<string>]> = [
+        [single, "one Redis", mintAccessToken(single.url, INTROSPECT_SUBJECT)],
+        [sharded, "the Cluster", mintAccessToken(sharded.url, INTROSPECT_SUBJECT)],
+      ];
+      if (round % 2 === 0) sides.reverse();
+      for (const [i, [name, run]] of scenarios.entries()) {
+        const measured = new Map<Server, Measured>();
+        for (const [server, side, token] of sides) measured.set(server, await run(server, `${side} (round ${round})`, await token));
+        const pass = { single: measured.get(single)!, cluster: measured.get(sharded)!, clusterFirst: round % 2 === 0 };
+        rows[i]!.rounds.push(pass);
+        log(`cluster, round ${round}: ${name}: ${pass.cluster.load.rps.toFixed(0)} req/s on the Cluster against ${pass.single.load.rps.toFixed(0)} on one Redis`);
+      }
+    } finally {
+      await Promise.all([single.child.stop(), sharded.child.stop()]);
     }
-  } finally {
-    await Promise.all([single.child.stop(), sharded.child.stop()]);
   }
-  return { primaries: 3, rows };
+  return { primaries: 3, windowMs: CLUSTER_WINDOW_MS, rows };
 }
 
 /**
