@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { statusOf, tesseraClient } from "../helpers/clients.js";
-import { freePort, redisCli } from "../helpers/redis-server.js";
+import { freePort, redisCli, sentinelsReady } from "../helpers/redis-server.js";
 import { spawnAuthority } from "../helpers/server.js";
 import { until } from "../helpers/wait.js";
 
@@ -146,14 +146,7 @@ describe("Redis over TLS with a password", () => {
       servers.push(spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", [conf, "--sentinel"], { stdio: "ignore" }));
       sentinels.push(port);
     }
-    // Ready when every sentinel knows the replica and the other two sentinels.
-    for (const port of sentinels) {
-      await until(async () => {
-        const info = await sentinelCli(port, "sentinel", "master", master).catch(() => "");
-        const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
-        return field("num-slaves") >= 1 && field("num-other-sentinels") >= 2;
-      }, 30_000, `the TLS sentinel on ${port} to know the replica and the other sentinels`);
-    }
+    await sentinelsReady(sentinels, master, sentinelCli);
 
     const stdout = await lifecycle(
       {

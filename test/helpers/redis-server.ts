@@ -204,14 +204,7 @@ export class RedisSentinelSet {
         sentinels.push(spawn(process.env.REDIS_SERVER_BIN ?? "redis-server", [conf, "--sentinel"], { stdio: "ignore" }));
         ports.push(port);
       }
-      // Ready when every sentinel knows the replica and the other two sentinels.
-      for (const port of ports) {
-        await until(async () => {
-          const info = await redisCli(["-p", String(port), "sentinel", "master", set.master]).catch(() => "");
-          const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
-          return field("num-slaves") >= 1 && field("num-other-sentinels") >= 2;
-        }, "the sentinels to know each other and the replica");
-      }
+      await sentinelsReady(ports, set.master, (port, ...args) => redisCli(["-p", String(port), ...args]));
       return set;
     } catch (err) {
       await set.stop();
@@ -234,6 +227,20 @@ export class RedisSentinelSet {
     for (const s of this.sentinels) if (s.exitCode === null && s.signalCode === null) s.kill("SIGKILL");
     await Promise.all([this.primary.stop(), this.replica.stop()]);
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Waits until every sentinel (asked through `cli`, which adds what the connection needs) knows the replica and the
+ * other sentinels of `master`: the set is ready for a failover.
+ */
+export async function sentinelsReady(ports: number[], master: string, cli: (port: number, ...args: string[]) => Promise<string>): Promise<void> {
+  for (const port of ports) {
+    await until(async () => {
+      const info = await cli(port, "sentinel", "master", master).catch(() => "");
+      const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
+      return field("num-slaves") >= 1 && field("num-other-sentinels") >= ports.length - 1;
+    }, `the sentinel on ${port} to know the replica and the other sentinels`, 30_000);
   }
 }
 
