@@ -28,7 +28,7 @@ export function counterStore(backend: CounterBackend): CounterStore {
     async countMany(reads) {
       if ("memory" in backend) return Promise.all(reads.map(async ([c, key]) => (await c.get(key))?.count ?? 0));
       // One MGET for all of them (the hot path of every Refresh): rate-limiter-flexible keeps a plain count per key.
-      // On a Cluster the keys lie in different slots: one GET each, sent together (auto-pipelined per node).
+      // On a Cluster the keys lie in different slots: one GET each, sent together (one write per node).
       const keys = reads.map(([c, key]) => limiters.get(c)!.getKey(key));
       if (keys.length === 0) return [];
       const redis = backend.redis;

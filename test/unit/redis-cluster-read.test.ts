@@ -1,6 +1,6 @@
 /**
  * Introspect's one read on a Redis Cluster (RedisContext.mgetInSlot): sent straight to the primary that holds the
- * slot, not through the Cluster client's routing; and when the slot has moved to another node since the client last
+ * slot, not through the Cluster client's routing, the reads of one turn in one write to that node; and when the slot has moved to another node since the client last
  * read the slot map (the old node answers MOVED), handed to the Cluster client, which follows the redirection and
  * reads the right values. On a Cluster of the test's own, since the test moves a slot.
  */
@@ -53,6 +53,31 @@ describe("mgetInSlot on a Redis Cluster", () => {
     } finally {
       routed.mockRestore();
       monitor.disconnect();
+    }
+  });
+
+  it("writes the reads of one turn to a node in one write", async () => {
+    const keys = (i: number) => [`t:{carol}:j:${i}`, `t:{carol}:s:${i}`, "t:{carol}:risk"];
+    await client.set("t:{carol}:s:3", "three");
+    await ctx.mgetInSlot(keys(0)); // the slot map is known
+    const owner = await ownerOf(calculateSlot(keys(0)[0]!));
+    const node = client.nodes("master").find((n) => n.options.port === owner)!;
+    const s = node.stream as unknown as Record<"_write" | "_writev", (...a: unknown[]) => unknown>;
+    const original = { _write: s._write, _writev: s._writev };
+    let writes = 0;
+    for (const name of ["_write", "_writev"] as const) {
+      s[name] = function (this: unknown, ...a: unknown[]) {
+        writes++;
+        return original[name].apply(this, a);
+      };
+    }
+    try {
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => ctx.mgetInSlot(keys(i))));
+      expect(answers[3]).toEqual([null, "three", null]);
+      expect(answers.filter((a) => a[1] === null)).toHaveLength(19);
+      expect(writes).toBe(1);
+    } finally {
+      Object.assign(s, original);
     }
   });
 
