@@ -250,7 +250,9 @@ function jwtShape(token: string): unknown {
     claims: shape(claims),
     jti: typeof jti === "string" && jti.length > 0,
     sid: typeof sid === "string" && SESSION_ID.test(sid),
-    lifetimeSeconds: (exp ?? 0) - (iat ?? 0),
+    // A refresh token keeps its session's absolute expiry, so its exp - iat is a second shorter when the Refresh
+    // crossed a second boundary after the Issue, as each path's own Issue and Refresh may: compared to the minute.
+    lifetimeSeconds: header.typ === "rt+jwt" ? Math.round(((exp ?? 0) - (iat ?? 0)) / 60) * 60 : (exp ?? 0) - (iat ?? 0),
     nbfIsIat: nbf === iat,
   };
 }
