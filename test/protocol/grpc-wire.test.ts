@@ -241,9 +241,19 @@ describe("the lean path on the wire", () => {
     expect(service.grpcMessage).toBe("unknown service tessera.v9.Nothing");
   });
 
+});
+
+describe("the lean path under many streams", () => {
+  // A server of its own with the default read timeout: the bound on reading a request is tested above, and 300 streams
+  // of one burst, read by a server sharing the test's event loop on a busy machine, may need more than a short one.
+  const wire = wireServer({});
+
   it("answers 300 concurrent streams on one connection", async () => {
-    const answers = await Promise.all(Array.from({ length: 300 }, () => request(session, {}, frame(introspectBody(token)))));
-    expect(answers.map((a) => a.trailers?.["grpc-status"])).toEqual(answers.map(() => "0"));
+    const token = wire.token();
+    const answers = await Promise.all(Array.from({ length: 300 }, () => request(wire.session(), {}, frame(introspectBody(token)))));
+    // The status wherever it came (a trailers-only error carries it in the headers), so a failure says which.
+    const statuses = answers.map((a) => a.trailers?.["grpc-status"] ?? `${String(a.headers["grpc-status"])} (trailers-only)`);
+    expect(statuses).toEqual(answers.map(() => "0"));
   });
 });
 
