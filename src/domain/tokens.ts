@@ -293,11 +293,6 @@ export class TokenCodec extends TokenVerifier {
     return { length: input.length + 1 + b64Length(signatureBytes(key.publicJwk)), sign: () => key.sign(input) };
   }
 
-  /** The length of the token signAccess or signRefresh would make from this input (see prepare), without signing. */
-  tokenLength(kind: TokenKind, i: SignInput): number {
-    return this.prepare(kind, i).length;
-  }
-
   private accessPayload(i: SignInput): Record<string, unknown> {
     return {
       ...i.grant.claims,

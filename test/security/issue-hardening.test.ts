@@ -265,7 +265,7 @@ describe("Refresh never signs a successor Tessera would refuse", () => {
 });
 
 describe("the predicted length is the signed length", () => {
-  it.each(SIGNING_ALGORITHMS)("%s: tokenLength(kind, input) equals the length of the token signed from it", async (alg) => {
+  it.each(SIGNING_ALGORITHMS)("%s: prepare(kind, input).length equals the length of the token signed from it", async (alg) => {
     const clock = new ManualClock(Date.UTC(2026, 0, 1, 12, 0, 0, 500));
     const keys = new KeyRing(new MemoryStore(), alg, clock);
     await keys.init();
@@ -278,8 +278,8 @@ describe("the predicted length is the signed length", () => {
     for (const grant of grants) {
       for (const subject of ["a", "名前 😀 \"quoted\"", long(256)]) {
         const input = { subject, sessionId: `${"t".repeat(16)}${randomId()}`, jti: randomId(), grant, now: clock.now(), expiresAt: clock.now() + 7 * 86_400_000 };
-        expect(codec.tokenLength("access", input)).toBe((await codec.signAccess(input)).length);
-        expect(codec.tokenLength("refresh", input)).toBe((await codec.signRefresh(input)).length);
+        expect(codec.prepare("access", input).length).toBe((await codec.signAccess(input)).length);
+        expect(codec.prepare("refresh", input).length).toBe((await codec.signRefresh(input)).length);
       }
     }
   });

@@ -191,8 +191,8 @@ describe("the authority and sensitive claims", () => {
     const f = await makeAuthority({}, { claims: cipher });
     const grant = { audience: ["a"], scopes: ["s"], claims: { n: 1 }, accessTtlMs: 60_000, sealed: cipher.seal(SECRET) };
     const input = { subject: "pat", sessionId: `${"t".repeat(16)}${randomId()}`, jti: randomId(), grant, now: f.clock.now(), expiresAt: f.clock.now() + 86_400_000 };
-    expect(f.codec.tokenLength("access", input)).toBe((await f.codec.signAccess(input)).length);
-    expect(f.codec.tokenLength("refresh", input)).toBe((await f.codec.signRefresh(input)).length);
+    expect(f.codec.prepare("access", input).length).toBe((await f.codec.signAccess(input)).length);
+    expect(f.codec.prepare("refresh", input).length).toBe((await f.codec.signRefresh(input)).length);
     // 4 KiB of sensitive claims become about 7.3 KiB of token: alone over 8192 with 2 KiB of extra claims.
     const err = await rejection(
       f.authority.issue({ ...base, claims: { blob: "x".repeat(2000) }, sensitiveClaims: { blob2: "y".repeat(4000) } }),
