@@ -80,7 +80,6 @@ function eventLine(e: AuditEvent): string {
   return `${`${iso(e.time)}  ${severity}  ${type}  ${facts.join(" ")}`.trimEnd()}\n`;
 }
 
-
 const tail: Command = {
   name: "audit tail",
   args: "",

@@ -188,4 +188,3 @@ function deadlineHeader(header: Headers): { name: string; ms: number } | undefin
   if (connect !== null && /^\d{1,10}$/.test(connect)) return { name: "connect-timeout-ms", ms: Number(connect) };
   return undefined;
 }
-

@@ -25,6 +25,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { ClientInfo } from "../../gen/tessera/v1/common_pb.js";
 import type { IssueResponse, RefreshResponse } from "../../gen/tessera/v1/token_pb.js";
 import { sleep } from "../domain/clock.js";
+import { ERROR_DOMAIN } from "../domain/errors.js";
 import { backoffDelay, type RetryOptions, type TesseraClient } from "./client.js";
 
 /** A session's tokens as the manager holds them; times in ms since the epoch. */
@@ -132,7 +133,7 @@ const REASONS: Record<string, EndReason | "caller"> = {
 
 /** What an UNAUTHENTICATED answer of Refresh means: its ErrorInfo reason, else (an authority without one) its message. */
 function unauthenticatedMeaning(error: ConnectError): EndReason | "caller" {
-  const info = error.findDetails(ErrorInfoSchema).find((d) => d.domain === "tessera");
+  const info = error.findDetails(ErrorInfoSchema).find((d) => d.domain === ERROR_DOMAIN);
   const known = info ? REASONS[info.reason] : undefined;
   if (known !== undefined) return known;
   if (/^(missing|invalid|conflicting) credentials$/.test(error.rawMessage)) return "caller";
@@ -327,5 +328,3 @@ export class TokenManager {
     }
   }
 }
-
-

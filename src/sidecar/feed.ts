@@ -184,4 +184,3 @@ function backoff(failures: number): number {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(failures, 16));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
-
