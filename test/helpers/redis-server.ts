@@ -251,3 +251,28 @@ async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 20_
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Counts the writes that reach a client connection's socket (one per `_write` or `_writev`, each one syscall's worth)
+ * until `restore()`.
+ */
+export function countWrites(stream: unknown): { readonly count: number; restore(): void } {
+  const s = stream as Record<"_write" | "_writev", ((...a: unknown[]) => unknown) | undefined>;
+  const original = { _write: s._write, _writev: s._writev };
+  let count = 0;
+  for (const name of ["_write", "_writev"] as const) {
+    const fn = original[name];
+    if (fn) {
+      s[name] = function (this: unknown, ...a: unknown[]) {
+        count++;
+        return fn.apply(this, a);
+      };
+    }
+  }
+  return {
+    get count() {
+      return count;
+    },
+    restore: () => Object.assign(s, original),
+  };
+}

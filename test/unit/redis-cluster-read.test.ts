@@ -1,15 +1,16 @@
 /**
  * Introspect's one read on a Redis Cluster (RedisContext.mgetInSlot): sent straight to the primary that holds the
- * slot, not through the Cluster client's routing, the reads of one turn in one write to that node; and when the slot has moved to another node since the client last
- * read the slot map (the old node answers MOVED), handed to the Cluster client, which follows the redirection and
- * reads the right values. On a Cluster of the test's own, since the test moves a slot.
+ * slot, not through the Cluster client's routing, the reads of one turn in one write to that node; and when the slot
+ * has moved to another node since the client last read the slot map (the old node answers MOVED), handed to the
+ * Cluster client, which follows the redirection and reads the right values. On a Cluster of the test's own, since the
+ * test moves a slot.
  */
 import calculateSlot from "cluster-key-slot";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createRedisClient } from "../../src/store/redis.js";
 import { RedisContext } from "../../src/store/redis/client.js";
-import { RedisCluster, redisCli } from "../helpers/redis-server.js";
+import { countWrites, RedisCluster, redisCli } from "../helpers/redis-server.js";
 
 let cluster: RedisCluster;
 let client: Cluster;
@@ -60,22 +61,14 @@ describe("mgetInSlot on a Redis Cluster", () => {
     await ctx.mgetInSlot(keys(0)); // the slot map is known
     const owner = await ownerOf(calculateSlot(keys(0)[0]!));
     const node = client.nodes("master").find((n) => n.options.port === owner)!;
-    const s = node.stream as unknown as Record<"_write" | "_writev", (...a: unknown[]) => unknown>;
-    const original = { _write: s._write, _writev: s._writev };
-    let writes = 0;
-    for (const name of ["_write", "_writev"] as const) {
-      s[name] = function (this: unknown, ...a: unknown[]) {
-        writes++;
-        return original[name].apply(this, a);
-      };
-    }
+    const writes = countWrites(node.stream);
     try {
       const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => ctx.mgetInSlot(keys(i))));
       expect(answers[3]).toEqual([null, "three", null]);
       expect(answers.filter((a) => a[1] === null)).toHaveLength(19);
-      expect(writes).toBe(1);
+      expect(writes.count).toBe(1);
     } finally {
-      Object.assign(s, original);
+      writes.restore();
     }
   });
 

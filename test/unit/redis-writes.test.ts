@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisClient } from "../../src/store/redis.js";
-import { RedisServer } from "../helpers/redis-server.js";
+import { countWrites, RedisServer } from "../helpers/redis-server.js";
 
 let server: RedisServer;
 let redis: Redis;
@@ -21,18 +21,6 @@ afterAll(async () => {
   redis?.disconnect();
   await server?.stop();
 });
-
-/** Counts the writes that reach the socket (one per `_write` or `_writev`, each one syscall's worth). */
-function countWrites(stream: Redis["stream"]): { readonly count: number; restore(): void } {
-  const s = stream as unknown as Record<"_write" | "_writev", ((...a: unknown[]) => unknown) | undefined>;
-  const original = { _write: s._write, _writev: s._writev };
-  let count = 0;
-  for (const name of ["_write", "_writev"] as const) {
-    const fn = original[name];
-    if (fn) s[name] = function (this: unknown, ...a: unknown[]) { count++; return fn.apply(this, a); };
-  }
-  return { get count() { return count; }, restore: () => Object.assign(s, original) };
-}
 
 describe("createRedisClient", () => {
   it("sends one turn's commands in one write, in order, each answer to its caller", async () => {
