@@ -3,7 +3,8 @@
  * authority, recording every success (by operation and time), every failure by gRPC code, and the access tokens
  * whose session revocation was acknowledged (to check afterwards that none of them reads active).
  */
-import { Code, ConnectError, type TesseraClient } from "./clients.js";
+import { expect } from "vitest";
+import { Code, ConnectError, statusOf, type TesseraClient } from "./clients.js";
 
 const PHONE = { deviceId: "phone-failover", userAgent: "tessera-e2e/1.0" };
 
@@ -55,4 +56,17 @@ export function mixedLoad(client: TesseraClient, label: string, opts: { workers?
       await Promise.all(running);
     },
   };
+}
+
+/**
+ * What a failover under `load` must leave, once the load has stopped: it failed closed, and only so (every failure
+ * UNAVAILABLE, at least one); nothing acknowledged was lost (every token of a session whose revocation was
+ * acknowledged reads REVOKED); the authority (its stderr) met nothing unhandled.
+ */
+export async function expectClosedAndNothingLost(load: MixedLoad, client: TesseraClient, stderr: readonly string[]): Promise<void> {
+  expect([...load.failures.keys()].filter((c) => c !== "Unavailable")).toEqual([]);
+  expect(load.failures.get("Unavailable") ?? 0).toBeGreaterThan(0);
+  const states = await Promise.all(load.revoked.map((t) => statusOf(client, t)));
+  expect(states.filter((s) => s !== "REVOKED")).toEqual([]);
+  expect(stderr.join("\n")).not.toMatch(/uncaught|unhandled/i);
 }
