@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactEncrypt, compactDecrypt, decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { claimsKeys } from "../../src/config/claims-keys.js";
 import { TokenType } from "../../gen/tessera/v1/common_pb.js";
 import { IntrospectResponseSchema, TokenService } from "../../gen/tessera/v1/token_pb.js";
 import { ConfigError, VARIABLES, loadConfig } from "../../src/config/config.js";
@@ -307,6 +308,8 @@ describe("configuration: TESSERA_CLAIMS_KEY, TESSERA_CLAIMS_KEY_FILE, TESSERA_CL
     await writeFile(file, `${b64(K1)}\n`);
     const c = loadConfig({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file });
     expect(Buffer.from(c.claims.previousKeyFile!)).toEqual(Buffer.from(K1));
+    // ...and it is the previous key the cipher is given (app.ts claimsKeys).
+    expect(Buffer.from(claimsKeys(c.claims)!.previous!)).toEqual(Buffer.from(K1));
     expect(configError({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS: b64(K1), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file }).message).toMatch(
       /^TESSERA_CLAIMS_KEY_PREVIOUS_FILE: .*not both/,
     );
