@@ -309,7 +309,8 @@ describe("configuration: TESSERA_CLAIMS_KEY, TESSERA_CLAIMS_KEY_FILE, TESSERA_CL
     const c = loadConfig({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file });
     expect(Buffer.from(c.claims.previousKeyFile!)).toEqual(Buffer.from(K1));
     // ...and it is the previous key the cipher is given (app.ts claimsKeys).
-    expect(Buffer.from(claimsKeys(c.claims)!.previous!)).toEqual(Buffer.from(K1));
+    const given = claimsKeys(c.claims)?.previous;
+    expect(given && Buffer.from(given)).toEqual(Buffer.from(K1));
     expect(configError({ TESSERA_CLAIMS_KEY: b64(K2), TESSERA_CLAIMS_KEY_PREVIOUS: b64(K1), TESSERA_CLAIMS_KEY_PREVIOUS_FILE: file }).message).toMatch(
       /^TESSERA_CLAIMS_KEY_PREVIOUS_FILE: .*not both/,
     );
