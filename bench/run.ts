@@ -969,7 +969,7 @@ async function clusterPart(redisUrl: string): Promise<NonNullable<Report["cluste
       for (const [i, [name, run]] of scenarios.entries()) {
         const measured = new Map<Server, Measured>();
         for (const [server, side, token] of sides) measured.set(server, await run(server, `${side} (round ${round})`, await token));
-        const pass = { single: measured.get(single)!, cluster: measured.get(sharded)!, clusterFirst: round % 2 === 0 };
+        const pass = { single: measured.get(single)!, cluster: measured.get(sharded)! };
         rows[i]!.rounds.push(pass);
         log(`cluster, round ${round}: ${name}: ${pass.cluster.load.rps.toFixed(0)} req/s on the Cluster against ${pass.single.load.rps.toFixed(0)} on one Redis`);
       }
