@@ -47,6 +47,7 @@ interface SessionEntry extends SessionRow {
 
 export class MemorySessionStore implements SessionStore {
   private sessions = new Map<string, SessionEntry>();
+  /** Per subject, its active sessions (the Redis index `P{t}:idx`); a revoked one leaves it at once. */
   private bySubject = new Map<string, Set<string>>();
   /** `<subject tag>\0<jti>` -> when it is forgotten, on the store's clock (the token's expiry). */
   private revokedJti = new Map<string, number>();
@@ -196,8 +197,12 @@ export class MemorySessionStore implements SessionStore {
 
   private forget(id: string, entry: SessionEntry): void {
     this.sessions.delete(id);
+    this.unindex(entry);
+  }
+
+  private unindex(entry: SessionEntry): void {
     const ids = this.bySubject.get(entry.record.subject);
-    ids?.delete(id);
+    ids?.delete(entry.record.id);
     if (ids?.size === 0) this.bySubject.delete(entry.record.subject);
   }
 
@@ -216,11 +221,16 @@ export class MemorySessionStore implements SessionStore {
     this.appendSession(entry, now, retentionMs, reason);
   }
 
-  /** Revoked: remembered as such for `retentionMs`, its grace pair dropped (never read again: Redis deletes the `g:` key or lets it expire). */
+  /**
+   * Revoked: remembered as such for `retentionMs`, its grace pair dropped (never read again: Redis deletes the `g:` key
+   * or lets it expire), and out of its subject's index (as Redis ZREMs it), so that a subject's revoked sessions,
+   * however many its retention keeps, never make its Issue walk them.
+   */
   private markRevoked(entry: SessionEntry, now: number, retentionMs: number): void {
     entry.status = "revoked";
     entry.previous = undefined;
     entry.expiry = this.lifetimes.expiry(now + retentionMs, now);
+    this.unindex(entry);
   }
 
   private appendSession(entry: SessionEntry, now: number, retentionMs: number, reason: string): void {
