@@ -24,10 +24,10 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type Cry
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { KeyUnreadableError, openPrivateKey, type KeyEncryption } from "./key-encryption.js";
-import { compactSigner, isMacAlgorithm, type CompactSigner, type JwsAlgorithm, type SigningAlgorithm } from "./jws-sign.js";
+import { compactSigner, isMacAlgorithm, type CompactSigner, type JwsAlgorithm, type SigningAlgorithm } from "./jws.js";
 import type { KeyStore, StoredKey } from "./store.js";
 
-export { MAC_ALGORITHMS, SIGNING_ALGORITHMS, type JwsAlgorithm, type SigningAlgorithm } from "./jws-sign.js";
+export { MAC_ALGORITHMS, SIGNING_ALGORITHMS, type JwsAlgorithm, type SigningAlgorithm } from "./jws.js";
 
 export type KeyState = "next" | "current" | "retired" | "removed" | "revoked";
 

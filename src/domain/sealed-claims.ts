@@ -11,7 +11,7 @@
  * current key. AES-GCM with a fresh random 96-bit IV per seal (a successor sealed by the current key carries the same
  * JWE on, unchanged: no new encryption). AES-GCM hides the content, not its length: the JSON is padded with trailing
  * spaces (still the same JSON) to a multiple of 64 bytes, so `true` and `false`, or two codes of nearly equal length,
- * make JWEs of the same length. Built on node:crypto, as signing is (jws-sign.ts), for speed on Introspect's path;
+ * make JWEs of the same length. Built on node:crypto, as signing is (jws.ts), for speed on Introspect's path;
  * jose opens what this seals and this opens what jose seals (test/unit/sealed-claims.test.ts).
  */
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
