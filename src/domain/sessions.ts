@@ -42,7 +42,10 @@ export function tokenSession(row: Pick<SessionRow, "status" | "record"> | null |
 export interface SessionRow {
   status: SessionStatus;
   record: SessionRecord;
-  /** Creation order among the subject's sessions: the last tie-breaker of both orders below. */
+  /**
+   * Creation order among the subject's sessions opened at the same instant (the memory store numbers all it opens;
+   * the Redis store those of one instant): the last tie-breaker of both orders below, after the instant.
+   */
   order: number;
 }
 
@@ -54,9 +57,12 @@ export function evictionOrder(a: SessionRow, b: SessionRow): number {
   return a.record.lastUsedAt - b.record.lastUsedAt || a.record.createdAt - b.record.createdAt || a.order - b.order;
 }
 
-/** Listing order: most recently used first; ties in the order the sessions were opened. */
+/**
+ * Listing order: most recently used first; ties in the order the sessions were opened (the instant, then the order
+ * among those opened at the same instant: all a session's `order` has to tell, in the Redis store).
+ */
 export function listingOrder(a: SessionRow, b: SessionRow): number {
-  return b.record.lastUsedAt - a.record.lastUsedAt || a.order - b.order;
+  return b.record.lastUsedAt - a.record.lastUsedAt || a.record.createdAt - b.record.createdAt || a.order - b.order;
 }
 
 /** How many of `live` sessions must go so that one more fits within `maxSessions` (0 or more). */

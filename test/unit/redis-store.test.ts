@@ -107,9 +107,11 @@ describe("key layout", () => {
         `${prefix}${tag}:idx`,
         `${prefix}${tag}:j:jti-1`,
         `${prefix}${tag}:s:${s.id}`,
+        `${prefix}${tag}:x`,
       ].sort(),
     );
     expect(await redis.zscore(`${prefix}${tag}:idx`, s.id)).toBe(String(T0));
+    expect(await redis.zscore(`${prefix}${tag}:x`, s.id)).toBe(String(Math.min(s.idleExpiresAt, s.expiresAt)));
   });
 
   it("keeps a session under 1 KiB of Redis memory once the grace window is over", async () => {
@@ -120,7 +122,7 @@ describe("key layout", () => {
     const tag = tagOf(subject);
     await redis.del(`${prefix}${tag}:g:${s.id}`); // what the grace window's TTL does by itself
     let bytes = 0;
-    for (const key of [`${prefix}${tag}:s:${s.id}`, `${prefix}${tag}:idx`]) {
+    for (const key of [`${prefix}${tag}:s:${s.id}`, `${prefix}${tag}:idx`, `${prefix}${tag}:x`]) {
       bytes += Number(await redis.memory("USAGE", key, "SAMPLES", 0));
     }
     expect(bytes).toBeLessThan(1024);
@@ -202,6 +204,100 @@ describe("scripts", () => {
     } finally {
       send.mockRestore();
     }
+  });
+
+  describe("opening a session past the limit", () => {
+    let own: RedisServer;
+    let ownRedis: Redis;
+    let ownStore: RedisStore;
+    const opts = (now: number) => ({ maxSessions: 20, now, retentionMs: RETENTION });
+    /** How many sessions (`s:` keys) the scripts read: GETs run inside them, on a server of this test's own. */
+    const reads = async () => Number(/cmdstat_get:calls=(\d+)/.exec(await ownRedis.info("commandstats"))?.[1] ?? 0);
+    const lives = (subject: string) => `${prefix}${tagOf(subject)}:x`;
+    const index = (subject: string) => `${prefix}${tagOf(subject)}:idx`;
+
+    beforeAll(async () => {
+      own = await RedisServer.start();
+      ownRedis = createRedisClient(own.url, { commandTimeoutMs: 2000 });
+      ownStore = new RedisStore(ownRedis, { prefix });
+      await ownStore.ping();
+    });
+
+    afterAll(async () => {
+      await ownStore?.close();
+      await own?.stop();
+    });
+
+    /** Opens `n` sessions of `subject`, one a millisecond from `from` on; returns them, oldest first. */
+    async function open(subject: string, n: number, from: number): Promise<SessionRecord[]> {
+      const out: SessionRecord[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = session(subject, from + i);
+        await ownStore.createSession(s, opts(from + i));
+        out.push(s);
+      }
+      return out;
+    }
+
+    it("reads only the least recently used session, not all twenty, and evicts it", async () => {
+      const subject = `many-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      await ownRedis.config("RESETSTAT");
+      const next = await open(subject, 10, T0 + 100);
+      // Each of the ten evicted the oldest, reading it alone (the old script read all twenty, every time).
+      expect(await reads()).toBe(10);
+      const listed = (await ownStore.listSessions(subject, T0 + 200)).map((s) => s.id).sort();
+      expect(listed).toEqual([...first.slice(10), ...next].map((s) => s.id).sort());
+      expect(await ownRedis.zcard(lives(subject))).toBe(20);
+    });
+
+    it("breaks a tie on last use by creation, as the memory store does, reading only the tied ones", async () => {
+      const subject = `tied-${randomUUID()}`;
+      // Three sessions of one instant, then seventeen later: the first of the three is the one to go.
+      const tied = [session(subject, T0), session(subject, T0), session(subject, T0)];
+      for (const s of tied) await ownStore.createSession(s, opts(T0));
+      await open(subject, 17, T0 + 1);
+      const { evicted } = await ownStore.createSession(session(subject, T0 + 50), opts(T0 + 50));
+      expect(evicted).toEqual([tied[0]!.id]);
+      const again = await ownStore.createSession(session(subject, T0 + 51), opts(T0 + 51));
+      expect(again.evicted).toEqual([tied[1]!.id]);
+    });
+
+    it("makes its index of lives again from the sessions when it is missing (a store written before it)", async () => {
+      const subject = `older-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      await ownRedis.del(lives(subject));
+      const { evicted } = await ownStore.createSession(session(subject, T0 + 100), opts(T0 + 100));
+      expect(evicted).toEqual([first[0]!.id]);
+      expect(await ownRedis.zcard(lives(subject))).toBe(20);
+      expect(await ownRedis.zscore(lives(subject), first[1]!.id)).toBe(String(first[1]!.idleExpiresAt));
+    });
+
+    it("drops a member whose session is gone instead of evicting a live one for it", async () => {
+      const subject = `ghost-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      await ownRedis.del(`${prefix}${tagOf(subject)}:s:${first[0]!.id}`); // what maxmemory eviction could do
+      const { evicted } = await ownStore.createSession(session(subject, T0 + 100), opts(T0 + 100));
+      expect(evicted).toEqual([]);
+      expect(await ownRedis.zscore(index(subject), first[0]!.id)).toBeNull();
+      expect(await ownRedis.zscore(lives(subject), first[0]!.id)).toBeNull();
+      expect(await ownStore.listSessions(subject, T0 + 100)).toHaveLength(20);
+    });
+
+    it("counts only live sessions, and forgets members ended five minutes before", async () => {
+      const subject = `ended-${randomUUID()}`;
+      const idle = await open(subject, 19, T0); // idle-expire at T0 + HOUR (+ i ms)
+      const now = T0 + HOUR + 10 * 60_000;
+      const later = session(subject, now - 20 * 60_000, { idleExpiresAt: now + HOUR, lastUsedAt: now - 20 * 60_000 });
+      await ownStore.createSession(later, opts(now - 20 * 60_000));
+      const { evicted } = await ownStore.createSession(session(subject, now), opts(now));
+      // Nothing live to evict for: the 19 ended ten minutes ago, and they are out of both indexes now.
+      expect(evicted).toEqual([]);
+      expect(await ownRedis.zrange(index(subject), 0, -1)).toHaveLength(2);
+      expect(await ownRedis.zcard(lives(subject))).toBe(2);
+      expect(await ownRedis.zscore(index(subject), idle[0]!.id)).toBeNull();
+      expect((await ownStore.listSessions(subject, now)).map((s) => s.id)).toContain(later.id);
+    });
   });
 
   it("reloads its scripts after the server forgot them", async () => {

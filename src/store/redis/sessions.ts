@@ -10,8 +10,9 @@
  * A session `P{t}:s:<sid>` is a string holding a JSON array (SessionTuple); a string is about half the memory of a
  * hash once the client info passes the 64-byte listpack limit, which a real user agent does. A tombstone (a revoked
  * session) drops the client info. `P{t}:g:<sid>` holds, for the grace window only, the GraceTuple of the last
- * rotation. `P{t}:idx` is a zset of the subject's active sessions, score lastUsedAt. `P{t}:j:<jti>` marks a revoked
- * access token until it expires.
+ * rotation. `P{t}:idx` is a zset of the subject's active sessions, score lastUsedAt; `P{t}:x` holds the same members,
+ * score the instant each stops being live (domain liveUntil), so that opening a session counts the live ones and finds
+ * the least recently used without reading them all. `P{t}:j:<jti>` marks a revoked access token until it expires.
  */
 import type { RiskObservations } from "../../domain/audit.js";
 import { isLive, listingOrder, tokenSession, type SessionRow } from "../../domain/sessions.js";
@@ -37,7 +38,7 @@ type SessionTuple = [
   lastUsedAt: number,
   idleExpiresAt: number,
   expiresAt: number,
-  /** Creation order among the subject's sessions: breaks ties the way insertion order does in the memory store. */
+  /** Creation order among the subject's sessions opened at the same instant (domain SessionRow.order). */
   order: number,
   currentJti: string,
   /** So that a session is found, and answered for, from its id alone (the id carries the subject's tag). */
@@ -49,14 +50,15 @@ type SessionTuple = [
 type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPair];
 
 /**
- * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`; ARGV[1] = base, ARGV[2] = now. Names the
- * tuple positions and holds the Lua twins of domain/sessions.ts liveUntil / isLive, and the helpers every script
- * shares. Every key a script touches is declared in KEYS, all in the subject's slot: the session it names (and its
- * grace key) after the index, then, for the scripts that walk the index, the `s:` key of every member
- * (RedisSessionStore.overMembers); such a script first checks that every member is declared (declared_members) and
- * otherwise returns {'undeclared', members} untouched, for the caller to run it again with those. A member such a
- * script revokes keeps its `g:` key until it expires by itself (the end of its grace window): a revoked session's
- * grace entry is never read (ROTATE answers 'ended' first), and so the members' `g:` keys need not be declared.
+ * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`, KEYS[2] = its lives `P{t}:x` (both always
+ * hold the same members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
+ * domain/sessions.ts liveUntil / isLive, and the helpers every script shares. Every key a script touches is declared
+ * in KEYS, all in the subject's slot: the session it names (and its grace key) after the two indexes, then, for the
+ * scripts that read other members, the `s:` keys of the members it was told of (RedisSessionStore.overMembers); such a
+ * script first checks that every member it will read is declared and otherwise returns {'undeclared', members}
+ * untouched, for the caller to run it again with those. A member such a script revokes keeps its `g:` key until it
+ * expires by itself (the end of its grace window): a revoked session's grace entry is never read (ROTATE answers
+ * 'ended' first), and so the members' `g:` keys need not be declared.
  */
 const SESSION_PRELUDE = `
 local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURRENT_JTI, SUBJECT, CLIENT =
@@ -64,11 +66,16 @@ local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURR
 local G_JTI, G_FINGERPRINT, G_AT, G_PAIR = 1, 2, 3, 4
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
-local idx = KEYS[1]
--- The index's members if every one's \`s:\` key is declared (from KEYS[first] on); else nil and the members.
-local function declared_members(first)
+local idx, lives = KEYS[1], KEYS[2]
+-- The members whose \`s:\` key is declared (from KEYS[first] on), as a set.
+local function declared_set(first)
   local declared, skip = {}, #base + 3
   for i = first, #KEYS do declared[string.sub(KEYS[i], skip)] = true end
+  return declared
+end
+-- The index's members if every one's \`s:\` key is declared (from KEYS[first] on); else nil and the members.
+local function declared_members(first)
+  local declared = declared_set(first)
   local members = redis.call('ZRANGE', idx, 0, -1)
   for _, m in ipairs(members) do
     if not declared[m] then return nil, members end
@@ -100,73 +107,144 @@ end
 local function is_live(s)
   return s[STATUS] == 'a' and now < live_until(s)
 end
--- Revokes one session: kept as revoked for retention, without its client info; its index entry goes, and its grace
--- entry when the script declared its key ('gkey'; else it expires by itself, unread).
+-- A session into both indexes (last used; live until), and both kept at least until it stops being live (they are
+-- always given the same expiry, so one's tells both's).
+local function index(sid, s)
+  redis.call('ZADD', idx, s[LAST_USED_AT], sid)
+  redis.call('ZADD', lives, live_until(s), sid)
+  local keep = ttl(live_until(s))
+  local left = redis.call('PTTL', idx)
+  if left == -1 or left < keep then
+    redis.call('PEXPIRE', idx, keep)
+    redis.call('PEXPIRE', lives, keep)
+  end
+end
+local function unindex(sid)
+  redis.call('ZREM', idx, sid)
+  redis.call('ZREM', lives, sid)
+end
+-- Revokes one session: kept as revoked for retention, without its client info; out of the indexes, and its grace
+-- entry gone when the script declared its key ('gkey'; else it expires by itself, unread).
 local function tombstone(sid, s, retention, gkey)
   s[STATUS] = 'r'
   s[CLIENT] = nil
   save(sid, s, now + retention)
   if gkey then redis.call('DEL', gkey) end
-  redis.call('ZREM', idx, sid)
+  unindex(sid)
 end
 -- Walks the index, dropping members that are gone or revoked; calls visit(sid, s) for each active one.
 local function each_active(visit)
   for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
     local s = read_session(m)
-    if not s or s[STATUS] ~= 'a' then redis.call('ZREM', idx, m) else visit(m, s) end
+    if not s or s[STATUS] ~= 'a' then unindex(m) else visit(m, s) end
   end
 end
 `;
 
+/** How long after a session stopped being live CREATE_SESSION drops it from the indexes (far above any clock skew). */
+const FORGET_MS = 5 * 60_000;
+
 /**
- * CREATE_SESSION. KEYS: `P{t}:idx`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` of every
- * index member (read; written when evicted). ARGV: base, now, maxSessions, retentionMs, sid, createdAt, lastUsedAt,
- * idleExpiresAt, expiresAt, jti, client JSON, subject.
+ * CREATE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` of the
+ * index members the caller knows of (read, and written when evicted). ARGV: base, now, maxSessions, retentionMs, sid,
+ * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject.
  * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
  * the excess is tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last
- * resort); the index lives as long as its longest member. Returns {'ok', evicted ids (first evicted first), the index's
- * members after}, or {'undeclared', members}.
+ * resort). The live ones are counted from `P{t}:x`, and only the least recently used are read: the index's order is
+ * eviction's first key (lastUsedAt), so the first live members of the index, and any that tie with the last of them,
+ * are all eviction can pick (a member found gone or revoked on the way leaves the index and counts no more). The new
+ * session's creation order comes after every session created at the same instant (the only ones it can tie with):
+ * they are the members used since then. Members that stopped being live FORGET_MS ago leave both indexes (never read:
+ * every process judges them ended, clocks apart by less than that). A `P{t}:x` that does not hold the index's members
+ * (written before it existed) is made again from the sessions. Returns {'ok', evicted ids (first evicted first), the
+ * index's members after}, or {'undeclared', members}.
  */
 const CREATE_SESSION = `${SESSION_PRELUDE}
-local ok, members = declared_members(4)
-if not ok then return { 'undeclared', members } end
+local FORGET_MS = ${FORGET_MS}
 local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local declared = declared_set(5)
+if redis.call('ZCARD', lives) ~= redis.call('ZCARD', idx) then
+  local ok, members = declared_members(5)
+  if not ok then return { 'undeclared', members } end
+  redis.call('DEL', lives)
+  each_active(function(m, o) index(m, o) end)
+end
 local s = {}
 s[STATUS], s[CREATED_AT], s[LAST_USED_AT] = 'a', tonumber(ARGV[6]), tonumber(ARGV[7])
 s[IDLE_EXPIRES_AT], s[EXPIRES_AT], s[ORDER] = tonumber(ARGV[8]), tonumber(ARGV[9]), 1
 s[CURRENT_JTI], s[SUBJECT], s[CLIENT] = ARGV[10], ARGV[12], cjson.decode(ARGV[11])
-local live, latest = {}, live_until(s)
-each_active(function(m, o)
-  if o[ORDER] >= s[ORDER] then s[ORDER] = o[ORDER] + 1 end
-  if live_until(o) > latest then latest = live_until(o) end
-  if is_live(o) then live[#live + 1] = { id = m, s = o } end
-end)
-local evicted = {}
--- Twin of domain/sessions.ts excessSessions.
-local excess = #live + 1 - max
-if excess > 0 then
-  -- Twin of domain/sessions.ts evictionOrder.
-  table.sort(live, function(a, b)
-    for _, i in ipairs({ LAST_USED_AT, CREATED_AT, ORDER }) do
-      if a.s[i] ~= b.s[i] then return a.s[i] < b.s[i] end
+-- Read-only until every member to read is known to be declared.
+local undeclared, reads = {}, {}
+local function read(m)
+  if not declared[m] then
+    undeclared[#undeclared + 1] = m
+    return nil
+  end
+  if reads[m] == nil then reads[m] = read_session(m) or false end
+  return reads[m] or nil
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', idx, s[CREATED_AT], '+inf')) do
+  local o = read(m)
+  if o and o[CREATED_AT] == s[CREATED_AT] and o[ORDER] >= s[ORDER] then s[ORDER] = o[ORDER] + 1 end
+end
+local held = redis.call('ZCARD', idx)
+local live = redis.call('ZCOUNT', lives, '(' .. now, '+inf')
+local need = live + 1 - max
+local candidates, gone, boundary, from, size = {}, {}, nil, 0, need + 1
+while need > 0 do
+  local page = redis.call('ZRANGE', idx, from, from + size - 1, 'WITHSCORES')
+  if #page == 0 then break end
+  from, size = from + size, size * 2
+  local done = false
+  for i = 1, #page, 2 do
+    local m, used = page[i], tonumber(page[i + 1])
+    if boundary ~= nil and #candidates >= need and used ~= boundary then
+      done = true
+      break
     end
+    local until_ = tonumber(redis.call('ZSCORE', lives, m))
+    if until_ ~= nil and until_ > now then
+      local o = read(m)
+      if o and o[STATUS] == 'a' then
+        candidates[#candidates + 1] = { id = m, s = o }
+        boundary = used
+      elseif declared[m] then
+        gone[#gone + 1] = m
+        need = need - 1
+      end
+    end
+  end
+  if done then break end
+end
+if #undeclared > 0 then return { 'undeclared', undeclared } end
+for _, m in ipairs(gone) do unindex(m) end
+if held > live then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', lives, '-inf', now - FORGET_MS)) do unindex(m) end
+end
+local evicted = {}
+if need > 0 then
+  -- Twin of domain/sessions.ts evictionOrder.
+  table.sort(candidates, function(a, b)
+    local x, y = a.s, b.s
+    if x[LAST_USED_AT] ~= y[LAST_USED_AT] then return x[LAST_USED_AT] < y[LAST_USED_AT] end
+    if x[CREATED_AT] ~= y[CREATED_AT] then return x[CREATED_AT] < y[CREATED_AT] end
+    if x[ORDER] ~= y[ORDER] then return x[ORDER] < y[ORDER] end
     return a.id < b.id
   end)
-  for i = 1, math.min(excess, #live) do
-    tombstone(live[i].id, live[i].s, retention, nil)
-    evicted[#evicted + 1] = live[i].id
+  for i = 1, math.min(need, #candidates) do
+    tombstone(candidates[i].id, candidates[i].s, retention, nil)
+    evicted[#evicted + 1] = candidates[i].id
   end
 end
 redis.call('DEL', base .. 'g:' .. sid)
 save(sid, s, live_until(s))
-redis.call('ZADD', idx, ARGV[7], sid)
-redis.call('PEXPIRE', idx, ttl(latest))
+index(sid, s)
 return { 'ok', evicted, redis.call('ZRANGE', idx, 0, -1) }
 `;
 
 /**
  * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step.
- * KEYS: `P{t}:idx`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
+ * KEYS: `P{t}:idx`, `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
  * (GraceTuple).
  * Guarantees: of concurrent refreshes of one token exactly one rotates; the others replay its pair (same client,
  * inside the grace window) or find reuse, which tombstones the session. Nothing changes for an ended session.
@@ -176,7 +254,7 @@ return { 'ok', evicted, redis.call('ZRANGE', idx, 0, -1) }
 const ROTATE = `${SESSION_PRELUDE}
 local sid, presented, fp = ARGV[3], ARGV[4], ARGV[6]
 local grace, idle, retention = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local gkey = KEYS[3]
+local gkey = KEYS[4]
 local s, raw = read_session(sid)
 if not s then return { 'ended', 'missing' } end
 if s[STATUS] ~= 'a' then return { 'ended', 'revoked' } end
@@ -188,9 +266,7 @@ if presented == s[CURRENT_JTI] then
   redis.call('DEL', gkey)
   -- Twin of domain/sessions.ts graceKeptUntil.
   if grace > 0 then redis.call('SET', gkey, ARGV[10], 'PX', ttl(math.min(now + grace, s[IDLE_EXPIRES_AT]))) end
-  redis.call('ZADD', idx, ARGV[2], sid)
-  local left = redis.call('PTTL', idx)
-  if left == -1 or left < ttl(s[IDLE_EXPIRES_AT]) then redis.call('PEXPIRE', idx, ttl(s[IDLE_EXPIRES_AT])) end
+  index(sid, s)
   return { 'rotated', raw }
 end
 local g = redis.call('GET', gkey)
@@ -206,7 +282,7 @@ return { 'reused' }
 `;
 
 /**
- * REVOKE_SESSION. KEYS: `P{t}:idx`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, retentionMs, subject ('' for
+ * REVOKE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, retentionMs, subject ('' for
  * any).
  * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns {subject, 1} if this
  * call revoked it, {subject, 0} if it was revoked already (its tombstone still kept), else 0.
@@ -215,7 +291,7 @@ const REVOKE_SESSION = `${SESSION_PRELUDE}
 local s = read_session(ARGV[3])
 if not s or (ARGV[5] ~= '' and s[SUBJECT] ~= ARGV[5]) then return 0 end
 if is_live(s) then
-  tombstone(ARGV[3], s, tonumber(ARGV[4]), KEYS[3])
+  tombstone(ARGV[3], s, tonumber(ARGV[4]), KEYS[4])
   return { s[SUBJECT], 1 }
 end
 if s[STATUS] == 'r' then return { s[SUBJECT], 0 } end
@@ -223,13 +299,13 @@ return 0
 `;
 
 /**
- * REVOKE_SUBJECT. KEYS: `P{t}:idx`, then `s:` of every index member. ARGV: base, now, retentionMs.
+ * REVOKE_SUBJECT. KEYS: `P{t}:idx`, `P{t}:x`, then `s:` of every index member. ARGV: base, now, retentionMs.
  * Guarantees: every session live at `now` is tombstoned in one atomic step, so every token issued so far is dead and
  * a session opened afterwards (even in the same millisecond) lives. Returns {'ok', the ids revoked, in index order
  * (least recently used first, then by id; the memory store lists them alike)}, or {'undeclared', members}.
  */
 const REVOKE_SUBJECT = `${SESSION_PRELUDE}
-local ok, members = declared_members(2)
+local ok, members = declared_members(3)
 if not ok then return { 'undeclared', members } end
 local retention, ended = tonumber(ARGV[3]), {}
 each_active(function(m, s)
@@ -242,13 +318,13 @@ return { 'ok', ended }
 `;
 
 /**
- * LIST_SESSIONS. Read only. KEYS: `P{t}:idx`, then `s:` of every index member. ARGV: base, now.
+ * LIST_SESSIONS. Read only. KEYS: `P{t}:idx`, `P{t}:x`, then `s:` of every index member. ARGV: base, now.
  * Guarantees: one consistent snapshot of the subject's sessions; liveness and order are judged in TypeScript
  * (domain/sessions.ts isLive, listingOrder). Returns {'ok', {sid, session or nil, ...} for every index member}, or
  * {'undeclared', members}.
  */
 const LIST_SESSIONS = `${SESSION_PRELUDE}
-local members, found = declared_members(2)
+local members, found = declared_members(3)
 if not members then return { 'undeclared', found } end
 local out = {}
 for _, m in ipairs(members) do
@@ -260,8 +336,8 @@ return { 'ok', out }
 
 const SCRIPTS: Record<string, Script> = {
   createSession: { numberOfKeys: "varies", lua: CREATE_SESSION },
-  rotate: { numberOfKeys: 3, lua: ROTATE },
-  revokeSession: { numberOfKeys: 3, lua: REVOKE_SESSION },
+  rotate: { numberOfKeys: 4, lua: ROTATE },
+  revokeSession: { numberOfKeys: 4, lua: REVOKE_SESSION },
   revokeSubject: { numberOfKeys: "varies", lua: REVOKE_SUBJECT },
   listSessions: { numberOfKeys: "varies", lua: LIST_SESSIONS },
 };
@@ -329,7 +405,7 @@ export class RedisSessionStore implements SessionStore {
       this.opening.set(base, opening.add(s.id));
       let evicted: string[];
       try {
-        const keys = [`${base}idx`, `${base}s:${s.id}`, `${base}g:${s.id}`];
+        const keys = [`${base}idx`, `${base}x`, `${base}s:${s.id}`, `${base}g:${s.id}`];
         const [ended, members] = (await this.overMembers("createSession", base, keys, args)) as [string[], string[]];
         this.seen(base, members);
         evicted = ended;
@@ -354,7 +430,7 @@ export class RedisSessionStore implements SessionStore {
         base, now, sessionId, input.presentedJti, input.nextJti, input.clientFingerprint,
         input.graceMs, input.idleTtlMs, input.retentionMs, JSON.stringify(grace),
       ];
-      const keys = [`${base}idx`, `${base}s:${sessionId}`, `${base}g:${sessionId}`];
+      const keys = [`${base}idx`, `${base}x`, `${base}s:${sessionId}`, `${base}g:${sessionId}`];
       const [outcome, a, b] = (await this.ctx.script("rotate", keys, args)) as string[];
       switch (outcome) {
         case "rotated":
@@ -413,7 +489,7 @@ export class RedisSessionStore implements SessionStore {
     if (base === null) return false;
     return this.ctx.guard(async () => {
       const args = [base, q.now, q.sessionId, q.retentionMs, q.subject ?? ""];
-      const keys = [`${base}idx`, `${base}s:${q.sessionId}`, `${base}g:${q.sessionId}`];
+      const keys = [`${base}idx`, `${base}x`, `${base}s:${q.sessionId}`, `${base}g:${q.sessionId}`];
       const found = (await this.ctx.script("revokeSession", keys, args)) as [string, 0 | 1] | 0;
       if (found === 0) return this.ctx.replicated(false, `${base}idx`);
       // Revoked now or already (a retry may follow a lost append): appended either way.
@@ -426,7 +502,7 @@ export class RedisSessionStore implements SessionStore {
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(q.subject);
-      const [ended] = (await this.overMembers("revokeSubject", base, [`${base}idx`], [base, q.now, q.retentionMs])) as [string[]];
+      const [ended] = (await this.overMembers("revokeSubject", base, [`${base}idx`, `${base}x`], [base, q.now, q.retentionMs])) as [string[]];
       this.seen(base, []);
       const until = q.now + q.retentionMs;
       await this.feed.publish(q.now, [
@@ -439,7 +515,7 @@ export class RedisSessionStore implements SessionStore {
   async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(subject);
-      const [flat] = (await this.overMembers("listSessions", base, [`${base}idx`], [base, now])) as [Cell[]];
+      const [flat] = (await this.overMembers("listSessions", base, [`${base}idx`, `${base}x`], [base, now])) as [Cell[]];
       const members: string[] = [];
       for (let i = 0; i < flat.length; i += 2) members.push(flat[i]!);
       this.seen(base, members);
