@@ -201,6 +201,14 @@ export const VARIABLES = {
       name: "TESSERA_MAX_TOKEN_LENGTH", default: "8192", parse: integer(1024, 65_536),
       doc: "Longest token accepted in any request field, and the longest Issue and Refresh will sign (`INVALID_ARGUMENT` beyond).",
     }),
+    refreshTokenMac: variable({
+      name: "TESSERA_REFRESH_TOKEN_MAC", default: "true", parse: boolean,
+      doc:
+        "Refresh tokens, which only Tessera reads, carry an HMAC (`HS256`) under a secret each process derives from the " +
+        "signing key (HKDF; never published nor stored) instead of the key's signature, which costs a refresh a " +
+        "signature check and a signature. Both kinds are accepted either way. Set `false` while a rolling upgrade from " +
+        "a version without this setting runs (those processes accept only signed ones), then unset.",
+    }),
     verifiedCacheSize: variable({
       name: "TESSERA_VERIFY_CACHE_SIZE", default: "10000", parse: integer(0, 1_000_000),
       doc:

@@ -9,7 +9,18 @@
  * verifies, and refuses what jose refuses.
  * HS256 (an HMAC with a shared secret, only when configured so) is computed in place: it costs less than a hop.
  */
-import { KeyObject, constants, createHmac, sign, timingSafeEqual, verify, type SignKeyObjectInput, type VerifyKeyObjectInput } from "node:crypto";
+import {
+  KeyObject,
+  constants,
+  createHmac,
+  createSecretKey,
+  hkdfSync,
+  sign,
+  timingSafeEqual,
+  verify,
+  type SignKeyObjectInput,
+  type VerifyKeyObjectInput,
+} from "node:crypto";
 import type { CryptoKey } from "jose";
 
 /** The asymmetric algorithms Tessera signs with (RFC 7518 names): their public keys are what the JWKS publishes. */
@@ -43,8 +54,8 @@ export function signingInput(header: Record<string, unknown>, payload: Record<st
 /** Signs a signing input (signingInput) into the compact serialisation `input.signature`. */
 export type CompactSigner = (input: string) => Promise<string>;
 
-export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey): CompactSigner {
-  const key = KeyObject.from(privateKey as Parameters<typeof KeyObject.from>[0]);
+export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey | KeyObject): CompactSigner {
+  const key = keyObject(privateKey);
   const signature = signatureOf(alg, key);
   return async (input) => `${input}.${(await signature(Buffer.from(input, "ascii"))).toString("base64url")}`;
 }
@@ -75,8 +86,8 @@ function signatureOf(alg: JwsAlgorithm, key: KeyObject): (input: Buffer) => Prom
  */
 export type SignatureCheck = (input: string, signature: Buffer) => Promise<boolean>;
 
-export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey): SignatureCheck {
-  const key = KeyObject.from(publicKey as Parameters<typeof KeyObject.from>[0]);
+export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey | KeyObject): SignatureCheck {
+  const key = keyObject(publicKey);
   const bits = key.asymmetricKeyDetails?.modulusLength;
   if (bits !== undefined && bits < 2048) throw new Error(`${alg} needs a key of 2048 bits or more`); // as jose requires
   const onPool = (hash: string | null, size: number | null, options: KeyObject | VerifyKeyObjectInput): SignatureCheck =>
@@ -101,6 +112,30 @@ export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey): Signatu
       };
     }
   }
+}
+
+/**
+ * A refresh token's MAC: HS256 under a secret derived from a signing key's private key, so that checking a refresh
+ * token (which only Tessera ever reads) costs an HMAC instead of a signature check, and signing one an HMAC instead of
+ * a signature. The secret is HKDF-SHA256 (RFC 5869) of the private key's PKCS #8 encoding, salted for this one use and
+ * bound to the key's kid: every process that holds the key derives the same secret, nothing else can, it is never
+ * published nor stored, and it lives and dies with its key (retired, revoked, removed).
+ */
+export interface RefreshMac {
+  sign: CompactSigner;
+  check: SignatureCheck;
+}
+
+const REFRESH_MAC_SALT = "tessera refresh-token MAC v1";
+
+export function refreshMac(kid: string, privateKey: CryptoKey | KeyObject): RefreshMac {
+  const der = keyObject(privateKey).export({ format: "der", type: "pkcs8" });
+  const secret = createSecretKey(Buffer.from(hkdfSync("sha256", der, REFRESH_MAC_SALT, `kid ${kid}`, 32)));
+  return { sign: compactSigner("HS256", secret), check: signatureCheck("HS256", secret) };
+}
+
+function keyObject(key: CryptoKey | KeyObject): KeyObject {
+  return key instanceof KeyObject ? key : KeyObject.from(key as Parameters<typeof KeyObject.from>[0]);
 }
 
 /** crypto.verify's callback form, on libuv's thread pool; a key or signature it cannot use is no match. */

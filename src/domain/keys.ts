@@ -24,7 +24,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type Cry
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
 import { KeyUnreadableError, openPrivateKey, type KeyEncryption } from "./key-encryption.js";
-import { compactSigner, isMacAlgorithm, type CompactSigner, type JwsAlgorithm, type SigningAlgorithm } from "./jws.js";
+import { compactSigner, isMacAlgorithm, refreshMac, type CompactSigner, type JwsAlgorithm, type RefreshMac, type SigningAlgorithm } from "./jws.js";
 import type { KeyStore, StoredKey } from "./store.js";
 
 export { MAC_ALGORITHMS, SIGNING_ALGORITHMS, type JwsAlgorithm, type SigningAlgorithm } from "./jws.js";
@@ -43,6 +43,12 @@ export interface LoadedKey {
   publicKey: CryptoKey;
   /** Signs a token with this key (made once, when the key is loaded). */
   sign: CompactSigner;
+  /**
+   * MACs and checks refresh tokens of this key (jws.ts refreshMac): every asymmetric key has one, so that its MAC'd
+   * refresh tokens are accepted whether this process MACs the ones it makes (TokenCodecOptions.refreshTokenMac) or
+   * not. Absent for an HS256 key (its refresh tokens are MAC'd as its access tokens are).
+   */
+  refreshMac?: RefreshMac;
 }
 
 /** A key's state at an instant, and the instants that change it. */
@@ -311,6 +317,7 @@ export class KeyRing {
         privateKey: privateKey as CryptoKey,
         publicKey: publicKey as CryptoKey,
         sign: compactSigner(k.alg, privateKey as CryptoKey),
+        ...this.refreshMacOf(k.kid, privateKey as CryptoKey),
       });
     }
     const listed = await this.store.listKeys();
@@ -534,7 +541,13 @@ export class KeyRing {
       privateKey: privateKey as CryptoKey,
       publicKey: publicKey as CryptoKey,
       sign: compactSigner(k.alg as SigningAlgorithm, privateKey as CryptoKey),
+      ...this.refreshMacOf(k.kid, privateKey as CryptoKey),
     };
+  }
+
+  /** An asymmetric key's refresh-token MAC. */
+  private refreshMacOf(kid: string, privateKey: CryptoKey): { refreshMac: RefreshMac } {
+    return { refreshMac: refreshMac(kid, privateKey) };
   }
 }
 

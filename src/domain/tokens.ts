@@ -5,7 +5,7 @@
  * Every rejection names a reason; nothing here throws on input.
  */
 import { decodeProtectedHeader, type CryptoKey } from "jose";
-import { isJwsAlgorithm, signatureCheck, signingInput, type SignatureCheck } from "./jws.js";
+import { isJwsAlgorithm, signatureCheck, signingInput, type RefreshMac, type SignatureCheck } from "./jws.js";
 import type { LoadedKey } from "./keys.js";
 import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
@@ -75,6 +75,11 @@ export interface TokenCodecOptions {
    * the store's business on every call anyway. 0 turns the cache off.
    */
   verifiedCacheSize?: number;
+  /**
+   * Refresh tokens made from now on are MAC'd under their key's derived secret (jws.ts refreshMac) rather than signed
+   * (TESSERA_REFRESH_TOKEN_MAC). Either kind is accepted whatever this says.
+   */
+  refreshTokenMac?: boolean;
 }
 
 /**
@@ -109,6 +114,8 @@ export interface PreparedToken {
 }
 
 const ALLOWED_HEADER = new Set(["alg", "kid", "typ"]);
+/** The algorithm of a MAC'd refresh token (jws.ts refreshMac). */
+const MAC_ALG = "HS256";
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const KID = /^[A-Za-z0-9_-]{1,128}$/;
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -131,14 +138,18 @@ function checkOf(key: { alg: string; publicKey: CryptoKey }): SignatureCheck | n
 
 /** Where a verifier finds the key a token names: the authority's KeyRing, or a sidecar's copy of the JWKS. */
 export interface VerificationKeys {
-  lookup(kid: string): Promise<{ alg: string; publicKey: CryptoKey } | undefined>;
+  /**
+   * The key of a kid: its algorithm and public key, and (the authority's own keys only) the MAC of its refresh tokens
+   * (jws.ts refreshMac).
+   */
+  lookup(kid: string): Promise<{ alg: string; publicKey: CryptoKey; refreshMac?: Pick<RefreshMac, "check"> } | undefined>;
   /** Whether the key was revoked (a stolen key): its tokens are refused, even those whose signature checked out. */
   isRevoked?(kid: string): boolean;
 }
 
 /** What signing needs besides: the key new tokens are signed with (the KeyRing); its public JWK sizes its signature. */
 export interface SigningKeys extends VerificationKeys {
-  signingKey(): Pick<LoadedKey, "kid" | "alg" | "sign" | "publicJwk">;
+  signingKey(): Pick<LoadedKey, "kid" | "alg" | "sign" | "publicJwk" | "refreshMac">;
 }
 
 /** Verifies Tessera's tokens: what the authority and a sidecar share. */
@@ -195,9 +206,17 @@ export class TokenVerifier {
     if (!KID.test(kid)) return { reason: "unknown_key" };
     const key = await this.keys.lookup(kid);
     if (!key) return { reason: "unknown_key" };
-    if (alg !== key.alg) return { reason: "bad_signature" };
-
-    const check = checkOf(key);
+    let check: SignatureCheck | null;
+    if (alg === key.alg) {
+      check = checkOf(key); // what the key signs; a refresh token signed before refresh tokens were MAC'd too
+    } else if (alg === MAC_ALG && typ === TYP.refresh) {
+      // A refresh token MAC'd under its key's derived secret, which only the authority holds. A sidecar cannot check
+      // it, and says so without remembering it: never an access token, and no refresh token of its to check.
+      if (key.refreshMac === undefined) return { typ, kid, read: { refused: "unknown_key" } };
+      check = key.refreshMac.check;
+    } else {
+      return { reason: "bad_signature" };
+    }
     if (check === null) return { reason: "malformed" };
     const input = token.slice(0, token.length - signature.length - 1);
     if (!(await check(input, Buffer.from(signature, "base64url")))) return { reason: "bad_signature" };
@@ -307,8 +326,11 @@ export class TokenCodec extends TokenVerifier {
   prepare(kind: TokenKind, i: SignInput): PreparedToken {
     const key = this.signing.signingKey();
     const payload = kind === "access" ? this.accessPayload(i) : this.refreshPayload(i);
-    const input = signingInput({ alg: key.alg, kid: key.kid, typ: TYP[kind] }, payload);
-    return { length: input.length + 1 + b64Length(signatureBytes(key.publicJwk)), sign: () => key.sign(input) };
+    // A refresh token is MAC'd when so configured and its key has a refresh MAC (jws.ts refreshMac): HS256, 32 bytes.
+    const mac = kind === "refresh" && this.opts.refreshTokenMac === true ? key.refreshMac : undefined;
+    const input = signingInput({ alg: mac ? MAC_ALG : key.alg, kid: key.kid, typ: TYP[kind] }, payload);
+    const bytes = mac ? 32 : signatureBytes(key.publicJwk);
+    return { length: input.length + 1 + b64Length(bytes), sign: () => (mac ?? key).sign(input) };
   }
 
   private accessPayload(i: SignInput): Record<string, unknown> {

@@ -26,7 +26,8 @@ const baseUrl: Parser<URL> = (raw) => {
 };
 
 const { listen: _authorityListen, ...serverShared } = VARIABLES.server;
-const { signingAlg: _signingAlg, ...tokensShared } = VARIABLES.tokens;
+// How the authority signs (and MACs refresh tokens) is its own business.
+const { signingAlg: _signingAlg, refreshTokenMac: _refreshTokenMac, ...tokensShared } = VARIABLES.tokens;
 
 export const SIDECAR_VARIABLES = {
   /** Where the authority is and how to reach it: its revocation feed, its JWKS, refresh-token introspection. */

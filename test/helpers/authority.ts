@@ -43,7 +43,15 @@ export interface Fixture {
 
 export async function makeAuthority(
   overrides: Partial<AuthorityConfig> = {},
-  opts: { store?: Store; alg?: SigningAlgorithm; clock?: ManualClock; verifiedCacheSize?: number; claims?: ClaimsCipher } = {},
+  opts: {
+    store?: Store;
+    alg?: SigningAlgorithm;
+    clock?: ManualClock;
+    verifiedCacheSize?: number;
+    claims?: ClaimsCipher;
+    /** Refresh tokens MAC'd (TESSERA_REFRESH_TOKEN_MAC): on unless told, as in production. */
+    refreshMac?: boolean;
+  } = {},
 ): Promise<Fixture> {
   const clock = opts.clock ?? new ManualClock(Date.UTC(2026, 0, 1, 12, 0, 0, 500));
   const store = opts.store ?? new MemoryStore();
@@ -55,6 +63,7 @@ export async function makeAuthority(
     clockSkewMs: overrides.clockSkewMs ?? 0,
     maxTokenLength: 8192,
     verifiedCacheSize: opts.verifiedCacheSize ?? 1000,
+    refreshTokenMac: opts.refreshMac ?? true,
   });
   const events: AuthorityEvent[] = [];
   const audited: AuditInput[] = [];
