@@ -33,7 +33,7 @@ export class RedisStore extends CompositeStore {
     const ctx = new RedisContext(redis, opts);
     const feed = new RedisRevocationFeed(ctx);
     const stats = new RedisStatsStore(ctx);
-    super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed), feed, audit: new RedisAuditStore(ctx, stats), stats });
+    super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed, opts.livesFrom), feed, audit: new RedisAuditStore(ctx, stats), stats });
     this.ctx = ctx;
     this.feed = feed;
     this.counters = counterStore({ redis, prefix: opts.prefix });

@@ -87,6 +87,8 @@ interface Config {
   retention: number;
   riskWindow: number;
   auditAge: number;
+  /** RedisStoreOptions.livesFrom. */
+  livesFrom: number;
 }
 
 /**
@@ -134,6 +136,9 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   retention: fc.integer({ min: 1, max: 20 }),
   riskWindow: fc.integer({ min: 2, max: 15 }),
   auditAge: fc.integer({ min: 3, max: 40 }),
+  // From how many sessions the Redis store keeps a subject's index of lives (a test knob; 8 in production): both ways
+  // of opening a session are held to the memory store.
+  livesFrom: fc.constantFrom(1, 2, 8),
 });
 
 const subjectIdx = fc.integer({ min: 0, max: SUBJECTS.length - 1 });
@@ -382,7 +387,7 @@ class Run {
     readonly cfg: Config,
     prefix: string,
   ) {
-    this.redis = new RedisStore(client, { prefix });
+    this.redis = new RedisStore(client, { prefix, livesFrom: cfg.livesFrom });
     this.machine = new RedisTimeMachine(client, prefix);
   }
 
@@ -763,7 +768,7 @@ function withoutId({ id: _id, ...rest }: RevocationEvent): Omit<RevocationEvent,
  * rotation's grace window, its sweep trimmed the feed, and its tokenState looked a revoked jti up by the subject rather
  * than by the session id's tag; and the edge of the grace window, which only a retry with a shorter window reaches.
  */
-const BASE: Config = { maxSessions: 1, grace: 0, idle: 4, lifetime: 3, retention: 1, riskWindow: 2, auditAge: 3 };
+const BASE: Config = { maxSessions: 1, grace: 0, idle: 4, lifetime: 3, retention: 1, riskWindow: 2, auditAge: 3, livesFrom: 8 };
 const ALICE_1: Op = { op: "create", subject: 0, suffix: "aA___a0_A_AAAA0aAa-a_-", device: 0, maxSessions: null };
 const BOB_1: Op = { op: "create", subject: 1, suffix: "A0_0-_-0a0A---A_a_aA-0", device: 0, maxSessions: null };
 const BOB_2: Op = { op: "create", subject: 1, suffix: "0a00a_A_00aa0-0aAA-0AA", device: 0, maxSessions: null };

@@ -107,11 +107,31 @@ describe("key layout", () => {
         `${prefix}${tag}:idx`,
         `${prefix}${tag}:j:jti-1`,
         `${prefix}${tag}:s:${s.id}`,
-        `${prefix}${tag}:x`,
       ].sort(),
     );
     expect(await redis.zscore(`${prefix}${tag}:idx`, s.id)).toBe(String(T0));
-    expect(await redis.zscore(`${prefix}${tag}:x`, s.id)).toBe(String(Math.min(s.idleExpiresAt, s.expiresAt)));
+  });
+
+  it("keeps a subject's index of lives (`x`) from its eighth session on, with the index's members", async () => {
+    const subject = `lives-${randomUUID()}`;
+    const tag = tagOf(subject);
+    const opened: SessionRecord[] = [];
+    for (let i = 0; i < 8; i++) {
+      const s = session(subject, T0 + i);
+      await store.createSession(s, { maxSessions: 20, now: T0 + i, retentionMs: RETENTION });
+      opened.push(s);
+      expect(await redis.exists(`${prefix}${tag}:x`)).toBe(i < 7 ? 0 : 1);
+    }
+    expect(await redis.zrange(`${prefix}${tag}:x`, 0, -1)).toEqual(opened.map((s) => s.id));
+    expect(await redis.zscore(`${prefix}${tag}:x`, opened[3]!.id)).toBe(String(opened[3]!.idleExpiresAt));
+    // A rotation moves the session's end in both; a revocation takes it out of both.
+    await store.rotateRefresh(rotation(opened[3]!, opened[3]!.currentJti, "next", T0 + 100));
+    expect(await redis.zscore(`${prefix}${tag}:x`, opened[3]!.id)).toBe(String(T0 + 100 + HOUR));
+    await store.revokeSession({ sessionId: opened[5]!.id, now: T0 + 100, retentionMs: RETENTION, reason: "test" });
+    expect(await redis.zscore(`${prefix}${tag}:x`, opened[5]!.id)).toBeNull();
+    expect(await redis.zcard(`${prefix}${tag}:x`)).toBe(await redis.zcard(`${prefix}${tag}:idx`));
+    const [x, idx] = await Promise.all([redis.pttl(`${prefix}${tag}:x`), redis.pttl(`${prefix}${tag}:idx`)]);
+    expect(Math.abs(x - idx)).toBeLessThan(100); // the same expiry, read a moment apart
   });
 
   it("keeps a session under 1 KiB of Redis memory once the grace window is over", async () => {

@@ -180,6 +180,11 @@ export interface RedisStoreOptions {
    */
   waitReplicas?: number;
   waitTimeoutMs?: number;
+  /**
+   * From how many indexed sessions a subject's index of lives (`P{t}:x`) is kept (default 8; sessions.ts LIVES_FROM).
+   * For tests, which hold both ways of opening a session to the memory store.
+   */
+  livesFrom?: number;
 }
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;

@@ -10,9 +10,10 @@
  * A session `P{t}:s:<sid>` is a string holding a JSON array (SessionTuple); a string is about half the memory of a
  * hash once the client info passes the 64-byte listpack limit, which a real user agent does. A tombstone (a revoked
  * session) drops the client info. `P{t}:g:<sid>` holds, for the grace window only, the GraceTuple of the last
- * rotation. `P{t}:idx` is a zset of the subject's active sessions, score lastUsedAt; `P{t}:x` holds the same members,
- * score the instant each stops being live (domain liveUntil), so that opening a session counts the live ones and finds
- * the least recently used without reading them all. `P{t}:j:<jti>` marks a revoked access token until it expires.
+ * rotation. `P{t}:idx` is a zset of the subject's active sessions, score lastUsedAt; for a subject with LIVES_FROM
+ * sessions or more, `P{t}:x` holds the same members, score the instant each stops being live (domain liveUntil), so
+ * that opening a session counts the live ones and finds the least recently used without reading them all.
+ * `P{t}:j:<jti>` marks a revoked access token until it expires.
  */
 import type { RiskObservations } from "../../domain/audit.js";
 import { isLive, listingOrder, tokenSession, type SessionRow } from "../../domain/sessions.js";
@@ -50,8 +51,8 @@ type SessionTuple = [
 type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPair];
 
 /**
- * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`, KEYS[2] = its lives `P{t}:x` (both always
- * hold the same members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
+ * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`, KEYS[2] = its lives `P{t}:x` (when it is
+ * kept, it holds the index's members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
  * domain/sessions.ts liveUntil / isLive, and the helpers every script shares. Every key a script touches is declared
  * in KEYS, all in the subject's slot: the session it names (and its grace key) after the two indexes, then, for the
  * scripts that read other members, the `s:` keys of the members it was told of (RedisSessionStore.overMembers); such a
@@ -107,11 +108,11 @@ end
 local function is_live(s)
   return s[STATUS] == 'a' and now < live_until(s)
 end
--- A session into both indexes (last used; live until), and both kept at least until it stops being live (they are
--- always given the same expiry, so one's tells both's).
+-- A session into the index (last used) and, when it is kept, the index of lives (live until); both kept at least
+-- until it stops being live (they are always given the same expiry, so one's tells both's).
 local function index(sid, s)
   redis.call('ZADD', idx, s[LAST_USED_AT], sid)
-  redis.call('ZADD', lives, live_until(s), sid)
+  if redis.call('EXISTS', lives) == 1 then redis.call('ZADD', lives, live_until(s), sid) end
   local keep = ttl(live_until(s))
   local left = redis.call('PTTL', idx)
   if left == -1 or left < keep then
@@ -143,38 +144,38 @@ end
 
 /** How long after a session stopped being live CREATE_SESSION drops it from the indexes (far above any clock skew). */
 const FORGET_MS = 5 * 60_000;
+/**
+ * From how many indexed sessions a subject's `P{t}:x` is kept (RedisStoreOptions.livesFrom): below, reading them all
+ * costs less than the key (about 220 bytes for a subject with one session), and most subjects have a few devices.
+ */
+const LIVES_FROM = 8;
 
 /**
  * CREATE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` of the
  * index members the caller knows of (read, and written when evicted). ARGV: base, now, maxSessions, retentionMs, sid,
- * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject.
+ * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject, livesFrom (LIVES_FROM).
  * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
  * the excess is tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last
- * resort). The live ones are counted from `P{t}:x`, and only the least recently used are read: the index's order is
- * eviction's first key (lastUsedAt), so the first live members of the index, and any that tie with the last of them,
- * are all eviction can pick (a member found gone or revoked on the way leaves the index and counts no more). The new
- * session's creation order comes after every session created at the same instant (the only ones it can tie with):
- * they are the members used since then. Members that stopped being live FORGET_MS ago leave both indexes (never read:
- * every process judges them ended, clocks apart by less than that). A `P{t}:x` that does not hold the index's members
- * (written before it existed) is made again from the sessions. Returns {'ok', evicted ids (first evicted first), the
+ * resort). With `P{t}:x` kept, the live ones are counted from it, and only the least recently used are read: the
+ * index's order is eviction's first key (lastUsedAt), so the first live members of the index, and any that tie with
+ * the last of them, are all eviction can pick (a member found gone or revoked on the way leaves the index and counts no
+ * more); members that stopped being live FORGET_MS ago leave both indexes (never read: every process judges them
+ * ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
+ * index's members, as one written before it existed) every member is read, and `x` is made from them once there are
+ * LIVES_FROM. The new session's creation order comes after every session created at the same instant (the only ones
+ * it can tie with): they are the members used since then. Returns {'ok', evicted ids (first evicted first), the
  * index's members after}, or {'undeclared', members}.
  */
 const CREATE_SESSION = `${SESSION_PRELUDE}
-local FORGET_MS = ${FORGET_MS}
+local FORGET_MS, LIVES_FROM = ${FORGET_MS}, tonumber(ARGV[13])
 local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local declared = declared_set(5)
-if redis.call('ZCARD', lives) ~= redis.call('ZCARD', idx) then
-  local ok, members = declared_members(5)
-  if not ok then return { 'undeclared', members } end
-  redis.call('DEL', lives)
-  each_active(function(m, o) index(m, o) end)
-end
 local s = {}
 s[STATUS], s[CREATED_AT], s[LAST_USED_AT] = 'a', tonumber(ARGV[6]), tonumber(ARGV[7])
 s[IDLE_EXPIRES_AT], s[EXPIRES_AT], s[ORDER] = tonumber(ARGV[8]), tonumber(ARGV[9]), 1
 s[CURRENT_JTI], s[SUBJECT], s[CLIENT] = ARGV[10], ARGV[12], cjson.decode(ARGV[11])
 -- Read-only until every member to read is known to be declared.
-local undeclared, reads = {}, {}
+local undeclared, reads, gone = {}, {}, {}
 local function read(m)
   if not declared[m] then
     undeclared[#undeclared + 1] = m
@@ -183,14 +184,36 @@ local function read(m)
   if reads[m] == nil then reads[m] = read_session(m) or false end
   return reads[m] or nil
 end
+-- How many sessions are live, and until when each indexed one is: from \`P{t}:x\` when it is kept (and holds the
+-- index's members), else from the sessions themselves, all read (a subject with few, or an index of lives to make).
+local held = redis.call('ZCARD', idx)
+local kept = redis.call('EXISTS', lives) == 1 and redis.call('ZCARD', lives) == held
+local live, until_of = 0, nil
+if kept then
+  live = redis.call('ZCOUNT', lives, '(' .. now, '+inf')
+  until_of = function(m) return tonumber(redis.call('ZSCORE', lives, m)) end
+else
+  local members, found = declared_members(5)
+  if not members then return { 'undeclared', found } end
+  local untils = {}
+  for _, m in ipairs(members) do
+    local o = read(m)
+    if o and o[STATUS] == 'a' then
+      untils[m] = live_until(o)
+      if untils[m] > now then live = live + 1 end
+    else
+      gone[#gone + 1] = m
+    end
+  end
+  untils[sid] = live_until(s)
+  until_of = function(m) return untils[m] end
+end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', idx, s[CREATED_AT], '+inf')) do
   local o = read(m)
   if o and o[CREATED_AT] == s[CREATED_AT] and o[ORDER] >= s[ORDER] then s[ORDER] = o[ORDER] + 1 end
 end
-local held = redis.call('ZCARD', idx)
-local live = redis.call('ZCOUNT', lives, '(' .. now, '+inf')
 local need = live + 1 - max
-local candidates, gone, boundary, from, size = {}, {}, nil, 0, need + 1
+local candidates, boundary, from, size = {}, nil, 0, need + 1
 while need > 0 do
   local page = redis.call('ZRANGE', idx, from, from + size - 1, 'WITHSCORES')
   if #page == 0 then break end
@@ -202,7 +225,7 @@ while need > 0 do
       done = true
       break
     end
-    local until_ = tonumber(redis.call('ZSCORE', lives, m))
+    local until_ = until_of(m)
     if until_ ~= nil and until_ > now then
       local o = read(m)
       if o and o[STATUS] == 'a' then
@@ -218,7 +241,7 @@ while need > 0 do
 end
 if #undeclared > 0 then return { 'undeclared', undeclared } end
 for _, m in ipairs(gone) do unindex(m) end
-if held > live then
+if kept and held > live then
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', lives, '-inf', now - FORGET_MS)) do unindex(m) end
 end
 local evicted = {}
@@ -239,7 +262,16 @@ end
 redis.call('DEL', base .. 'g:' .. sid)
 save(sid, s, live_until(s))
 index(sid, s)
-return { 'ok', evicted, redis.call('ZRANGE', idx, 0, -1) }
+local members = redis.call('ZRANGE', idx, 0, -1)
+if not kept then
+  -- Made (again) from what was read once the subject has LIVES_FROM sessions indexed; else not kept.
+  redis.call('DEL', lives)
+  if #members >= LIVES_FROM then
+    for _, m in ipairs(members) do redis.call('ZADD', lives, until_of(m), m) end
+    redis.call('PEXPIRE', lives, redis.call('PTTL', idx))
+  end
+end
+return { 'ok', evicted, members }
 `;
 
 /**
@@ -359,6 +391,7 @@ export class RedisSessionStore implements SessionStore {
   constructor(
     private readonly ctx: RedisContext,
     private readonly feed: RedisRevocationFeed,
+    private readonly livesFrom = LIVES_FROM,
   ) {
     ctx.define(SCRIPTS);
   }
@@ -399,7 +432,7 @@ export class RedisSessionStore implements SessionStore {
       const args = [
         base, opts.now, opts.maxSessions, opts.retentionMs, s.id,
         s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt, s.currentJti,
-        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
+        JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject, this.livesFrom,
       ];
       const opening = this.opening.get(base) ?? new Set<string>();
       this.opening.set(base, opening.add(s.id));
