@@ -318,6 +318,23 @@ describe("scripts", () => {
       expect(await ownRedis.zscore(index(subject), idle[0]!.id)).toBeNull();
       expect((await ownStore.listSessions(subject, now)).map((s) => s.id)).toContain(later.id);
     });
+
+    it("sets right, rather than forgets, an entry of x that a process of an older version left behind by rotating", async () => {
+      const subject = `stale-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      // What an older version's ROTATE does: the session lives on (its idle expiry moved), its `x` entry does not move.
+      const key = `${prefix}${tagOf(subject)}:s:${first[0]!.id}`;
+      const stored = JSON.parse((await ownRedis.get(key))!) as unknown[];
+      const now = T0 + HOUR + 10 * 60_000;
+      stored[2] = now - 60_000; // last used
+      stored[3] = now + HOUR; // idle expiry
+      await ownRedis.set(key, JSON.stringify(stored), "PX", 2 * HOUR);
+      await ownRedis.zadd(index(subject), now - 60_000, first[0]!.id);
+      await ownStore.createSession(session(subject, now), opts(now));
+      expect(await ownRedis.zscore(index(subject), first[0]!.id)).toBe(String(now - 60_000));
+      expect(await ownRedis.zscore(lives(subject), first[0]!.id)).toBe(String(now + HOUR));
+      expect((await ownStore.listSessions(subject, now)).map((s) => s.id)).toContain(first[0]!.id);
+    });
   });
 
   it("reloads its scripts after the server forgot them", async () => {

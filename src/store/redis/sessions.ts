@@ -242,7 +242,18 @@ end
 if #undeclared > 0 then return { 'undeclared', undeclared } end
 for _, m in ipairs(gone) do unindex(m) end
 if kept and held > live then
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', lives, '-inf', now - FORGET_MS)) do unindex(m) end
+  -- Ended FORGET_MS ago by \`x\`, and by the session itself (a process of an older version rotates a session without
+  -- moving its \`x\` entry: then the entry is set right instead). Members not declared wait for another call.
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', lives, '-inf', now - FORGET_MS)) do
+    if declared[m] then
+      local o = read_session(m)
+      if o and o[STATUS] == 'a' and live_until(o) > now - FORGET_MS then
+        redis.call('ZADD', lives, live_until(o), m)
+      else
+        unindex(m)
+      end
+    end
+  end
 end
 local evicted = {}
 if need > 0 then
