@@ -3,7 +3,9 @@
  * P-384 key). HS256 (only with TESSERA_HS256_SECRET): tokens issue, refresh and introspect, in every process sharing
  * the secret; the JWKS publishes no symmetric key (no `k`, no kty `oct`), only asymmetric keys still retired from
  * before the switch; the secret is never stored; RotateKeys is FAILED_PRECONDITION; a sidecar says at start that it
- * cannot verify; without a secret, or with a short one, the start fails naming TESSERA_HS256_SECRET.
+ * cannot verify; without a secret, or with a short one, the start fails naming TESSERA_HS256_SECRET. MAC'd refresh
+ * tokens (the default for asymmetric keys) and signed ones (TESSERA_REFRESH_TOKEN_MAC=false) refresh in either kind
+ * of process on one store, and a MAC'd one never introspects as an access token.
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -12,6 +14,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWK } from "j
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { KeyService, KeyState } from "../../gen/tessera/v1/key_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
+import { InactiveReason, TokenType } from "../helpers/clients.js";
 import { dumpUnder } from "../helpers/redis-dump.js";
 import { redisScope, runMain, spawnAuthority, spawnSidecar, startServer, type RedisScope, type StartedServer } from "../helpers/server.js";
 import { until } from "../helpers/wait.js";
@@ -58,6 +61,28 @@ describe("ES384", () => {
     const verified = await jwtVerify(access, createLocalJWKSet({ keys: published }), { issuer: ISSUER, audience: "api", algorithms: ["ES384"] });
     expect(verified.payload.sub).toBe("alice");
     expect((await keys.rotateKeys({ immediate: true })).key?.alg).toBe("ES384");
+  });
+});
+
+describe("refresh tokens, MAC'd or signed (TESSERA_REFRESH_TOKEN_MAC)", () => {
+  it("refresh across processes of either setting on one store; the MAC'd ones are HS256 and never access tokens", async () => {
+    const s = scope();
+    const signing = clients((await start({ ...s.env, TESSERA_REFRESH_TOKEN_MAC: "false" })).url);
+    const macing = clients((await start(s.env)).url);
+    const issued = await signing.tokens.issue({ subject: "alice", audience: ["api"] });
+    expect(decodeProtectedHeader(issued.tokens!.refreshToken)).toMatchObject({ alg: "ES256", typ: "rt+jwt" });
+    const next = await macing.tokens.refresh({ refreshToken: issued.tokens!.refreshToken });
+    const mac = next.tokens!.refreshToken;
+    expect(decodeProtectedHeader(mac)).toMatchObject({ alg: "HS256", typ: "rt+jwt", kid: decodeProtectedHeader(issued.tokens!.accessToken).kid });
+    expect(decodeProtectedHeader(next.tokens!.accessToken).alg).toBe("ES256");
+    expect(await signing.tokens.introspect({ token: mac, expectedType: TokenType.REFRESH })).toMatchObject({ active: true, subject: "alice" });
+    expect(await signing.tokens.introspect({ token: mac, expectedType: TokenType.ACCESS })).toMatchObject({ active: false, inactiveReason: InactiveReason.WRONG_TYPE });
+    const after = await signing.tokens.refresh({ refreshToken: mac });
+    expect(decodeProtectedHeader(after.tokens!.refreshToken).alg).toBe("ES256");
+    // The rotated-out MAC'd token comes back from another client: reuse, at either process.
+    const reused = await macing.tokens.refresh({ refreshToken: mac, client: { deviceId: "other", userAgent: "x", ip: "192.0.2.9", platform: "web" } }).catch((e: unknown) => ConnectError.from(e));
+    expect(reused).toMatchObject({ code: Code.Unauthenticated });
+    expect((await macing.tokens.introspect({ token: after.tokens!.accessToken })).active).toBe(false);
   });
 });
 

@@ -57,6 +57,8 @@ describe.each(CLIENT_KINDS)("through %s", (kind) => {
     expect(rh.typ).toBe("rt+jwt");
     expect(ah.kid).toEqual(expect.any(String));
     expect(rh.kid).toBe(ah.kid);
+    // The access token is signed (ES256, in the JWKS); the refresh token, read by Tessera alone, carries an HMAC.
+    expect([ah.alg, rh.alg]).toEqual(["ES256", "HS256"]);
 
     const at = decodeJwt(res.tokens.accessToken);
     expect(at).toMatchObject({

@@ -34,6 +34,7 @@ describe("config", () => {
     expect(c.server.tls).toBeUndefined();
     expect(c.store.redisUrl).toBeUndefined();
     expect(c.tokens.signingAlg).toBe("ES256");
+    expect(c.tokens.refreshTokenMac).toBe(true);
     expect(c.sessions.accessTtlMs).toBe(15 * 60_000);
     expect(c.sessions.refreshTtlMs).toBe(7 * 86_400_000);
     expect(c.sessions.refreshGraceMs).toBe(10_000);
@@ -58,11 +59,12 @@ describe("config", () => {
       TESSERA_CLOCK_SKEW: "0s",
       TESSERA_LOG_LEVEL: "warn",
       TESSERA_SIGNING_ALG: "EdDSA",
+      TESSERA_REFRESH_TOKEN_MAC: "false",
     });
     expect(c).toMatchObject({
       server: { listen: { host: "::1", port: 9090 } },
       store: { redisUrl: "redis://127.0.0.1:6380/2" },
-      tokens: { issuer: "https://auth.example", clockSkewMs: 0, signingAlg: "EdDSA" },
+      tokens: { issuer: "https://auth.example", clockSkewMs: 0, signingAlg: "EdDSA", refreshTokenMac: false },
       sessions: {
         defaultAudience: ["a", "b"],
         accessTtlMs: 300_000,
