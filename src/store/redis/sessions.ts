@@ -159,8 +159,8 @@ const LIVES_FROM = 8;
  * resort). With `P{t}:x` kept, the live ones are counted from it, and only the least recently used are read: the
  * index's order is eviction's first key (lastUsedAt), so the first live members of the index, and any that tie with
  * the last of them, are all eviction can pick (a member found gone or revoked on the way leaves the index and counts no
- * more); members that stopped being live FORGET_MS ago leave both indexes (never read: every process judges them
- * ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
+ * more); members that stopped being live FORGET_MS ago, by `x` and by the session itself, leave both indexes (every
+ * process judges them ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
  * index's members, as one written before it existed) every member is read, and `x` is made from them once there are
  * LIVES_FROM. The new session's creation order comes after every session created at the same instant (the only ones
  * it can tie with): they are the members used since then. Returns {'ok', evicted ids (first evicted first), the
