@@ -19,7 +19,6 @@ import {
   timingSafeEqual,
   verify,
   type SignKeyObjectInput,
-  type VerifyKeyObjectInput,
 } from "node:crypto";
 import type { CryptoKey } from "jose";
 
@@ -60,23 +59,14 @@ export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey | KeyObje
   return async (input) => `${input}.${(await signature(Buffer.from(input, "ascii"))).toString("base64url")}`;
 }
 
-/** RFC 7518 section 3 (and RFC 8037 for EdDSA): the algorithm's signature over the signing input. */
+/** RFC 7518 section 3: the algorithm's signature (HS256: MAC) over the signing input. */
 function signatureOf(alg: JwsAlgorithm, key: KeyObject): (input: Buffer) => Promise<Buffer> {
-  switch (alg) {
-    case "ES256":
-      return (input) => signOnPool("sha256", input, { key, dsaEncoding: "ieee-p1363" }); // r || s, 64 bytes
-    case "ES384":
-      return (input) => signOnPool("sha384", input, { key, dsaEncoding: "ieee-p1363" }); // r || s, 96 bytes
-    case "EdDSA":
-      return (input) => signOnPool(null, input, key);
-    case "RS256":
-      return (input) => signOnPool("sha256", input, key); // RSASSA-PKCS1-v1_5
-    case "PS256":
-      return (input) => signOnPool("sha256", input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
-    case "HS256":
-      if (key.type !== "secret") throw new Error("HS256 needs a secret key");
-      return async (input) => createHmac("sha256", key).update(input).digest();
+  if (alg === "HS256") {
+    const mac = hmac(key);
+    return async (input) => mac(input);
   }
+  const { hash, options } = asymmetric(alg, key);
+  return (input) => signOnPool(hash, input, options);
 }
 
 /**
@@ -90,28 +80,41 @@ export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey | KeyObje
   const key = keyObject(publicKey);
   const bits = key.asymmetricKeyDetails?.modulusLength;
   if (bits !== undefined && bits < 2048) throw new Error(`${alg} needs a key of 2048 bits or more`); // as jose requires
-  const onPool = (hash: string | null, size: number | null, options: KeyObject | VerifyKeyObjectInput): SignatureCheck =>
-    (input, signature) =>
-      size !== null && signature.length !== size ? Promise.resolve(false) : verifyOnPool(hash, Buffer.from(input, "ascii"), options, signature);
+  if (alg === "HS256") {
+    const mac = hmac(key);
+    return async (input, signature) => {
+      const expected = mac(input);
+      return signature.length === expected.length && timingSafeEqual(signature, expected);
+    };
+  }
+  const { hash, options, size } = asymmetric(alg, key);
+  return async (input, signature) =>
+    size !== null && signature.length !== size ? false : verifyOnPool(hash, Buffer.from(input, "ascii"), options, signature);
+}
+
+/**
+ * RFC 7518 section 3 (and RFC 8037 for EdDSA), for signing and checking alike: each asymmetric algorithm's hash and
+ * key options, and the exact size of its signature where the algorithm fixes one (ECDSA's r || s).
+ */
+function asymmetric(alg: SigningAlgorithm, key: KeyObject): { hash: string | null; options: KeyObject | SignKeyObjectInput; size: number | null } {
   switch (alg) {
     case "ES256":
-      return onPool("sha256", 64, { key, dsaEncoding: "ieee-p1363" });
+      return { hash: "sha256", options: { key, dsaEncoding: "ieee-p1363" }, size: 64 };
     case "ES384":
-      return onPool("sha384", 96, { key, dsaEncoding: "ieee-p1363" });
+      return { hash: "sha384", options: { key, dsaEncoding: "ieee-p1363" }, size: 96 };
     case "EdDSA":
-      return onPool(null, null, key);
+      return { hash: null, options: key, size: null };
     case "RS256":
-      return onPool("sha256", null, key);
+      return { hash: "sha256", options: key, size: null }; // RSASSA-PKCS1-v1_5
     case "PS256":
-      return onPool("sha256", null, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
-    case "HS256": {
-      if (key.type !== "secret") throw new Error("HS256 needs a secret key");
-      return async (input, signature) => {
-        const expected = createHmac("sha256", key).update(input).digest();
-        return signature.length === expected.length && timingSafeEqual(signature, expected);
-      };
-    }
+      return { hash: "sha256", options: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, size: null };
   }
+}
+
+/** HMAC-SHA256 under a secret key (HS256), computed in place. */
+function hmac(key: KeyObject): (input: Buffer | string) => Buffer {
+  if (key.type !== "secret") throw new Error("HS256 needs a secret key");
+  return (input) => createHmac("sha256", key).update(input).digest();
 }
 
 /**
@@ -126,12 +129,15 @@ export interface RefreshMac {
   check: SignatureCheck;
 }
 
+/** A MAC'd refresh token's `alg`, and the bytes of its MAC. */
+export const REFRESH_MAC_ALG = "HS256";
+export const REFRESH_MAC_BYTES = 32;
 const REFRESH_MAC_SALT = "tessera refresh-token MAC v1";
 
 export function refreshMac(kid: string, privateKey: CryptoKey | KeyObject): RefreshMac {
   const der = keyObject(privateKey).export({ format: "der", type: "pkcs8" });
-  const secret = createSecretKey(Buffer.from(hkdfSync("sha256", der, REFRESH_MAC_SALT, `kid ${kid}`, 32)));
-  return { sign: compactSigner("HS256", secret), check: signatureCheck("HS256", secret) };
+  const secret = createSecretKey(Buffer.from(hkdfSync("sha256", der, REFRESH_MAC_SALT, `kid ${kid}`, REFRESH_MAC_BYTES)));
+  return { sign: compactSigner(REFRESH_MAC_ALG, secret), check: signatureCheck(REFRESH_MAC_ALG, secret) };
 }
 
 function keyObject(key: CryptoKey | KeyObject): KeyObject {
@@ -139,7 +145,7 @@ function keyObject(key: CryptoKey | KeyObject): KeyObject {
 }
 
 /** crypto.verify's callback form, on libuv's thread pool; a key or signature it cannot use is no match. */
-function verifyOnPool(hash: string | null, input: Buffer, key: KeyObject | VerifyKeyObjectInput, signature: Buffer): Promise<boolean> {
+function verifyOnPool(hash: string | null, input: Buffer, key: KeyObject | SignKeyObjectInput, signature: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
     try {
       verify(hash, input, key, signature, (err, ok) => resolve(err === null && ok));

@@ -317,7 +317,7 @@ export class KeyRing {
         privateKey: privateKey as CryptoKey,
         publicKey: publicKey as CryptoKey,
         sign: compactSigner(k.alg, privateKey as CryptoKey),
-        ...this.refreshMacOf(k.kid, privateKey as CryptoKey),
+        refreshMac: refreshMac(k.kid, privateKey as CryptoKey),
       });
     }
     const listed = await this.store.listKeys();
@@ -541,13 +541,8 @@ export class KeyRing {
       privateKey: privateKey as CryptoKey,
       publicKey: publicKey as CryptoKey,
       sign: compactSigner(k.alg as SigningAlgorithm, privateKey as CryptoKey),
-      ...this.refreshMacOf(k.kid, privateKey as CryptoKey),
+      refreshMac: refreshMac(k.kid, privateKey as CryptoKey),
     };
-  }
-
-  /** An asymmetric key's refresh-token MAC. */
-  private refreshMacOf(kid: string, privateKey: CryptoKey): { refreshMac: RefreshMac } {
-    return { refreshMac: refreshMac(kid, privateKey) };
   }
 }
 

@@ -5,7 +5,7 @@
  * Every rejection names a reason; nothing here throws on input.
  */
 import { decodeProtectedHeader, type CryptoKey } from "jose";
-import { isJwsAlgorithm, signatureCheck, signingInput, type RefreshMac, type SignatureCheck } from "./jws.js";
+import { isJwsAlgorithm, REFRESH_MAC_ALG, REFRESH_MAC_BYTES, signatureCheck, signingInput, type RefreshMac, type SignatureCheck } from "./jws.js";
 import type { LoadedKey } from "./keys.js";
 import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
@@ -114,8 +114,6 @@ export interface PreparedToken {
 }
 
 const ALLOWED_HEADER = new Set(["alg", "kid", "typ"]);
-/** The algorithm of a MAC'd refresh token (jws.ts refreshMac). */
-const MAC_ALG = "HS256";
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const KID = /^[A-Za-z0-9_-]{1,128}$/;
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -209,7 +207,7 @@ export class TokenVerifier {
     let check: SignatureCheck | null;
     if (alg === key.alg) {
       check = checkOf(key); // what the key signs; a refresh token signed before refresh tokens were MAC'd too
-    } else if (alg === MAC_ALG && typ === TYP.refresh) {
+    } else if (alg === REFRESH_MAC_ALG && typ === TYP.refresh) {
       // A refresh token MAC'd under its key's derived secret, which only the authority holds. A sidecar cannot check
       // it, and says so without remembering it: never an access token, and no refresh token of its to check.
       if (key.refreshMac === undefined) return { typ, kid, read: { refused: "unknown_key" } };
@@ -326,10 +324,10 @@ export class TokenCodec extends TokenVerifier {
   prepare(kind: TokenKind, i: SignInput): PreparedToken {
     const key = this.signing.signingKey();
     const payload = kind === "access" ? this.accessPayload(i) : this.refreshPayload(i);
-    // A refresh token is MAC'd when so configured and its key has a refresh MAC (jws.ts refreshMac): HS256, 32 bytes.
+    // A refresh token is MAC'd when so configured and its key has a refresh MAC (jws.ts refreshMac).
     const mac = kind === "refresh" && this.opts.refreshTokenMac === true ? key.refreshMac : undefined;
-    const input = signingInput({ alg: mac ? MAC_ALG : key.alg, kid: key.kid, typ: TYP[kind] }, payload);
-    const bytes = mac ? 32 : signatureBytes(key.publicJwk);
+    const input = signingInput({ alg: mac ? REFRESH_MAC_ALG : key.alg, kid: key.kid, typ: TYP[kind] }, payload);
+    const bytes = mac ? REFRESH_MAC_BYTES : signatureBytes(key.publicJwk);
     return { length: input.length + 1 + b64Length(bytes), sign: () => (mac ?? key).sign(input) };
   }
 
