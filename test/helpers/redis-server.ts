@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { until } from "./wait.js";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -184,7 +185,7 @@ export class RedisSentinelSet {
     const ports: number[] = [];
     const set = new RedisSentinelSet(primary, replica, sentinels, ports, dir);
     try {
-      await until(async () => /master_link_status:up/.test(await redisCli(["-p", String(replica.port), "info", "replication"])), "the replica to sync");
+      await until(async () => /master_link_status:up/.test(await redisCli(["-p", String(replica.port), "info", "replication"])), 20_000, "the replica to sync", 100);
       for (let i = 0; i < 3; i++) {
         const port = await freePort();
         const conf = join(dir, `sentinel-${i}.conf`);
@@ -240,17 +241,10 @@ export async function sentinelsReady(ports: number[], master: string, cli: (port
       const info = await cli(port, "sentinel", "master", master).catch(() => "");
       const field = (name: string) => Number(new RegExp(`^${name}\\n(\\d+)$`, "m").exec(info)?.[1] ?? -1);
       return field("num-slaves") >= 1 && field("num-other-sentinels") >= ports.length - 1;
-    }, `the sentinel on ${port} to know the replica and the other sentinels`, 30_000);
+    }, 30_000, `the sentinel on ${port} to know the replica and the other sentinels`, 100);
   }
 }
 
-async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const started = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /**
  * Counts the writes that reach a client connection's socket (one per `_write` or `_writev`, each one syscall's worth)

@@ -240,7 +240,6 @@ describe("the lean path on the wire", () => {
     expect(service.grpcStatus).toBe(Code.Unimplemented);
     expect(service.grpcMessage).toBe("unknown service tessera.v9.Nothing");
   });
-
 });
 
 describe("the lean path under many streams", () => {
