@@ -4,7 +4,8 @@
  * keys, and the commands the script runs follow it as `[0 lua]` lines; every key those lines touch must be among the
  * ones its EVALSHA declared, and the declared keys must share one slot. The operations cover every script: sessions
  * opened past the limit (eviction), by two stores (two processes) on one subject, rotation, grace replay, reuse,
- * every revocation, listing, the feed, the keys, the audit trail with risk and statistics.
+ * every revocation, listing, the feed, the keys, the audit trail with risk and statistics; and all of it twice: with
+ * the index of lives (`P{t}:x`) kept from the first session on, and from the eighth (as in production, so here never).
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -42,10 +43,11 @@ function keyOf(args: string[]): string {
   return name === "XINFO" ? args[2]! : args[1]!;
 }
 
-describe("the Redis store's scripts", () => {
+describe.each([8, 1])("the Redis store's scripts, the index of lives kept from session %i on", (livesFrom) => {
   it("declare every key they touch, all in one slot", async () => {
-    const prefix = "declared:";
-    const stores = [0, 1].map(() => new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 2000 }), { prefix }));
+    lines.length = 0;
+    const prefix = `declared-${livesFrom}:`;
+    const stores = [0, 1].map(() => new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 2000 }), { prefix, livesFrom }));
     await Promise.all(stores.map((s) => s.ping()));
     const a = await makeAuthority({ maxSessions: 2 }, { store: stores[0]! });
     const b = await makeAuthority({ maxSessions: 2 }, { store: stores[1]!, clock: a.clock });
@@ -96,5 +98,8 @@ describe("the Redis store's scripts", () => {
     // The walk over another process's sessions was exercised: some script met members it had not declared, and ran
     // again declaring more of them.
     expect(scripts.some((s) => s.declared.filter((k) => k.includes("}:s:")).length > 1)).toBe(true);
+    // Which way sessions were opened: counting the live ones in `x` (ZCOUNT) only where it is kept.
+    const counted = lines.some((l) => l.lua && l.args[0]!.toUpperCase() === "ZCOUNT");
+    expect(counted).toBe(livesFrom === 1);
   });
 });

@@ -51,10 +51,10 @@ type SessionTuple = [
 type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPair];
 
 /**
- * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`, KEYS[2] = its lives `P{t}:x` (when it is
- * kept, it holds the index's members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
- * domain/sessions.ts liveUntil / isLive, and the helpers every script shares. Every key a script touches is declared
- * in KEYS, all in the subject's slot: the session it names (and its grace key) after the two indexes, then, for the
+ * Common head of the scripts: KEYS[1] = the subject's index `P{t}:idx`, KEYS[2] = its lives `P{t}:x` (when it is kept,
+ * it holds the index's members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
+ * domain/sessions.ts liveUntil / isLive, and the helpers every script shares. Every key a script touches is declared in
+ * KEYS, all in the subject's slot: the session it names (and its grace key) after the two indexes, then, for the
  * scripts that read other members, the `s:` keys of the members it was told of (RedisSessionStore.overMembers); such a
  * script first checks that every member it will read is declared and otherwise returns {'undeclared', members}
  * untouched, for the caller to run it again with those. A member such a script revokes keeps its `g:` key until it
@@ -153,18 +153,18 @@ const LIVES_FROM = 8;
 /**
  * CREATE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, the new session's `P{t}:s:<sid>` and `P{t}:g:<sid>`, then `s:` of the
  * index members the caller knows of (read, and written when evicted). ARGV: base, now, maxSessions, retentionMs, sid,
- * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject, livesFrom (LIVES_FROM).
- * Guarantees: atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions:
- * the excess is tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last
- * resort). With `P{t}:x` kept, the live ones are counted from it, and only the least recently used are read: the
- * index's order is eviction's first key (lastUsedAt), so the first live members of the index, and any that tie with
- * the last of them, are all eviction can pick (a member found gone or revoked on the way leaves the index and counts no
- * more); members that stopped being live FORGET_MS ago, by `x` and by the session itself, leave both indexes (every
- * process judges them ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
+ * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject, livesFrom (LIVES_FROM). Guarantees:
+ * atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions: the excess is
+ * tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last resort). With `P{t}:x`
+ * kept, the live ones are counted from it, and only the least recently used are read: the index's order is eviction's
+ * first key (lastUsedAt), so the first live members of the index, and any that tie with the last of them, are all
+ * eviction can pick (a member found gone or revoked on the way leaves the index and counts no more); members that
+ * stopped being live FORGET_MS ago, by `x` and by the session itself, leave both indexes (every process judges them
+ * ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
  * index's members, as one written before it existed) every member is read, and `x` is made from them once there are
- * LIVES_FROM. The new session's creation order comes after every session created at the same instant (the only ones
- * it can tie with): they are the members used since then. Returns {'ok', evicted ids (first evicted first), the
- * index's members after}, or {'undeclared', members}.
+ * LIVES_FROM. The new session's creation order comes after every session created at the same instant (the only ones it
+ * can tie with): they are the members used since then. Returns {'ok', evicted ids (first evicted first), the index's
+ * members after}, or {'undeclared', members}.
  */
 const CREATE_SESSION = `${SESSION_PRELUDE}
 local FORGET_MS, LIVES_FROM = ${FORGET_MS}, tonumber(ARGV[13])
@@ -286,13 +286,13 @@ return { 'ok', evicted, members }
 `;
 
 /**
- * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step.
- * KEYS: `P{t}:idx`, `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs, idleTtlMs, retentionMs, grace entry JSON
- * (GraceTuple).
- * Guarantees: of concurrent refreshes of one token exactly one rotates; the others replay its pair (same client,
- * inside the grace window) or find reuse, which tombstones the session. Nothing changes for an ended session.
- * Returns {'ended', why} | {'reused'} | {'rotated', session} | {'replayed', session, grace entry}. (The caller appends
- * to the feed for 'reused', and again for {'ended', 'revoked'}.)
+ * ROTATE: the Lua twin of domain/sessions.ts judgeRotation, graceReplays and rotated, step for step. KEYS: `P{t}:idx`,
+ * `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, presentedJti, nextJti, fingerprint, graceMs,
+ * idleTtlMs, retentionMs, grace entry JSON (GraceTuple). Guarantees: of concurrent refreshes of one token exactly one
+ * rotates; the others replay its pair (same client, inside the grace window) or find reuse, which tombstones the
+ * session. Nothing changes for an ended session. Returns {'ended', why} | {'reused'} | {'rotated', session} |
+ * {'replayed', session, grace entry}. (The caller appends to the feed for 'reused', and again for {'ended',
+ * 'revoked'}.)
  */
 const ROTATE = `${SESSION_PRELUDE}
 local sid, presented, fp = ARGV[3], ARGV[4], ARGV[6]
@@ -325,10 +325,9 @@ return { 'reused' }
 `;
 
 /**
- * REVOKE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, retentionMs, subject ('' for
- * any).
- * Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns {subject, 1} if this
- * call revoked it, {subject, 0} if it was revoked already (its tombstone still kept), else 0.
+ * REVOKE_SESSION. KEYS: `P{t}:idx`, `P{t}:x`, `P{t}:s:<sid>`, `P{t}:g:<sid>`. ARGV: base, now, sid, retentionMs,
+ * subject ('' for any). Guarantees: atomically, a live session (of that subject) is tombstoned, and only once. Returns
+ * {subject, 1} if this call revoked it, {subject, 0} if it was revoked already (its tombstone still kept), else 0.
  */
 const REVOKE_SESSION = `${SESSION_PRELUDE}
 local s = read_session(ARGV[3])
