@@ -277,10 +277,14 @@ describe("scripts", () => {
       const tied = [session(subject, T0), session(subject, T0), session(subject, T0)];
       for (const s of tied) await ownStore.createSession(s, opts(T0));
       await open(subject, 17, T0 + 1);
+      let before = await reads();
       const { evicted } = await ownStore.createSession(session(subject, T0 + 50), opts(T0 + 50));
       expect(evicted).toEqual([tied[0]!.id]);
+      expect((await reads()) - before).toBe(3); // the three of the least recent instant, none of the other seventeen
+      before = await reads();
       const again = await ownStore.createSession(session(subject, T0 + 51), opts(T0 + 51));
       expect(again.evicted).toEqual([tied[1]!.id]);
+      expect((await reads()) - before).toBe(2);
     });
 
     it("makes its index of lives again from the sessions when it is missing (a store written before it)", async () => {
