@@ -191,7 +191,8 @@ export class TokenVerifier {
     // Base64url's last character can carry unused bits: the same signature has several spellings. Only the
     // canonical one is accepted, so one signed token has exactly one string form.
     const signature = token.slice(token.lastIndexOf(".") + 1);
-    if (Buffer.from(signature, "base64url").toString("base64url") !== signature) return { reason: "malformed" };
+    const decoded = Buffer.from(signature, "base64url");
+    if (decoded.toString("base64url") !== signature) return { reason: "malformed" };
     let header: Record<string, unknown>;
     try {
       header = decodeProtectedHeader(token) as Record<string, unknown>;
@@ -217,7 +218,7 @@ export class TokenVerifier {
     }
     if (check === null) return { reason: "malformed" };
     const input = token.slice(0, token.length - signature.length - 1);
-    if (!(await check(input, Buffer.from(signature, "base64url")))) return { reason: "bad_signature" };
+    if (!(await check(input, decoded))) return { reason: "bad_signature" };
     let payload: unknown;
     try {
       payload = JSON.parse(decoder.decode(Buffer.from(input.slice(input.indexOf(".") + 1), "base64url")));
