@@ -140,6 +140,8 @@ export class KeyRing {
   private readonly withdrawn = new Set<string>();
   private readonly hmacKid: string | undefined;
   private currentMemo: { key: LoadedKey | undefined; from: number; until: number } | undefined;
+  /** The signing key being made after the store lost the key set (signingKey). */
+  private restoring: Promise<void> | undefined;
   private lastReload = 0;
   private reloading: Promise<void> | undefined;
 
@@ -175,10 +177,7 @@ export class KeyRing {
     if (hmac && this.current() === undefined && this.listed.some((k) => k.kid === this.hmacKid && k.revokedAt !== undefined)) {
       throw new Error(`${hmac.source}: its key ${this.hmacKid} was revoked (KeyService.RevokeKey): set a new secret`);
     }
-    for (let attempt = 0; attempt < 5 && this.current() === undefined; attempt++) {
-      const { keys } = await this.store.addKey(await this.fresh(this.clock.now()), { expectNewest: this.newestKid() });
-      await this.load(keys); // added, or another process won: either way the store's set is loaded
-    }
+    await this.ensureSigning();
     if (this.current() === undefined && hmac) {
       // Back to a secret whose key another HS256 key followed: its record cannot start again.
       throw new Error(`${hmac.source}: its key ${this.hmacKid} was followed by another HS256 key: set a new secret`);
@@ -186,14 +185,33 @@ export class KeyRing {
     if (this.current() === undefined) throw new Error("no signing key could be made");
   }
 
-  /** The key new tokens are signed with now; FAILED_PRECONDITION when none can sign (a file's or a secret's key revoked). */
+  /**
+   * Adds a signing key while none in the store can sign (at start, and after the store lost its key set): of several
+   * processes at once, one adds it and the others load it.
+   */
+  private async ensureSigning(): Promise<void> {
+    for (let attempt = 0; attempt < 5 && this.current() === undefined; attempt++) {
+      const { keys } = await this.store.addKey(await this.fresh(this.clock.now()), { expectNewest: this.newestKid() });
+      await this.load(keys); // added, or another process won: either way the store's set is loaded
+    }
+  }
+
+  /**
+   * The key new tokens are signed with now; FAILED_PRECONDITION when none can sign (a file's or a secret's key
+   * revoked). A ring of stored keys whose store lost them (a Redis restarted without persistence: its sessions and
+   * revocations went with them, and the tokens those keys signed no longer verify) answers UNAVAILABLE while it makes a
+   * new key, which the next call signs with.
+   */
   signingKey(): LoadedKey {
     const current = this.current();
     if (current) return current;
     const { provided, hmac } = this.options;
     if (provided) throw new TesseraError("failed_precondition", `no key of ${provided.source} can sign now: put a new key in the file and send SIGHUP`);
     if (hmac) throw new TesseraError("failed_precondition", `the key of ${hmac.source} is revoked: set a new secret and restart`);
-    throw new Error("key ring not initialised");
+    this.restoring ??= this.ensureSigning()
+      .catch(() => {}) // the store is down: the next call tries again
+      .finally(() => (this.restoring = undefined));
+    throw new TesseraError("unavailable", "no signing key in the store (a Redis that restarted empty?): a new key is being made; retry");
   }
 
   /** The key with this kid (revoked ones included: `isRevoked` tells), reloading the set (rate-limited) if unknown. */
@@ -257,6 +275,7 @@ export class KeyRing {
     await this.reload();
     const now = this.clock.now();
     const current = this.current(now);
+    if (!current) await this.ensureSigning(); // the store lost its keys
     if (!current || this.inState("next", now).length > 0) return undefined;
     const switchAt = Math.max(current.activateAt + rotationPeriodMs, now + prepublishMs);
     if (now < switchAt - prepublishMs) return undefined;

@@ -130,3 +130,52 @@ describe("Redis outage", () => {
     expect(await statusOf(client, next.tokens.accessToken)).toBe("ACTIVE");
   });
 });
+
+describe("Redis that comes back empty (no persistence)", () => {
+  let empty: RedisServer;
+  let app: StartedServer | undefined;
+  let client: TesseraClient | undefined;
+
+  beforeAll(async () => {
+    empty = await RedisServer.start();
+    app = await startServer({ TESSERA_REDIS_URL: empty.url, TESSERA_REDIS_PREFIX: "tessera-empty:", TESSERA_STORE_TIMEOUT: "300ms" });
+    client = tesseraClient("connect-grpc", app.url);
+  });
+  afterAll(async () => {
+    client?.close();
+    await app?.close();
+    await empty?.stop();
+  });
+
+  it("makes a new signing key without a restart: the tokens from before are inactive, new ones active", async () => {
+    const before = await client!.issue({ subject: "empty-user", client: PHONE });
+    const kidOf = (token: string) => (JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as { kid: string }).kid;
+    const oldKid = kidOf(before.tokens.accessToken);
+
+    await empty.kill();
+    await empty.start(); // the same port, nothing kept: keys, sessions, revocations and the feed are gone
+
+    // Every answer meanwhile is a token pair or UNAVAILABLE, never another failure; then a pair under a new key.
+    const deadline = Date.now() + 20_000;
+    let after: Issued | undefined;
+    while (after === undefined) {
+      try {
+        const issued = await client!.issue({ subject: "empty-user", client: PHONE });
+        if (kidOf(issued.tokens.accessToken) !== oldKid) after = issued;
+      } catch (err) {
+        expect(ConnectError.from(err).code).toBe(Code.Unavailable);
+      }
+      if (after === undefined) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    expect(app!.app.keys.publicKeys().map((k) => k.kid)).toEqual([kidOf(after.tokens.accessToken)]);
+    expect(await statusOf(client!, after.tokens.accessToken)).toBe("ACTIVE");
+    // The lost key is gone from the ring: what it signed no longer verifies.
+    expect(await statusOf(client!, before.tokens.accessToken)).toBe("UNKNOWN_KEY");
+    expect(await codeOf(client!.refresh(before.tokens.refreshToken, PHONE))).toBe(Code.Unauthenticated);
+    const next = await client!.refresh(after.tokens.refreshToken, PHONE);
+    expect(await statusOf(client!, next.tokens.accessToken)).toBe("ACTIVE");
+  });
+});
