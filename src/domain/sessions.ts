@@ -38,31 +38,31 @@ export function tokenSession(row: Pick<SessionRow, "status" | "record"> | null |
   return { status: row.status, idleExpiresAt, expiresAt, currentJti };
 }
 
-/** A session as a store holds it: its record, its status, and its creation order among its subject's sessions. */
+/** A session as a store holds it: its record and its status. */
 export interface SessionRow {
   status: SessionStatus;
   record: SessionRecord;
-  /**
-   * Creation order among the subject's sessions opened at the same instant (the memory store numbers all it opens;
-   * the Redis store those of one instant): the last tie-breaker of both orders below, after the instant.
-   */
-  order: number;
 }
 
 /**
- * Eviction order: least recently used first; ties: created earlier first, then opened earlier.
- * Lua twin: the `table.sort` in CREATE_SESSION (src/store/redis/sessions.ts).
+ * Eviction order: least recently used first; sessions last used in the same millisecond by id. That is the order of
+ * the Redis store's index (a sorted set: by score, its last use, then by member, the id, byte for byte), so the Redis
+ * store finds what to evict without reading the sessions it passes over; a burst of one subject's logins in one
+ * millisecond used to make it read and compare every one of them. Lua twin: the paging in CREATE_SESSION
+ * (src/store/redis/sessions.ts).
  */
 export function evictionOrder(a: SessionRow, b: SessionRow): number {
-  return a.record.lastUsedAt - b.record.lastUsedAt || a.record.createdAt - b.record.createdAt || a.order - b.order;
+  return a.record.lastUsedAt - b.record.lastUsedAt || byId(a, b);
 }
 
-/**
- * Listing order: most recently used first; ties in the order the sessions were opened (the instant, then the order
- * among those opened at the same instant: all a session's `order` has to tell, in the Redis store).
- */
+/** Listing order: most recently used first; ties: opened earlier first, then by id. */
 export function listingOrder(a: SessionRow, b: SessionRow): number {
-  return b.record.lastUsedAt - a.record.lastUsedAt || a.record.createdAt - b.record.createdAt || a.order - b.order;
+  return b.record.lastUsedAt - a.record.lastUsedAt || a.record.createdAt - b.record.createdAt || byId(a, b);
+}
+
+/** Session ids (base64url, ASCII) compared as Redis compares members: byte for byte. */
+function byId(a: SessionRow, b: SessionRow): number {
+  return a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0;
 }
 
 /** How many of `live` sessions must go so that one more fits within `maxSessions` (0 or more). */

@@ -119,6 +119,15 @@ for (const { name, make } of BACKENDS) {
         expect(await feed()).toEqual([sessionEvent(s1!, T0 + 3)]);
       });
 
+      it("of sessions last used in the same millisecond, the smallest id goes first; listing ties by opening, then id", async () => {
+        const tied = await openMany([T0, T0, T0, T0], "alice", 4);
+        const older = sessionAt(T0 - 10, { lastUsedAt: T0 }); // opened earlier, last used at the same instant
+        const byId = [...tied.map((s) => s!.id)].sort();
+        expect(await open(older, 5)).toEqual([]);
+        expect(await liveIds("alice", T0)).toEqual([older.id, ...byId]);
+        expect(await open(sessionAt(T0 + 1), 5)).toEqual([[...byId, older.id].sort()[0]]);
+      });
+
       it("rotating a session makes it the most recently used, which changes who is evicted next", async () => {
         const [s1, s2, s3] = await openMany([T0, T0 + 1, T0 + 2], "alice", 3);
         await rotated(s1!, T0 + 10);

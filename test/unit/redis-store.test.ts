@@ -271,20 +271,25 @@ describe("scripts", () => {
       expect(await ownRedis.zcard(lives(subject))).toBe(20);
     });
 
-    it("breaks a tie on last use by creation, as the memory store does, reading only the tied ones", async () => {
+    it("breaks a tie on last use by id, as the memory store does, reading only the session it evicts", async () => {
       const subject = `tied-${randomUUID()}`;
-      // Three sessions of one instant, then seventeen later: the first of the three is the one to go.
-      const tied = [session(subject, T0), session(subject, T0), session(subject, T0)];
-      for (const s of tied) await ownStore.createSession(s, opts(T0));
-      await open(subject, 17, T0 + 1);
+      // Twenty sessions of one instant (a burst of logins): the one with the smallest id goes first, then the next.
+      const tied: SessionRecord[] = [];
+      for (let i = 0; i < 20; i++) {
+        const s = session(subject, T0);
+        await ownStore.createSession(s, opts(T0));
+        tied.push(s);
+      }
+      const byId = tied.map((s) => s.id).sort();
       let before = await reads();
-      const { evicted } = await ownStore.createSession(session(subject, T0 + 50), opts(T0 + 50));
-      expect(evicted).toEqual([tied[0]!.id]);
-      expect((await reads()) - before).toBe(3); // the three of the least recent instant, none of the other seventeen
+      const another = session(subject, T0); // of the same instant too
+      const { evicted } = await ownStore.createSession(another, opts(T0));
+      expect(evicted).toEqual([byId[0]]);
+      expect((await reads()) - before).toBe(1); // the old script read all twenty to compare their creation
       before = await reads();
-      const again = await ownStore.createSession(session(subject, T0 + 51), opts(T0 + 51));
-      expect(again.evicted).toEqual([tied[1]!.id]);
-      expect((await reads()) - before).toBe(2);
+      const again = await ownStore.createSession(session(subject, T0 + 1), opts(T0 + 1));
+      expect(again.evicted).toEqual([[...byId.slice(1), another.id].sort()[0]]);
+      expect((await reads()) - before).toBe(1);
     });
 
     it("makes its index of lives again from the sessions when it is missing (a store written before it)", async () => {

@@ -51,7 +51,6 @@ export class MemorySessionStore implements SessionStore {
   private bySubject = new Map<string, Set<string>>();
   /** `<subject tag>\0<jti>` -> when it is forgotten, on the store's clock (the token's expiry). */
   private revokedJti = new Map<string, number>();
-  private opened = 0;
 
   constructor(
     private readonly lifetimes: Lifetimes,
@@ -74,7 +73,7 @@ export class MemorySessionStore implements SessionStore {
       evicted.push(entry.record.id);
     }
     const expiry = this.lifetimes.expiry(liveUntil(session), opts.now);
-    this.sessions.set(session.id, { record: { ...session }, status: "active", order: ++this.opened, expiry });
+    this.sessions.set(session.id, { record: { ...session }, status: "active", expiry });
     let ids = this.bySubject.get(session.subject);
     if (!ids) this.bySubject.set(session.subject, (ids = new Set()));
     ids.add(session.id);
@@ -154,8 +153,8 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
-    // In the Redis index's order (least recently used first, then by id), so both stores list them alike.
-    const live = this.liveSessions(q.subject, q.now).sort(indexOrder);
+    // In the Redis index's order (evictionOrder: least recently used first, then by id), so both stores list them alike.
+    const live = this.liveSessions(q.subject, q.now).sort(evictionOrder);
     for (const entry of live) this.markRevoked(entry, q.now, q.retentionMs);
     const ended = live.map((e) => e.record.id);
     this.append("subject", q.subject, "", ended, q.now, q.now + q.retentionMs, q.reason); // one entry for all of them
@@ -252,12 +251,6 @@ export class MemorySessionStore implements SessionStore {
 
 /** The reason of the entry appended again when a refresh presents a token of a revoked session (Redis: the same). */
 const REVOKED_PRESENTED = "revoked session presented";
-
-/** The order of the Redis index (a zset scored by lastUsedAt): least recently used first, then by id. */
-function indexOrder(a: SessionEntry, b: SessionEntry): number {
-  const [x, y] = [a.record, b.record];
-  return x.lastUsedAt - y.lastUsedAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
-}
 
 /** Revoked token ids are the subject's, found by its tag (ids.subjectTag), as Redis keys them (`P{t}:j:<jti>`). */
 function jtiKey(tag: string, jti: string): string {

@@ -39,7 +39,7 @@ type SessionTuple = [
   lastUsedAt: number,
   idleExpiresAt: number,
   expiresAt: number,
-  /** Creation order among the subject's sessions opened at the same instant (domain SessionRow.order). */
+  /** 1. Versions before 2026-12-01 broke eviction ties by creation order, kept here; they still read it. */
   order: number,
   currentJti: string,
   /** So that a session is found, and answered for, from its id alone (the id carries the subject's tag). */
@@ -155,16 +155,14 @@ const LIVES_FROM = 8;
  * index members the caller knows of (read, and written when evicted). ARGV: base, now, maxSessions, retentionMs, sid,
  * createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON, subject, livesFrom (LIVES_FROM). Guarantees:
  * atomically, the session is stored and indexed, and the subject keeps at most maxSessions live sessions: the excess is
- * tombstoned in eviction order (twin of domain/sessions.ts evictionOrder, plus the id as a last resort). With `P{t}:x`
- * kept, the live ones are counted from it, and only the least recently used are read: the index's order is eviction's
- * first key (lastUsedAt), so the first live members of the index, and any that tie with the last of them, are all
- * eviction can pick (a member found gone or revoked on the way leaves the index and counts no more); members that
- * stopped being live FORGET_MS ago, by `x` and by the session itself, leave both indexes (every process judges them
- * ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an `x` that does not hold the
- * index's members, as one written before it existed) every member is read, and `x` is made from them once there are
- * LIVES_FROM. The new session's creation order comes after every session created at the same instant (the only ones it
- * can tie with): they are the members used since then. Returns {'ok', evicted ids (first evicted first), the index's
- * members after}, or {'undeclared', members}.
+ * tombstoned in eviction order, which is the index's own order (twin of domain/sessions.ts evictionOrder: last use,
+ * then id), so the first live members of the index are the ones to go (a member found gone or revoked on the way
+ * leaves the index and counts no more). With `P{t}:x` kept, the live ones are counted from it, and only the members
+ * evicted are read; members that stopped being live FORGET_MS ago, by `x` and by the session itself, leave both indexes
+ * (every process judges them ended, clocks apart by less than that). Without it (fewer than LIVES_FROM sessions, or an
+ * `x` that does not hold the index's members, as one written before it existed) every member is read, and `x` is made
+ * from them once there are LIVES_FROM. Returns {'ok', evicted ids (first evicted first), the index's members after},
+ * or {'undeclared', members}.
  */
 const CREATE_SESSION = `${SESSION_PRELUDE}
 local FORGET_MS, LIVES_FROM = ${FORGET_MS}, tonumber(ARGV[13])
@@ -172,6 +170,7 @@ local max, retention, sid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local declared = declared_set(5)
 local s = {}
 s[STATUS], s[CREATED_AT], s[LAST_USED_AT] = 'a', tonumber(ARGV[6]), tonumber(ARGV[7])
+-- ORDER is always 1 now: versions before 2026-12-01 broke eviction ties by it, and still read it.
 s[IDLE_EXPIRES_AT], s[EXPIRES_AT], s[ORDER] = tonumber(ARGV[8]), tonumber(ARGV[9]), 1
 s[CURRENT_JTI], s[SUBJECT], s[CLIENT] = ARGV[10], ARGV[12], cjson.decode(ARGV[11])
 -- Read-only until every member to read is known to be declared.
@@ -208,36 +207,26 @@ else
   untils[sid] = live_until(s)
   until_of = function(m) return untils[m] end
 end
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', idx, s[CREATED_AT], '+inf')) do
-  local o = read(m)
-  if o and o[CREATED_AT] == s[CREATED_AT] and o[ORDER] >= s[ORDER] then s[ORDER] = o[ORDER] + 1 end
-end
 local need = live + 1 - max
-local candidates, boundary, from, size = {}, nil, 0, need + 1
-while need > 0 do
-  local page = redis.call('ZRANGE', idx, from, from + size - 1, 'WITHSCORES')
+-- The first \`need\` live members in the index's order, paged (at most 256 a page).
+local candidates, from, size = {}, 0, math.min(need + 1, 256)
+while #candidates < need do
+  local page = redis.call('ZRANGE', idx, from, from + size - 1)
   if #page == 0 then break end
-  from, size = from + size, size * 2
-  local done = false
-  for i = 1, #page, 2 do
-    local m, used = page[i], tonumber(page[i + 1])
-    if boundary ~= nil and #candidates >= need and used ~= boundary then
-      done = true
-      break
-    end
+  from, size = from + size, math.min(size * 2, 256)
+  for _, m in ipairs(page) do
+    if #candidates >= need then break end
     local until_ = until_of(m)
     if until_ ~= nil and until_ > now then
       local o = read(m)
       if o and o[STATUS] == 'a' then
         candidates[#candidates + 1] = { id = m, s = o }
-        boundary = used
       elseif declared[m] then
         gone[#gone + 1] = m
         need = need - 1
       end
     end
   end
-  if done then break end
 end
 if #undeclared > 0 then return { 'undeclared', undeclared } end
 for _, m in ipairs(gone) do unindex(m) end
@@ -256,19 +245,9 @@ if kept and held > live then
   end
 end
 local evicted = {}
-if need > 0 then
-  -- Twin of domain/sessions.ts evictionOrder.
-  table.sort(candidates, function(a, b)
-    local x, y = a.s, b.s
-    if x[LAST_USED_AT] ~= y[LAST_USED_AT] then return x[LAST_USED_AT] < y[LAST_USED_AT] end
-    if x[CREATED_AT] ~= y[CREATED_AT] then return x[CREATED_AT] < y[CREATED_AT] end
-    if x[ORDER] ~= y[ORDER] then return x[ORDER] < y[ORDER] end
-    return a.id < b.id
-  end)
-  for i = 1, math.min(need, #candidates) do
-    tombstone(candidates[i].id, candidates[i].s, retention, nil)
-    evicted[#evicted + 1] = candidates[i].id
-  end
+for i = 1, math.min(need, #candidates) do
+  tombstone(candidates[i].id, candidates[i].s, retention, nil)
+  evicted[#evicted + 1] = candidates[i].id
 end
 redis.call('DEL', base .. 'g:' .. sid)
 save(sid, s, live_until(s))
@@ -594,12 +573,11 @@ function sessionEntry(subject: string, target: string, now: number, retentionMs:
 /** A session from its stored JSON (see SessionTuple); null if there is none. */
 function parseSession(id: string, raw: Cell): SessionRow | null {
   if (raw === null) return null;
-  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, order, currentJti, subject, cl] = JSON.parse(raw) as SessionTuple;
+  const [st, createdAt, lastUsedAt, idleExpiresAt, expiresAt, , currentJti, subject, cl] = JSON.parse(raw) as SessionTuple;
   const [deviceId, userAgent, ip, platform] = cl ?? ["", "", "", ""];
   const client: ClientInfo = { deviceId, userAgent, ip, platform };
   return {
     status: st === "a" ? "active" : "revoked",
-    order,
     record: { id, subject, client, createdAt, lastUsedAt, idleExpiresAt, expiresAt, currentJti },
   };
 }
