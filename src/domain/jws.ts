@@ -6,8 +6,8 @@
  * the main thread (the signing runs on libuv's thread pool, off the event loop that serves Introspect). Verifying a
  * refresh token with jose cost about 75 µs of the main thread. Issue signs two tokens, Refresh verifies one and signs
  * two more. A signature that costs about what the hop to the pool does (ES256 19 µs, EdDSA 23 µs, against ES384's
- * 540 and RSA's 230) is made in place: see `asymmetric`. test/unit/jws.test.ts holds both directions to jose: what this signs, jose verifies; what jose signs, this
- * verifies, and refuses what jose refuses.
+ * 540 and RSA's 230) is made in place: see `asymmetric`. test/unit/jws.test.ts holds both directions to jose: what
+ * this signs, jose verifies; what jose signs, this verifies, and refuses what jose refuses.
  * HS256 (an HMAC with a shared secret, only when configured so) is computed in place: it costs less than a hop.
  */
 import {

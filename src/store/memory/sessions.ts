@@ -153,7 +153,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
-    // In the Redis index's order (evictionOrder: least recently used first, then by id), so both stores list them alike.
+    // In the Redis index's order (evictionOrder: least recently used first, then by id): both stores list them alike.
     const live = this.liveSessions(q.subject, q.now).sort(evictionOrder);
     for (const entry of live) this.markRevoked(entry, q.now, q.retentionMs);
     const ended = live.map((e) => e.record.id);

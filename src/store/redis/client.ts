@@ -117,11 +117,11 @@ export function createRedisClient(conn: RedisConnection, opts: { commandTimeoutM
  * (three interleaved pairs, h2load -c8 -m8): 25 % more calls per second, 21 % less CPU per call; at 3 000/s, 10 % less
  * CPU per call and 34 % less promoted to the old generation. A pipeline (RedisContext.batch) writes its own single
  * buffer through the same socket, so order is kept.
- * A turn's writes go out early once WRITE_AT bytes wait, and the rest of the turn's are gathered again: Redis then works
- * on the first of a turn's scripts while the event loop makes the others, where it used to wait for the whole turn and
- * the event loop then for all of Redis's answers (the two took turns, one core between them). Issue for one subject
- * (h2load, 64 in flight; each call a 5 KB script), three pairs: 3 741-3 957 against 3 283-3 417 calls/s, and with
- * ES256 signed in place (jws.ts) 4 435-4 700. Introspect's turns (a few hundred bytes a call) stay one write.
+ * A turn's writes go out early once WRITE_AT bytes wait, and the rest of the turn's are gathered again: Redis then
+ * works on the first of a turn's scripts while the event loop makes the others, where it used to wait for the whole
+ * turn and the event loop then for all of Redis's answers (the two took turns, one core between them). Issue for one
+ * subject (h2load, 64 in flight; each call a 5 KB script), three pairs: 3 741-3 957 against 3 283-3 417 calls/s, and
+ * with ES256 signed in place (jws.ts) 4 435-4 700. Introspect's turns (a few hundred bytes a call) stay one write.
  */
 function writesPerTick(redis: Redis): void {
   const send = redis.sendCommand;
