@@ -225,6 +225,22 @@ function statsContract(storeOf: () => Stated): void {
     expect(s.live).toEqual({ sessions: 1, byPlatform: { ios: 1 }, subjects: 1 });
   });
 
+  it("applies a long batch in order and sweeps only after all of it (Redis: in parts of 64 ops)", async () => {
+    // A session opened at T0 (idle 1 min); then a late batch, flushed at +2 min (after its idle expiry): a hundred
+    // counted events, then its revocation at +30 s. Ended by the revocation (30 s), not swept at its expiry (60 s).
+    const a = issued(T0, "alice", "ios", MIN, DAY);
+    await storeOf().appendAudit([a], bounds(T0));
+    const between = Array.from({ length: 100 }, (_, i) => ev("token_revoked", T0 + 1000 + i));
+    await storeOf().appendAudit(
+      [...between, ev("session_revoked", T0 + 30_000, { sessionId: a.sessionId, detail: { sessions: "1" } })],
+      bounds(T0 + 2 * MIN),
+    );
+    const s = await read(T0, T0, T0 + 2 * MIN);
+    expect(s.hours[0]!.counts).toMatchObject({ logins: 1, token_revocations: 100 });
+    expect(s.hours[0]!.durations).toMatchObject({ count: 1, sumMs: 30_000, maxMs: 30_000 });
+    expect(s.live).toEqual({ sessions: 0, byPlatform: {}, subjects: 0 });
+  });
+
   it("sweeps more expired sessions than one batch", async () => {
     const many = Array.from({ length: 1500 }, (_, i) => issued(T0 + i, `u${i % 7}`, i % 2 ? "ios" : "web", MIN, DAY));
     await storeOf().appendAudit(many, bounds(T0 + 1500));

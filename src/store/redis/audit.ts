@@ -176,7 +176,7 @@ export class RedisAuditStore implements AuditStore {
     const signals = riskSignalsBySubject(events);
     return this.ctx.guard(async () => {
       // One batch: the stream append (its own key), one script per signalled subject (that subject's slot) and the
-      // statistics script (the {stats} slot): one pipeline on one Redis, one write per node on a Cluster.
+      // statistics scripts (the {stats} slot): one pipeline on one Redis, one write per node on a Cluster.
       const batch = this.ctx.batch();
       const values = events.flatMap((e) => [
         e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
