@@ -386,7 +386,8 @@ export class RedisStatsStore implements StatsStore {
       }
     });
     // In parts of OPS_PER_SCRIPT, in order, the sweep with the last (as the memory store sweeps after all the ops):
-    // one script holds Redis for all of its ops, and every other client's commands wait.
+    // one script holds Redis for all of its ops, and every other client's commands wait; between scripts they need not
+    // (Redis reads a client's pipeline 16 KiB at a time and serves the others between reads).
     for (let from = 0; from < wire.length; from += OPS_PER_SCRIPT) {
       const sweep = from + OPS_PER_SCRIPT >= wire.length ? STATS_SWEEP_BATCH : 0;
       const part = JSON.stringify(wire.slice(from, from + OPS_PER_SCRIPT));
