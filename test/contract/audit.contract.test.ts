@@ -92,6 +92,26 @@ function auditContract(storeOf: () => Audited): void {
       expect(new Set(ids).size).toBe(ids.length);
     });
 
+    it("appends a long batch in order with growing ids, and returns its subjects' risk (Redis: in parts of 128)", async () => {
+      // 300 events: 290 of bob's, then alice's ten, one a millisecond, some late (a millisecond before the one ahead).
+      const events = Array.from({ length: 300 }, (_, i) =>
+        event(T0 + i - (i % 7 === 6 ? 2 : 0), { subject: i < 290 ? "bob" : "alice", requestId: `r${i}`, ip: `192.0.2.${i % 5}`, deviceId: "d" }),
+      );
+      const result = await storeOf().appendAudit(events, bounds(T0 + 300));
+      const listed = await everything();
+      expect(listed.map((e) => e.requestId)).toEqual(events.map((e) => e.requestId).reverse());
+      const ids = listed.map((e) => e.id).reverse();
+      expect(ids).toEqual([...ids].sort(byId));
+      expect(new Set(ids).size).toBe(300);
+      const signalsOf = (subject: string) =>
+        events.filter((e) => e.subject === subject).map(riskSignal).filter((x): x is RiskSignal => x !== null);
+      const riskOf = (subject: string) => mergeRisk(null, signalsOf(subject), T0 + 300, WINDOW);
+      expect([...result].sort((x, y) => x.subject.localeCompare(y.subject))).toEqual([
+        { subject: "alice", risk: riskOf("alice") },
+        { subject: "bob", risk: riskOf("bob") },
+      ]);
+    });
+
     it("gives a late event (older than the newest stored) a greater id all the same", async () => {
       await storeOf().appendAudit([event(T0 + 10, { requestId: "first" })], bounds(T0 + 10));
       await storeOf().appendAudit([event(T0 + 5, { requestId: "late" })], bounds(T0 + 11));
