@@ -140,8 +140,6 @@ export class KeyRing {
   private readonly withdrawn = new Set<string>();
   private readonly hmacKid: string | undefined;
   private currentMemo: { key: LoadedKey | undefined; from: number; until: number } | undefined;
-  /** The signing key being made after the store lost the key set (signingKey). */
-  private restoring: Promise<void> | undefined;
   private lastReload = 0;
   private reloading: Promise<void> | undefined;
 
@@ -186,8 +184,8 @@ export class KeyRing {
   }
 
   /**
-   * Adds a signing key while none in the store can sign (at start, and after the store lost its key set): of several
-   * processes at once, one adds it and the others load it.
+   * Adds a signing key while none in the store can sign (at start, and at any reload that finds the store lost its key
+   * set): of several processes at once, one adds it and the others load it.
    */
   private async ensureSigning(): Promise<void> {
     for (let attempt = 0; attempt < 5 && this.current() === undefined; attempt++) {
@@ -198,9 +196,7 @@ export class KeyRing {
 
   /**
    * The key new tokens are signed with now; FAILED_PRECONDITION when none can sign (a file's or a secret's key
-   * revoked). A ring of stored keys whose store lost them (a Redis restarted without persistence: its sessions and
-   * revocations went with them, and the tokens those keys signed no longer verify) answers UNAVAILABLE while it makes a
-   * new key, which the next call signs with.
+   * revoked); UNAVAILABLE while a ring of stored keys makes a new one (reload: its store lost them).
    */
   signingKey(): LoadedKey {
     const current = this.current();
@@ -208,9 +204,6 @@ export class KeyRing {
     const { provided, hmac } = this.options;
     if (provided) throw new TesseraError("failed_precondition", `no key of ${provided.source} can sign now: put a new key in the file and send SIGHUP`);
     if (hmac) throw new TesseraError("failed_precondition", `the key of ${hmac.source} is revoked: set a new secret and restart`);
-    this.restoring ??= this.ensureSigning()
-      .catch(() => {}) // the store is down: the next call tries again
-      .finally(() => (this.restoring = undefined));
     throw new TesseraError("unavailable", "no signing key in the store (a Redis that restarted empty?): a new key is being made; retry");
   }
 
@@ -275,7 +268,6 @@ export class KeyRing {
     await this.reload();
     const now = this.clock.now();
     const current = this.current(now);
-    if (!current) await this.ensureSigning(); // the store lost its keys
     if (!current || this.inState("next", now).length > 0) return undefined;
     const switchAt = Math.max(current.activateAt + rotationPeriodMs, now + prepublishMs);
     if (now < switchAt - prepublishMs) return undefined;
@@ -299,20 +291,26 @@ export class KeyRing {
     if (this.provided) await this.recordProvided(kid, now);
     // The feed tells sidecars, which verify access tokens only, for as long as such a token can live.
     const revoked = await this.store.revokeKey({ kid, at: now, until: now + this.policy.noticeMs, reason });
+    // With no key left to sign, the reload makes a fresh one (here, or in another process that heard of it first).
     await this.refresh();
     // A fresh key, never the one that signed before it: a retired key may be as exposed as the stolen one.
-    if ((wasSigning || this.current(now) === undefined) && this.generates) await this.addNewKey(now, now);
-    return { revoked, signing: this.current(now) };
+    const signing = this.current();
+    if (wasSigning && this.generates && (signing === undefined || signing.createdAt < now)) await this.addNewKey(now, now);
+    return { revoked, signing: this.current() };
   }
 
   /**
    * Re-reads the key set from the store (new keys from other processes' rotations, revocations). Throws
    * KeyUnreadableError, after taking every key it could read, if a stored key opens with none of the KEKs given.
+   * A ring that makes its own keys never stays without one that signs: when the store lost its key set (a Redis
+   * restarted without persistence; its sessions and revocations went with it, and the tokens the lost keys signed no
+   * longer verify), the reload that finds it so (the scheduled tick, a feed wake-up, an unknown kid) makes a new one.
    */
   async reload(): Promise<void> {
     const keys = await this.store.listKeys();
-    if (this.provided) this.loadProvided(this.provided, keys);
-    else await this.load(keys);
+    if (this.provided) return this.loadProvided(this.provided, keys);
+    await this.load(keys);
+    if (this.generates) await this.ensureSigning();
   }
 
   /**

@@ -147,6 +147,8 @@ describe("KeyRing lifecycle", () => {
     const { revoked, signing } = await a.keys.revoke(stolen, "stolen");
     expect(revoked).toBe(true);
     expect(signing!.kid).not.toBe(stolen);
+    // One fresh key, however the revocation's reload and the revocation itself see that none signed any more.
+    expect((await store.listKeys()).map((k) => k.kid).filter((kid) => kid !== stolen)).toEqual([signing!.kid]);
     expect(await a.codec.verify(token, "access", clock.now())).toEqual({ ok: false, reason: "key_revoked" });
     expect(published(a.keys)).not.toContain(stolen);
     expect(kidOf(await a.sign())).toBe(signing!.kid);
