@@ -20,7 +20,7 @@ import {
 } from "../../domain/audit.js";
 import { statsOps } from "../../domain/stats.js";
 import type { AuditStore } from "../../domain/store.js";
-import { isStreamIdRefusal, type RedisContext, type Script } from "./client.js";
+import { isStreamIdRefusal, partsOf, type RedisContext, type Script } from "./client.js";
 import type { RedisStatsStore } from "./stats.js";
 
 /**
@@ -186,13 +186,13 @@ export class RedisAuditStore implements AuditStore {
       const batch = this.ctx.batch();
       // In parts of EVENTS_PER_SCRIPT, in order (each part's ids follow the last part's): one script holds Redis for
       // all of its appends.
-      let parts = 0;
-      for (let from = 0; from < events.length; from += EVENTS_PER_SCRIPT, parts++) {
-        const values = events.slice(from, from + EVENTS_PER_SCRIPT).flatMap((e) => [
+      const parts = partsOf(events, EVENTS_PER_SCRIPT);
+      for (const part of parts) {
+        const values = part.flatMap((e) => [
           e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
           JSON.stringify(e.detail),
         ]);
-        if (values.length % AUDIT_FIELDS.length !== 0) throw new Error("audit fields out of step");
+        if (values.length !== part.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
         batch.script("auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
       }
       const subjects = [...signals.keys()];
@@ -205,7 +205,7 @@ export class RedisAuditStore implements AuditStore {
       if (ops.length > 0) this.stats!.queue(batch, ops, b.now);
       const results = await batch.exec();
       for (const [err] of results) if (err) throw err;
-      return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[parts + i]![1] as string) }));
+      return subjects.map((subject, i) => ({ subject, risk: parseRisk(results[parts.length + i]![1] as string) }));
     });
   }
 

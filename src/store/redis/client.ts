@@ -388,6 +388,16 @@ export class RedisContext {
   }
 }
 
+/**
+ * `list` cut into consecutive parts of at most `size`, in order: what a batch sends as several scripts, so that no one
+ * script holds Redis (and every other client) for long.
+ */
+export function partsOf<T>(list: readonly T[], size: number): T[][] {
+  const parts: T[][] = [];
+  for (let from = 0; from < list.length; from += size) parts.push(list.slice(from, from + size));
+  return parts;
+}
+
 /** Milliseconds from now to deadline, at least 1 (for PX / PEXPIRE). Lua twin: `ttl` in SESSION_PRELUDE. */
 export function ttl(deadline: number, now: number): number {
   return Math.max(1, Math.floor(deadline - now));

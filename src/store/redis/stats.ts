@@ -43,7 +43,7 @@ import {
   type StatsSnapshot,
   type StatsStore,
 } from "../../domain/stats.js";
-import type { RedisContext, Script, ScriptBatch } from "./client.js";
+import { partsOf, type RedisContext, type Script, type ScriptBatch } from "./client.js";
 
 /**
  * Common part. KEYS: expiry, subjects, platforms, hours, hourset. ARGV[1] = now, ARGV[2] = keepMs, ARGV[3] = sweep
@@ -388,11 +388,11 @@ export class RedisStatsStore implements StatsStore {
     // In parts of OPS_PER_SCRIPT, in order, the sweep with the last (as the memory store sweeps after all the ops):
     // one script holds Redis for all of its ops, and every other client's commands wait; between scripts they need not
     // (Redis reads a client's pipeline 16 KiB at a time and serves the others between reads).
-    for (let from = 0; from < wire.length; from += OPS_PER_SCRIPT) {
-      const sweep = from + OPS_PER_SCRIPT >= wire.length ? STATS_SWEEP_BATCH : 0;
-      const part = JSON.stringify(wire.slice(from, from + OPS_PER_SCRIPT));
-      batch.script("statsApply", this.keys, [now, STATS_KEEP_MS, sweep, HOUR_FIELDS, part]);
-    }
+    const parts = partsOf(wire, OPS_PER_SCRIPT);
+    parts.forEach((part, i) => {
+      const sweep = i === parts.length - 1 ? STATS_SWEEP_BATCH : 0;
+      batch.script("statsApply", this.keys, [now, STATS_KEEP_MS, sweep, HOUR_FIELDS, JSON.stringify(part)]);
+    });
   }
 
   async readStats(q: { fromHour: number; toHour: number; now: number }): Promise<StatsSnapshot> {
