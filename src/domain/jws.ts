@@ -62,7 +62,7 @@ export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey | KeyObje
 
 /** RFC 7518 section 3: the algorithm's signature (HS256: MAC) over the signing input. */
 function signatureOf(alg: JwsAlgorithm, key: KeyObject): (input: Buffer) => Promise<Buffer> {
-  if (alg === "HS256") {
+  if (isMacAlgorithm(alg)) {
     const mac = hmac(key);
     return async (input) => mac(input);
   }
@@ -82,7 +82,7 @@ export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey | KeyObje
   const key = keyObject(publicKey);
   const bits = key.asymmetricKeyDetails?.modulusLength;
   if (bits !== undefined && bits < 2048) throw new Error(`${alg} needs a key of 2048 bits or more`); // as jose requires
-  if (alg === "HS256") {
+  if (isMacAlgorithm(alg)) {
     const mac = hmac(key);
     return async (input, signature) => {
       const expected = mac(input);

@@ -245,7 +245,6 @@ export async function sentinelsReady(ports: number[], master: string, cli: (port
   }
 }
 
-
 /**
  * Counts the writes that reach a client connection's socket (one per `_write` or `_writev`, each one syscall's worth)
  * until `restore()`.
