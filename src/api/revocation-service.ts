@@ -19,7 +19,13 @@ import {
   type WatchRevocationsResponse,
 } from "../../gen/tessera/v1/revocation_pb.js";
 import type { Clock } from "../domain/clock.js";
-import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../domain/store.js";
+import {
+  FEED_CURSOR_SHAPE,
+  FeedCursorError,
+  type FeedPage,
+  type RevocationEvent,
+  type RevocationFeed,
+} from "../domain/store.js";
 import { scopeOf } from "./auth.js";
 import { invalidArgument as domainInvalid, toConnectError } from "./errors.js";
 
@@ -43,7 +49,6 @@ export const FEED_PAGE = 500;
 const HEARTBEAT_DEFAULT_MS = 1_000;
 const HEARTBEAT_MIN_MS = 100;
 const HEARTBEAT_MAX_MS = 60_000;
-const CURSOR = /^[0-9][0-9-]{0,63}$/;
 
 const KIND: Record<RevocationEvent["kind"], RevocationKind> = {
   token: RevocationKind.TOKEN,
@@ -56,7 +61,11 @@ export function revocationService({ feed, clock, closing }: RevocationServiceDep
   return {
     async *watchRevocations(req, ctx) {
       const heartbeatMs = heartbeatInterval(req.heartbeatInterval);
-      if (req.cursor !== "" && !CURSOR.test(req.cursor)) throw invalidArgument("cursor", "not a cursor of this feed");
+      // Refused before anything is read: what no feed ever handed out. The feed tells which cursor it can continue from
+      // (another feed's, or an older version's, is OUT_OF_RANGE: a new snapshot).
+      if (req.cursor !== "" && !FEED_CURSOR_SHAPE.test(req.cursor)) {
+        throw invalidArgument("cursor", "not a cursor of this feed");
+      }
       let cursor: string | null = req.cursor === "" ? null : req.cursor;
       let snapshot = cursor === null;
       const scope = scopeOf(ctx);

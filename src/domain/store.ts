@@ -123,8 +123,18 @@ export interface FeedPage {
 }
 
 /**
- * A cursor the feed cannot continue from: "invalid" (not a cursor of this feed's form) or "expired" (entries after
- * it may have been dropped, or it lies beyond anything this feed ever handed out, as after the store was emptied).
+ * Every form a revocation feed hands out, or handed out before: the memory feed's `<epoch>-<id>`, the Redis feed's
+ * `<epoch>.<ms>-<seq>` (its epoch `0` or 12 lowercase hex digits), and a bare stream id, `ms-seq` or `ms` (what the
+ * Redis feed handed out before its cursors carried an epoch). At most 52 characters. A feed answers a cursor of this
+ * shape that is not of its own form "expired" (another feed's, or an older version's: the consumer takes a new
+ * snapshot once, and never skips an entry), anything else "invalid"; the API refuses anything else before it reads.
+ */
+export const FEED_CURSOR_SHAPE = /^(?:(?:0|[0-9a-f]{12})\.\d{1,19}-\d{1,19}|\d{1,19}(?:-\d{1,19})?)$/;
+
+/**
+ * A cursor the feed cannot continue from: "invalid" (not of FEED_CURSOR_SHAPE) or "expired" (entries after it may
+ * have been dropped, it lies beyond anything this feed ever handed out, or it is another feed's: another store, an
+ * earlier process of a memory store, an earlier incarnation of a Redis feed, as after Redis lost it).
  * A consumer of an expired cursor must start again from a snapshot (a read without a cursor).
  */
 export class FeedCursorError extends Error {

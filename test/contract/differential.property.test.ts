@@ -28,11 +28,12 @@
  * reached, as on a live server whose clock is the authority's. (Instants far from the real clock would not do: a PX
  * is relative, so Redis would keep every key for the whole run however far the virtual clock moved.)
  *
- * Ids that differ by construction (feed cursors: `<epoch>-<n>` in memory, stream ids in Redis) are paired up as the
- * entries appear (each full read of both feeds pairs them by position), and compared through that pairing. Session
- * ids are the subject's tag (ids.subjectTag) followed by 22 characters fast-check draws, the form of ids.newSessionId,
- * so a seed replays the run exactly (eviction and revokeSubject break ties by id). Audit ids are compared as they are:
- * both stores derive them from the events' times by the same rule (domain nextAuditId and its Lua twin).
+ * Ids that differ by construction (feed cursors: `<epoch>-<n>` in memory, `<epoch>.<ms>-<seq>` in Redis) are paired
+ * up as the entries appear (each full read of both feeds pairs them by position), and compared through that pairing.
+ * Session ids are the subject's tag (ids.subjectTag) followed by 22 characters fast-check draws, the form of
+ * ids.newSessionId, so a seed replays the run exactly (eviction and revokeSubject break ties by id). Audit ids are
+ * compared as they are: both stores derive them from the events' times by the same rule (domain nextAuditId and its
+ * Lua twin).
  *
  * Replay a failure: TESSERA_DIFF_SEED=<seed> [TESSERA_DIFF_PATH=<path>] npx vitest run <this file>.
  * More runs: TESSERA_DIFF_RUNS=<n> (default 80). How often each kind of answer came: TESSERA_DIFF_STATS=1.

@@ -16,10 +16,19 @@ import { until } from "../helpers/wait.js";
 import { BACKENDS } from "./backends.js";
 import { HOUR, MIN, RETENTION, T0, rotation, sessionAt, sessionHelpers, storesFrom } from "./fixtures.js";
 
-/** The id right after `id` in the feed's own form (memory: n + 1; Redis: ms-(seq + 1)): beyond it if `id` is last. */
+/**
+ * The id right after `id` in the feed's own form (memory `<epoch>-<n>`: n + 1; Redis `<epoch>.<ms>-<seq>`: seq + 1):
+ * beyond it if `id` is last.
+ */
 function after(id: string): string {
-  const [ms, seq] = id.split("-");
-  return seq === undefined ? String(Number(ms) + 1) : `${ms}-${BigInt(seq) + 1n}`;
+  const [position, seq] = id.split("-");
+  return `${position}-${BigInt(seq!) + 1n}`;
+}
+
+/** The position of `cursor` with the epoch of `other` (a cursor of another feed of the same store kind). */
+function withEpochOf(cursor: string, other: string): string {
+  const sep = cursor.includes(".") ? "." : "-";
+  return other.slice(0, other.indexOf(sep)) + cursor.slice(cursor.indexOf(sep));
 }
 
 for (const { name, make } of BACKENDS) {
@@ -197,11 +206,17 @@ for (const { name, make } of BACKENDS) {
       it("an empty feed: no entries, and a next that reads on once something is appended", async () => {
         const empty = await store.revocations(null, 10);
         expect(empty.entries).toEqual([]);
-        expect(empty.next).toMatch(name === "memory" ? /^\d+-0$/ : /^0-0$/);
+        // Memory: this feed's epoch, position 0. Redis: no incarnation yet (none is made before the first append).
+        expect(empty.next).toMatch(name === "memory" ? /^\d+-0$/ : /^0\.0-0$/);
         expect(await store.revocations(empty.next, 10)).toEqual(empty);
         expect(await cursorError(after(empty.next))).toBe("expired");
-        await revokeJti("j", T0);
-        expect((await store.revocations(empty.next, 10)).entries.map((e) => e.target)).toEqual(["j"]);
+        await revokeUntil("j", T0, T0 + 10);
+        await revokeUntil("k", T0 + 1, T0 + HOUR);
+        // Its reader saw nothing, so it misses nothing: it reads from the start.
+        expect((await store.revocations(empty.next, 10)).entries.map((e) => e.target)).toEqual(["j", "k"]);
+        // Unless something was dropped since.
+        await revokeUntil("l", T0 + 20, T0 + HOUR);
+        expect(await cursorError(empty.next)).toBe("expired");
       });
 
       it("pages by next: in order, limit respected, nothing twice, nothing left out", async () => {
@@ -242,22 +257,40 @@ for (const { name, make } of BACKENDS) {
       it("throws FeedCursorError invalid for a cursor not of the feed's form", async () => {
         await revokeJti("j", T0);
         const forms = ["not-a-cursor", "-1", "+1", "1.5", "1e3", "0x1", " 1", "1 ", "1-", "-", "1-2-3", "", "9".repeat(40)];
+        // Near misses of the Redis form: the epoch is `0` or 12 lowercase hex digits; the stream id has its seq.
+        forms.push("0.", ".1-0", "0.1", "0.1-", "1.1-0", "ABCDEF012345.1-0", "abcdef01234.1-0", "abcdef012345.1-0-0");
         for (const cursor of forms) {
           expect([cursor, await cursorError(cursor)]).toEqual([cursor, "invalid"]);
         }
       });
 
-      // Memory only: a memory store starts again at 1 in a new process. (Redis stream ids are times, so a store emptied
-      // since hands out later ids than any old cursor: the test below covers it.)
-      if (name === "memory") it("throws FeedCursorError expired for another feed's cursor whose position exists here (a restart)", async () => {
+      // A memory store starts again at 1 in a new process; a Redis feed made again (after Redis lost it) may hand out
+      // the ids of the lost one (they come from the server's clock: test/unit/redis-store.test.ts makes it happen).
+      // Either way a cursor of the earlier feed names a position of this one: its epoch tells them apart.
+      it("throws FeedCursorError expired for another feed's cursor, even at a position this feed has (a restart, a loss)", async () => {
         const other = await stores.fresh();
         for (const [i, jti] of ["a", "b", "c"].entries()) {
           await revokeJti(jti, T0 + i);
           await other.revokeToken({ subject: "alice", jti, expiresAt: T0 + HOUR, now: T0 + i, reason: "r" });
         }
         const theirs = (await other.revocations(null, 1)).next;
-        expect((await store.revocations(null, 1)).next.split("-")[1]).toBe(theirs.split("-")[1]); // same position
+        const ours = (await store.revocations(null, 1)).next; // after "a": "b" and "c" follow
+        const theirEpochOurPosition = withEpochOf(ours, theirs);
+        expect(theirEpochOurPosition).not.toBe(ours);
         expect(await cursorError(theirs)).toBe("expired");
+        expect(await cursorError(theirEpochOurPosition)).toBe("expired");
+        expect((await store.revocations(ours, 10)).entries.map((e) => e.target)).toEqual(["b", "c"]);
+      });
+
+      it("throws FeedCursorError expired for another store's form or an older version's (a bare stream id)", async () => {
+        await revokeJti("a", T0);
+        await revokeJti("b", T0 + 1);
+        // A memory cursor, bare stream ids (what the Redis feed handed out before its cursors had an epoch), Redis
+        // cursors of another incarnation and of none (this feed has one now): each a cursor, but none of this feed's.
+        const forms = ["123-4", "0-0", "1767225600000-0", "1767225600000", "0123456789ab.1767225600000-0", "0.5-0"];
+        for (const cursor of forms) {
+          expect([cursor, await cursorError(cursor)]).toEqual([cursor, "expired"]);
+        }
       });
 
       it("throws FeedCursorError expired for a cursor beyond anything handed out (a store emptied since)", async () => {

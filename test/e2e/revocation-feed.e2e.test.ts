@@ -216,11 +216,14 @@ const isHeartbeat = (m: Msg) => m.current && !m.snapshot && m.revocations.length
 const hasRevocations = (m: Msg) => m.revocations.length > 0;
 const revocationsOf = (msgs: Msg[]) => msgs.flatMap((m) => m.revocations);
 
-/** Cursors of either feed ("123" or "ms-seq") as comparable numbers. */
+/**
+ * Whether cursor `a` comes after `b`, both of one feed (memory `<epoch>-<id>`, Redis `<epoch>.<ms>-<seq>`): their
+ * numbers after the Redis epoch compared in turn (the memory epoch is the same number in both).
+ */
 function cursorAfter(a: string, b: string): boolean {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  return BigInt(am) > BigInt(bm) || (BigInt(am) === BigInt(bm) && BigInt(as) > BigInt(bs));
+  const numbers = (c: string) => c.slice(c.indexOf(".") + 1).split("-").map(BigInt);
+  const [[am = 0n, as = 0n], [bm = 0n, bs = 0n]] = [numbers(a), numbers(b)];
+  return am > bm || (am === bm && as > bs);
 }
 
 /** The jti of a JWT (payload read without verifying: the test made the token). */
@@ -256,11 +259,12 @@ interface StoreKind {
 }
 
 const STORES: StoreKind[] = [
-  // Memory cursors are `<epoch>-<id>` (the epoch drawn per process); Redis cursors are stream ids.
+  // Memory cursors are `<epoch>-<id>` (the epoch drawn per process); Redis cursors `<epoch>.<ms>-<seq>` (the epoch
+  // drawn when the feed's stream was made).
   { name: "memory", farCursor: (c) => `${c.split("-")[0]}-999999999`, env: () => ({}) },
   {
     name: "redis",
-    farCursor: () => "99999999999999-0",
+    farCursor: (c) => `${c.split(".")[0]}.99999999999999-0`,
     env: () => {
       const scope = redisScope(inject("redisUrl"), "revocation-feed");
       scopes.push(scope);

@@ -402,25 +402,168 @@ describe("revocation feed", () => {
     }
   });
 
-  it("takes a cursor of the form ms (= ms-0); expires one from before the feed was emptied, once it grew again", async () => {
+  /** The stream id a cursor `<epoch>.<ms>-<seq>` names (a cursor without an epoch: itself). */
+  const streamIdOf = (cursor: string) => cursor.slice(cursor.indexOf(".") + 1);
+
+  /**
+   * Makes the (missing) stream as a server whose clock reads `ms` would: an entry at `ms`-0, deleted again, so that the
+   * store's next XADD * hands out `ms`-1, `ms`-2, ... whatever the real clock says (a stream never hands out an id
+   * below its newest). What a server an hour ahead, or one that regrows the feed within that millisecond, hands out.
+   */
+  async function clockAt(client: Redis, p: string, ms: number): Promise<void> {
+    await client.xadd(`${p}{feed}`, `${ms}-0`, "seed", "1");
+    await client.xdel(`${p}{feed}`, `${ms}-0`);
+  }
+
+  it("hands out cursors <epoch>.<ms>-<seq>, the epoch in the meta hash and shared by every process on the prefix", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    const other = await ownStore(p);
+    try {
+      // Never appended: no incarnation yet, and a store that looks does not make one.
+      expect((await own.revocations(null, 10)).next).toBe("0.0-0");
+      expect(await client.exists(`${p}{feed}:m`)).toBe(0);
+      await revoke(own, "a", T0, T0 + HOUR);
+      await revoke(other.own, "b", T0 + 1, T0 + HOUR);
+      const epoch = await client.hget(`${p}{feed}:m`, "epoch");
+      expect(epoch).toMatch(/^[0-9a-f]{12}$/);
+      const raw = (await client.xrange(`${p}{feed}`, "-", "+")).map(([id]) => id);
+      const mine = await own.revocations(null, 10);
+      expect(mine.entries.map((e) => e.id)).toEqual(raw.map((id) => `${epoch}.${id}`));
+      expect(mine.next).toBe(`${epoch}.${raw[1]}`);
+      expect(await other.own.revocations(null, 10)).toEqual(mine);
+      // Either process continues from the other's cursor.
+      expect((await other.own.revocations(mine.entries[0]!.id, 10)).entries.map((e) => e.target)).toEqual(["b"]);
+    } finally {
+      await dropUnder(p);
+      await other.own.close();
+      await own.close();
+    }
+  });
+
+  it("expires a bare stream id (an older version's cursor) and a memory cursor; refuses other forms as invalid", async () => {
+    const { own, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "a", T0, T0 + HOUR);
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      const [a] = (await own.revocations(null, 10)).entries;
+      const id = streamIdOf(a!.id);
+      // Each, read as a stream id, names a position of this feed that entries follow: it is answered expired (its
+      // consumer takes a new snapshot), never read on from.
+      for (const cursor of [id, id.split("-")[0]!, "0-0", "0", "123-4"]) {
+        await expect(own.revocations(cursor, 10), cursor).rejects.toEqual(new FeedCursorError("expired"));
+      }
+      const epoch = a!.id.split(".")[0]!;
+      const [ms, seq] = id.split("-");
+      // Of the shape of a cursor, but not one this feed hands out (one spelling per number): expired, not a position.
+      await expect(own.revocations(`${epoch}.0${ms}-${seq}`, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      for (const cursor of [
+        `ABCDEF012345.${id}`, // the epoch is lowercase hex
+        `abcdef01234.${id}`, // of 12 digits
+        `${epoch}.${ms}`, // the seq is not optional
+        `${epoch}.${id}.${id}`,
+        `${epoch}.${"9".repeat(20)}-0`,
+        `.${id}`,
+        `${epoch}.`,
+        `${epoch}-${id}`,
+      ]) {
+        const why = await own.revocations(cursor, 10).then(
+          () => "none",
+          (e: unknown) => (e instanceof FeedCursorError ? e.why : e),
+        );
+        expect([cursor, why]).toEqual([cursor, "invalid"]);
+      }
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("expires a cursor from before the feed was emptied, even once the feed grew again over the cursor's ids", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      // Stream ids come from the server's clock. The feed is made on a server an hour ahead (its ids: F-1, F-2)...
+      const F = Date.now() + HOUR;
+      await clockAt(client, p, F);
+      await revoke(own, "a", T0, T0 + HOUR);
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      const [a] = (await own.revocations(null, 1)).entries; // a reader that has read "a", and not "b"
+      // ...then lost (a failover to an empty replica), and made again on a server whose clock reads F too (behind the
+      // old one's; or the same millisecond): its ids are those the old feed handed out, and more.
+      await client.del(`${p}{feed}`, `${p}{feed}:m`);
+      await clockAt(client, p, F);
+      for (const [i, jti] of ["x", "y", "z"].entries()) await revoke(own, jti, T0 + 2 + i, T0 + HOUR);
+      const raw = (await client.xrange(`${p}{feed}`, "-", "+")).map(([id]) => id);
+      expect(raw).toEqual([`${F}-1`, `${F}-2`, `${F}-3`]);
+      expect(streamIdOf(a!.id)).toBe(`${F}-1`); // "x" has the id of "a": read on from it, "x" would be skipped
+      await expect(own.revocations(a!.id, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      // The new snapshot has all of the new feed.
+      expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["x", "y", "z"]);
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("a stream lost while its meta hash lived on starts a new incarnation: the old cursors expire", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "a", T0, T0 + 10);
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      await revoke(own, "c", T0 + 20, T0 + HOUR); // drops "a": the hash holds trimmed, first, last and the epoch
+      const before = await own.revocations(null, 1);
+      expect(before.entries.map((e) => e.target)).toEqual(["b"]);
+      // The stream alone goes (an eviction, a DEL by hand). The stream made again may hand out its ids again (the same
+      // millisecond, a clock behind: the test above), which nothing in the hash could tell; so it is a new incarnation,
+      // whatever ids it hands out. (Made here by the store itself: a stream made beforehand would not be new to it.)
+      await client.del(`${p}{feed}`);
+      for (const [i, jti] of ["x", "y"].entries()) await revoke(own, jti, T0 + 30 + i, T0 + HOUR);
+      await expect(own.revocations(before.next, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      const after = await own.revocations(null, 10);
+      expect(after.entries.map((e) => e.target)).toEqual(["x", "y"]);
+      expect(after.next.split(".")[0]).not.toBe(before.next.split(".")[0]);
+      // What the hash said of the lost stream went with it: the new incarnation has dropped nothing, and begins at "x".
+      expect(await client.hget(`${p}{feed}:m`, "trimmed")).toBeNull();
+      expect(await client.hget(`${p}{feed}:m`, "first")).toBe(streamIdOf(after.entries[0]!.id));
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("expires a cursor from before the feed was emptied, once it grew again with later ids", async () => {
     const { own, client, prefix: p } = await ownStore();
     try {
       await revoke(own, "a", T0, T0 + HOUR);
-      const [a] = (await own.revocations(null, 10)).entries;
-      const ms = a!.id.split("-")[0]!;
       await revoke(own, "b", T0 + 1, T0 + HOUR);
-      // `ms` is ms-0: before "a" unless "a" is ms-0 itself.
-      const fromMs = (await own.revocations(ms, 10)).entries.map((e) => e.target);
-      expect(fromMs).toEqual(a!.id === `${ms}-0` ? ["b"] : ["a", "b"]);
       const { next } = await own.revocations(null, 10);
       await client.del(`${p}{feed}`, `${p}{feed}:m`); // emptied (a flush, a failover to an empty replica)
       await expect(own.revocations(next, 10)).rejects.toEqual(new FeedCursorError("expired"));
-      // Stream ids are the server's milliseconds: a feed that grows again within the millisecond of the cursor (or on a
-      // server whose clock is behind) hands out ids the cursor cannot be told from; this holds the case of later ids.
-      await until(() => Date.now() > Number(next!.split("-")[0]));
+      // The empty feed hands out the cursor of no incarnation, which reads on from the start once it has grown.
+      const empty = await own.revocations(null, 10);
+      expect(empty).toEqual({ entries: [], next: "0.0-0" });
+      await until(() => Date.now() > Number(streamIdOf(next).split("-")[0]));
       await revoke(own, "c", T0 + 2, T0 + HOUR);
       await expect(own.revocations(next, 10)).rejects.toEqual(new FeedCursorError("expired"));
-      expect((await own.revocations("0-0", 10)).entries.map((e) => e.target)).toEqual(["c"]);
+      expect((await own.revocations(empty.next, 10)).entries.map((e) => e.target)).toEqual(["c"]);
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
+  it("a meta hash an older version wrote (no epoch): cursors 0.<id>, good until the first append gives it an epoch", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "a", T0, T0 + HOUR);
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      await client.hdel(`${p}{feed}:m`, "epoch"); // as an older version left it
+      const [a, b] = (await own.revocations(null, 10)).entries;
+      expect(a!.id).toMatch(/^0\.\d+-\d+$/);
+      expect((await own.revocations(a!.id, 10)).entries.map((e) => e.target)).toEqual(["b"]);
+      await revoke(own, "c", T0 + 2, T0 + HOUR); // the stream lives on: the hash gets an epoch
+      expect(await client.hget(`${p}{feed}:m`, "epoch")).toMatch(/^[0-9a-f]{12}$/);
+      await expect(own.revocations(b!.id, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["a", "b", "c"]);
     } finally {
       await dropUnder(p);
       await own.close();

@@ -1,11 +1,18 @@
 /**
  * The memory store's revocation feed (RevocationFeed): consecutive numeric ids from 1, each cursor `<epoch>-<id>`,
  * where the epoch is drawn at random when the feed is made, so a cursor from an earlier process (whose ids started at
- * 1 too) is never taken for one of this feed's: it is expired. An entry is dropped once its `until` has passed, oldest
- * first, on the next append, as Redis's feed drops it (nothing else trims it: a read never depends on a sweep).
+ * 1 too) is never taken for one of this feed's: it is expired, as is a cursor of the Redis feed's form (domain
+ * FEED_CURSOR_SHAPE: another store's). An entry is dropped once its `until` has passed, oldest first, on the next
+ * append, as Redis's feed drops it (nothing else trims it: a read never depends on a sweep).
  */
 import { randomInt } from "node:crypto";
-import { FeedCursorError, type FeedPage, type RevocationEvent, type RevocationFeed } from "../../domain/store.js";
+import {
+  FEED_CURSOR_SHAPE,
+  FeedCursorError,
+  type FeedPage,
+  type RevocationEvent,
+  type RevocationFeed,
+} from "../../domain/store.js";
 
 /**
  * At most this many dead entries are dropped per append, as Redis's APPEND_FEED drops them (src/store/redis/feed.ts
@@ -50,7 +57,8 @@ export class MemoryRevocationFeed implements RevocationFeed {
     let after = this.trimmed;
     if (cursor !== null) {
       const m = CURSOR.exec(cursor);
-      if (!m) throw new FeedCursorError("invalid");
+      // Not this feed's form: another feed's (the Redis store's), or none at all.
+      if (!m) throw new FeedCursorError(FEED_CURSOR_SHAPE.test(cursor) ? "expired" : "invalid");
       after = Number(m[2]);
       // Another epoch: from another feed (an earlier process). Before the trimmed entries: some of what follows it is
       // gone. Beyond last: never handed out.

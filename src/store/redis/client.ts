@@ -9,8 +9,8 @@
  *   P{t}:idx      zset of the subject's active sessions (score lastUsedAt)                         (sessions.ts)
  *   P{t}:j:<jti>  revoked token id                                                                   (sessions.ts)
  *   P keys        hash kid -> [order, StoredKey] JSON (never expires)                                (keys.ts)
- *   P{feed}       revocation stream, an entry dropped once its `until` has passed; ids are the cursors (feed.ts)
- *   P{feed}:m     hash: the feed's last, first and trimmed-through ids (never expires, a few bytes)   (feed.ts)
+ *   P{feed}       revocation stream, an entry dropped once its `until` has passed; cursors `<epoch>.<id>` (feed.ts)
+ *   P{feed}:m     hash: the feed's epoch, last, first and trimmed-through ids (never expires, a few bytes) (feed.ts)
  *   P{stats}:hours     hash `<hour>:<name>` -> one UTC hour's counters and duration histogram, 8 days (stats.ts)
  *   P{stats}:hourset   zset of the hours the hash holds                                             (stats.ts)
  *   P{stats}:expiry, :subjects, :platforms  StatsService's live-session index: zset session id (bytes) -> expiry,

@@ -1,14 +1,33 @@
 /**
- * The Redis store's revocation feed (RevocationFeed): the stream `P{feed}`, whose ids are the cursors, and beside it
- * the hash `P{feed}:m` (same hash tag, so one script may touch both in a cluster) holding `last` (the newest id ever
- * handed out), `trimmed` (the newest id ever dropped) and `first` (the first id ever handed out). An entry is dropped
- * once its `until` has passed, oldest first, by the script that appends; nothing else trims the stream.
+ * The Redis store's revocation feed (RevocationFeed): the stream `P{feed}`, and beside it the hash `P{feed}:m` (same
+ * hash tag, so one script may touch both in a cluster) holding `epoch` (the feed's incarnation), `last` (the newest id
+ * ever handed out), `trimmed` (the newest id ever dropped) and `first` (the first id the incarnation handed out). An entry is
+ * dropped once its `until` has passed, oldest first, by the script that appends; nothing else trims the stream.
+ *
+ * Cursors are `<epoch>.<ms>-<seq>`: a stream id of the incarnation it names. Stream ids alone cannot tell a feed from
+ * the one Redis made after losing it (a restart without persistence, a failover to an empty replica): ids come from the
+ * server's clock, so a feed that grows again within the millisecond of a cursor, or on a server whose clock is behind,
+ * hands out the cursor's ids again, and a reader would skip what they now name. The epoch tells them apart: drawn at
+ * random (48 bits, node:crypto) by the appending process and set by the append that makes the stream, so every process
+ * on one Redis shares it, and a stream made again (lost, or dropped while its hash lived on) starts a new one. The
+ * rules READ_FEED applies:
+ * - a cursor of another incarnation is expired (its entries may be gone, and its position means nothing here);
+ * - `0.0-0`, the cursor of a feed that never had an incarnation (nothing appended yet, or nothing since Redis lost
+ *   it), continues in whatever incarnation the feed has by then, from its start: its reader saw nothing, so it misses
+ *   nothing, unless entries were dropped since (then expired, like any cursor from before `trimmed`). Any other `0.`
+ *   cursor (from a feed whose hash an older version wrote, read before anything was appended since) is expired once
+ *   the feed has an incarnation;
+ * - a bare stream id (what versions before the epoch handed out) or a memory feed's cursor is expired, never taken for
+ *   a position of this feed: its consumer takes a new snapshot once rather than maybe skip entries.
+ * The watcher (FeedWatcher) reads raw stream ids: it only wakes listeners, who read through cursors.
  *
  * The session part appends right after the atomic script that revoked (docs/architecture.md §3.4: the feed lives in
  * another cluster slot than the subject's keys), then waits for replicas if configured. If that append fails the call
  * fails, and its retry appends again (the session part appends for a revocation already made too).
  */
+import { randomBytes } from "node:crypto";
 import {
+  FEED_CURSOR_SHAPE,
   FeedCursorError,
   type FeedPage,
   type RevocationEvent,
@@ -17,8 +36,14 @@ import {
 } from "../../domain/store.js";
 import { blockingConnection, commandTimeoutOf, type RedisClient, type RedisContext, type Script } from "./client.js";
 
-/** A cursor of this feed: a stream id, `ms-seq` or `ms` (= `ms-0`); 19 digits each always fit Redis's 64 bits. */
-const STREAM_ID = /^\d{1,19}(-\d{1,19})?$/;
+/**
+ * A cursor of this feed: `<epoch>.<ms>-<seq>`, the incarnation (12 lowercase hex digits, or `0`: none yet) and a stream
+ * id of it, each number in its one spelling (no leading zero; 19 digits always fit Redis's 64 bits). At most 52
+ * characters; a dot, so never a memory feed's cursor nor a bare stream id.
+ */
+const CURSOR = /^(0|[0-9a-f]{12})\.((?:0|[1-9]\d{0,18})-(?:0|[1-9]\d{0,18}))$/;
+/** The epoch of a feed without an incarnation (nothing appended since its hash was made, or since Redis lost it). */
+const NO_EPOCH = "0";
 /** How long the watcher's XREAD blocks; and the pause after it failed before it tries again. */
 const BLOCK_MS = 5_000;
 const RETRY_MS = 500;
@@ -48,15 +73,26 @@ end
 `;
 
 /**
- * APPEND_FEED. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = now, then 7 per entry:
- * kind, subject, target, sessions (JSON array), at, until, reason.
- * Guarantees: atomically, drops from the head every entry whose until <= now up to the first live one (at most
- * TRIM_MAX), records the newest dropped id as `trimmed`, appends the entries in order (ids from XADD *), and records
- * the newest id as `last` (and the first id ever as `first`). Returns the newest id.
+ * APPEND_FEED. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = now, ARGV[2] = a fresh
+ * epoch (12 lowercase hex digits, drawn for this call), then 7 per entry: kind, subject, target, sessions (JSON
+ * array), at, until, reason.
+ * Guarantees: atomically, gives the feed its incarnation: if the stream does not exist (the first append, or the
+ * stream was lost), sets `epoch` to ARGV[2] and forgets `trimmed` and `first` (they spoke of the lost stream);
+ * otherwise keeps `epoch`, set to ARGV[2] only if the hash has none (it was lost, or an older version wrote it). Then
+ * drops from the head every entry whose until <= now up to the first live one (at most TRIM_MAX), records the newest
+ * dropped id as `trimmed`, appends the entries in order (ids from XADD *), and records the newest id as `last` (and
+ * the first id of the incarnation as `first`). Returns the newest id.
  */
 const APPEND_FEED = `
-local stream, meta, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local stream, meta, now, fresh = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
 local TRIM_MAX = ${TRIM_MAX}
+-- A stream made anew may hand out ids an earlier one did (XADD * counts from the server's clock): a new incarnation.
+if redis.call('EXISTS', stream) == 0 then
+  redis.call('HDEL', meta, 'trimmed', 'first')
+  redis.call('HSET', meta, 'epoch', fresh)
+else
+  redis.call('HSETNX', meta, 'epoch', fresh)
+end
 local function until_of(fields)
   for i = 1, #fields, 2 do
     if fields[i] == 'u' then return tonumber(fields[i + 1]) or 0 end
@@ -77,7 +113,7 @@ if dead > 0 then
   redis.call('HSET', meta, 'trimmed', head[dead][1])
 end
 local first, last
-for i = 2, #ARGV, 7 do
+for i = 3, #ARGV, 7 do
   last = redis.call('XADD', stream, '*', 'k', ARGV[i], 's', ARGV[i + 1], 't', ARGV[i + 2], 'n', ARGV[i + 3],
     'a', ARGV[i + 4], 'u', ARGV[i + 5], 'r', ARGV[i + 6])
   first = first or last
@@ -88,24 +124,26 @@ return last
 `;
 
 /**
- * READ_FEED. Read only. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = cursor (''
- * for none: from the oldest kept), ARGV[2] = limit.
- * Guarantees: one consistent answer. A cursor before `trimmed`, beyond `last`, or between 0-0 and `first` (from a
- * feed that was emptied, and has grown again since) is expired. Returns {'expired'} or {'ok', last, entries}; last is
- * '0-0' when nothing was ever appended.
+ * READ_FEED. Read only. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = the cursor's
+ * epoch ('' for no cursor: from the oldest kept), ARGV[2] = the cursor's stream id, ARGV[3] = limit.
+ * Guarantees: one consistent answer. A cursor of another epoch than the feed's (`0` when it has none) is expired,
+ * except `0` with 0-0 (its reader saw nothing: it reads from the start). A cursor before `trimmed`, beyond `last`, or
+ * between 0-0 and `first` (never handed out in this incarnation) is expired. Returns {'expired'} or {'ok', epoch,
+ * last, entries}; epoch is '0' and last '0-0' when nothing was appended since the hash was made.
  */
 const READ_FEED = `${ID_CMP}
-local m = redis.call('HMGET', KEYS[2], 'last', 'trimmed', 'first')
-local last, trimmed, first = m[1] or '0-0', m[2] or '0-0', m[3]
+local m = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'trimmed', 'first')
+local epoch, last, trimmed, first = m[1] or '${NO_EPOCH}', m[2] or '0-0', m[3] or '0-0', m[4]
 local start = '-'
 if ARGV[1] ~= '' then
-  local c = ARGV[1]
+  local e, c = ARGV[1], ARGV[2]
+  if e ~= epoch and (e ~= '${NO_EPOCH}' or c ~= '0-0') then return { 'expired' } end
   if id_cmp(c, trimmed) < 0 or id_cmp(c, last) > 0 or (first and id_cmp(c, '0') > 0 and id_cmp(c, first) < 0) then
     return { 'expired' }
   end
   start = '(' .. c
 end
-return { 'ok', last, redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2]) }
+return { 'ok', epoch, last, redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[3]) }
 `;
 
 const SCRIPTS: Record<string, Script> = {
@@ -135,7 +173,9 @@ export class RedisRevocationFeed implements RevocationFeed {
    */
   async publish(now: number, events: Omit<RevocationEvent, "id">[], written: string): Promise<void> {
     if (events.length === 0) return;
-    const args: (string | number)[] = [now];
+    // A fresh epoch on every call: it becomes the feed's only if this append makes the stream (or finds the hash
+    // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
+    const args: (string | number)[] = [now, randomBytes(6).toString("hex")];
     for (const e of events) args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
     await this.ctx.script("appendFeed", [this.key, this.metaKey], args);
     await this.ctx.replicated(undefined, written, this.key);
@@ -143,15 +183,22 @@ export class RedisRevocationFeed implements RevocationFeed {
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
     if (!Number.isInteger(limit) || limit < 1) throw new Error("revocations: limit must be an integer of at least 1");
-    if (cursor !== null && !STREAM_ID.test(cursor)) throw new FeedCursorError("invalid");
+    let at: [epoch: string, id: string] = ["", ""];
+    if (cursor !== null) {
+      const m = CURSOR.exec(cursor);
+      // Not this feed's form: a bare stream id (an older version's), another store's, or none at all.
+      if (!m) throw new FeedCursorError(FEED_CURSOR_SHAPE.test(cursor) ? "expired" : "invalid");
+      at = [m[1]!, m[2]!];
+    }
     const reply = (await this.ctx.guard(() =>
-      this.ctx.script("readFeed", [this.key, this.metaKey], [cursor ?? "", limit]),
-    )) as ["expired"] | ["ok", string, StreamEntry[]];
+      this.ctx.script("readFeed", [this.key, this.metaKey], [...at, limit]),
+    )) as ["expired"] | ["ok", string, string, StreamEntry[]];
     // Outside the guard: an expired cursor is an answer, not an outage.
     if (reply[0] === "expired") throw new FeedCursorError("expired");
-    const entries = reply[2].map(toEvent);
+    const [, epoch, last, page] = reply;
+    const entries = page.map((entry) => toEvent(epoch, entry));
     // Nothing returned: the cursor is at most `last` (else it expired), so max(cursor, last) is `last`.
-    return { entries, next: entries.length > 0 ? entries[entries.length - 1]!.id : reply[1] };
+    return { entries, next: entries.length > 0 ? entries[entries.length - 1]!.id : `${epoch}.${last}` };
   }
 
   /**
@@ -264,11 +311,12 @@ class FeedWatcher {
   }
 }
 
-function toEvent([id, fields]: StreamEntry): RevocationEvent {
+/** An entry of the stream, its id a cursor of incarnation `epoch`. */
+function toEvent(epoch: string, [id, fields]: StreamEntry): RevocationEvent {
   const f = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
   return {
-    id,
+    id: `${epoch}.${id}`,
     kind: f.get("k") as RevocationKind,
     subject: f.get("s") ?? "",
     target: f.get("t") ?? "",
