@@ -96,7 +96,9 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     );
   }, period > 0 ? Math.min(10_000, Math.max(250, period / 4)) : 10_000);
   keyTick.unref();
-  // A key revoked by another process reaches this one through the revocation feed's wake-up, within milliseconds.
+  // A key revoked by another process reaches this one through the revocation feed's wake-up, within milliseconds; so
+  // does a Redis that answers again after a failure (it may have come back empty, without the key set: the reload
+  // then makes a new signing key).
   let keyReloadQueued = false;
   const unsubscribeKeys = store.subscribe(() => {
     if (keyReloadQueued) return;

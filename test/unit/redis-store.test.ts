@@ -642,6 +642,37 @@ describe("revocation feed watcher across an outage", () => {
     }
   });
 
+  it("wakes a subscriber once Redis is back, with nothing appended, and again for an append to a feed Redis lost", async () => {
+    // The key ring listens (src/app.ts): a Redis that came back empty has lost the key set, and it must look again
+    // without waiting for an append. And the new stream's ids may lie below the id the watcher saw last (here the old
+    // stream's last id is an hour ahead, as on a server whose clock was ahead): it must not wait for those.
+    const server = await RedisServer.start();
+    const own = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 500 }), { prefix });
+    const raw = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    try {
+      await own.ping();
+      let calls = 0;
+      own.subscribe(() => calls++);
+      const ahead = Date.now() + HOUR;
+      await raw.xadd(`${prefix}{feed}`, `${ahead}-0`, "x", "1");
+      await raw.xdel(`${prefix}{feed}`, `${ahead}-0`);
+      await revokeOn(own, "before", T0);
+      await until(() => calls > 0, 10_000, "the wake before the outage");
+      raw.disconnect();
+      await server.kill();
+      const beforeOutage = calls;
+      await server.start();
+      await until(() => calls > beforeOutage, 10_000, "a wake once Redis answers again, with nothing appended");
+      const before = calls;
+      await revokeOn(own, "after", T0 + 1);
+      await until(() => calls > before, 10_000, "the wake for an append to the new feed");
+    } finally {
+      raw.disconnect();
+      await own.close();
+      await server.stop();
+    }
+  });
+
   function revokeOn(s: RedisStore, jti: string, now: number) {
     return s.revokeToken({ subject: "alice", jti, expiresAt: now + HOUR, now, reason: "r" });
   }

@@ -245,8 +245,10 @@ export class RedisRevocationFeed implements RevocationFeed {
 
 /**
  * Waits for the stream to grow on a connection of its own (XREAD BLOCK would hold up every command of the shared
- * client) and calls `wake` whenever it has. It reads on from the id it saw last, so what was appended while it was
- * failing still wakes it once it is back.
+ * client) and calls `wake` whenever it has. After a failed read (Redis unreachable, restarted, failed over) it wakes
+ * once as soon as Redis answers again, and reads on from the feed's `last` as it is then: what changed meanwhile may be
+ * anything (a Redis that came back empty has lost the key set and the feed, and its new stream's ids may lie below the
+ * id seen last, which a read from there would wait for in vain), so every listener looks again.
  */
 class FeedWatcher {
   private readonly conn: RedisClient;
@@ -286,8 +288,8 @@ class FeedWatcher {
     while (!this.stopped) {
       try {
         if (after === null) {
-          // The shared client could not say where the feed was: ask here, and wake once, since something may have
-          // been appended since the subscriber's read.
+          // At the start, when the shared client could not say where the feed was, and after a failed read: ask
+          // here, and wake once, since something may have been appended (or lost) since the subscriber's read.
           after = (await this.conn.hget(this.metaKey, "last")) ?? "0-0";
           this.wake();
         }
@@ -302,6 +304,7 @@ class FeedWatcher {
         }
       } catch {
         if (this.stopped) return;
+        after = null; // ask where the feed is, and wake, once Redis answers again
         await new Promise<void>((resolve) => {
           this.pause = { timer: setTimeout(resolve, RETRY_MS), resolve };
         });
