@@ -620,6 +620,63 @@ describe("revocation feed", () => {
   });
 });
 
+describe("revocation feed appends", () => {
+  // On a server of this test's own: the script count is the server's.
+  let server: RedisServer;
+  let client: Redis;
+  let store: RedisStore;
+  const scripts = async () => {
+    const stats = await client.info("commandstats");
+    const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    return calls("evalsha") + calls("eval");
+  };
+  const revokeAll = (jtis: string[]) =>
+    Promise.allSettled(jtis.map((jti) => store.revokeToken({ subject: "alice", jti, expiresAt: T0 + HOUR, now: T0, reason: "r" })));
+  const targets = async () => (await store.revocations(null, 10_000)).entries.map((e) => e.target);
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    client = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    store = new RedisStore(client, { prefix });
+    await store.ping();
+  });
+  afterAll(async () => {
+    await store?.close();
+    await server?.stop();
+  });
+
+  it("appends the revocations of one turn in one script, in the order they came, at most 128 entries a script", async () => {
+    const first = Array.from({ length: 40 }, (_, i) => `turn-${i}`);
+    const before = await scripts();
+    expect((await revokeAll(first)).every((r) => r.status === "fulfilled")).toBe(true);
+    const used = (await scripts()) - before;
+    expect(used).toBeGreaterThanOrEqual(1);
+    expect(used).toBeLessThanOrEqual(4); // one a turn: the 40 SET replies may come in more than one read
+    expect(await targets()).toEqual(first);
+
+    const many = Array.from({ length: 300 }, (_, i) => `many-${i}`);
+    const from = await scripts();
+    expect((await revokeAll(many)).every((r) => r.status === "fulfilled")).toBe(true);
+    expect((await scripts()) - from).toBeGreaterThanOrEqual(3); // 300 entries: never more than 128 in one script
+    expect(await targets()).toEqual([...first, ...many]);
+  });
+
+  it("fails every call of a script that failed, and a retry appends", async () => {
+    const feedKey = `${prefix}{feed}`;
+    const kept = await targets();
+    await client.del(feedKey);
+    await client.set(feedKey, "not a stream"); // XADD now fails: WRONGTYPE
+    const jtis = Array.from({ length: 10 }, (_, i) => `failed-${i}`);
+    const outcomes = await revokeAll(jtis);
+    expect(outcomes.map((r) => r.status)).toEqual(jtis.map(() => "rejected"));
+    await client.del(feedKey);
+    // The tokens are revoked (the change stays); the retry appends their entries to the new stream.
+    expect((await revokeAll(jtis)).every((r) => r.status === "fulfilled")).toBe(true);
+    expect(await targets()).toEqual(jtis);
+    expect(kept.length).toBeGreaterThan(0);
+  });
+});
+
 describe("revocation feed watcher across an outage", () => {
   it("wakes a subscriber again once Redis is back, for an append made after the outage", async () => {
     const server = await RedisServer.start();
