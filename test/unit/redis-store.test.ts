@@ -271,6 +271,70 @@ describe("scripts", () => {
       expect(await ownRedis.zcard(lives(subject))).toBe(20);
     });
 
+    it("opens the concurrent sessions of one subject a few scripts at a time, each as if it came alone", async () => {
+      const subject = `burst-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      const scripts = async () => {
+        const stats = await ownRedis.info("commandstats");
+        return ["evalsha", "eval"].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
+      };
+      const before = await scripts();
+      const next = Array.from({ length: 50 }, (_, i) => session(subject, T0 + 100 + i));
+      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i))));
+      // In the order they came, each evicted the least recently used live session of its moment: the twenty older
+      // ones first, then the earliest of the burst.
+      const expected = [...first, ...next].slice(0, 50).map((s) => [s.id]);
+      expect(results.map((r) => r.evicted)).toEqual(expected);
+      expect((await ownStore.listSessions(subject, T0 + 200)).map((s) => s.id).sort()).toEqual(next.slice(30).map((s) => s.id).sort());
+      // A script a session would be fifty (each declaring every other one in flight); the feed's appends count too.
+      expect((await scripts()) - before).toBeLessThanOrEqual(8);
+    });
+
+    it("opens sessions of one subject from two stores at once (two processes): the limit holds, none lost", async () => {
+      const subject = `two-${randomUUID()}`;
+      const other = new RedisStore(createRedisClient(own.url, { commandTimeoutMs: 2000 }), { prefix });
+      try {
+        await other.ping();
+        const mine = Array.from({ length: 40 }, (_, i) => session(subject, T0 + i));
+        const theirs = Array.from({ length: 40 }, (_, i) => session(subject, T0 + i));
+        const results = await Promise.all([
+          ...mine.map((s, i) => ownStore.createSession(s, opts(T0 + i))),
+          ...theirs.map((s, i) => other.createSession(s, opts(T0 + i))),
+        ]);
+        const evicted = results.flatMap((r) => r.evicted);
+        expect(new Set(evicted).size).toBe(evicted.length); // each evicted once
+        expect(evicted).toHaveLength(60);
+        const live = (await ownStore.listSessions(subject, T0 + 100)).map((s) => s.id);
+        expect(live).toHaveLength(20);
+        expect(new Set([...live, ...evicted])).toEqual(new Set([...mine, ...theirs].map((s) => s.id)));
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("keeps what a batch opened before it met sessions another process opened, and opens the rest once told of them", async () => {
+      const subject = `partial-${randomUUID()}`;
+      const other = new RedisStore(createRedisClient(own.url, { commandTimeoutMs: 2000 }), { prefix });
+      try {
+        await other.ping();
+        const older = await open(subject, 15, T0); // this store has seen these fifteen
+        const theirs: SessionRecord[] = [];
+        for (let i = 0; i < 5; i++) {
+          const s = session(subject, T0 + 50 + i);
+          await other.createSession(s, opts(T0 + 50 + i)); // five this store has not seen
+          theirs.push(s);
+        }
+        const burst = Array.from({ length: 20 }, (_, i) => session(subject, T0 + 100 + i));
+        const results = await Promise.all(burst.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i))));
+        // One batch: its first fifteen evict the sessions this store knew of; the sixteenth would read one of the other
+        // store's, which the script was not told of, so it stops there; the last five run again with those declared.
+        expect(results.map((r) => r.evicted)).toEqual([...older, ...theirs].map((s) => [s.id]));
+        expect((await ownStore.listSessions(subject, T0 + 200)).map((s) => s.id).sort()).toEqual(burst.map((s) => s.id).sort());
+      } finally {
+        await other.close();
+      }
+    });
+
     it("breaks a tie on last use by id, as the memory store does, reading only the session it evicts", async () => {
       const subject = `tied-${randomUUID()}`;
       // Twenty sessions of one instant (a burst of logins): the one with the smallest id goes first, then the next.
