@@ -335,6 +335,31 @@ describe("scripts", () => {
       }
     });
 
+    it("refuses, rather than sends later, the openings that waited past the store timeout while Redis stalled", async () => {
+      const server = await RedisServer.start();
+      const admin = createRedisClient(server.url, { commandTimeoutMs: 5000 });
+      const quick = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 300 }), { prefix });
+      try {
+        await quick.ping();
+        await admin.ping();
+        await quick.createSession(session(`warm-${randomUUID()}`, T0), opts(T0)); // the script is loaded
+        const subject = `stalled-${randomUUID()}`;
+        await admin.client("PAUSE", 1500, "ALL");
+        const many = Array.from({ length: 1000 }, (_, i) => session(subject, T0 + i));
+        const outcomes = await Promise.allSettled(many.map((s, i) => quick.createSession(s, { ...opts(T0 + i), maxSessions: 5000 })));
+        // Every call is answered UNAVAILABLE (the first scripts timed out; the rest waited as long, and are refused).
+        expect(outcomes.every((o) => o.status === "rejected" && o.reason instanceof StoreUnavailableError)).toBe(true);
+        // Once a ping on the same connection is answered, Redis has run everything sent on it before: the first two
+        // scripts, 64 openings each, and nothing after them.
+        await vi.waitFor(() => quick.ping(), { timeout: 5000, interval: 100 });
+        expect(await admin.zcard(`${prefix}${tagOf(subject)}:idx`)).toBe(128);
+      } finally {
+        await quick.close();
+        admin.disconnect();
+        await server.stop();
+      }
+    });
+
     it("breaks a tie on last use by id, as the memory store does, reading only the session it evicts", async () => {
       const subject = `tied-${randomUUID()}`;
       // Twenty sessions of one instant (a burst of logins): the one with the smallest id goes first, then the next.

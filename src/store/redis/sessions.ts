@@ -29,7 +29,7 @@ import {
   type TokenState,
 } from "../../domain/store.js";
 import { parseRisk } from "./audit.js";
-import { riskKeyOf, ttl, type RedisContext, type Script } from "./client.js";
+import { commandTimeoutOf, riskKeyOf, ttl, type RedisContext, type Script } from "./client.js";
 import type { RedisRevocationFeed } from "./feed.js";
 
 /** A stored session. Lua names its positions in SESSION_PRELUDE (STATUS = 1 ... CLIENT = 9); keep both in step. */
@@ -404,6 +404,8 @@ interface OpeningLine {
 interface PendingOpening {
   s: SessionRecord;
   opts: { maxSessions: number; now: number; retentionMs: number };
+  /** performance.now() when it was queued. */
+  queuedAt: number;
   resolve(evicted: string[]): void;
   reject(err: unknown): void;
 }
@@ -413,6 +415,8 @@ export class RedisSessionStore implements SessionStore {
   private readonly members = new Map<string, readonly string[]>();
   /** Per subject base: the sessions this process is opening now, in one script (declared by the other scripts). */
   private readonly opening = new Map<string, Set<string>>();
+  /** The client's command timeout (createRedisClient): how long an opening may wait to be sent (schedule). */
+  private readonly commandTimeoutMs: number | undefined;
   /** Per subject base: the openings waiting for a CREATE_SESSIONS, and how many of its scripts run (schedule). */
   private readonly openings = new Map<string, OpeningLine>();
 
@@ -422,6 +426,7 @@ export class RedisSessionStore implements SessionStore {
     private readonly livesFrom = LIVES_FROM,
   ) {
     ctx.define(SCRIPTS);
+    this.commandTimeoutMs = commandTimeoutOf(ctx.redis);
   }
 
   /**
@@ -463,7 +468,7 @@ export class RedisSessionStore implements SessionStore {
       const evicted = await new Promise<string[]>((resolve, reject) => {
         let line = this.openings.get(base);
         if (line === undefined) this.openings.set(base, (line = { queue: [], running: 0, scheduled: false }));
-        line.queue.push({ s, opts, resolve, reject });
+        line.queue.push({ s, opts, queuedAt: performance.now(), resolve, reject });
         this.schedule(base, line);
       });
       // Not appended again by a retry: a retried Issue opens another session, it does not evict these again.
@@ -487,6 +492,14 @@ export class RedisSessionStore implements SessionStore {
     line.scheduled = true;
     setImmediate(() => {
       line.scheduled = false;
+      // An opening that waited as long as a command may take is refused, not sent: its caller has been answered
+      // UNAVAILABLE or given up (so Redis stalling cannot queue openings to be made long after anyone waits for them),
+      // as a script of its own would have timed out. The oldest wait first.
+      const timeout = this.commandTimeoutMs;
+      const now = performance.now();
+      while (timeout !== undefined && line.queue.length > 0 && now - line.queue[0]!.queuedAt >= timeout) {
+        line.queue.shift()!.reject(new Error("createSessions: waited for the subject's earlier openings past the store timeout"));
+      }
       while (line.running < SCRIPTS_IN_FLIGHT && line.queue.length > 0) {
         const batch = line.queue.splice(0, SESSIONS_PER_SCRIPT);
         const opening = this.opening.get(base) ?? new Set<string>();
