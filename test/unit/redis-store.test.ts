@@ -593,6 +593,29 @@ describe("revocation feed", () => {
     }
   });
 
+  it("a meta hash lost while its stream lived on: a new snapshot's cursor reads on, until the next append's incarnation", async () => {
+    const { own, client, prefix: p } = await ownStore();
+    try {
+      await revoke(own, "a", T0, T0 + HOUR);
+      await revoke(own, "b", T0 + 1, T0 + HOUR);
+      const before = await own.revocations(null, 10);
+      await client.del(`${p}{feed}:m`); // an eviction, a DEL by hand
+      await expect(own.revocations(before.next, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      const snapshot = await own.revocations(null, 10);
+      expect(snapshot.entries.map((e) => e.target)).toEqual(["a", "b"]);
+      // Read on from it: nothing new, and not expired (it used to be, on every read, until the next append).
+      const again = await own.revocations(snapshot.next, 10);
+      expect(again).toEqual({ entries: [], next: snapshot.next });
+      // The next append gives the feed an incarnation: the cursor of none expires once, and a snapshot has it all.
+      await revoke(own, "c", T0 + 2, T0 + HOUR);
+      await expect(own.revocations(again.next, 10)).rejects.toEqual(new FeedCursorError("expired"));
+      expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["a", "b", "c"]);
+    } finally {
+      await dropUnder(p);
+      await own.close();
+    }
+  });
+
   it("a stream lost while its meta hash lived on starts a new incarnation: the old cursors expire", async () => {
     const { own, client, prefix: p } = await ownStore();
     try {

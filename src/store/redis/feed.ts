@@ -128,12 +128,21 @@ return last
  * epoch ('' for no cursor: from the oldest kept), ARGV[2] = the cursor's stream id, ARGV[3] = limit.
  * Guarantees: one consistent answer. A cursor of another epoch than the feed's (`0` when it has none) is expired,
  * except `0` with 0-0 (its reader saw nothing: it reads from the start). A cursor before `trimmed`, beyond `last`, or
- * between 0-0 and `first` (never handed out in this incarnation) is expired. Returns {'expired'} or {'ok', epoch,
- * last, entries}; epoch is '0' and last '0-0' when nothing was appended since the hash was made.
+ * between 0-0 and `first` (never handed out in this incarnation) is expired. Without the hash but with the stream (the
+ * hash alone lost), `last` is the stream's newest id. Returns {'expired'} or {'ok', epoch, last, entries}; epoch is
+ * '0' and last '0-0' when nothing was appended since the hash was made.
  */
 const READ_FEED = `${ID_CMP}
 local m = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'trimmed', 'first')
 local epoch, last, trimmed, first = m[1] or '${NO_EPOCH}', m[2] or '0-0', m[3] or '0-0', m[4]
+-- The hash lost while the stream lived on: the stream's own newest id stands for \`last\`, so the cursors this read
+-- hands out (of no incarnation) read on instead of expiring at once, until the next append gives one.
+if not m[2] and redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+end
 local start = '-'
 if ARGV[1] ~= '' then
   local e, c = ARGV[1], ARGV[2]
