@@ -48,7 +48,7 @@ export interface SessionRow {
  * Eviction order: least recently used first; sessions last used in the same millisecond by id. That is the order of
  * the Redis store's index (a sorted set: by score, its last use, then by member, the id, byte for byte), so the Redis
  * store finds what to evict without reading the sessions it passes over; a burst of one subject's logins in one
- * millisecond used to make it read and compare every one of them. Lua twin: the paging in CREATE_SESSION
+ * millisecond used to make it read and compare every one of them. Lua twin: the paging in CREATE_SESSIONS
  * (src/store/redis/sessions.ts).
  */
 export function evictionOrder(a: SessionRow, b: SessionRow): number {

@@ -91,6 +91,37 @@ function rotation(s: SessionRecord, presented: string, next: string, now: number
   };
 }
 
+/** Scripts a server ran (EVALSHA and EVAL), from its command statistics: on a server of the test's own. */
+async function scriptsRun(client: Redis): Promise<number> {
+  const stats = await client.info("commandstats");
+  const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+  return calls("evalsha") + calls("eval");
+}
+
+/** Counts the calls of one of the store's scripts on `client` (ioredis's command `tessera_<name>`) until restored. */
+function countCalls(client: Redis, script: string): { calls(): number; restore(): void } {
+  const commands = client as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const name = `tessera_${script}`;
+  const call = commands[name]!;
+  let calls = 0;
+  commands[name] = function (this: unknown, ...args: unknown[]) {
+    calls++;
+    return call.apply(this, args);
+  };
+  return { calls: () => calls, restore: () => void (commands[name] = call) };
+}
+
+/**
+ * Makes the (missing) feed stream under prefix `p` as a server whose clock reads `ms` would: an entry at `ms`-0,
+ * deleted again, so that the store's next XADD * hands out `ms`-1, `ms`-2, ... whatever the real clock says (a stream
+ * never hands out an id below its newest). What a server an hour ahead, or one that regrows the feed within that
+ * millisecond, hands out.
+ */
+async function clockAt(client: Redis, p: string, ms: number): Promise<void> {
+  await client.xadd(`${p}{feed}`, `${ms}-0`, "seed", "1");
+  await client.xdel(`${p}{feed}`, `${ms}-0`);
+}
+
 describe("key layout", () => {
   it("keeps every key of a subject under one hash tag, and nothing else per session", async () => {
     const subject = `layout-${randomUUID()}`;
@@ -274,20 +305,29 @@ describe("scripts", () => {
     it("opens the concurrent sessions of one subject a few scripts at a time, each as if it came alone", async () => {
       const subject = `burst-${randomUUID()}`;
       const first = await open(subject, 20, T0);
-      const scripts = async () => {
-        const stats = await ownRedis.info("commandstats");
-        return ["evalsha", "eval"].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
-      };
-      const before = await scripts();
+      const before = await scriptsRun(ownRedis);
+      const openings = countCalls(ownRedis, "createSessions");
       const next = Array.from({ length: 50 }, (_, i) => session(subject, T0 + 100 + i));
-      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i))));
+      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i)))).finally(openings.restore);
       // In the order they came, each evicted the least recently used live session of its moment: the twenty older
       // ones first, then the earliest of the burst.
       const expected = [...first, ...next].slice(0, 50).map((s) => [s.id]);
       expect(results.map((r) => r.evicted)).toEqual(expected);
       expect((await ownStore.listSessions(subject, T0 + 200)).map((s) => s.id).sort()).toEqual(next.slice(30).map((s) => s.id).sort());
       // A script a session would be fifty (each declaring every other one in flight); the feed's appends count too.
-      expect((await scripts()) - before).toBeLessThanOrEqual(8);
+      expect((await scriptsRun(ownRedis)) - before).toBeLessThanOrEqual(8);
+      expect(openings.calls()).toBe(1); // the turn's fifty, in one CREATE_SESSIONS
+    });
+
+    it("sends two scripts of a subject at once, the second declaring the first's sessions (Redis runs it first)", async () => {
+      const subject = `two-scripts-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      const openings = countCalls(ownRedis, "createSessions");
+      const next = Array.from({ length: 128 }, (_, i) => session(subject, T0 + 100 + i));
+      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i)))).finally(openings.restore);
+      expect(results.map((r) => r.evicted)).toEqual([...first, ...next].slice(0, 128).map((s) => [s.id]));
+      // 64 a script: the second evicts the first's sessions, which it was told of, so it never runs again for them.
+      expect(openings.calls()).toBe(2);
     });
 
     it("opens sessions of one subject from two stores at once (two processes): the limit holds, none lost", async () => {
@@ -493,16 +533,6 @@ describe("revocation feed", () => {
 
   /** The stream id a cursor `<epoch>.<ms>-<seq>` names (a cursor without an epoch: itself). */
   const streamIdOf = (cursor: string) => cursor.slice(cursor.indexOf(".") + 1);
-
-  /**
-   * Makes the (missing) stream as a server whose clock reads `ms` would: an entry at `ms`-0, deleted again, so that the
-   * store's next XADD * hands out `ms`-1, `ms`-2, ... whatever the real clock says (a stream never hands out an id
-   * below its newest). What a server an hour ahead, or one that regrows the feed within that millisecond, hands out.
-   */
-  async function clockAt(client: Redis, p: string, ms: number): Promise<void> {
-    await client.xadd(`${p}{feed}`, `${ms}-0`, "seed", "1");
-    await client.xdel(`${p}{feed}`, `${ms}-0`);
-  }
 
   it("hands out cursors <epoch>.<ms>-<seq>, the epoch in the meta hash and shared by every process on the prefix", async () => {
     const { own, client, prefix: p } = await ownStore();
@@ -737,11 +767,7 @@ describe("revocation feed appends", () => {
   let server: RedisServer;
   let client: Redis;
   let store: RedisStore;
-  const scripts = async () => {
-    const stats = await client.info("commandstats");
-    const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
-    return calls("evalsha") + calls("eval");
-  };
+  const scripts = () => scriptsRun(client);
   const revokeAll = (jtis: string[]) =>
     Promise.allSettled(jtis.map((jti) => store.revokeToken({ subject: "alice", jti, expiresAt: T0 + HOUR, now: T0, reason: "r" })));
   const targets = async () => (await store.revocations(null, 10_000)).entries.map((e) => e.target);
@@ -822,9 +848,7 @@ describe("revocation feed watcher across an outage", () => {
       await own.ping();
       let calls = 0;
       own.subscribe(() => calls++);
-      const ahead = Date.now() + HOUR;
-      await raw.xadd(`${prefix}{feed}`, `${ahead}-0`, "x", "1");
-      await raw.xdel(`${prefix}{feed}`, `${ahead}-0`);
+      await clockAt(raw, prefix, Date.now() + HOUR);
       await revokeOn(own, "before", T0);
       await until(() => calls > 0, 10_000, "the wake before the outage");
       raw.disconnect();

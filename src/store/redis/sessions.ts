@@ -55,12 +55,12 @@ type GraceTuple = [jti: string, fingerprint: string, at: number, pair: IssuedPai
  * it holds the index's members); ARGV[1] = base, ARGV[2] = now. Names the tuple positions and holds the Lua twins of
  * domain/sessions.ts liveUntil / isLive, and the helpers every script shares. Every key a script touches is declared in
  * KEYS, all in the subject's slot: the session it names (and its grace key) after the two indexes, then, for the
- * scripts that read other members, the `s:` keys of the members it was told of (RedisSessionStore.overMembers, and
- * openBatch for openings); such a script first checks that every member it will read is declared and otherwise
- * returns {'undeclared', members} untouched (CREATE_SESSIONS: what it opened before it), for the caller to run it again
- * with those. A member such a script revokes keeps its `g:` key until it
- * expires by itself (the end of its grace window): a revoked session's grace entry is never read (ROTATE answers
- * 'ended' first), and so the members' `g:` keys need not be declared.
+ * scripts that read other members, the `s:` keys of the members it was told of (RedisSessionStore.overMembers); such a
+ * script first checks that every member it will read is declared and otherwise returns {'undeclared', members}
+ * untouched (CREATE_SESSIONS: past the sessions it opened before), for the caller to run it again with those. A member
+ * such a script revokes keeps its `g:` key until it expires by itself (the end of its grace window): a revoked
+ * session's grace entry is never read (ROTATE answers 'ended' first), and so the members' `g:` keys need not be
+ * declared.
  */
 const SESSION_PRELUDE = `
 local STATUS, CREATED_AT, LAST_USED_AT, IDLE_EXPIRES_AT, EXPIRES_AT, ORDER, CURRENT_JTI, SUBJECT, CLIENT =
@@ -75,9 +75,8 @@ local function declared_set(first)
   for i = first, #KEYS do declared[string.sub(KEYS[i], skip)] = true end
   return declared
 end
--- The index's members if every one's \`s:\` key is declared (from KEYS[first] on); else nil and the members.
-local function declared_members(first)
-  local declared = declared_set(first)
+-- The index's members if every one's \`s:\` key is declared (in the set declared_set made); else nil and the members.
+local function declared_members(declared)
   local members = redis.call('ZRANGE', idx, 0, -1)
   for _, m in ipairs(members) do
     if not declared[m] then return nil, members end
@@ -203,7 +202,7 @@ local function create_one(at)
     live = redis.call('ZCOUNT', lives, '(' .. now, '+inf')
     until_of = function(m) return tonumber(redis.call('ZSCORE', lives, m)) end
   else
-    local members, found = declared_members(3)
+    local members, found = declared_members(declared)
     if not members then return nil, found end
     local untils = {}
     for _, m in ipairs(members) do
@@ -345,7 +344,7 @@ return 0
  * (least recently used first, then by id; the memory store lists them alike)}, or {'undeclared', members}.
  */
 const REVOKE_SUBJECT = `${SESSION_PRELUDE}
-local ok, members = declared_members(3)
+local ok, members = declared_members(declared_set(3))
 if not ok then return { 'undeclared', members } end
 local retention, ended = tonumber(ARGV[3]), {}
 each_active(function(m, s)
@@ -364,7 +363,7 @@ return { 'ok', ended }
  * {'undeclared', members}.
  */
 const LIST_SESSIONS = `${SESSION_PRELUDE}
-local members, found = declared_members(3)
+local members, found = declared_members(declared_set(3))
 if not members then return { 'undeclared', found } end
 local out = {}
 for _, m in ipairs(members) do
@@ -393,9 +392,13 @@ const MEMBER_ATTEMPTS = 5;
 const SESSIONS_PER_SCRIPT = 64;
 /** At most this many CREATE_SESSIONS of one subject in flight from this process (schedule). */
 const SCRIPTS_IN_FLIGHT = 2;
-/** A subject's openings: those waiting, how many scripts of it run, and whether a send is scheduled. */
+/**
+ * A subject's openings: those waiting, the sessions of the scripts in flight (declared by every other script of the
+ * subject: overMembers), how many those scripts are, and whether a send is scheduled.
+ */
 interface OpeningLine {
   queue: PendingOpening[];
+  inFlight: Set<string>;
   running: number;
   scheduled: boolean;
 }
@@ -413,8 +416,6 @@ interface PendingOpening {
 export class RedisSessionStore implements SessionStore {
   /** Per subject base: its index's members as last seen, so a script walking them declares their keys at once. */
   private readonly members = new Map<string, readonly string[]>();
-  /** Per subject base: the sessions this process is opening now, in one script (declared by the other scripts). */
-  private readonly opening = new Map<string, Set<string>>();
   /** The client's command timeout (createRedisClient): how long an opening may wait to be sent (schedule). */
   private readonly commandTimeoutMs: number | undefined;
   /** Per subject base: the openings waiting for a CREATE_SESSIONS, and how many of its scripts run (schedule). */
@@ -430,19 +431,27 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * Runs a script that walks the subject's index, with `keys` and then the `s:` key of every member declared:
-   * the members last seen (plus the sessions this process is opening for the subject, which a concurrent call may
-   * have added); if the index holds others, the script changes nothing and names them, and it runs again with
-   * those. Returns the script's reply after its 'ok'.
+   * Runs a script that walks the subject's index, with the keys and arguments `request` gives and then the `s:` key of
+   * every member not among those keys: the members last seen, plus the sessions this process is opening for the
+   * subject (`inFlight`: Redis may run their script first). If the index holds others, the script names them (having
+   * changed nothing, or for CREATE_SESSIONS what it did before meeting one: `cutShort` hears of it, and `request`
+   * then asks for the rest), and it runs again with those. Returns the script's reply after its 'ok'.
    */
-  private async overMembers(name: string, base: string, keys: string[], args: (string | number)[]): Promise<unknown[]> {
-    let members = [...(this.members.get(base) ?? []), ...(this.opening.get(base) ?? [])];
+  private async overMembers(
+    name: string,
+    base: string,
+    request: () => [keys: string[], args: (string | number)[]],
+    cutShort?: (reply: unknown[]) => void,
+  ): Promise<unknown[]> {
+    let members = [...(this.members.get(base) ?? []), ...(this.openings.get(base)?.inFlight ?? [])];
     for (let attempt = 1; ; attempt++) {
-      const declared = [...keys];
-      for (const m of members) declared.push(`${base}s:${m}`);
-      const reply = (await this.ctx.script(name, declared, args)) as [string, ...unknown[]];
+      const [keys, args] = request();
+      const given = new Set(keys);
+      for (const m of members) if (!given.has(`${base}s:${m}`)) keys.push(`${base}s:${m}`);
+      const reply = (await this.ctx.script(name, keys, args)) as [string, ...unknown[]];
       if (reply[0] === "ok") return reply.slice(1);
       if (attempt >= MEMBER_ATTEMPTS) throw new Error(`${name}: the subject's sessions kept changing`);
+      cutShort?.(reply);
       members = [...new Set([...members, ...(reply[1] as string[])])];
     }
   }
@@ -467,7 +476,7 @@ export class RedisSessionStore implements SessionStore {
     return this.ctx.guard(async () => {
       const evicted = await new Promise<string[]>((resolve, reject) => {
         let line = this.openings.get(base);
-        if (line === undefined) this.openings.set(base, (line = { queue: [], running: 0, scheduled: false }));
+        if (line === undefined) this.openings.set(base, (line = { queue: [], inFlight: new Set(), running: 0, scheduled: false }));
         line.queue.push({ s, opts, queuedAt: performance.now(), resolve, reject });
         this.schedule(base, line);
       });
@@ -483,7 +492,7 @@ export class RedisSessionStore implements SessionStore {
    * Sends a subject's queued openings at the end of the turn (so that the openings its I/O callbacks make go
    * together), at most SESSIONS_PER_SCRIPT a CREATE_SESSIONS script and SCRIPTS_IN_FLIGHT scripts at once; openings
    * that come meanwhile wait for a script to finish. Each script declares the sessions of the others in flight
-   * (`opening`: Redis may run those first), where each opening used to declare every other one: under one-subject
+   * (`inFlight`: Redis may run those first), where each opening used to declare every other one: under one-subject
    * Issue with 64 in flight, a 5 KB script a call. Two in flight, not one, so that Redis runs one while this process
    * answers the other's calls.
    */
@@ -502,18 +511,14 @@ export class RedisSessionStore implements SessionStore {
       }
       while (line.running < SCRIPTS_IN_FLIGHT && line.queue.length > 0) {
         const batch = line.queue.splice(0, SESSIONS_PER_SCRIPT);
-        const opening = this.opening.get(base) ?? new Set<string>();
-        const others = [...opening];
-        for (const o of batch) opening.add(o.s.id);
-        this.opening.set(base, opening);
+        for (const o of batch) line.inFlight.add(o.s.id);
         line.running++;
-        void this.openBatch(base, batch, others)
+        void this.openBatch(base, batch)
           .catch((err: unknown) => {
             for (const o of batch) o.reject(err);
           })
           .finally(() => {
-            for (const o of batch) opening.delete(o.s.id);
-            if (opening.size === 0 && this.opening.get(base) === opening) this.opening.delete(base);
+            for (const o of batch) line.inFlight.delete(o.s.id);
             line.running--;
             if (line.running === 0 && line.queue.length === 0 && this.openings.get(base) === line) this.openings.delete(base);
             else this.schedule(base, line);
@@ -523,15 +528,19 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * One CREATE_SESSIONS for `batch`, declaring the members last seen; the sessions it opened before meeting a member
-   * it was not told of resolve, and the rest run again with those declared (MEMBER_ATTEMPTS scripts at most).
+   * One CREATE_SESSIONS for `batch` (overMembers); the sessions it opened before meeting a member it was not told of
+   * resolve, and the rest run again with those declared.
    */
-  private async openBatch(base: string, batch: PendingOpening[], others: readonly string[]): Promise<void> {
-    let members = [...(this.members.get(base) ?? []), ...others];
-    for (let attempt = 1; ; attempt++) {
+  private async openBatch(base: string, batch: PendingOpening[]): Promise<void> {
+    let rest = batch;
+    const settle = (done: string[][]) => {
+      for (let i = 0; i < done.length; i++) rest[i]!.resolve(done[i]!);
+      rest = rest.slice(done.length);
+    };
+    const request = (): [string[], (string | number)[]] => {
       const keys = [`${base}idx`, `${base}x`];
-      const args: (string | number)[] = [base, batch[0]!.opts.now, this.livesFrom, batch.length];
-      for (const { s, opts } of batch) {
+      const args: (string | number)[] = [base, rest[0]!.opts.now, this.livesFrom, rest.length];
+      for (const { s, opts } of rest) {
         const c = s.client;
         keys.push(`${base}s:${s.id}`, `${base}g:${s.id}`);
         args.push(
@@ -539,20 +548,14 @@ export class RedisSessionStore implements SessionStore {
           s.currentJti, JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
         );
       }
-      for (const m of members) keys.push(`${base}s:${m}`);
-      const reply = (await this.ctx.script("createSessions", keys, args)) as
-        | ["ok", string[][], string[]]
-        | ["undeclared", string[], string[][]];
-      const done = reply[0] === "ok" ? reply[1] : reply[2];
-      for (let i = 0; i < done.length; i++) batch[i]!.resolve(done[i]!);
-      if (reply[0] === "ok") {
-        this.seen(base, reply[2]);
-        return;
-      }
-      if (attempt >= MEMBER_ATTEMPTS) throw new Error("createSessions: the subject's sessions kept changing");
-      batch = batch.slice(done.length);
-      members = [...new Set([...members, ...reply[1]])];
-    }
+      return [keys, args];
+    };
+    const [done, members] = (await this.overMembers("createSessions", base, request, (reply) => settle(reply[2] as string[][]))) as [
+      string[][],
+      string[],
+    ];
+    settle(done);
+    this.seen(base, members);
   }
 
   async rotateRefresh(input: RotateInput): Promise<RotateResult> {
@@ -636,7 +639,7 @@ export class RedisSessionStore implements SessionStore {
   async revokeSubject(q: { subject: string; now: number; retentionMs: number; reason: string }) {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(q.subject);
-      const [ended] = (await this.overMembers("revokeSubject", base, [`${base}idx`, `${base}x`], [base, q.now, q.retentionMs])) as [string[]];
+      const [ended] = (await this.overMembers("revokeSubject", base, () => [[`${base}idx`, `${base}x`], [base, q.now, q.retentionMs]])) as [string[]];
       this.seen(base, []);
       const until = q.now + q.retentionMs;
       await this.feed.publish(q.now, [
@@ -649,7 +652,7 @@ export class RedisSessionStore implements SessionStore {
   async listSessions(subject: string, now: number): Promise<SessionRecord[]> {
     return this.ctx.guard(async () => {
       const base = this.ctx.base(subject);
-      const [flat] = (await this.overMembers("listSessions", base, [`${base}idx`, `${base}x`], [base, now])) as [Cell[]];
+      const [flat] = (await this.overMembers("listSessions", base, () => [[`${base}idx`, `${base}x`], [base, now]])) as [Cell[]];
       const members: string[] = [];
       for (let i = 0; i < flat.length; i += 2) members.push(flat[i]!);
       this.seen(base, members);
