@@ -20,7 +20,7 @@ import {
 } from "../../domain/audit.js";
 import { statsOps } from "../../domain/stats.js";
 import type { AuditStore } from "../../domain/store.js";
-import { isStreamIdRefusal, partsOf, type RedisContext, type Script } from "./client.js";
+import { isStreamIdRefusal, LUA_LAST_GENERATED_ID, partsOf, type RedisContext, type Script } from "./client.js";
 import type { RedisStatsStore } from "./stats.js";
 
 /**
@@ -41,19 +41,15 @@ const AUDIT_FIELDS = ["a", "t", "v", "c", "s", "i", "p", "u", "d", "r", "x"] as 
  * follows event time by the caller's clock. Trims by count approximately (MAXLEN ~, whole stream nodes) and by age
  * exactly (nothing older than maxAge is ever served). Returns the count appended.
  */
-const AUDIT_APPEND = `
+const AUDIT_APPEND = `${LUA_LAST_GENERATED_ID}
 local key, maxlen, minid = KEYS[1], ARGV[1], ARGV[2]
 local names = { ${AUDIT_FIELDS.map((f) => `'${f}'`).join(", ")} }
 local n = #names
 local ms, seq = -1, 0
-if redis.call('EXISTS', key) == 1 then
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      local dash = string.find(info[i + 1], '-', 1, true)
-      ms, seq = tonumber(string.sub(info[i + 1], 1, dash - 1)), tonumber(string.sub(info[i + 1], dash + 1))
-    end
-  end
+local last = last_generated_id(key)
+if last then
+  local dash = string.find(last, '-', 1, true)
+  ms, seq = tonumber(string.sub(last, 1, dash - 1)), tonumber(string.sub(last, dash + 1))
 end
 local added = 0
 for i = 3, #ARGV, n do

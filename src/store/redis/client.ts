@@ -388,6 +388,17 @@ export class RedisContext {
   }
 }
 
+/** Lua: `last_generated_id(key)`, the newest id a stream ever handed out (XINFO STREAM), or nil if there is none. */
+export const LUA_LAST_GENERATED_ID = `
+local function last_generated_id(key)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+end
+`;
+
 /**
  * `list` cut into consecutive parts of at most `size`, in order: what a batch sends as several scripts, so that no one
  * script holds Redis (and every other client) for long.

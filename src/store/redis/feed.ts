@@ -34,7 +34,7 @@ import {
   type RevocationFeed,
   type RevocationKind,
 } from "../../domain/store.js";
-import { blockingConnection, commandTimeoutOf, type RedisClient, type RedisContext, type Script } from "./client.js";
+import { blockingConnection, commandTimeoutOf, LUA_LAST_GENERATED_ID, type RedisClient, type RedisContext, type Script } from "./client.js";
 
 /**
  * A cursor of this feed: `<epoch>.<ms>-<seq>`, the incarnation (12 lowercase hex digits, or `0`: none yet) and a stream
@@ -132,17 +132,12 @@ return last
  * hash alone lost), `last` is the stream's newest id. Returns {'expired'} or {'ok', epoch, last, entries}; epoch is
  * '0' and last '0-0' when nothing was appended since the hash was made.
  */
-const READ_FEED = `${ID_CMP}
+const READ_FEED = `${ID_CMP}${LUA_LAST_GENERATED_ID}
 local m = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'trimmed', 'first')
 local epoch, last, trimmed, first = m[1] or '${NO_EPOCH}', m[2] or '0-0', m[3] or '0-0', m[4]
 -- The hash lost while the stream lived on: the stream's own newest id stands for \`last\`, so the cursors this read
 -- hands out (of no incarnation) read on instead of expiring at once, until the next append gives one.
-if not m[2] and redis.call('EXISTS', KEYS[1]) == 1 then
-  local info = redis.call('XINFO', 'STREAM', KEYS[1])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then last = info[i + 1] end
-  end
-end
+if not m[2] then last = last_generated_id(KEYS[1]) or last end
 local start = '-'
 if ARGV[1] ~= '' then
   local e, c = ARGV[1], ARGV[2]
@@ -214,13 +209,7 @@ export class RedisRevocationFeed implements RevocationFeed {
   private append(now: number, events: Omit<RevocationEvent, "id">[]): Promise<void> {
     let turn = this.turn;
     if (turn === null || (turn.entries > 0 && turn.entries + events.length > ENTRIES_PER_APPEND)) {
-      const next: PendingAppend = { now, args: [], entries: 0, done: undefined as unknown as Promise<void> };
-      next.done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-        if (this.turn === next) this.turn = null;
-        // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
-        // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
-        await this.ctx.script("appendFeed", [this.key, this.metaKey], [next.now, randomBytes(6).toString("hex"), ...next.args]);
-      });
+      const next: PendingAppend = { now, args: [], entries: 0, done: this.sendAfterTurn(() => next) };
       this.turn = turn = next;
     }
     // The latest instant of the turn's calls drops the dead head: whatever was dead for an earlier one is dead still.
@@ -228,6 +217,16 @@ export class RedisRevocationFeed implements RevocationFeed {
     for (const e of events) turn.args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
     turn.entries += events.length;
     return turn.done;
+  }
+
+  /** Sends the append at the end of the turn (setImmediate), when no more publishes can join it. */
+  private async sendAfterTurn(pending: () => PendingAppend): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const sent = pending();
+    if (this.turn === sent) this.turn = null;
+    // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
+    // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
+    await this.ctx.script("appendFeed", [this.key, this.metaKey], [sent.now, randomBytes(6).toString("hex"), ...sent.args]);
   }
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {

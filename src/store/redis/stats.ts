@@ -67,7 +67,7 @@ local function hour(at)
 end
 -- What a script adds to the hours is gathered here and written once, by flush_hours (nothing reads those fields
 -- before: STATS_READ flushes first): per field, the sum of its increments and the largest duration; the hours touched.
--- A call from Lua into Redis costs about as much as the work it does here, and a part of 64 ops gave several per op.
+-- A part of 64 ops used to make several such writes per op, mostly to the same few fields of the current hour.
 local added, longest, touched = {}, {}, {}
 local function touch_hour(_, h) touched[h] = true end
 local function add_to(field, by) added[field] = (added[field] or 0) + by end
