@@ -497,26 +497,31 @@ describe("revocation feed", () => {
     const keys = await allKeys(p);
     if (keys.length > 0) await redis.del(...keys);
   }
+  /** Runs `test` on a store of its own (ownStore), then drops its keys and closes it. */
+  async function withOwnFeed(test: (own: Awaited<ReturnType<typeof ownStore>>) => Promise<void>): Promise<void> {
+    const store = await ownStore();
+    try {
+      await test(store);
+    } finally {
+      await dropUnder(store.prefix);
+      await store.own.close();
+    }
+  }
   const revoke = (s: RedisStore, jti: string, now: number, expiresAt: number) =>
     s.revokeToken({ subject: "alice", jti, expiresAt, now, reason: "r" });
 
   it("keeps the stream and its meta under one hash tag", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       await revoke(own, "j", T0, T0 + HOUR);
       const keys = [];
       for (const k of [`${p}{feed}`, `${p}{feed}:m`]) if ((await client.exists(k)) === 1) keys.push(k);
       expect(keys).toEqual([`${p}{feed}`, `${p}{feed}:m`]);
       expect(await client.type(`${p}{feed}`)).toBe("stream");
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("drops at most 100 dead entries per append, and a cursor in the dropped part expires", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       for (let i = 0; i < 150; i++) await revoke(own, `dead-${i}`, T0, T0 + 10);
       const ids = (await own.revocations(null, 1000)).entries.map((e) => e.id);
       await revoke(own, "live-1", T0 + 20, T0 + HOUR);
@@ -525,10 +530,7 @@ describe("revocation feed", () => {
       expect((await own.revocations(ids[99]!, 1)).entries.map((e) => e.target)).toEqual(["dead-100"]);
       await revoke(own, "live-2", T0 + 21, T0 + HOUR);
       expect((await own.revocations(null, 1000)).entries.map((e) => e.target)).toEqual(["live-1", "live-2"]);
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   /** The stream id a cursor `<epoch>.<ms>-<seq>` names (a cursor without an epoch: itself). */
@@ -560,8 +562,7 @@ describe("revocation feed", () => {
   });
 
   it("expires a bare stream id (an older version's cursor) and a memory cursor; refuses other forms as invalid", async () => {
-    const { own, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, prefix: p }) => {
       await revoke(own, "a", T0, T0 + HOUR);
       await revoke(own, "b", T0 + 1, T0 + HOUR);
       const [a] = (await own.revocations(null, 10)).entries;
@@ -591,15 +592,11 @@ describe("revocation feed", () => {
         );
         expect([cursor, why]).toEqual([cursor, "invalid"]);
       }
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("expires a cursor from before the feed was emptied, even once the feed grew again over the cursor's ids", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       // Stream ids come from the server's clock. The feed is made on a server an hour ahead (its ids: F-1, F-2)...
       const F = Date.now() + HOUR;
       await clockAt(client, p, F);
@@ -617,15 +614,11 @@ describe("revocation feed", () => {
       await expect(own.revocations(a!.id, 10)).rejects.toEqual(new FeedCursorError("expired"));
       // The new snapshot has all of the new feed.
       expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["x", "y", "z"]);
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("a meta hash lost while its stream lived on: a new snapshot's cursor reads on, until the next append's incarnation", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       await revoke(own, "a", T0, T0 + HOUR);
       await revoke(own, "b", T0 + 1, T0 + HOUR);
       const before = await own.revocations(null, 10);
@@ -640,15 +633,11 @@ describe("revocation feed", () => {
       await revoke(own, "c", T0 + 2, T0 + HOUR);
       await expect(own.revocations(again.next, 10)).rejects.toEqual(new FeedCursorError("expired"));
       expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["a", "b", "c"]);
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("a stream lost while its meta hash lived on starts a new incarnation: the old cursors expire", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       await revoke(own, "a", T0, T0 + 10);
       await revoke(own, "b", T0 + 1, T0 + HOUR);
       await revoke(own, "c", T0 + 20, T0 + HOUR); // drops "a": the hash holds trimmed, first, last and the epoch
@@ -666,15 +655,11 @@ describe("revocation feed", () => {
       // What the hash said of the lost stream went with it: the new incarnation has dropped nothing, and begins at "x".
       expect(await client.hget(`${p}{feed}:m`, "trimmed")).toBeNull();
       expect(await client.hget(`${p}{feed}:m`, "first")).toBe(streamIdOf(after.entries[0]!.id));
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("expires a cursor from before the feed was emptied, once it grew again with later ids", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       await revoke(own, "a", T0, T0 + HOUR);
       await revoke(own, "b", T0 + 1, T0 + HOUR);
       const { next } = await own.revocations(null, 10);
@@ -687,15 +672,11 @@ describe("revocation feed", () => {
       await revoke(own, "c", T0 + 2, T0 + HOUR);
       await expect(own.revocations(next, 10)).rejects.toEqual(new FeedCursorError("expired"));
       expect((await own.revocations(empty.next, 10)).entries.map((e) => e.target)).toEqual(["c"]);
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("a meta hash an older version wrote (no epoch): cursors 0.<id>, good until the first append gives it an epoch", async () => {
-    const { own, client, prefix: p } = await ownStore();
-    try {
+    await withOwnFeed(async ({ own, client, prefix: p }) => {
       await revoke(own, "a", T0, T0 + HOUR);
       await revoke(own, "b", T0 + 1, T0 + HOUR);
       await client.hdel(`${p}{feed}:m`, "epoch"); // as an older version left it
@@ -706,10 +687,7 @@ describe("revocation feed", () => {
       expect(await client.hget(`${p}{feed}:m`, "epoch")).toMatch(/^[0-9a-f]{12}$/);
       await expect(own.revocations(b!.id, 10)).rejects.toEqual(new FeedCursorError("expired"));
       expect((await own.revocations(null, 10)).entries.map((e) => e.target)).toEqual(["a", "b", "c"]);
-    } finally {
-      await dropUnder(p);
-      await own.close();
-    }
+    });
   });
 
   it("wakes a subscriber on an append made through another store (another process) on the same prefix", async () => {
