@@ -6,6 +6,7 @@
  * The behaviour shared with the memory store is the contract suite's business.
  */
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { StoreUnavailableError } from "../../src/domain/errors.js";
@@ -120,6 +121,22 @@ function countCalls(client: Redis, script: string): { calls(): number; restore()
 async function clockAt(client: Redis, p: string, ms: number): Promise<void> {
   await client.xadd(`${p}{feed}`, `${ms}-0`, "seed", "1");
   await client.xdel(`${p}{feed}`, `${ms}-0`);
+}
+
+/** A client on `url`, once connected (the store's clients refuse commands until then: no offline queue). */
+async function connectedClient(url: string, commandTimeoutMs = 2000): Promise<Redis> {
+  const client = createRedisClient(url, { commandTimeoutMs });
+  if (client.status !== "ready") await once(client, "ready");
+  return client;
+}
+
+/** A Redis server of the test's own, a client on it and a store on that (connected); `close` ends all three. */
+async function onOwnServer(commandTimeoutMs = 2000): Promise<{ server: RedisServer; client: Redis; store: RedisStore; close(): Promise<void> }> {
+  const server = await RedisServer.start();
+  const client = createRedisClient(server.url, { commandTimeoutMs });
+  const store = new RedisStore(client, { prefix });
+  await store.ping();
+  return { server, client, store, close: async () => (await store.close(), await server.stop()) };
 }
 
 describe("key layout", () => {
@@ -258,7 +275,7 @@ describe("scripts", () => {
   });
 
   describe("opening a session past the limit", () => {
-    let own: RedisServer;
+    let own: Awaited<ReturnType<typeof onOwnServer>>;
     let ownRedis: Redis;
     let ownStore: RedisStore;
     const opts = (now: number) => ({ maxSessions: 20, now, retentionMs: RETENTION });
@@ -268,16 +285,11 @@ describe("scripts", () => {
     const index = (subject: string) => `${prefix}${tagOf(subject)}:idx`;
 
     beforeAll(async () => {
-      own = await RedisServer.start();
-      ownRedis = createRedisClient(own.url, { commandTimeoutMs: 2000 });
-      ownStore = new RedisStore(ownRedis, { prefix });
-      await ownStore.ping();
+      own = await onOwnServer();
+      ({ client: ownRedis, store: ownStore } = own);
     });
 
-    afterAll(async () => {
-      await ownStore?.close();
-      await own?.stop();
-    });
+    afterAll(() => own?.close());
 
     /** Opens `n` sessions of `subject`, one a millisecond from `from` on; returns them, oldest first. */
     async function open(subject: string, n: number, from: number): Promise<SessionRecord[]> {
@@ -332,7 +344,7 @@ describe("scripts", () => {
 
     it("opens sessions of one subject from two stores at once (two processes): the limit holds, none lost", async () => {
       const subject = `two-${randomUUID()}`;
-      const other = new RedisStore(createRedisClient(own.url, { commandTimeoutMs: 2000 }), { prefix });
+      const other = new RedisStore(createRedisClient(own.server.url, { commandTimeoutMs: 2000 }), { prefix });
       try {
         await other.ping();
         const mine = Array.from({ length: 40 }, (_, i) => session(subject, T0 + i));
@@ -354,7 +366,7 @@ describe("scripts", () => {
 
     it("keeps what a batch opened before it met sessions another process opened, and opens the rest once told of them", async () => {
       const subject = `partial-${randomUUID()}`;
-      const other = new RedisStore(createRedisClient(own.url, { commandTimeoutMs: 2000 }), { prefix });
+      const other = new RedisStore(createRedisClient(own.server.url, { commandTimeoutMs: 2000 }), { prefix });
       try {
         await other.ping();
         const older = await open(subject, 15, T0); // this store has seen these fifteen
@@ -376,12 +388,9 @@ describe("scripts", () => {
     });
 
     it("refuses, rather than sends later, the openings that waited past the store timeout while Redis stalled", async () => {
-      const server = await RedisServer.start();
-      const admin = createRedisClient(server.url, { commandTimeoutMs: 5000 });
-      const quick = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 300 }), { prefix });
+      const { server, store: quick, close } = await onOwnServer(300);
+      const admin = await connectedClient(server.url, 5000);
       try {
-        await quick.ping();
-        await admin.ping();
         await quick.createSession(session(`warm-${randomUUID()}`, T0), opts(T0)); // the script is loaded
         const subject = `stalled-${randomUUID()}`;
         await admin.client("PAUSE", 1500, "ALL");
@@ -394,9 +403,8 @@ describe("scripts", () => {
         await vi.waitFor(() => quick.ping(), { timeout: 5000, interval: 100 });
         expect(await admin.zcard(`${prefix}${tagOf(subject)}:idx`)).toBe(128);
       } finally {
-        await quick.close();
         admin.disconnect();
-        await server.stop();
+        await close();
       }
     });
 
@@ -742,7 +750,7 @@ describe("revocation feed", () => {
 
 describe("revocation feed appends", () => {
   // On a server of this test's own: the script count is the server's.
-  let server: RedisServer;
+  let own: Awaited<ReturnType<typeof onOwnServer>>;
   let client: Redis;
   let store: RedisStore;
   const scripts = () => scriptsRun(client);
@@ -751,15 +759,10 @@ describe("revocation feed appends", () => {
   const targets = async () => (await store.revocations(null, 10_000)).entries.map((e) => e.target);
 
   beforeAll(async () => {
-    server = await RedisServer.start();
-    client = createRedisClient(server.url, { commandTimeoutMs: 2000 });
-    store = new RedisStore(client, { prefix });
-    await store.ping();
+    own = await onOwnServer();
+    ({ client, store } = own);
   });
-  afterAll(async () => {
-    await store?.close();
-    await server?.stop();
-  });
+  afterAll(() => own?.close());
 
   it("appends the revocations of one turn in one script, in the order they came, at most 128 entries a script", async () => {
     const first = Array.from({ length: 40 }, (_, i) => `turn-${i}`);
@@ -819,11 +822,9 @@ describe("revocation feed watcher across an outage", () => {
     // The key ring listens (src/app.ts): a Redis that came back empty has lost the key set, and it must look again
     // without waiting for an append. And the new stream's ids may lie below the id the watcher saw last (here the old
     // stream's last id is an hour ahead, as on a server whose clock was ahead): it must not wait for those.
-    const server = await RedisServer.start();
-    const own = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 500 }), { prefix });
-    const raw = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    const { server, store: own, close } = await onOwnServer(500);
+    const raw = await connectedClient(server.url);
     try {
-      await own.ping();
       let calls = 0;
       own.subscribe(() => calls++);
       await clockAt(raw, prefix, Date.now() + HOUR);
@@ -839,8 +840,7 @@ describe("revocation feed watcher across an outage", () => {
       await until(() => calls > before, 10_000, "the wake for an append to the new feed");
     } finally {
       raw.disconnect();
-      await own.close();
-      await server.stop();
+      await close();
     }
   });
 
