@@ -187,6 +187,8 @@ export interface Report {
   /** h2load at a fixed rate (half of Introspect's maximum): Tessera's Introspect and the grpc-js no-op. */
   halfRate?: Measured;
   grpcjsHalfRate?: Measured;
+  /** node:http2 alone (bench/servers/noop-h2.ts) at the same fixed rate: the runtime's floor. */
+  h2HalfRate?: Measured;
   /** h2load --h1: oidc-provider's introspection. */
   peer?: Measured;
   /** The Node generator: the grpc-js no-op (and its passes), Refresh, Issue for a new subject per call, the Introspect mix. */
@@ -251,6 +253,7 @@ function rows(r: Report): Row[] {
   const rate = r.halfRate?.load.offeredRps ?? r.grpcjsHalfRate?.load.offeredRps;
   add(`**Tessera Introspect, gRPC, fixed rate ${f(rate ?? NaN)}/s** (~50 % of max)`, r.halfRate);
   add(`grpc-js no-op, gRPC, at the same fixed rate`, r.grpcjsHalfRate);
+  add(`node:http2 no-op (no framework), gRPC, at the same fixed rate`, r.h2HalfRate);
   add("**peer: oidc-provider RFC 7662 introspection**, HTTP/1.1", r.peer, toGrpcjs);
   add("grpc-js no-op, gRPC (ceiling of the Node generator's rows)", r.node.grpcjs, () => 1);
   add("**Tessera Refresh, gRPC**", r.node.refresh, toCeiling);
@@ -473,7 +476,8 @@ function targetRows(r: Report): Target[] {
       const met = half.load.p99 < 5 || (noopP99 > 5 && half.load.p99 <= 1.5 * noopP99);
       out.push([
         "Introspect p99 < 5 ms at ~50 % of max (or ≤ 1.5 × the grpc-js no-op's p99 at the same rate, when that is above 5 ms)",
-        `${ms(half.load.p99)} ms at ${f(half.load.rps)} of ${f(half.load.offeredRps ?? NaN)} req/s offered; the grpc-js no-op at the same rate: ${ms(noopP99)} ms (${f(half.load.p99 / noopP99, 2)} ×)`,
+        `${ms(half.load.p99)} ms at ${f(half.load.rps)} of ${f(half.load.offeredRps ?? NaN)} req/s offered; the grpc-js no-op at the same rate: ${ms(noopP99)} ms (${f(half.load.p99 / noopP99, 2)} ×)` +
+          (r.h2HalfRate && !r.h2HalfRate.failed ? `; node:http2 alone, no framework: ${ms(r.h2HalfRate.load.p99)} ms` : ""),
         met,
       ]);
     }
@@ -569,6 +573,7 @@ function fixedRateTable(r: Report): string {
   const list = [
     ["Tessera Introspect, gRPC", r.halfRate],
     ["grpc-js no-op, gRPC", r.grpcjsHalfRate],
+    ["node:http2 no-op (no framework), gRPC", r.h2HalfRate],
   ].filter((x): x is [string, Measured] => x[1] !== undefined);
   if (list.length === 0) return "";
   const d = (x: LoopDelay | undefined) => (x ? `${ms(x.p99)} / ${ms(x.max)}` : "–");

@@ -102,6 +102,7 @@ const LOOP_DELAY_HOOK = "./bench/loop-delay-hook.ts";
 const CLUSTER = "bench/servers/cluster.ts";
 const NOOP_GRPCJS = "bench/servers/noop-grpcjs.ts";
 const NOOP_CONNECT = "bench/servers/noop-connect.ts";
+const NOOP_H2 = "bench/servers/noop-h2.ts";
 /** Subjects of the h2load scenarios' requests. */
 const INTROSPECT_SUBJECT = "bench-h2load-introspect";
 const ISSUE_SUBJECT = "bench-h2load-issue";
@@ -833,6 +834,13 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
           measureH2(`Tessera Introspect, gRPC, at a fixed ${rate}/s`, tessera, introspectScenario(tessera.url, "grpc", token, valid), { load, redis }),
         );
         report.grpcjsHalfRate = await measureH2(`grpc-js no-op, gRPC, at a fixed ${rate}/s`, grpcjs!, noop!, { load });
+        // The floor under both: node:http2 answering every call with a fixed gRPC response, nothing else.
+        const bare = await startServer("node:http2 no-op", NOOP_H2, { loopDelay: true });
+        try {
+          report.h2HalfRate = await measureH2(`node:http2 no-op, gRPC, at a fixed ${rate}/s`, bare, introspectScenario(bare.url, "grpc", token, "noop"), { load });
+        } finally {
+          await bare.child.stop();
+        }
       }
       // What cannot be one fixed body goes to the Node generator: Refresh (a refresh token is good for one use, and
       // presenting it again revokes its session), Issue with a new subject on every call, the Introspect mix. Each
