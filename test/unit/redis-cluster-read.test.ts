@@ -2,8 +2,8 @@
  * Introspect's one read on a Redis Cluster (RedisContext.mgetInSlot): sent straight to the primary that holds the
  * slot, not through the Cluster client's routing, the reads of one turn in one write to that node; and when the slot
  * has moved to another node since the client last read the slot map (the old node answers MOVED), handed to the
- * Cluster client, which follows the redirection and reads the right values. On a Cluster of the test's own, since the
- * test moves a slot.
+ * Cluster client, which follows the redirection and reads the right values. And a batch of scripts (RedisContext.batch)
+ * runs the scripts of one slot in the order queued. On a Cluster of the test's own, since the test moves a slot.
  */
 import calculateSlot from "cluster-key-slot";
 import type { Cluster } from "ioredis";
@@ -96,5 +96,48 @@ describe("mgetInSlot on a Redis Cluster", () => {
       routed.mockRestore();
     }
     expect(await ownerOf(slot)).toBe(to);
+  });
+});
+
+describe("a batch of scripts on a Redis Cluster", () => {
+  // RPUSH of ARGV[1] to KEYS[1]: the list tells the order the scripts ran in.
+  beforeAll(() => ctx.define({ pushInOrder: { numberOfKeys: 1, lua: "return redis.call('RPUSH', KEYS[1], ARGV[1])" } }));
+
+  it("runs one slot's scripts in the order queued, even when the first goes out late; another slot's do not wait", async () => {
+    const list = `t:{dave}:order:${Date.now()}`;
+    const other = `t:{erin}:order:${Date.now()}`;
+    expect(calculateSlot(list)).not.toBe(calculateSlot(other));
+    // The first script of the batch reaches Redis 100 ms late, as one the Cluster client sends again after a
+    // redirection, a failover's retry or a NOSCRIPT does; the scripts sent meanwhile record when they went.
+    const sent: string[] = [];
+    const real = ctx.script.bind(ctx);
+    let first = true;
+    const spy = vi.spyOn(ctx, "script").mockImplementation(async (name, keys, args) => {
+      sent.push(`${keys[0] === list ? "list" : "other"}:${String(args[0])}`);
+      if (first) {
+        first = false;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return real(name, keys, args);
+    });
+    try {
+      const batch = ctx.batch();
+      batch.script("pushInOrder", [list], ["1"]);
+      batch.script("pushInOrder", [list], ["2"]);
+      batch.script("pushInOrder", [other], ["x"]);
+      batch.script("pushInOrder", [list], ["3"]);
+      const results = await batch.exec();
+      expect(results).toEqual([
+        [null, 1],
+        [null, 2],
+        [null, 1],
+        [null, 3],
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await client.lrange(list, 0, -1)).toEqual(["1", "2", "3"]);
+    // The other slot's script went out at once, before the held-back ones of the first slot.
+    expect(sent).toEqual(["list:1", "other:x", "list:2", "list:3"]);
   });
 });

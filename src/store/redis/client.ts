@@ -250,17 +250,28 @@ export class RedisContext {
   }
 
   /**
-   * A batch of scripts, each on the keys of one slot, sent at once; `exec()` answers every one, in the order queued.
-   * On one Redis they share one pipeline (one write). On a Cluster (whose pipelines must keep to one slot) each is
-   * sent as it is, routed by its keys, and each node's connection writes what it was given in the turn at once
-   * (writesPerTick), rather than one write per slot.
+   * A batch of scripts, each on the keys of one slot, sent at once; `exec()` answers every one, in the order queued,
+   * and the scripts of one slot run in that order (the audit's parts and the statistics' parts depend on it). On one
+   * Redis they share one pipeline (one write), whose scripts ioredis loads before it is sent. On a Cluster (whose
+   * pipelines must keep to one slot) each is sent as it is, routed by its keys, and each node's connection writes what
+   * it was given in the turn at once (writesPerTick), rather than one write per slot; a script of a slot already in
+   * the batch is sent once the one before it has answered, since the Cluster client sends a command again after a
+   * redirection, a failover's retry or a NOSCRIPT, and it would then run after the ones sent behind it.
    */
   batch(): ScriptBatch {
     const redis = this.redis;
     if (redis instanceof Cluster) {
       const calls: Promise<unknown>[] = [];
+      const lastOfSlot = new Map<number, Promise<unknown>>();
       return {
-        script: (name, keys, args) => void calls.push(this.script(name, keys, args)),
+        script: (name, keys, args) => {
+          const slot = calculateSlot(keys[0]!);
+          const before = lastOfSlot.get(slot);
+          const send = () => this.script(name, keys, args);
+          const call = before === undefined ? send() : before.then(send, send);
+          lastOfSlot.set(slot, call);
+          calls.push(call);
+        },
         exec: async () => (await Promise.allSettled(calls)).map((r) => (r.status === "fulfilled" ? [null, r.value] : [r.reason as Error, undefined])),
       };
     }
