@@ -14,6 +14,8 @@ import { newSessionId, subjectTag } from "../../src/domain/ids.js";
 import type { AuditEvent } from "../../src/domain/audit.js";
 import { FeedCursorError, type RotateInput, type SessionRecord } from "../../src/domain/store.js";
 import { RedisStore, createRedisClient } from "../../src/store/redis.js";
+import { RedisContext, type ScriptBatch } from "../../src/store/redis/client.js";
+import { RedisStatsStore } from "../../src/store/redis/stats.js";
 import { RedisServer, freePort } from "../helpers/redis-server.js";
 import { until } from "../helpers/wait.js";
 
@@ -906,6 +908,47 @@ describe("audit trail and risk", () => {
     } finally {
       send.mockRestore();
     }
+  });
+});
+
+describe("statistics in parts", () => {
+  it("keeps the index until the batch's last part has swept it, however long between the parts", async () => {
+    const p = `${prefix}stats-parts-${randomUUID().slice(0, 8)}:`;
+    const ctx = new RedisContext(redis, { prefix: p });
+    const stats = new RedisStatsStore(ctx);
+    // The parts one at a time, 20 ms apart: a Cluster sends a slot's parts a round trip apart, more under load.
+    const spaced = (): ScriptBatch => {
+      const queued: [string, string[], (string | number)[]][] = [];
+      return {
+        script: (name, keys, args) => void queued.push([name, keys, args]),
+        exec: async () => {
+          const out: [Error | null, unknown][] = [];
+          for (const [name, keys, args] of queued) {
+            if (out.length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+            out.push([null, await ctx.script(name, keys, args)]);
+          }
+          return out;
+        },
+      };
+    };
+    const MIN = 60_000;
+    const id = newSessionId("alice");
+    // A session opened at T0, idle for a minute at most; then, at T0 + 2 min, 101 counted events and its end at
+    // T0 + 30 s: two parts (64 ops, then 38), the first ending with the session's expiry already past.
+    let batch = spaced();
+    stats.queue(batch, [{ op: "open", id, platform: "ios", createdAt: T0, expiresAt: T0 + 24 * HOUR, expiry: T0 + MIN }], T0);
+    await batch.exec();
+    batch = spaced();
+    const counted = Array.from({ length: 101 }, (_, i) => ({ op: "count" as const, at: T0 + 1000 + i, counter: "token_revocations" as const, n: 1 }));
+    stats.queue(batch, [...counted, { op: "end", id, at: T0 + 30_000 }], T0 + 2 * MIN);
+    expect((await batch.exec()).length).toBe(2);
+    const s = await stats.readStats({ fromHour: T0, toHour: T0, now: T0 + 2 * MIN });
+    // Ended by its end (30 s), neither lost with the index nor swept at its expiry (60 s).
+    expect(s.hours[0]!.durations).toMatchObject({ count: 1, sumMs: 30_000, maxMs: 30_000 });
+    expect(s.hours[0]!.counts.token_revocations).toBe(101);
+    expect(s.live).toEqual({ sessions: 0, byPlatform: {}, subjects: 0 });
+    const left = await allKeys(p);
+    if (left.length > 0) await redis.del(...left);
   });
 });
 

@@ -300,8 +300,9 @@ end
 /**
  * STATS_APPLY: the Lua twin of MemoryStatsStore.apply. ARGV[5]: the ops as JSON arrays, in order (ids, tags and
  * rests in hex): ['c', at, counter, n] | ['o', id, platform, createdAt, expiresAt, expiry] | ['t', id, expiry]
- * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]]. ARGV[3] (the sweep batch) 0: no sweep (a batch's
- * ops but its last part's). Touches the declared keys only. Returns the ops applied.
+ * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]]. ARGV[3] (the sweep batch) 0: no sweep, and the index
+ * keys' expiry left as it is (a batch's parts but its last: that one sweeps, then sets the expiry from what is left).
+ * Touches the declared keys only. Returns the ops applied.
  */
 const STATS_APPLY = `${STATS_PRELUDE}
 local ops = cjson.decode(ARGV[5])
@@ -348,7 +349,9 @@ end
 if batch > 0 then sweep(batch) end
 flush_hours()
 flush_entries()
-expire_index()
+-- The index keys' expiry only after a sweep: before it, the latest session may be one that ended and is not swept yet,
+-- and an expiry set from it (1 ms) would drop the index before the batch's last part sweeps or ends it.
+if batch > 0 then expire_index() end
 prune_hours()
 return #ops
 `;
