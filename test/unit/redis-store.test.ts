@@ -16,6 +16,7 @@ import { FeedCursorError, type RotateInput, type SessionRecord } from "../../src
 import { RedisStore, createRedisClient } from "../../src/store/redis.js";
 import { RedisContext, type ScriptBatch } from "../../src/store/redis/client.js";
 import { RedisStatsStore } from "../../src/store/redis/stats.js";
+import type { StatsOp } from "../../src/domain/stats.js";
 import { RedisServer, freePort } from "../helpers/redis-server.js";
 import { until } from "../helpers/wait.js";
 
@@ -946,6 +947,36 @@ describe("statistics in parts", () => {
     // Ended by its end (30 s), neither lost with the index nor swept at its expiry (60 s).
     expect(s.hours[0]!.durations).toMatchObject({ count: 1, sumMs: 30_000, maxMs: 30_000 });
     expect(s.hours[0]!.counts.token_revocations).toBe(101);
+    expect(s.live).toEqual({ sessions: 0, byPlatform: {}, subjects: 0 });
+    const left = await allKeys(p);
+    if (left.length > 0) await redis.del(...left);
+  });
+
+  it("keeps the sessions a write's sweep left (it stops at its batch) until the next read ends them", async () => {
+    const p = `${prefix}stats-sweep-${randomUUID().slice(0, 8)}:`;
+    const ctx = new RedisContext(redis, { prefix: p });
+    const stats = new RedisStatsStore(ctx);
+    const MIN = 60_000;
+    const write = async (ops: StatsOp[], now: number) => {
+      const batch = ctx.batch();
+      stats.queue(batch, ops, now);
+      for (const [err] of await batch.exec()) expect(err).toBeNull();
+    };
+    // 1 500 sessions, each live for a minute; at T0 + 2 min one more write, whose sweep ends 1 000 of them
+    // (STATS_SWEEP_BATCH): the other 500 have ended too, and none is live.
+    const opened = Array.from({ length: 1500 }, (_, i): StatsOp => ({
+      op: "open",
+      id: newSessionId(`u${i % 7}`),
+      platform: "web",
+      createdAt: T0,
+      expiresAt: T0 + 24 * HOUR,
+      expiry: T0 + MIN,
+    }));
+    await write(opened, T0);
+    await write([{ op: "count", at: T0 + 2 * MIN, counter: "logins", n: 1 }], T0 + 2 * MIN);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // time passes before the next read
+    const s = await stats.readStats({ fromHour: T0, toHour: T0, now: T0 + 2 * MIN });
+    expect(s.hours[0]!.durations).toMatchObject({ count: 1500, sumMs: 1500 * MIN, maxMs: MIN });
     expect(s.live).toEqual({ sessions: 0, byPlatform: {}, subjects: 0 });
     const left = await allKeys(p);
     if (left.length > 0) await redis.del(...left);

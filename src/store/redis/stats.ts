@@ -24,8 +24,8 @@
  * sweep) touch it. Counters and durations are summed in the script and written once each, too. Under one-subject
  * Issue (h2load, 64 in flight: a login and an eviction a call), a part of 64 ops took 840-857 µs of Redis, now
  * 511-547 (SLOWLOG), and Redis 142 against 124-128 µs of CPU a call.
- * The index keys hold only live sessions (an expired one is ended at the next write or read) and expire with the
- * latest of them. The audit part queues STATS_APPLY on the pipeline of appendAudit (no round trip of its own), one
+ * The index keys hold the live sessions and the ended ones not swept yet (an expired one is ended at the next write
+ * or read), and expire STATS_KEEP_MS after the latest of them, when its duration's hour is no longer kept either. The audit part queues STATS_APPLY on the pipeline of appendAudit (no round trip of its own), one
  * script per OPS_PER_SCRIPT ops, so that a long batch never holds Redis for long.
  * Every key is declared in KEYS, all in the {stats} slot: the hours live in one hash rather than a key each, since a
  * script finds some of them only as it runs (an expired session counts in the hour of its expiry).
@@ -284,14 +284,17 @@ local function sweep(limit)
   redis.call('ZREM', idx, unpack(members))
   return #members
 end
--- The index keys live as long as their latest session.
+-- The index keys live until the latest session's duration could no longer be counted: keep after its expiry, as
+-- long as the hour it would count in. A session that has ended is dropped by a sweep, never by the keys' expiry: a
+-- batch's parts before its last do not sweep, and a sweep stops at its batch, so ended sessions may wait for the
+-- next write or read (keys that expired with the latest session lost them, and their durations).
 local function expire_index()
   local last = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
   if #last == 0 then
     redis.call('DEL', idx, subs, plats)
     return
   end
-  local ms = tonumber(last[2]) - now
+  local ms = tonumber(last[2]) + keep - now
   if ms < 1 then ms = 1 end
   for _, k in ipairs({ idx, subs, plats }) do redis.call('PEXPIRE', k, fmt(ms)) end
 end
@@ -300,9 +303,8 @@ end
 /**
  * STATS_APPLY: the Lua twin of MemoryStatsStore.apply. ARGV[5]: the ops as JSON arrays, in order (ids, tags and
  * rests in hex): ['c', at, counter, n] | ['o', id, platform, createdAt, expiresAt, expiry] | ['t', id, expiry]
- * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]]. ARGV[3] (the sweep batch) 0: no sweep, and the index
- * keys' expiry left as it is (a batch's parts but its last: that one sweeps, then sets the expiry from what is left).
- * Touches the declared keys only. Returns the ops applied.
+ * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]]. ARGV[3] (the sweep batch) 0: no sweep (a batch's
+ * ops but its last part's). Touches the declared keys only. Returns the ops applied.
  */
 const STATS_APPLY = `${STATS_PRELUDE}
 local ops = cjson.decode(ARGV[5])
@@ -349,9 +351,7 @@ end
 if batch > 0 then sweep(batch) end
 flush_hours()
 flush_entries()
--- The index keys' expiry only after a sweep: before it, the latest session may be one that ended and is not swept yet,
--- and an expiry set from it (1 ms) would drop the index before the batch's last part sweeps or ends it.
-if batch > 0 then expire_index() end
+expire_index()
 prune_hours()
 return #ops
 `;
