@@ -25,8 +25,9 @@
  * Issue (h2load, 64 in flight: a login and an eviction a call), a part of 64 ops took 840-857 µs of Redis, now
  * 511-547 (SLOWLOG), and Redis 142 against 124-128 µs of CPU a call.
  * The index keys hold the live sessions and the ended ones not swept yet (an expired one is ended at the next write
- * or read), and expire STATS_KEEP_MS after the latest of them, when its duration's hour is no longer kept either. The audit part queues STATS_APPLY on the pipeline of appendAudit (no round trip of its own), one
- * script per OPS_PER_SCRIPT ops, so that a long batch never holds Redis for long.
+ * or read), and expire STATS_KEEP_MS after the latest of them, when its duration's hour is no longer kept either.
+ * The audit part queues STATS_APPLY on the pipeline of appendAudit (no round trip of its own), one script per
+ * OPS_PER_SCRIPT ops, so that a long batch never holds Redis for long.
  * Every key is declared in KEYS, all in the {stats} slot: the hours live in one hash rather than a key each, since a
  * script finds some of them only as it runs (an expired session counts in the hour of its expiry).
  * Lua twin of src/store/memory/stats.ts; test/contract/stats.contract.test.ts and stats.property.test.ts hold both to
