@@ -77,8 +77,19 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   const arrived = performance.now();
   const signal = new StreamSignal();
   let answered = false;
-  stream.on("error", () => {}); // a reset or a broken connection: 'close' below ends the call
+  const body = new Envelope(opts.maxRequestBytes);
+  const onData = (chunk: Buffer) => {
+    if (answered) return;
+    const err = body.add(chunk);
+    if (err !== undefined) fail(err);
+  };
+  // Only listeners that hold nothing of the call stay on the stream once it closes: node may keep a closed stream
+  // object until a full garbage collection, and all a listener reaches would stay with it (measured at 5 000
+  // Introspect/s: 2.3-2.4 KB a call promoted to the old generation with these two listeners left on, 1.3-1.4 KB
+  // without, near node:http2's own 1.0-1.1 KB).
+  stream.on("error", ignore); // a reset or a broken connection: 'close' below ends the call
   stream.once("close", () => {
+    stream.removeListener("data", onData);
     // Also after the dispatcher's read bound answered for us: the call ends either way.
     if (!answered) signal.abort(new ConnectError(closedMessage(stream.rstCode), Code.Canceled));
   });
@@ -97,12 +108,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: 
   const compression = compressionNegotiate(ACCEPT, header(headers, "grpc-encoding"), null, "grpc-accept-encoding");
   if (compression.error !== undefined) return fail(compression.error);
 
-  const body = new Envelope(opts.maxRequestBytes);
-  stream.on("data", (chunk: Buffer) => {
-    if (answered) return;
-    const err = body.add(chunk);
-    if (err !== undefined) fail(err);
-  });
+  stream.on("data", onData);
   stream.once("end", () => {
     if (answered) return;
     const done = body.finish();
@@ -264,6 +270,8 @@ function closedMessage(rstCode: number | undefined): string {
   if (rstCode === undefined || rstCode === NGHTTP2_NO_ERROR) return "the client closed the stream before the answer";
   return `http/2 stream closed with error code ${H2_ERRORS[rstCode] ?? "UNKNOWN"} (0x${rstCode.toString(16)})`;
 }
+
+function ignore(): void {}
 
 function header(headers: IncomingHttpHeaders, name: string): string | null {
   const v = headers[name];
