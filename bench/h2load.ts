@@ -3,11 +3,22 @@
  * unary calls whose request can be sent as one fixed body: gRPC over h2c (a 5-byte frame prefix + the protobuf bytes),
  * the Connect protocol's unary POST (application/proto) over h2c, and plain HTTP/1.1 form posts (`--h1`).
  *
- * One run: `h2load -t 1 -c <connections> -m <streams> -D <window> --warm-up-time <warm-up> -d <body file> -H ...
- * --log-file <file> <url>` (plus `--rps <rate / connections>` for a fixed rate). h2load prints "Main benchmark
- * duration is started" and "... is over" on stdout (flushed), which is when the orchestrator reads /proc and Redis;
- * its summary gives the calls and HTTP statuses of the window, and its per-request log (start time, status, µs until
- * the response ended; written for the window only) gives the latency percentiles, which h2load itself does not print.
+ * One run at full speed: `h2load -t 1 -c <connections> -m <streams> -D <window> --warm-up-time <warm-up> -d <body
+ * file> -H ... --log-file <file> <url>`. h2load prints "Main benchmark duration is started" and "... is over" on
+ * stdout (flushed), which is when the orchestrator reads /proc and Redis; its summary gives the calls and HTTP statuses
+ * of the window, and its per-request log (start time, status, µs until the response ended; written for the window
+ * only) gives the latency percentiles, which h2load itself does not print.
+ *
+ * One run at a fixed rate: `--rps <rate / connections>`, each connection sending on a timer of its own. h2load's
+ * timer fires every 10 ms at most (nghttp2 1.52, h2load.cc: `rps_watcher.repeat = std::max(0.01, 1. / rps)`), so a
+ * connection sends rate / connections / 100 calls at once every 10 ms; with every connection started together (as -D
+ * does), those bursts coincide and the server gets rate / 100 calls at the same instant, 100 times a second: at 6 000
+ * calls/s, 60 at once, which a no-op server takes milliseconds to answer, so the latency measured is mostly the
+ * generator's. Instead the connections start one by one, `--rate-period` apart across the 10 ms (`-r 1
+ * --rate-period=<10 ms / connections>`), so that their bursts interleave. h2load allows no -D with -r: the run is
+ * `-n <calls>` (enough for the connections to start, the warm-up and the window, at the rate), and the window is
+ * timed here (it opens once every connection has started and the warm-up has passed) and cut from the per-request log
+ * by each call's start time; h2load's summary then covers the whole run.
  *
  * h2load judges a request by its HTTP status only. A gRPC error is HTTP 200 with grpc-status in the trailers, so for
  * gRPC its counts say nothing about the calls' outcome: bench/verify.ts checks that separately.
@@ -76,7 +87,10 @@ export interface H2loadLoad {
   streams: number;
   warmupMs: number;
   durationMs: number;
-  /** Fixed rate, calls per second over all connections: `--rps rate/connections` (h2load's rate is per connection). */
+  /**
+   * Fixed rate, calls per second over all connections: `--rps rate/connections` (h2load's rate is per connection),
+   * the connections started one by one (see the header).
+   */
   rate?: number;
 }
 
@@ -142,8 +156,11 @@ export function h2loadArgs(request: H2Request, load: H2loadLoad, body: string, l
   const args = ["-t", "1", "-c", String(load.connections)];
   if (request.http === "h1") args.push("--h1", "-m", "1");
   else args.push("-m", String(load.streams));
-  args.push("-D", duration(load.durationMs), `--warm-up-time=${duration(load.warmupMs)}`);
-  if (load.rate !== undefined) args.push(`--rps=${(load.rate / load.connections).toFixed(3)}`);
+  if (load.rate === undefined) args.push("-D", duration(load.durationMs), `--warm-up-time=${duration(load.warmupMs)}`);
+  else {
+    const pace = paced(load, load.rate);
+    args.push("-r", "1", `--rate-period=${pace.periodMs}ms`, "-n", String(pace.calls), `--rps=${(load.rate / load.connections).toFixed(3)}`);
+  }
   args.push("-d", body);
   for (const [name, value] of Object.entries(request.headers)) args.push("-H", `${name}: ${value}`);
   if (logFile !== undefined) args.push(`--log-file=${logFile}`);
@@ -151,7 +168,25 @@ export function h2loadArgs(request: H2Request, load: H2loadLoad, body: string, l
   return args;
 }
 
-/** Runs h2load once (warm-up, then the window) and returns its figures; the process stops by itself (-D). */
+/** h2load's per-connection send timer: it fires every 10 ms at most (see the header). */
+const RPS_TIMER_MS = 10;
+
+/**
+ * A fixed-rate run's pacing: connections started `periodMs` apart (whole ms: h2load takes no less), the window's
+ * start after them and the warm-up, and the calls to ask for (-n) so that the run lasts past the window's end.
+ */
+export function paced(load: H2loadLoad, rate: number): { periodMs: number; openAfterMs: number; calls: number } {
+  const periodMs = Math.max(1, Math.floor(RPS_TIMER_MS / load.connections));
+  const openAfterMs = periodMs * load.connections + load.warmupMs;
+  // Each connection sends calls / connections; the last one starts last, so it ends the run.
+  const calls = Math.ceil((rate * (openAfterMs + load.durationMs + 500)) / 1000 / load.connections) * load.connections;
+  return { periodMs, openAfterMs, calls };
+}
+
+/**
+ * Runs h2load once (warm-up, then the window) and returns its figures; the process stops by itself (-D, or -n at a
+ * fixed rate).
+ */
 export async function runH2load(
   workload: WorkloadName,
   request: H2Request,
@@ -167,43 +202,53 @@ export async function runH2load(
   let pending = Promise.resolve();
   let opened: number | undefined;
   let closed: number | undefined;
+  const open = () => {
+    opened = Date.now();
+    if (window.onOpen) pending = pending.then(() => window.onOpen!(child.pid));
+  };
+  const close = () => {
+    closed = Date.now();
+    if (window.onClose) pending = pending.then(() => window.onClose!(child.pid));
+  };
   const child: Child = startProcess("h2load", h2load.path, args, {
     onLine(line) {
       lines.push(line);
-      let hook: H2loadWindow["onOpen"];
-      if (line.startsWith("Main benchmark duration is started")) {
-        opened = Date.now();
-        hook = window.onOpen;
-      } else if (line.startsWith("Main benchmark duration is over")) {
-        closed = Date.now();
-        hook = window.onClose;
-      }
-      if (hook) pending = pending.then(() => hook(child.pid));
+      if (load.rate !== undefined) return;
+      if (line.startsWith("Main benchmark duration is started")) open();
+      else if (line.startsWith("Main benchmark duration is over")) close();
     },
   });
-  // -D ends h2load by itself; this only guards against a hang (a server that never answers, for instance).
+  // At a fixed rate the window is timed from h2load's start (see the header).
+  const timers: NodeJS.Timeout[] = [];
+  if (load.rate !== undefined) {
+    const { openAfterMs } = paced(load, load.rate);
+    timers.push(setTimeout(open, openAfterMs), setTimeout(close, openAfterMs + load.durationMs));
+  }
+  // -D (or -n) ends h2load by itself; this only guards against a hang (a server that never answers, for instance).
   const guard = setTimeout(() => child.signal("SIGKILL"), load.warmupMs + load.durationMs + 60_000);
   try {
     const code = await child.exited;
+    for (const t of timers) clearTimeout(t);
     await pending;
     const command = [h2load.path, ...h2loadArgs(request, load, `<${basename(body)}>`)].map(shellQuote).join(" ");
     const output = [...lines, ...child.stderr].join("\n");
     if (code !== 0) throw new Error(`h2load exited with ${code}: ${command}\n${output}`);
     if (opened === undefined || closed === undefined) throw new Error(`h2load reported no measurement window: ${command}\n${output}`);
     const stats = parseSummary(lines.join("\n"), command);
-    const log = parseLog(readFileSync(logFile, "utf8"));
+    // At a fixed rate the log covers the whole run: the window's calls are those that started in it.
+    const log = parseLog(readFileSync(logFile, "utf8"), load.rate === undefined ? undefined : { start: opened, end: closed });
     stats.logged = log.latencies.length + log.failed;
     stats.loggedFailed = log.failed;
     const seconds = load.durationMs / 1000;
     const sorted = log.latencies.sort();
+    const windowed = load.rate === undefined ? { requests: stats.succeeded, errors: stats.failed + stats.errored + stats.timeout } : { requests: log.latencies.length, errors: log.failed };
     const result: LoadResult = {
       workload,
-      requests: stats.succeeded,
-      errors: stats.failed + stats.errored + stats.timeout,
+      ...windowed,
       errorSamples: [],
       seconds,
       window: { start: opened, end: closed },
-      rps: stats.succeeded / seconds,
+      rps: windowed.requests / seconds,
       p50: percentile(sorted, 0.5),
       p99: percentile(sorted, 0.99),
       p999: percentile(sorted, 0.999),
@@ -252,14 +297,19 @@ export function parseSummary(text: string, command: string): H2loadStats {
 /**
  * The per-request log: one line per request of the window, "<start µs since the epoch>\t<status>\t<µs until the
  * response ended>"; status -1 is a failed stream. (h2load 1.52 writes 0 as the status of a successful request; the
- * statuses come from its summary.) Latencies in milliseconds.
+ * statuses come from its summary.) Latencies in milliseconds. With `window` (ms since the epoch), only the requests
+ * that started in [start, end).
  */
-export function parseLog(text: string): { latencies: Float64Array; failed: number } {
+export function parseLog(text: string, window?: { start: number; end: number }): { latencies: Float64Array; failed: number } {
   const latencies: number[] = [];
   let failed = 0;
   for (const line of text.split("\n")) {
     if (line === "") continue;
-    const [, status, us] = line.split("\t");
+    const [start, status, us] = line.split("\t");
+    if (window !== undefined) {
+      const ms = Number(start) / 1000;
+      if (ms < window.start || ms >= window.end) continue;
+    }
     if (status === "-1") failed++;
     else latencies.push(Number(us) / 1000);
   }

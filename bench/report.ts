@@ -42,6 +42,8 @@ export interface Measured {
   peakRss: number;
   /** Fixed-rate passes: the server's event-loop delay over the window (bench/loop-delay-hook.ts). */
   serverLoopDelay?: LoopDelay;
+  /** Fixed-rate passes: the p99 of every round, in order (this pass is the one with the median). */
+  roundsP99?: number[];
   /** Tessera's throughput scenarios: the grpc-js no-op's req/s under the same generator, mean of the passes around it. */
   ceilingRps?: number;
   /** h2load scenarios: h2load's own counts, the request sent, the answers' checks. */
@@ -164,6 +166,7 @@ export interface Report {
     streams: number;
     h1Connections: number;
     rateStreams: number;
+    rateRounds: number;
     /** The Node generator's calls in flight. */
     concurrency: number;
     client: "lean" | "connect";
@@ -579,11 +582,11 @@ function fixedRateTable(r: Report): string {
   const d = (x: LoopDelay | undefined) => (x ? `${ms(x.p99)} / ${ms(x.max)}` : "–");
   const gc = (x: LoopDelay | undefined) => (x ? `${ms(x.gc.maxMs)} / ${f(x.gc.totalMs)} (${x.gc.count}, ${x.gc.major} major)` : "–");
   return [
-    "| fixed rate | offered / achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | server loop delay p99 / max ms | server GC pauses: longest / total ms (count) | CPU cores: server / h2load |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| fixed rate (the round with the median p99) | offered / achieved req/s | p50 ms | p99 ms | p99 ms of every round | p99.9 ms | max ms | server loop delay p99 / max ms | server GC pauses: longest / total ms (count) | CPU µs/call: server | CPU cores: server / h2load |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...list.map(
       ([name, m]) =>
-        `| ${name} | ${f(m.load.offeredRps ?? NaN)} / ${f(m.load.rps)} | ${ms(m.load.p50)} | ${ms(m.load.p99)} | ${ms(m.load.p999)} | ${ms(m.load.max)} | ${d(m.serverLoopDelay)} | ${gc(m.serverLoopDelay)} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} |`,
+        `| ${name} | ${f(m.load.offeredRps ?? NaN)} / ${f(m.load.rps)} | ${ms(m.load.p50)} | ${ms(m.load.p99)} | ${(m.roundsP99 ?? [m.load.p99]).map(ms).join(", ")} | ${ms(m.load.p999)} | ${ms(m.load.max)} | ${d(m.serverLoopDelay)} | ${gc(m.serverLoopDelay)} | ${f(m.serverUsPerCall ?? NaN)} | ${f(m.serverCores, 2)} / ${f(m.loadCores, 2)} |`,
     ),
   ].join("\n");
 }
@@ -673,7 +676,7 @@ export function markdown(r: Report): string {
     out.push(
       "## Latency at a fixed rate",
       "",
-      `h2load \`--rps\` (per connection: the rate / ${L.connections}) with up to ${L.rateStreams} streams per connection; latency counts from when h2load sent each call. h2load only delays a send when a connection already has ${L.rateStreams} calls open, so coordinated omission would show as an achieved rate below the offered one. The server's event-loop delay and GC pauses over the same window (bench/loop-delay-hook.ts):`,
+      `h2load \`--rps\` (per connection: the rate / ${L.connections}) with up to ${L.rateStreams} streams per connection, the connections started one by one so that their sends (every 10 ms on each) interleave; latency counts from when h2load sent each call. h2load only delays a send when a connection already has ${L.rateStreams} calls open, so coordinated omission would show as an achieved rate below the offered one. The three servers take turns, ${L.rateRounds} rounds; each row is the round with the median p99. The server's event-loop delay and GC pauses over the same window (bench/loop-delay-hook.ts):`,
       "",
       fixedRateTable(r),
       "",
