@@ -227,9 +227,17 @@ function respondMessage(stream: ServerHttp2Stream, body: Uint8Array, contentType
   frame.set(body, 5);
   guarded(stream, () => {
     stream.respond({ ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING }, { waitForTrailers: true });
-    stream.once("wantTrailers", () => guarded(stream, () => stream.sendTrailers({ "grpc-status": "0" })));
+    stream.once("wantTrailers", sendOkTrailers);
     stream.end(frame);
   });
+}
+
+/**
+ * The trailers of an answered call, as a 'wantTrailers' listener of the module's own: a client that resets the stream
+ * before they go leaves the listener on the closed stream, and it holds nothing (not the answer's bytes).
+ */
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  guarded(this, () => this.sendTrailers({ "grpc-status": "0" }));
 }
 
 /** Trailers-only: the status in the one HEADERS frame, then the stream ends (and stops the request if still open). */
