@@ -175,7 +175,7 @@ const RPS_TIMER_MS = 10;
  * A fixed-rate run's pacing: connections started `periodMs` apart (whole ms: h2load takes no less), the window's
  * start after them and the warm-up, and the calls to ask for (-n) so that the run lasts past the window's end.
  */
-export function paced(load: H2loadLoad, rate: number): { periodMs: number; openAfterMs: number; calls: number } {
+function paced(load: H2loadLoad, rate: number): { periodMs: number; openAfterMs: number; calls: number } {
   const periodMs = Math.max(1, Math.floor(RPS_TIMER_MS / load.connections));
   const openAfterMs = periodMs * load.connections + load.warmupMs;
   // Each connection sends calls / connections; the last one starts last, so it ends the run.

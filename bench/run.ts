@@ -736,7 +736,6 @@ function selectParts(only: string): Set<Part> {
 }
 
 const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
-/** The ceiling of a scenario between two no-op passes: the mean of those that did not fail. */
 /**
  * The pass with the median p99 of a scenario's fixed-rate rounds (a failed pass counts as the worst), with every
  * round's p99 attached for the report.
@@ -748,6 +747,7 @@ function medianPass(passes: Measured[]): Measured | undefined {
   return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundsP99: passes.map((m) => (m.failed ? NaN : m.load.p99)) };
 }
 
+/** The ceiling of a scenario between two no-op passes: the mean of those that did not fail. */
 const ceilingOf = (passes: Array<Measured | undefined>) => mean(passes.filter((m): m is Measured => m !== undefined && !m.failed).map((m) => m.load.rps));
 
 async function main(parts: Set<Part>, subset: boolean): Promise<void> {

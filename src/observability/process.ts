@@ -84,9 +84,9 @@ export const HEAP_GROWING_PERCENT = 20;
  * the old generation grow to several times what the last full collection kept before it collects again: Tessera's
  * (about 15 MB live) grew to 70-90 MB, and each full collection then stopped the event loop for 40-100 ms, most of it
  * finalising node:http2's request header strings and evacuating, so every call that arrived meanwhile waited that
- * long. With the growth capped at 20 %, they come about four times as often and pause 5-12 ms (Introspect at a fixed
- * 5 000/s after a full-speed pass: p99 27-29 ms against 73.5 ms; the maximum rate unchanged within the noise, 3-4 µs
- * more CPU per call; docs/performance.md). A `--heap-growing-percent` on node's command line wins. V8 reads the
+ * long. With the growth capped at 20 %, they come about four times as often and pause 5-18 ms (Introspect at a fixed
+ * 5 000/s after a full-speed pass: p99 28.6-33.6 ms against 42.1-63.7 ms; the maximum rate unchanged within the
+ * noise, 3-4 µs more CPU per call; docs/performance.md). A `--heap-growing-percent` on node's command line wins. V8 reads the
  * setting at every full collection, so setting it at start-up is enough.
  */
 export function shortMajorPauses(execArgv: readonly string[], setFlags: (flags: string) => void): boolean {
