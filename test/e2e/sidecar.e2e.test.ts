@@ -294,9 +294,16 @@ describe("a sidecar whose cursor was trimmed away while it was cut off", () => {
       // The sidecar's authority goes; meanwhile, on the other process, a short-lived revocation comes and dies.
       await followed!.kill("SIGKILL");
       await serving(sidecar.url, Serving.NOT_SERVING, 10_000);
-      const brief = await viaOther.issue({ subject: `trim-brief-${randomUUID()}`, client: PHONE, accessTtlSeconds: 1 });
-      await viaOther.revoke({ token: brief.tokens.accessToken });
-      await until(async () => (await statusOf(viaOther, brief.tokens.accessToken)) === "EXPIRED", 5000);
+      // `exp` is in whole seconds, so a short token may have expired before its revocation came (then nothing is fed):
+      // two seconds, and again until the revocation took.
+      let brief: Awaited<ReturnType<typeof viaOther.issue>> | undefined;
+      for (let tries = 0; brief === undefined && tries < 5; tries++) {
+        const t = await viaOther.issue({ subject: `trim-brief-${randomUUID()}`, client: PHONE, accessTtlSeconds: 2 });
+        if ((await viaOther.revoke({ token: t.tokens.accessToken })).tokenRevoked) brief = t;
+      }
+      if (brief === undefined) throw new Error("no short-lived token could be revoked before it expired");
+      const briefToken = brief.tokens.accessToken;
+      await until(async () => (await statusOf(viaOther, briefToken)) === "EXPIRED", 8000);
       // The next revocation trims the dead one from the feed: the sidecar's cursor now lies before a dropped entry.
       const kept = await viaOther.issue({ subject: `trim-kept-${randomUUID()}`, client: PHONE });
       await viaOther.revoke({ token: kept.tokens.accessToken });
