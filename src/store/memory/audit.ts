@@ -50,7 +50,7 @@ export class MemoryAuditStore implements AuditStore {
     let drop = Math.max(0, this.audit.length - b.maxEvents);
     while (drop < this.audit.length && compareAuditIds(this.audit[drop]!.id, minId) < 0) drop++;
     if (drop > 0) this.audit.splice(0, drop);
-    this.stats?.apply(statsOps(events), b.now);
+    this.stats?.apply(statsOps(events, b.now), b.now);
     const out: { subject: string; risk: RiskObservations }[] = [];
     for (const [subject, list] of riskSignalsBySubject(events)) {
       const tag = subjectTag(subject);

@@ -62,6 +62,14 @@ export class MemoryStatsStore implements StatsStore {
         case "end":
           this.finish(o.id, o.at, now);
           break;
+        case "closed":
+          if (this.sessions.has(o.id)) this.finish(o.id, o.at, now);
+          else {
+            const end = Math.min(o.at, o.expiry);
+            const h = this.hour(end, now);
+            if (h) addDuration(h.durations, end - o.createdAt);
+          }
+          break;
         case "end_subject":
           if (o.ids !== undefined) {
             for (const id of o.ids) this.finish(id, o.at, now);

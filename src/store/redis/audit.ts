@@ -197,7 +197,7 @@ export class RedisAuditStore implements AuditStore {
         const args = [b.now, b.riskWindowMs, RISK_CAPS.keys, RISK_CAPS.instants, JSON.stringify(list)];
         batch.script("riskUpdate", [this.ctx.riskKey(subject)], args);
       }
-      const ops = this.stats ? statsOps(events) : [];
+      const ops = this.stats ? statsOps(events, b.now) : [];
       if (ops.length > 0) this.stats!.queue(batch, ops, b.now);
       const results = await batch.exec();
       for (const [err] of results) if (err) throw err;

@@ -304,7 +304,7 @@ end
 /**
  * STATS_APPLY: the Lua twin of MemoryStatsStore.apply. ARGV[5]: the ops as JSON arrays, in order (ids, tags and
  * rests in hex): ['c', at, counter, n] | ['o', id, platform, createdAt, expiresAt, expiry] | ['t', id, expiry]
- * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]]. ARGV[3] (the sweep batch) 0: no sweep (a batch's
+ * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]] | ['d', id, at, createdAt, expiry] (closed: domain compactStatsOps). ARGV[3] (the sweep batch) 0: no sweep (a batch's
  * ops but its last part's). Touches the declared keys only. Returns the ops applied.
  */
 const STATS_APPLY = `${STATS_PRELUDE}
@@ -338,6 +338,14 @@ for _, o in ipairs(ops) do
   elseif kind == 'e' then
     local id = bytes(o[2])
     finish(string.sub(id, 1, 12), { [string.sub(id, 13)] = o[3] }, 1)
+  elseif kind == 'd' then
+    local id = bytes(o[2])
+    if redis.call('ZSCORE', idx, id) then
+      finish(string.sub(id, 1, 12), { [string.sub(id, 13)] = o[3] }, 1)
+    else
+      local at = math.min(o[3], o[5])
+      add_duration(at, at - o[4])
+    end
   elseif kind == 's' then
     local at = o[3]
     if o[4] then
@@ -394,7 +402,7 @@ const SCRIPTS: Record<string, Script> = {
 /** An id's (or a tag's) bytes in hex, as the ops carry them to the scripts (indexableSessionId: exactly its bytes). */
 const hex = (base64url: string) => Buffer.from(base64url, "base64url").toString("hex");
 
-const CODES = { count: "c", open: "o", touch: "t", end: "e", end_subject: "s" } as const;
+const CODES = { count: "c", open: "o", touch: "t", end: "e", end_subject: "s", closed: "d" } as const;
 
 /**
  * The ops one STATS_APPLY applies at most. Under one-subject Issue (h2load, 64 in flight; each login evicts a session),
@@ -427,6 +435,8 @@ export class RedisStatsStore implements StatsStore {
           return [CODES.touch, hex(o.id), o.expiry];
         case "end":
           return [CODES.end, hex(o.id), o.at];
+        case "closed":
+          return [CODES.closed, hex(o.id), o.at, o.createdAt, o.expiry];
         case "end_subject":
           // The ids all start with the tag: only the rest of each (its 16 random bytes) goes.
           return o.ids === undefined
