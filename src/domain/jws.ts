@@ -6,8 +6,9 @@
  * the main thread (the signing runs on libuv's thread pool, off the event loop that serves Introspect). Verifying a
  * refresh token with jose cost about 75 µs of the main thread. Issue signs two tokens, Refresh verifies one and signs
  * two more. A signature that costs about what the hop to the pool does (ES256 19 µs, EdDSA 23 µs, against ES384's
- * 540 and RSA's 230) is made in place: see `asymmetric`. test/unit/jws.test.ts holds both directions to jose: what
- * this signs, jose verifies; what jose signs, this verifies, and refuses what jose refuses.
+ * 540 and RSA's 230) goes to the signing thread instead, a turn's worth per message (signing-thread.ts): see
+ * `asymmetric`. test/unit/jws.test.ts holds both directions to jose: what this signs, jose verifies; what jose signs,
+ * this verifies, and refuses what jose refuses.
  * HS256 (an HMAC with a shared secret, only when configured so) is computed in place: it costs less than a hop.
  */
 import {
@@ -22,6 +23,7 @@ import {
   type SignKeyObjectInput,
 } from "node:crypto";
 import type { CryptoKey } from "jose";
+import { signingThread } from "./signing-thread.js";
 
 /** The asymmetric algorithms Tessera signs with (RFC 7518 names): their public keys are what the JWKS publishes. */
 export const SIGNING_ALGORITHMS = ["ES256", "ES384", "EdDSA", "RS256", "PS256"] as const;
@@ -56,19 +58,17 @@ export type CompactSigner = (input: string) => Promise<string>;
 
 export function compactSigner(alg: JwsAlgorithm, privateKey: CryptoKey | KeyObject): CompactSigner {
   const key = keyObject(privateKey);
-  const signature = signatureOf(alg, key);
-  return async (input) => `${input}.${(await signature(Buffer.from(input, "ascii"))).toString("base64url")}`;
-}
-
-/** RFC 7518 section 3: the algorithm's signature (HS256: MAC) over the signing input. */
-function signatureOf(alg: JwsAlgorithm, key: KeyObject): (input: Buffer) => Promise<Buffer> {
   if (isMacAlgorithm(alg)) {
     const mac = hmac(key);
-    return async (input) => mac(input);
+    return async (input) => `${input}.${mac(input).toString("base64url")}`;
   }
-  const { hash, options, signInPlace } = asymmetric(alg, key);
-  if (signInPlace) return async (input) => sign(hash, input, options);
-  return (input) => signOnPool(hash, input, options);
+  // RFC 7518 section 3 (RFC 8037 for EdDSA): the algorithm's signature over the signing input.
+  const { hash, options, onSigningThread } = asymmetric(alg, key);
+  if (onSigningThread) {
+    const signature = signingThread.signer(hash, options);
+    return async (input) => `${input}.${await signature(input)}`;
+  }
+  return async (input) => `${input}.${(await signOnPool(hash, Buffer.from(input, "ascii"), options)).toString("base64url")}`;
 }
 
 /**
@@ -96,28 +96,29 @@ export function signatureCheck(alg: JwsAlgorithm, publicKey: CryptoKey | KeyObje
 
 /**
  * RFC 7518 section 3 (and RFC 8037 for EdDSA), for signing and checking alike: each asymmetric algorithm's hash and
- * key options, and the exact size of its signature where the algorithm fixes one (ECDSA's r || s). `signInPlace`: its
- * signature costs about what handing it to the thread pool and back does, so it is made on the event loop (one
- * signature, measured: ES256 19 µs, EdDSA 23 µs; ES384 540 µs, RS256 and PS256 230 µs go to the pool). Under h2load
- * Issue for one subject (64 in flight, against a Redis of its own), ES256 in place and with writesPerTick's bound:
- * 4 435-4 700 against 3 741-3 957 calls/s, 196-209 against 214-231 µs of Tessera's CPU per call. Checks stay on the
- * pool: an ECDSA or EdDSA check costs 46-65 µs, and a stranger chooses how many a forged token costs.
+ * key options, and the exact size of its signature where the algorithm fixes one (ECDSA's r || s).
+ * `onSigningThread`: its signature costs about what handing it to the thread pool and back does (one signature,
+ * measured: ES256 19 µs, EdDSA 23 µs; ES384 540 µs, RS256 and PS256 230 µs go to the pool), so it goes to the signing
+ * thread, a turn's signatures in one message (signing-thread.ts). Made in place on the event loop, ES256 had beaten the
+ * pool under h2load Issue for one subject (4 435-4 700 against 3 741-3 957 calls/s); the signing thread beats that
+ * (signing-thread.ts). Checks stay on the pool: an ECDSA or EdDSA check costs 46-65 µs, and a stranger chooses how many
+ * a forged token costs.
  */
 function asymmetric(
   alg: SigningAlgorithm,
   key: KeyObject,
-): { hash: string | null; options: KeyObject | SignKeyObjectInput; size: number | null; signInPlace: boolean } {
+): { hash: string | null; options: KeyObject | SignKeyObjectInput; size: number | null; onSigningThread: boolean } {
   switch (alg) {
     case "ES256":
-      return { hash: "sha256", options: { key, dsaEncoding: "ieee-p1363" }, size: 64, signInPlace: true };
+      return { hash: "sha256", options: { key, dsaEncoding: "ieee-p1363" }, size: 64, onSigningThread: true };
     case "ES384":
-      return { hash: "sha384", options: { key, dsaEncoding: "ieee-p1363" }, size: 96, signInPlace: false };
+      return { hash: "sha384", options: { key, dsaEncoding: "ieee-p1363" }, size: 96, onSigningThread: false };
     case "EdDSA":
-      return { hash: null, options: key, size: null, signInPlace: true };
+      return { hash: null, options: key, size: null, onSigningThread: true };
     case "RS256":
-      return { hash: "sha256", options: key, size: null, signInPlace: false }; // RSASSA-PKCS1-v1_5
+      return { hash: "sha256", options: key, size: null, onSigningThread: false }; // RSASSA-PKCS1-v1_5
     case "PS256":
-      return { hash: "sha256", options: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, size: null, signInPlace: false };
+      return { hash: "sha256", options: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, size: null, onSigningThread: false };
   }
 }
 

@@ -1,0 +1,143 @@
+/**
+ * The signatures cheap enough to make without the thread pool (ES256, EdDSA: about 30 µs each) are made on one worker
+ * thread of their own, a turn's worth at a time: the calls of one event-loop turn go over as one message (at most
+ * BATCH_MAX), and their signatures come back as one. The event loop that serves Introspect no longer makes them, and
+ * the hop costs one message a batch rather than a callback a signature, which is what made libuv's pool cost more
+ * than signing in place (jws.ts `asymmetric`). Under h2load Issue for one subject (64 in flight, a Redis of its own),
+ * paired runs: 2 591, 2 084, 2 939 against 2 307, 1 794, 2 285 calls/s; the main thread 231-348 against 359-484 µs a
+ * call (docs/performance.md).
+ *
+ * The worker holds the keys it was sent (each once, by number) until their signer is garbage-collected. If it stops
+ * (it should not: it runs nothing but crypto.sign), the signatures it owed fail with an Error and the next one starts
+ * a new worker. It keeps the process alive only while it owes signatures.
+ */
+import type { KeyObject, SignKeyObjectInput } from "node:crypto";
+import { Worker } from "node:worker_threads";
+
+/** Signatures per message at most: a burst's first calls need not wait for its last to be signed. */
+const BATCH_MAX = 64;
+
+/**
+ * The worker, as a module in a data: URL: no file to find, from dist/ or under tsx alike, and none of the process's
+ * preloads or flags (execArgv: []).
+ */
+const SOURCE = `
+import { parentPort } from "node:worker_threads";
+import { sign } from "node:crypto";
+const keys = new Map();
+parentPort.on("message", (m) => {
+  if (m.drop !== undefined) return void keys.delete(m.drop);
+  if (m.key !== undefined) keys.set(m.kid, m.key);
+  const out = [];
+  let error = null;
+  try {
+    const key = keys.get(m.kid);
+    for (const input of m.inputs) out.push(sign(m.hash, Buffer.from(input, "latin1"), key).toString("base64url"));
+  } catch (err) {
+    error = String((err && err.message) || err);
+  }
+  parentPort.postMessage({ id: m.id, out, error });
+});
+`;
+
+interface Waiter {
+  resolve: (signature: string) => void;
+  reject: (err: Error) => void;
+}
+
+interface Batch {
+  inputs: string[];
+  waiters: Waiter[];
+}
+
+/** What a signer needs: its hash (null for EdDSA) and crypto.sign's key argument. */
+interface SignerKey {
+  hash: string | null;
+  key: KeyObject | SignKeyObjectInput;
+}
+
+class SigningThread {
+  private worker: Worker | undefined;
+  /** Keys by number, while their signer lives (a new worker is sent each on its first use). */
+  private readonly keys = new Map<number, SignerKey>();
+  private sent = new Set<number>();
+  private nextKey = 1;
+  private nextBatch = 1;
+  private readonly owed = new Map<number, Waiter[]>();
+  private readonly forget = new FinalizationRegistry<number>((kid) => {
+    this.keys.delete(kid);
+    if (this.sent.delete(kid)) this.worker?.postMessage({ drop: kid });
+  });
+
+  /** A function that signs a signing input (ASCII) and resolves to the signature in base64url. */
+  signer(hash: string | null, key: KeyObject | SignKeyObjectInput): (input: string) => Promise<string> {
+    const kid = this.nextKey++;
+    this.keys.set(kid, { hash, key });
+    let batch: Batch | null = null;
+    const send = (b: Batch) => {
+      if (batch === b) batch = null;
+      this.post(kid, b);
+    };
+    const sign = (input: string) =>
+      new Promise<string>((resolve, reject) => {
+        if (batch === null) {
+          const b: Batch = (batch = { inputs: [], waiters: [] });
+          setImmediate(() => batch === b && send(b));
+        }
+        batch.inputs.push(input);
+        batch.waiters.push({ resolve, reject });
+        if (batch.inputs.length >= BATCH_MAX) send(batch);
+      });
+    this.forget.register(sign, kid);
+    return sign;
+  }
+
+  private post(kid: number, b: Batch): void {
+    const worker = this.start();
+    const id = this.nextBatch++;
+    this.owed.set(id, b.waiters);
+    const first = !this.sent.has(kid);
+    if (first) this.sent.add(kid);
+    const { hash, key } = this.keys.get(kid)!;
+    worker.postMessage({ id, kid, hash, inputs: b.inputs, ...(first && { key }) });
+    worker.ref();
+  }
+
+  private start(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(SOURCE)}`), { execArgv: [], name: "tessera-signing" });
+    worker.on("message", (m: { id: number; out: string[]; error: string | null }) => {
+      const waiters = this.owed.get(m.id);
+      this.owed.delete(m.id);
+      if (this.owed.size === 0) worker.unref();
+      if (waiters === undefined) return;
+      if (m.error !== null) {
+        const err = new Error(`signing failed: ${m.error}`);
+        for (const w of waiters) w.reject(err);
+      } else {
+        waiters.forEach((w, i) => w.resolve(m.out[i]!));
+      }
+    });
+    const stopped = (why: string) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.sent = new Set();
+      const err = new Error(`the signing thread stopped (${why})`);
+      for (const waiters of this.owed.values()) for (const w of waiters) w.reject(err);
+      this.owed.clear();
+    };
+    worker.on("error", (err) => stopped(err.message));
+    worker.on("exit", (code) => stopped(`exit code ${code}`));
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Stops the worker (tests: what the signatures it owed and the next ones do then). */
+  async stop(): Promise<void> {
+    await this.worker?.terminate();
+  }
+}
+
+/** The process's one signing thread. */
+export const signingThread = new SigningThread();

@@ -1,0 +1,75 @@
+/**
+ * domain/signing-thread.ts: ES256 and EdDSA signatures made on one worker thread, a turn's worth per message. Every
+ * signature is its own input's, by its own key, however many are in flight at once (more than one message's worth,
+ * two keys interleaved); a signature the worker cannot make fails with an Error, and the next ones are made; if the
+ * worker stops, what it owed fails and the next signature starts a new one; an idle worker does not keep the process
+ * alive.
+ */
+import { execFile } from "node:child_process";
+import { generateKeyPairSync, verify, type KeyObject } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { signingThread } from "../../src/domain/signing-thread.js";
+
+const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const ec2 = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const ed2 = generateKeyPairSync("ed25519");
+const ed = generateKeyPairSync("ed25519");
+const es256 = signingThread.signer("sha256", { key: ec.privateKey, dsaEncoding: "ieee-p1363" });
+const eddsa = signingThread.signer(null, ed.privateKey);
+
+const checks = (hash: string | null, publicKey: KeyObject, input: string, signature: string) =>
+  verify(hash, Buffer.from(input), hash === null ? publicKey : { key: publicKey, dsaEncoding: "ieee-p1363" }, Buffer.from(signature, "base64url"));
+
+describe("the signing thread", () => {
+  it("gives every input its own key's signature, with 300 in flight over two keys", async () => {
+    const inputs = Array.from({ length: 300 }, (_, i) => `eyJhbGciOiJFUzI1NiJ9.${Buffer.from(`call ${i}`).toString("base64url")}`);
+    const signatures = await Promise.all(inputs.map((input, i) => (i % 3 === 0 ? eddsa(input) : es256(input))));
+    signatures.forEach((signature, i) => {
+      const [hash, key, other] = i % 3 === 0 ? [null, ed.publicKey, ed2.publicKey] : ["sha256", ec.publicKey, ec2.publicKey];
+      expect(Buffer.from(signature, "base64url")).toHaveLength(64);
+      expect(checks(hash, key, inputs[i]!, signature)).toBe(true);
+      // Not another input's signature, nor the other key's.
+      expect(checks(hash, key, inputs[(i + 1) % inputs.length]!, signature)).toBe(false);
+      expect(checks(hash, other, inputs[i]!, signature)).toBe(false);
+    });
+  });
+
+  it("fails a signature it cannot make with an Error, and makes the next ones", async () => {
+    const x25519 = generateKeyPairSync("x25519");
+    const wrong = signingThread.signer("sha256", x25519.privateKey);
+    await expect(wrong("a.b")).rejects.toThrow(/^signing failed: /);
+    expect(checks("sha256", ec.publicKey, "a.b", await es256("a.b"))).toBe(true);
+  });
+
+  it("fails what a stopped worker owed, and starts a new one for the next signature", async () => {
+    await es256("warm.up"); // the worker is running
+    const owed = Array.from({ length: 1280 }, (_, i) => es256(`owed.${i}`));
+    await signingThread.stop();
+    const settled = await Promise.allSettled(owed);
+    const failed = settled.filter((s) => s.status === "rejected");
+    expect(failed.length).toBeGreaterThan(0);
+    for (const f of failed) expect((f as PromiseRejectedResult).reason.message).toMatch(/^the signing thread stopped/);
+    settled.forEach((s, i) => {
+      if (s.status === "fulfilled") expect(checks("sha256", ec.publicKey, `owed.${i}`, s.value)).toBe(true);
+    });
+    // A new worker, which is sent the key again.
+    expect(checks("sha256", ec.publicKey, "after.stop", await es256("after.stop"))).toBe(true);
+    expect(checks(null, ed.publicKey, "after.stop", await eddsa("after.stop"))).toBe(true);
+  });
+
+  it("does not keep a process alive once it owes nothing", async () => {
+    const module = fileURLToPath(new URL("../../src/domain/signing-thread.ts", import.meta.url));
+    const script = `
+      import { generateKeyPairSync } from "node:crypto";
+      const { signingThread } = await import(${JSON.stringify(module)});
+      const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+      const sign = signingThread.signer("sha256", { key: privateKey, dsaEncoding: "ieee-p1363" });
+      process.stdout.write((await sign("a.b")).length + "\\n");
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { timeout: 20_000 });
+    // It printed the signature's length (64 bytes in base64url) and exited by itself, before the timeout.
+    expect(stdout.trim()).toBe("86");
+  });
+});
