@@ -4,8 +4,9 @@
  * BATCH_MAX), and their signatures come back as one. The event loop that serves Introspect no longer makes them, and
  * the hop costs one message a batch rather than a callback a signature, which is what made libuv's pool cost more
  * than signing in place (jws.ts `asymmetric`). Under h2load Issue for one subject (64 in flight, a Redis of its own),
- * paired runs: 2 591, 2 084, 2 939 against 2 307, 1 794, 2 285 calls/s; the main thread 231-348 against 359-484 µs a
- * call (docs/performance.md).
+ * three pairs of runs against signing in place: 3 027, 2 403, 2 892 against 2 444, 2 182, 2 208 calls/s; the main
+ * thread 232-290 against 352-387 µs a call, the whole process 353-439 against 441-472 (docs/performance.md). Batches
+ * of 16 instead of 64, and signing while the session is opened instead of before, gained nothing.
  *
  * The worker holds the keys it was sent (each once, by number) until their signer is garbage-collected. If it stops
  * (it should not: it runs nothing but crypto.sign), the signatures it owed fail with an Error and the next one starts
