@@ -5,8 +5,9 @@
  * the hop costs one message a batch rather than a callback a signature, which is what made libuv's pool cost more
  * than signing in place (jws.ts `asymmetric`). Under h2load Issue for one subject (64 in flight, a Redis of its own),
  * three pairs of runs against signing in place: 3 027, 2 403, 2 892 against 2 444, 2 182, 2 208 calls/s; the main
- * thread 232-290 against 352-387 µs a call, the whole process 353-439 against 441-472 (docs/performance.md). Batches
- * of 16 instead of 64, and signing while the session is opened instead of before, gained nothing.
+ * thread 232-290 against 352-387 µs a call, the whole process 353-439 against 441-472; Introspect at 2 000/s beside
+ * Issue at 1 600/s: p50 4.6-5.0 against 9.8-10.3 ms (docs/performance.md). Batches of 16 instead of 64, and signing
+ * while the session is opened instead of before, gained nothing.
  *
  * The worker holds the keys it was sent (each once, by number) until their signer is garbage-collected. If it stops
  * (it should not: it runs nothing but crypto.sign), the signatures it owed fail with an Error and the next one starts
