@@ -60,25 +60,25 @@ interface SignerKey {
 
 class SigningThread {
   private worker: Worker | undefined;
-  /** Keys by number, while their signer lives (a new worker is sent each on its first use). */
-  private readonly keys = new Map<number, SignerKey>();
+  /** The keys the worker holds, by number (a new worker is sent each on its first use). */
   private sent = new Set<number>();
   private nextKey = 1;
   private nextBatch = 1;
   private readonly owed = new Map<number, Waiter[]>();
   private readonly forget = new FinalizationRegistry<number>((kid) => {
-    this.keys.delete(kid);
     if (this.sent.delete(kid)) this.worker?.postMessage({ drop: kid });
   });
 
   /** A function that signs a signing input (ASCII) and resolves to the signature in base64url. */
   signer(hash: string | null, key: KeyObject | SignKeyObjectInput): (input: string) => Promise<string> {
     const kid = this.nextKey++;
-    this.keys.set(kid, { hash, key });
+    // The batch's closures hold the key, not the signer: a batch still waiting for its turn to end when the signer
+    // is collected goes out with its key (sent again if the worker was told to drop it).
+    const signerKey: SignerKey = { hash, key };
     let batch: Batch | null = null;
     const send = (b: Batch) => {
       if (batch === b) batch = null;
-      this.post(kid, b);
+      this.post(kid, signerKey, b);
     };
     const sign = (input: string) =>
       new Promise<string>((resolve, reject) => {
@@ -94,13 +94,12 @@ class SigningThread {
     return sign;
   }
 
-  private post(kid: number, b: Batch): void {
+  private post(kid: number, { hash, key }: SignerKey, b: Batch): void {
     const worker = this.start();
     const id = this.nextBatch++;
     this.owed.set(id, b.waiters);
     const first = !this.sent.has(kid);
     if (first) this.sent.add(kid);
-    const { hash, key } = this.keys.get(kid)!;
     worker.postMessage({ id, kid, hash, inputs: b.inputs, ...(first && { key }) });
     worker.ref();
   }
