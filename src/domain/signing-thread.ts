@@ -99,8 +99,16 @@ class SigningThread {
     const id = this.nextBatch++;
     this.owed.set(id, b.waiters);
     const first = !this.sent.has(kid);
+    try {
+      worker.postMessage({ id, kid, hash, inputs: b.inputs, ...(first && { key }) });
+    } catch (err) {
+      // A key that cannot cross to the worker: its signatures fail, and nothing is thrown where nobody catches it.
+      this.owed.delete(id);
+      const failure = new Error(`signing failed: ${err instanceof Error ? err.message : String(err)}`);
+      for (const w of b.waiters) w.reject(failure);
+      return;
+    }
     if (first) this.sent.add(kid);
-    worker.postMessage({ id, kid, hash, inputs: b.inputs, ...(first && { key }) });
     worker.ref();
   }
 

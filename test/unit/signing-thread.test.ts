@@ -43,6 +43,13 @@ describe("the signing thread", () => {
     expect(checks("sha256", ec.publicKey, "a.b", await es256("a.b"))).toBe(true);
   });
 
+  it("fails the signatures of a key that cannot be sent to the worker, and throws nowhere", async () => {
+    // A key argument the structured clone refuses (a function): rejected, not thrown from the batch's timer.
+    const unsendable = signingThread.signer("sha256", { key: ec.privateKey, dsaEncoding: "ieee-p1363", extra: () => 1 } as never);
+    await expect(Promise.all([unsendable("a.b"), unsendable("c.d")])).rejects.toThrow(/^signing failed: /);
+    expect(checks("sha256", ec.publicKey, "e.f", await es256("e.f"))).toBe(true);
+  });
+
   it("fails what a stopped worker owed, and starts a new one for the next signature", async () => {
     await es256("warm.up"); // the worker is running
     const owed = Array.from({ length: 1280 }, (_, i) => es256(`owed.${i}`));
