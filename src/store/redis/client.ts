@@ -121,7 +121,8 @@ export function createRedisClient(conn: RedisConnection, opts: { commandTimeoutM
  * works on the first of a turn's scripts while the event loop makes the others, where it used to wait for the whole
  * turn and the event loop then for all of Redis's answers (the two took turns, one core between them). Issue for one
  * subject (h2load, 64 in flight; each call a 5 KB script), three pairs: 3 741-3 957 against 3 283-3 417 calls/s, and
- * with ES256 signed in place (jws.ts) 4 435-4 700. Introspect's turns (a few hundred bytes a call) stay one write.
+ * with ES256 signed in place (jws.ts; now on the signing thread) 4 435-4 700. Introspect's turns (a few hundred bytes a
+ * call) stay one write.
  */
 function writesPerTick(redis: Redis): void {
   const send = redis.sendCommand;
