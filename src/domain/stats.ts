@@ -268,21 +268,18 @@ export function compactStatsOps(ops: readonly StatsOp[], now: number): StatsOp[]
       case "end":
         if (!ended(op.id, op.at)) out.push(op);
         continue;
-      case "end_subject": {
-        const before = out.length;
+      case "end_subject":
         if (op.ids !== undefined) {
+          // An empty list ends nothing, in either store.
           const rest = op.ids.filter((id) => !ended(id, op.at));
           if (rest.length > 0) out.push(rest.length === op.ids.length ? op : { ...op, ids: rest });
-          else if (out.length === before) out.push(op);
         } else {
           for (const [id, o] of opened) if (id.startsWith(op.tag) && o.createdAt <= op.at) ended(id, op.at);
           out.push(op);
         }
         continue;
-      }
-      case "closed":
-        out.push(op);
-        continue;
+      default:
+        out.push(op); // closed: already compacted
     }
   }
   return out.filter((op): op is StatsOp => op !== null);

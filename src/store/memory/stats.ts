@@ -64,11 +64,7 @@ export class MemoryStatsStore implements StatsStore {
           break;
         case "closed":
           if (this.sessions.has(o.id)) this.finish(o.id, o.at, now);
-          else {
-            const end = Math.min(o.at, o.expiry);
-            const h = this.hour(end, now);
-            if (h) addDuration(h.durations, end - o.createdAt);
-          }
+          else this.ended(o.at, o, now);
           break;
         case "end_subject":
           if (o.ids !== undefined) {
@@ -120,10 +116,15 @@ export class MemoryStatsStore implements StatsStore {
   private finish(id: string, at: number, now: number): void {
     const s = this.sessions.get(id);
     if (!s) return;
-    const end = Math.min(at, s.expiry);
     this.sessions.delete(id);
     bump(this.platforms, s.platform, -1);
     bump(this.subjects, id.slice(0, TAG), -1);
+    this.ended(at, s, now);
+  }
+
+  /** Counts the duration of a session ended at `at`, or at its expiry if that came first, in the hour it ended. */
+  private ended(at: number, s: { createdAt: number; expiry: number }, now: number): void {
+    const end = Math.min(at, s.expiry);
     const h = this.hour(end, now);
     if (h) addDuration(h.durations, end - s.createdAt);
   }

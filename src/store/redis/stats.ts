@@ -304,8 +304,8 @@ end
 /**
  * STATS_APPLY: the Lua twin of MemoryStatsStore.apply. ARGV[5]: the ops as JSON arrays, in order (ids, tags and
  * rests in hex): ['c', at, counter, n] | ['o', id, platform, createdAt, expiresAt, expiry] | ['t', id, expiry]
- * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]] | ['d', id, at, createdAt, expiry] (closed: domain compactStatsOps). ARGV[3] (the sweep batch) 0: no sweep (a batch's
- * ops but its last part's). Touches the declared keys only. Returns the ops applied.
+ * | ['e', id, at] | ['s', tag, at] | ['s', tag, at, [rest, ...]] | ['d', id, at, createdAt, expiry] (closed: domain
+ * compactStatsOps). ARGV[3] (the sweep batch) 0: no sweep (a batch's ops but its last part's). Touches the declared keys only. Returns the ops applied.
  */
 const STATS_APPLY = `${STATS_PRELUDE}
 local ops = cjson.decode(ARGV[5])
@@ -335,14 +335,12 @@ for _, o in ipairs(ops) do
         redis.call('ZADD', idx, 'XX', fmt(expiry), id)
       end
     end
-  elseif kind == 'e' then
+  elseif kind == 'e' or kind == 'd' then
     local id = bytes(o[2])
-    finish(string.sub(id, 1, 12), { [string.sub(id, 13)] = o[3] }, 1)
-  elseif kind == 'd' then
-    local id = bytes(o[2])
-    if redis.call('ZSCORE', idx, id) then
+    if kind == 'e' or redis.call('ZSCORE', idx, id) then
       finish(string.sub(id, 1, 12), { [string.sub(id, 13)] = o[3] }, 1)
     else
+      -- closed, not indexed: only its duration (end at its expiry if that came first)
       local at = math.min(o[3], o[5])
       add_duration(at, at - o[4])
     end
