@@ -64,6 +64,10 @@ class SigningThread {
   private sent = new Set<number>();
   private nextKey = 1;
   private nextBatch = 1;
+  /** Batches of signatures handed to a worker so far (one message each). */
+  get batchesSent(): number {
+    return this.nextBatch - 1;
+  }
   private readonly owed = new Map<number, Waiter[]>();
   private readonly forget = new FinalizationRegistry<number>((kid) => {
     if (this.sent.delete(kid)) this.worker?.postMessage({ drop: kid });

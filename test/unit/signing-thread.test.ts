@@ -1,5 +1,6 @@
 /**
- * domain/signing-thread.ts: ES256 and EdDSA signatures made on one worker thread, a turn's worth per message. Every
+ * domain/signing-thread.ts: ES256 and EdDSA signatures made on one worker thread, a turn's worth per message (at most
+ * 64; a later turn's go in a message of their own). Every
  * signature is its own input's, by its own key, however many are in flight at once (more than one message's worth,
  * two keys interleaved); a signature the worker cannot make fails with an Error, and the next ones are made; if the
  * worker stops, what it owed fails and the next signature starts a new one; an idle worker does not keep the process
@@ -34,6 +35,15 @@ describe("the signing thread", () => {
       expect(checks(hash, key, inputs[(i + 1) % inputs.length]!, signature)).toBe(false);
       expect(checks(hash, other, inputs[i]!, signature)).toBe(false);
     });
+  });
+
+  it("sends a turn's signatures as one message, at most 64 in each", async () => {
+    const before = signingThread.batchesSent;
+    const turn = await Promise.all(Array.from({ length: 130 }, (_, i) => es256(`turn.${i}`)));
+    expect(signingThread.batchesSent - before).toBe(3); // 64, 64, 2
+    turn.forEach((signature, i) => expect(checks("sha256", ec.publicKey, `turn.${i}`, signature)).toBe(true));
+    await es256("next.turn");
+    expect(signingThread.batchesSent - before).toBe(4);
   });
 
   it("fails a signature it cannot make with an Error, and makes the next ones", async () => {
