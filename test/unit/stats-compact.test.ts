@@ -63,15 +63,16 @@ function opsOf(steps: Step[], now: number, known: { id: string; subject: string;
         const subject = SUBJECTS[step.subject]!;
         const createdAt = at(step.late);
         const expiresAt = createdAt + step.life * MIN;
+        const id = newSessionId(subject);
         const open: StatsOp = {
           op: "open",
-          id: newSessionId(subject),
+          id,
           platform: PLATFORMS[step.platform]!,
           createdAt,
           expiresAt,
           expiry: Math.min(createdAt + step.idle * MIN, expiresAt),
         };
-        known.push({ id: (open as { id: string }).id, subject, open });
+        known.push({ id, subject, open });
         ops.push(open);
         break;
       }
