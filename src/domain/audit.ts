@@ -248,7 +248,10 @@ export function riskSignalsBySubject(events: readonly AuditEvent[]): Map<string,
   const out = new Map<string, RiskSignal[]>();
   for (const e of events) {
     const s = riskSignal(e);
-    if (s) out.set(s.subject, [...(out.get(s.subject) ?? []), s]);
+    if (s === null) continue;
+    const list = out.get(s.subject);
+    if (list === undefined) out.set(s.subject, [s]);
+    else list.push(s);
   }
   return out;
 }

@@ -19,9 +19,31 @@ const ID_BYTES = 16;
 let pool = Buffer.alloc(0);
 let poolOffset = 0;
 
-/** SHA-256 of the parts (NUL-separated), base64url. Used for client fingerprints and key tags, never for secrets. */
+/**
+ * SHA-256 of the parts (NUL-separated), base64url. Used for client fingerprints and key tags, never for secrets.
+ * The digests of the last DIGESTS_KEPT short inputs are kept (oldest out first): one Issue digests its subject, IP
+ * and device id twice or more (session id, store key, rate limits, risk tags), and the same ones call after call.
+ */
 export function digest(...parts: string[]): string {
-  return createHash("sha256").update(parts.join("\0")).digest("base64url");
+  const input = parts.length === 1 ? parts[0]! : parts.join("\0");
+  const known = digests.get(input);
+  if (known !== undefined) return known;
+  const out = createHash("sha256").update(input).digest("base64url");
+  if (input.length <= DIGEST_KEPT_CHARS) {
+    digests.set(input, out);
+    if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value!);
+  }
+  return out;
+}
+
+const DIGESTS_KEPT = 4096;
+/** Longer inputs are digested every time: the kept ones hold at most 4096 x 512 characters. */
+const DIGEST_KEPT_CHARS = 512;
+const digests = new Map<string, string>();
+
+/** How many digests are kept (digest), for tests: never more than DIGESTS_KEPT. */
+export function keptDigests(): number {
+  return digests.size;
 }
 
 const TAG_CHARS = 16;
