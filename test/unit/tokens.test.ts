@@ -1,7 +1,7 @@
 import { CompactSign, SignJWT, generateKeyPair } from "jose";
 import { describe, expect, it } from "vitest";
 import type { RejectReason } from "../../src/domain/tokens.js";
-import { ISSUER, issueFor, makeAuthority } from "../helpers/authority.js";
+import { ISSUER, PHONE, issueFor, makeAuthority } from "../helpers/authority.js";
 
 const b64 = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 const parts = (t: string) => t.split(".") as [string, string, string];
@@ -24,6 +24,22 @@ async function fixture() {
   };
   return { f, pair, verify, reason, signOwn };
 }
+
+describe("access token payload", () => {
+  it("carries the extra claims as members, in order, before Tessera's claims, a claim named __proto__ included", async () => {
+    const f = await makeAuthority();
+    const claims = JSON.parse('{"tenant":"t1","__proto__":{"admin":true},"roles":["a","b"]}') as Record<string, unknown>;
+    const { pair } = await f.authority.issue({ subject: "alice", audience: [], scopes: ["read"], claims, client: PHONE });
+    const raw = Buffer.from(parts(pair.accessToken)[1], "base64url").toString("utf8");
+    expect(raw.startsWith('{"tenant":"t1","__proto__":{"admin":true},"roles":["a","b"],"iss":')).toBe(true);
+    const payload = json(parts(pair.accessToken)[1]) as Record<string, unknown>;
+    expect(Object.keys(payload)).toEqual(["tenant", "__proto__", "roles", "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "scope"]);
+    const v = await f.codec.verify(pair.accessToken, "access", f.clock.now());
+    expect(v.ok && Object.getPrototypeOf(v.token.claims)).toBe(Object.prototype);
+    expect(v.ok && Object.hasOwn(v.token.claims, "__proto__")).toBe(true);
+    expect(v.ok && (v.token.claims as { admin?: unknown }).admin).toBeUndefined();
+  });
+});
 
 describe("token verification", () => {
   it("accepts genuine tokens as their own type only", async () => {
