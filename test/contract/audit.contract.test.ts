@@ -92,6 +92,16 @@ function auditContract(storeOf: () => Audited): void {
       expect(new Set(ids).size).toBe(ids.length);
     });
 
+    it("keeps every field as given, control characters and empty strings included", async () => {
+      const odd = ["\x1f", "\x1e", "\x1e0", "\x1e1", "a\x1fb\x1ec", "\x1e\x1e1\x1f\x1f", "", " ", "\\x1f"];
+      const events = odd.map((s, i) =>
+        event(T0 + i, { caller: s, subject: `s${s}`, sessionId: s, ip: s, userAgent: `${s}ua${s}`, deviceId: s, requestId: s, detail: { k: s, [s || "e"]: "v" } }),
+      );
+      events.push(event(T0 + odd.length, { caller: "", subject: "", sessionId: "", ip: "", userAgent: "", deviceId: "", requestId: "", detail: {} }));
+      await storeOf().appendAudit(events, bounds(T0 + odd.length));
+      expect((await everything()).map(withoutId)).toEqual([...events].reverse());
+    });
+
     it("appends a long batch in order with growing ids, and returns its subjects' risk (Redis: in parts of 128)", async () => {
       // 300 events: 290 of bob's, then alice's ten, one a millisecond, some late (a millisecond before the one ahead).
       const events = Array.from({ length: 300 }, (_, i) =>
