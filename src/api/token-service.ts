@@ -198,7 +198,7 @@ export function introspectHandler(deps: IntrospectDeps): (req: IntrospectRequest
       tokenType: TOKEN_TYPE[t.kind],
       claims: jsonObject(t.claims),
       riskScore: r.riskScore,
-      ...(sensitive === undefined ? {} : { sensitiveClaims: jsonObject(sensitive) }),
+      sensitiveClaims: sensitive === undefined ? undefined : jsonObject(sensitive),
     });
     if (!reusable) return answer;
     // Frozen: handed out again and again, so nobody may change it (and the lean path encodes it once).

@@ -254,7 +254,7 @@ export class Audit implements AuditSink {
     const ctx = input.context ?? NO_CONTEXT;
     const detail: Record<string, string> = {};
     for (const [k, v] of Object.entries(input.detail ?? {})) detail[k] = String(v).slice(0, DETAIL_MAX);
-    return {
+    const event: AuditEvent = {
       type: input.type,
       severity: AUDIT_TYPES[input.type],
       at: this.clock.now(),
@@ -266,8 +266,9 @@ export class Audit implements AuditSink {
       deviceId: ctx.deviceId,
       requestId: ctx.requestId,
       detail,
-      ...(input.endedSessions !== undefined && { endedSessions: [...input.endedSessions] }),
     };
+    if (input.endedSessions !== undefined) event.endedSessions = [...input.endedSessions];
+    return event;
   }
 
   /** Starts a write now unless one is running (which starts the next one when it ends). */

@@ -240,7 +240,9 @@ export function riskTag(value: string): string {
 export function riskSignal(e: AuditEvent): RiskSignal | null {
   const count = SIGNAL_COUNTS[e.type];
   if (count === undefined || e.subject === "") return null;
-  return { subject: e.subject, at: e.at, ip: riskTag(e.ip), deviceId: riskTag(e.deviceId), ...(count ? { count } : {}) };
+  const signal: RiskSignal = { subject: e.subject, at: e.at, ip: riskTag(e.ip), deviceId: riskTag(e.deviceId) };
+  if (count) signal.count = count;
+  return signal;
 }
 
 /** The risk signals of a batch of events, by subject, each subject's in event order. */

@@ -604,7 +604,9 @@ export class RedisSessionStore implements SessionStore {
       const [revoked, raw, risk] = await this.ctx.mgetInSlot([`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, riskKeyOf(base)]);
       const observed = risk != null ? parseRisk(risk) : null;
       const session = tokenSession(parseSession(q.sessionId, raw ?? null), q.subject);
-      return { jtiRevoked: revoked != null, session, ...(observed ? { risk: observed } : {}) };
+      const state: TokenState = { jtiRevoked: revoked != null, session };
+      if (observed) state.risk = observed;
+      return state;
     });
   }
 
