@@ -2,7 +2,7 @@
  * The token authority: issue, refresh (rotation, reuse detection, grace window), revoke, introspect, sessions.
  * Pure TypeScript and jose; state goes through the SessionStore interface, time through the Clock.
  */
-import { NO_CONTEXT, type AuditContext } from "./audit.js";
+import { NO_CONTEXT, type AuditContext, type AuditType } from "./audit.js";
 import type { AuditInput, AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { TesseraError } from "./errors.js";
@@ -234,23 +234,23 @@ export class Authority {
       idleTtlMs: this.cfg.refreshIdleTtlMs,
       retentionMs: this.retentionMs,
     });
+    // Written out, not `{ type, ...about, detail }`: a literal that spreads and then adds members takes V8's slow path.
+    const record = (type: AuditType, detail: NonNullable<AuditInput["detail"]>) =>
+      this.audit.record({ type, context: ctx, subject: t.subject, sessionId: t.sessionId, detail });
     switch (result.outcome) {
       case "rotated":
-        this.audit.record({ type: "token_refreshed", ...about, detail: { idle_expires_at: result.session.idleExpiresAt } });
+        record("token_refreshed", { idle_expires_at: result.session.idleExpiresAt });
         return { pair: nextPair, sessionId: t.sessionId };
       case "replayed":
-        this.audit.record({ type: "token_refreshed", ...about, detail: { grace_replay: true } });
+        record("token_refreshed", { grace_replay: true });
         return { pair: result.pair, sessionId: t.sessionId };
       case "reused":
         this.emit({ type: "refresh_reuse", subject: t.subject, sessionId: t.sessionId });
-        this.audit.record({ type: "refresh_reuse_detected", ...about, detail: { jti: t.jti, action: "session revoked" } });
+        record("refresh_reuse_detected", { jti: t.jti, action: "session revoked" });
         throw new TesseraError("unauthenticated", "refresh token reuse detected; session revoked", { reason: "REFRESH_TOKEN_REUSED" });
       case "ended":
-        this.audit.record(
-          result.why === "revoked"
-            ? { type: "revoked_token_presented", ...about, detail: { rpc: "Refresh", token_type: "refresh", jti: t.jti } }
-            : { type: "refresh_failed", ...about, detail: { reason: `session_${result.why}` } },
-        );
+        if (result.why === "revoked") record("revoked_token_presented", { rpc: "Refresh", token_type: "refresh", jti: t.jti });
+        else record("refresh_failed", { reason: `session_${result.why}` });
         throw new TesseraError("unauthenticated", "session has ended", { cause: result.why, reason: "SESSION_ENDED" });
     }
   }
