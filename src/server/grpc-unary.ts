@@ -30,6 +30,7 @@ import { compressionGzip } from "@connectrpc/connect-node";
 import type { Call, CallSignal, Pipeline } from "../api/pipeline.js";
 import type { UnaryMethod } from "../api/routes.js";
 import { encodeMessage } from "./proto-encode.js";
+import { decodeFast } from "./proto-decode.js";
 import { guarded, percentEncode } from "./stream-writes.js";
 
 export interface GrpcUnaryOptions {
@@ -196,7 +197,7 @@ async function decode(
     }
   }
   try {
-    return fromBinary(target.method.input, data);
+    return decodeFast(target.method.input, data) ?? fromBinary(target.method.input, data);
   } catch (err) {
     return new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
   }
