@@ -50,8 +50,25 @@ export function isJwsAlgorithm(alg: string): alg is JwsAlgorithm {
  * anything is signed (TokenCodec.prepare), and the same string is then signed.
  */
 export function signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): string {
-  return `${b64(JSON.stringify(header))}.${b64(JSON.stringify(payload))}`;
+  return `${encodedHeader(JSON.stringify(header))}.${b64(JSON.stringify(payload))}`;
 }
+
+/**
+ * base64url of a protected header's JSON. A process signs with a handful of headers (alg, kid, typ), so the last
+ * HEADERS_KEPT are kept (oldest out first).
+ */
+function encodedHeader(json: string): string {
+  let out = headers.get(json);
+  if (out === undefined) {
+    out = b64(json);
+    headers.set(json, out);
+    if (headers.size > HEADERS_KEPT) headers.delete(headers.keys().next().value!);
+  }
+  return out;
+}
+
+const HEADERS_KEPT = 64;
+const headers = new Map<string, string>();
 
 /** Signs a signing input (signingInput) into the compact serialisation `input.signature`. */
 export type CompactSigner = (input: string) => Promise<string>;
