@@ -1,7 +1,8 @@
 /**
- * The signatures cheap enough to make without the thread pool (ES256, EdDSA: about 30 µs each) are made on one worker
- * thread of their own, a turn's worth at a time: the calls of one event-loop turn go over as one message (at most
- * BATCH_MAX), and their signatures come back as one. The event loop that serves Introspect no longer makes them, and
+ * The signatures cheap enough to make without the thread pool (ES256, EdDSA: about 30 µs each), and HMACs (HS256:
+ * refresh tokens' MACs), are made on one worker thread of their own, a turn's worth at a time: the calls of one
+ * event-loop turn go over as one message (at most BATCH_MAX), and their signatures come back as one. The event loop
+ * that serves Introspect no longer makes them, and
  * the hop costs one message a batch rather than a callback a signature, which is what made libuv's pool cost more
  * than signing in place (jws.ts `asymmetric`). Under h2load Issue for one subject (64 in flight, a Redis of its own),
  * three pairs of runs against signing in place: 3 027, 2 403, 2 892 against 2 444, 2 182, 2 208 calls/s; the main
@@ -25,16 +26,19 @@ const BATCH_MAX = 64;
  */
 const SOURCE = `
 import { parentPort } from "node:worker_threads";
-import { sign } from "node:crypto";
+import { createHmac, sign } from "node:crypto";
 const keys = new Map();
 parentPort.on("message", (m) => {
   if (m.drop !== undefined) return void keys.delete(m.drop);
-  if (m.key !== undefined) keys.set(m.kid, m.key);
+  if (m.key !== undefined) keys.set(m.kid, { key: m.key, mac: m.mac === true });
   const out = [];
   let error = null;
   try {
-    const key = keys.get(m.kid);
-    for (const input of m.inputs) out.push(sign(m.hash, Buffer.from(input, "latin1"), key).toString("base64url"));
+    const { key, mac } = keys.get(m.kid);
+    for (const input of m.inputs) {
+      const data = Buffer.from(input, "latin1");
+      out.push((mac ? createHmac(m.hash, key).update(data).digest() : sign(m.hash, data, key)).toString("base64url"));
+    }
   } catch (err) {
     error = String((err && err.message) || err);
   }
@@ -56,6 +60,8 @@ interface Batch {
 interface SignerKey {
   hash: string | null;
   key: KeyObject | SignKeyObjectInput;
+  /** An HMAC under a secret key (HS256) rather than a signature. */
+  mac: boolean;
 }
 
 class SigningThread {
@@ -73,12 +79,15 @@ class SigningThread {
     if (this.sent.delete(kid)) this.worker?.postMessage({ drop: kid });
   });
 
-  /** A function that signs a signing input (ASCII) and resolves to the signature in base64url. */
-  signer(hash: string | null, key: KeyObject | SignKeyObjectInput): (input: string) => Promise<string> {
+  /**
+   * A function that signs a signing input (ASCII) and resolves to the signature in base64url; with `mac`, the HMAC
+   * under the secret `key` instead.
+   */
+  signer(hash: string | null, key: KeyObject | SignKeyObjectInput, mac = false): (input: string) => Promise<string> {
     const kid = this.nextKey++;
     // The batch's closures hold the key, not the signer: a batch still waiting for its turn to end when the signer
     // is collected goes out with its key (sent again if the worker was told to drop it).
-    const signerKey: SignerKey = { hash, key };
+    const signerKey: SignerKey = { hash, key, mac };
     let batch: Batch | null = null;
     const send = (b: Batch) => {
       if (batch === b) batch = null;
@@ -98,13 +107,13 @@ class SigningThread {
     return sign;
   }
 
-  private post(kid: number, { hash, key }: SignerKey, b: Batch): void {
+  private post(kid: number, { hash, key, mac }: SignerKey, b: Batch): void {
     const worker = this.start();
     const id = this.nextBatch++;
     this.owed.set(id, b.waiters);
     const first = !this.sent.has(kid);
     try {
-      worker.postMessage({ id, kid, hash, inputs: b.inputs, ...(first && { key }) });
+      worker.postMessage(first ? { id, kid, hash, inputs: b.inputs, key, mac } : { id, kid, hash, inputs: b.inputs });
     } catch (err) {
       // A key that cannot cross to the worker: its signatures fail, and nothing is thrown where nobody catches it.
       this.owed.delete(id);

@@ -1,13 +1,13 @@
 /**
- * domain/signing-thread.ts: ES256 and EdDSA signatures made on one worker thread, a turn's worth per message (at most
- * 64; a later turn's go in a message of their own). Every
+ * domain/signing-thread.ts: ES256 and EdDSA signatures (and HS256 MACs) made on one worker thread, a turn's worth
+ * per message (at most 64; a later turn's go in a message of their own). Every
  * signature is its own input's, by its own key, however many are in flight at once (more than one message's worth,
  * two keys interleaved); a signature the worker cannot make fails with an Error, and the next ones are made; if the
  * worker stops, what it owed fails and the next signature starts a new one; an idle worker does not keep the process
  * alive.
  */
 import { execFile } from "node:child_process";
-import { generateKeyPairSync, verify, type KeyObject } from "node:crypto";
+import { createHmac, createSecretKey, generateKeyPairSync, randomBytes, verify, type KeyObject } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -34,6 +34,21 @@ describe("the signing thread", () => {
       // Not another input's signature, nor the other key's.
       expect(checks(hash, key, inputs[(i + 1) % inputs.length]!, signature)).toBe(false);
       expect(checks(hash, other, inputs[i]!, signature)).toBe(false);
+    });
+  });
+
+  it("makes HMACs under secret keys beside the signatures, each under its own key", async () => {
+    const secret = createSecretKey(randomBytes(32));
+    const other = createSecretKey(randomBytes(32));
+    const mac = signingThread.signer("sha256", secret, true);
+    const mac2 = signingThread.signer("sha256", other, true);
+    const inputs = Array.from({ length: 150 }, (_, i) => `eyJhbGciOiJIUzI1NiJ9.${Buffer.from(`refresh ${i}`).toString("base64url")}`);
+    const out = await Promise.all(inputs.map((input, i) => (i % 3 === 0 ? es256(input) : i % 3 === 1 ? mac(input) : mac2(input))));
+    out.forEach((result, i) => {
+      if (i % 3 === 0) return void expect(checks("sha256", ec.publicKey, inputs[i]!, result)).toBe(true);
+      const key = i % 3 === 1 ? secret : other;
+      expect(result).toBe(createHmac("sha256", key).update(inputs[i]!).digest("base64url"));
+      expect(result).not.toBe(createHmac("sha256", key === secret ? other : secret).update(inputs[i]!).digest("base64url"));
     });
   });
 
