@@ -184,12 +184,13 @@ export class RedisAuditStore implements AuditStore {
       // all of its appends.
       const parts = partsOf(events, EVENTS_PER_SCRIPT);
       for (const part of parts) {
-        const values = part.flatMap((e) => [
-          e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId,
-          JSON.stringify(e.detail),
-        ]);
-        if (values.length !== part.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
-        batch.script("auditAppend", [this.key], [b.maxEvents, `${b.now - b.maxAgeMs}-0`, ...values]);
+        const args: (string | number)[] = [b.maxEvents, `${b.now - b.maxAgeMs}-0`];
+        for (const e of part) {
+          args.push(e.at, e.type, e.severity, e.caller, e.subject, e.sessionId, e.ip, e.userAgent, e.deviceId, e.requestId);
+          args.push(JSON.stringify(e.detail));
+        }
+        if (args.length !== 2 + part.length * AUDIT_FIELDS.length) throw new Error("audit fields out of step");
+        batch.script("auditAppend", [this.key], args);
       }
       const subjects = [...signals.keys()];
       for (const subject of subjects) {
