@@ -110,6 +110,8 @@ export interface SignInput {
 /** A token ready to sign (TokenCodec.prepare): the length it will have, and the signing. */
 export interface PreparedToken {
   length: number;
+  /** Whether `length` is exact (every key type Tessera knows); otherwise a lower bound. */
+  exact: boolean;
   sign(): Promise<string>;
 }
 
@@ -342,7 +344,7 @@ export class TokenCodec extends TokenVerifier {
     const mac = kind === "refresh" && this.opts.refreshTokenMac === true ? key.refreshMac : undefined;
     const input = signingInput({ alg: mac ? REFRESH_MAC_ALG : key.alg, kid: key.kid, typ: TYP[kind] }, payload);
     const bytes = mac ? REFRESH_MAC_BYTES : signatureBytes(key.publicJwk);
-    return { length: input.length + 1 + b64Length(bytes), sign: () => (mac ?? key).sign(input) };
+    return { length: input.length + 1 + b64Length(bytes), exact: bytes > 0, sign: () => (mac ?? key).sign(input) };
   }
 
   private accessPayload(i: SignInput): Record<string, unknown> {

@@ -1,7 +1,7 @@
 import { decodeJwt, decodeProtectedHeader } from "jose";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { TesseraError } from "../../src/domain/errors.js";
-import { D, H, ISSUER, LAPTOP, MIN, PHONE, S, issueFor, makeAuthority } from "../helpers/authority.js";
+import { D, H, ISSUER, LAPTOP, MIN, PHONE, S, issueFor, makeAuthority, type Fixture } from "../helpers/authority.js";
 
 async function expectError(p: Promise<unknown>, code: string, message?: RegExp): Promise<TesseraError> {
   const err = await p.then(
@@ -81,6 +81,78 @@ describe("issue", () => {
     expect((await f.authority.listSessions("alice")).map((s) => s.id).sort()).toEqual(
       [first.sessionId, third.sessionId].sort(),
     );
+  });
+});
+
+/** Makes every signature by `f`'s current key wait for `gate` (and fail, when `fail`), refresh MACs included. */
+function holdSignatures(f: Fixture, gate: Promise<void>, fail = false): { calls: number } {
+  const seen = { calls: 0 };
+  const key = f.keys.signingKey();
+  const held = <T extends { sign(input: string): Promise<string> }>(signer: T): T => ({
+    ...signer,
+    sign: async (input: string) => {
+      seen.calls++;
+      await gate;
+      if (fail) throw new Error("the signing thread went away");
+      return signer.sign(input);
+    },
+  });
+  const wrapped = { ...key, sign: held(key).sign, refreshMac: key.refreshMac && held(key.refreshMac) };
+  f.keys.signingKey = () => wrapped;
+  return seen;
+}
+
+describe("issue: signing and opening the session overlap", () => {
+  it("opens the session while the tokens are still being signed, and answers once both are done", async () => {
+    const f = await makeAuthority();
+    let release!: () => void;
+    const signing = holdSignatures(f, new Promise<void>((r) => (release = r)));
+    const opened: string[] = [];
+    const createSession = f.store.createSession.bind(f.store);
+    f.store.createSession = (s, opts) => {
+      opened.push(s.id);
+      return createSession(s, opts);
+    };
+    const issuing = issueFor(f);
+    await vi.waitFor(() => expect(opened).toHaveLength(1));
+    expect(signing.calls).toBe(2); // both signatures were asked for, neither has come back
+    expect((await f.store.getSession(opened[0]!, f.clock.now()))?.currentJti).toBeDefined();
+    release();
+    const { pair, sessionId } = await issuing;
+    expect(sessionId).toBe(opened[0]);
+    expect(await f.authority.introspect(pair.accessToken, "access")).toMatchObject({ active: true, token: { sessionId } });
+    expect(f.audited.map((e) => e.type)).toEqual(["token_issued"]);
+  });
+
+  it("signing that fails after the session opened: the session is ended again, its evictions recorded, the error returned", async () => {
+    const f = await makeAuthority({ maxSessions: 1 });
+    const first = await issueFor(f);
+    f.clock.advance(S);
+    holdSignatures(f, Promise.resolve(), true);
+    await expect(issueFor(f)).rejects.toThrow("the signing thread went away");
+    // The new session is not left open (no tokens of it exist); the one it evicted was evicted, and says so.
+    const types = f.audited.map((e) => `${e.type}${e.detail?.reason ? `:${String(e.detail.reason)}` : ""}`);
+    expect(types).toEqual(["token_issued", "session_evicted", "session_revoked:signing_failed"]);
+    expect(f.audited[2]).toMatchObject({ subject: "alice", detail: { via: "issue", sessions: 1 } });
+    expect(f.events).toContainEqual({ type: "session_evicted", subject: "alice", sessionId: first.sessionId });
+    expect(await f.authority.listSessions("alice")).toEqual([]);
+    expect(await f.authority.introspect(first.pair.accessToken, "access")).toEqual({ active: false, reason: "revoked" });
+  });
+
+  it("a key of a type whose signature length is unknown: signed and checked before the store is touched", async () => {
+    const f = await makeAuthority();
+    const key = f.keys.signingKey();
+    const odd = { ...key, publicJwk: { ...key.publicJwk, kty: "unknown" }, sign: async () => "A".repeat(9000) };
+    f.keys.signingKey = () => odd;
+    let opened = 0;
+    const createSession = f.store.createSession.bind(f.store);
+    f.store.createSession = (s, opts) => {
+      opened++;
+      return createSession(s, opts);
+    };
+    await expectError(issueFor(f), "invalid_argument", /over TESSERA_MAX_TOKEN_LENGTH/);
+    expect(opened).toBe(0);
+    expect(await f.authority.listSessions("alice")).toEqual([]);
   });
 });
 
