@@ -190,9 +190,10 @@ export class Authority {
     };
     if (signed.status === "rejected") {
       // The session was opened for tokens that were never made: ended again (what it evicted stays evicted, and is
-      // recorded so), and the caller hears why signing failed.
+      // recorded so), and the caller hears why signing failed. If the store fails to end it too, it holds no token
+      // anyone has and ends by itself at its idle expiry: the signing failure is still what the caller hears.
       recordEvictions();
-      await this.endSession(sessionId, subject, "signing_failed", ctx, "issue");
+      await this.endSession(sessionId, subject, "signing_failed", ctx, "issue").catch(() => undefined);
       throw signed.reason;
     }
     const pair = signed.value;

@@ -139,6 +139,18 @@ describe("issue: signing and opening the session overlap", () => {
     expect(await f.authority.introspect(first.pair.accessToken, "access")).toEqual({ active: false, reason: "revoked" });
   });
 
+  it("signing that fails, and a store that then fails to end the session: the signing failure is what the caller hears", async () => {
+    const f = await makeAuthority();
+    holdSignatures(f, Promise.resolve(), true);
+    let endings = 0;
+    f.store.revokeSession = () => {
+      endings++;
+      return Promise.reject(new Error("store down"));
+    };
+    await expect(issueFor(f)).rejects.toThrow("the signing thread went away");
+    expect(endings).toBe(1);
+  });
+
   it("a key of a type whose signature length is unknown: signed and checked before the store is touched", async () => {
     const f = await makeAuthority();
     const key = f.keys.signingKey();
