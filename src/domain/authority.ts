@@ -158,9 +158,9 @@ export class Authority {
       );
     this.checkLength(plan, tooLong);
     // Signing (on the signing thread) and opening the session (in the store) overlap: neither needs the other, and
-    // one-subject Issue answers 6-10 % more calls a second so (docs/performance.md). checkLength is exact for every key
-    // Tessera makes, so a signature then fails only when signing itself breaks; for a key of a type it does not know,
-    // the tokens are signed (and their lengths checked) before the store is touched.
+    // one-subject Issue answers about 5 % more calls a second so (docs/performance.md). checkLength is exact for every
+    // key Tessera makes, so a signature then fails only when signing itself breaks; for a key of a type it does not
+    // know, the tokens are signed (and their lengths checked) before the store is touched.
     const signing = this.signPlanned(plan, tooLong);
     if (!plan.access.token.exact || !plan.refresh.token.exact) await signing;
     const session: SessionRecord = {
@@ -429,7 +429,8 @@ export class Authority {
 
   private async signPlanned(plan: PairPlan, tooLong: (length: number, max: number) => TesseraError): Promise<IssuedPair> {
     const [accessToken, refreshToken] = await Promise.all([plan.access.token.sign(), plan.refresh.token.sign()]);
-    // checkLength is exact for every key Tessera makes; this holds the rule for any other (the store is untouched yet).
+    // checkLength is exact for every key Tessera makes; this holds the rule for any other (whose tokens Issue and
+    // Refresh sign before they touch the store).
     const length = Math.max(accessToken.length, refreshToken.length);
     if (length > this.codec.maxTokenLength) throw tooLong(length, this.codec.maxTokenLength);
     return { accessToken, refreshToken, accessExpiresAt: plan.access.expiresAt, refreshExpiresAt: plan.refresh.expiresAt };

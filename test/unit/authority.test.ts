@@ -87,19 +87,28 @@ describe("issue", () => {
 /** Makes every signature by `f`'s current key wait for `gate` (and fail, when `fail`), refresh MACs included. */
 function holdSignatures(f: Fixture, gate: Promise<void>, fail = false): { calls: number } {
   const seen = { calls: 0 };
+  const held = (sign: (input: string) => Promise<string>) => async (input: string) => {
+    seen.calls++;
+    await gate;
+    if (fail) throw new Error("the signing thread went away");
+    return sign(input);
+  };
   const key = f.keys.signingKey();
-  const held = <T extends { sign(input: string): Promise<string> }>(signer: T): T => ({
-    ...signer,
-    sign: async (input: string) => {
-      seen.calls++;
-      await gate;
-      if (fail) throw new Error("the signing thread went away");
-      return signer.sign(input);
-    },
-  });
-  const wrapped = { ...key, sign: held(key).sign, refreshMac: key.refreshMac && held(key.refreshMac) };
+  const mac = key.refreshMac;
+  const wrapped = { ...key, sign: held(key.sign), refreshMac: mac && { ...mac, sign: held(mac.sign) } };
   f.keys.signingKey = () => wrapped;
   return seen;
+}
+
+/** The ids of the sessions `f`'s store is asked to open, in order. */
+function watchOpenings(f: Fixture): string[] {
+  const opened: string[] = [];
+  const createSession = f.store.createSession.bind(f.store);
+  f.store.createSession = (s, opts) => {
+    opened.push(s.id);
+    return createSession(s, opts);
+  };
+  return opened;
 }
 
 describe("issue: signing and opening the session overlap", () => {
@@ -107,12 +116,7 @@ describe("issue: signing and opening the session overlap", () => {
     const f = await makeAuthority();
     let release!: () => void;
     const signing = holdSignatures(f, new Promise<void>((r) => (release = r)));
-    const opened: string[] = [];
-    const createSession = f.store.createSession.bind(f.store);
-    f.store.createSession = (s, opts) => {
-      opened.push(s.id);
-      return createSession(s, opts);
-    };
+    const opened = watchOpenings(f);
     const issuing = issueFor(f);
     await vi.waitFor(() => expect(opened).toHaveLength(1));
     expect(signing.calls).toBe(2); // both signatures were asked for, neither has come back
@@ -156,14 +160,9 @@ describe("issue: signing and opening the session overlap", () => {
     const key = f.keys.signingKey();
     const odd = { ...key, publicJwk: { ...key.publicJwk, kty: "unknown" }, sign: async () => "A".repeat(9000) };
     f.keys.signingKey = () => odd;
-    let opened = 0;
-    const createSession = f.store.createSession.bind(f.store);
-    f.store.createSession = (s, opts) => {
-      opened++;
-      return createSession(s, opts);
-    };
+    const opened = watchOpenings(f);
     await expectError(issueFor(f), "invalid_argument", /over TESSERA_MAX_TOKEN_LENGTH/);
-    expect(opened).toBe(0);
+    expect(opened).toEqual([]);
     expect(await f.authority.listSessions("alice")).toEqual([]);
   });
 });
