@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { kept } from "./kept.js";
 
 /**
  * A random identifier with 128 bits of entropy, base64url (22 characters). The bytes come from the CSPRNG in batches
@@ -21,27 +22,17 @@ let poolOffset = 0;
 
 /**
  * SHA-256 of the parts (NUL-separated), base64url. Used for client fingerprints and key tags, never for secrets.
- * The digests of the last DIGESTS_KEPT short inputs are kept (oldest out first): one Issue digests its subject, IP
+ * The digests of the last 4096 short inputs are kept (oldest out first): one Issue digests its subject, IP
  * and device id twice or more (session id, store key, rate limits, risk tags), and the same ones call after call.
  */
 export function digest(...parts: string[]): string {
-  const input = parts.length === 1 ? parts[0]! : parts.join("\0");
-  const known = digests.get(input);
-  if (known !== undefined) return known;
-  const out = createHash("sha256").update(input).digest("base64url");
-  if (input.length <= DIGEST_KEPT_CHARS) {
-    digests.set(input, out);
-    if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value!);
-  }
-  return out;
+  return digests(parts.length === 1 ? parts[0]! : parts.join("\0"));
 }
 
-const DIGESTS_KEPT = 4096;
 /** Longer inputs are digested every time: the kept ones hold at most 4096 x 512 characters. */
-const DIGEST_KEPT_CHARS = 512;
-const digests = new Map<string, string>();
+const digests = kept(4096, 512, (input) => createHash("sha256").update(input).digest("base64url"));
 
-/** How many digests are kept (digest), for tests: never more than DIGESTS_KEPT. */
+/** How many digests are kept (digest), for tests: never more than 4096. */
 export function keptDigests(): number {
   return digests.size;
 }

@@ -24,6 +24,7 @@ import {
 } from "node:crypto";
 import type { CryptoKey } from "jose";
 import { signingThread } from "./signing-thread.js";
+import { kept } from "./kept.js";
 
 /** The asymmetric algorithms Tessera signs with (RFC 7518 names): their public keys are what the JWKS publishes. */
 export const SIGNING_ALGORITHMS = ["ES256", "ES384", "EdDSA", "RS256", "PS256"] as const;
@@ -54,21 +55,10 @@ export function signingInput(header: Record<string, unknown>, payload: Record<st
 }
 
 /**
- * base64url of a protected header's JSON. A process signs with a handful of headers (alg, kid, typ), so the last
- * HEADERS_KEPT are kept (oldest out first).
+ * base64url of a protected header's JSON. A process signs with a handful of headers (alg, kid, typ), so the last 64
+ * are kept (oldest out first).
  */
-function encodedHeader(json: string): string {
-  let out = headers.get(json);
-  if (out === undefined) {
-    out = b64(json);
-    headers.set(json, out);
-    if (headers.size > HEADERS_KEPT) headers.delete(headers.keys().next().value!);
-  }
-  return out;
-}
-
-const HEADERS_KEPT = 64;
-const headers = new Map<string, string>();
+const encodedHeader = kept(64, Infinity, (json) => b64(json));
 
 /** Signs a signing input (signingInput) into the compact serialisation `input.signature`. */
 export type CompactSigner = (input: string) => Promise<string>;
