@@ -4,7 +4,7 @@
  * the session's current one), then the subject's risk score. The authority asks its store for the state; a sidecar
  * asks its copy of the revocation feed (src/sidecar/revocations.ts). Both answer through this class, so they agree.
  */
-import { NO_CONTEXT, assessRisk, type AuditContext } from "./audit.js";
+import { NO_CONTEXT, riskFacts, riskScore, type AuditContext } from "./audit.js";
 import type { AuditSink } from "./audit-trail.js";
 import type { Clock } from "./clock.js";
 import { isLive } from "./sessions.js";
@@ -68,7 +68,7 @@ export class Introspector {
     if (!s || !isLive(s.status, s, now)) return { active: false, reason: "session_ended" };
     if (expected === "refresh" && s.currentJti !== t.jti) return { active: false, reason: "rotated" };
     // No observations (always so at a sidecar, and for most subjects): a score of 0 without assessing anything.
-    const riskScore = state.risk === undefined ? 0 : assessRisk(state.risk, now, this.riskWindowMs).score;
-    return { active: true, token: t, riskScore };
+    const score = state.risk === undefined ? 0 : riskScore(riskFacts(state.risk, now, this.riskWindowMs));
+    return { active: true, token: t, riskScore: score };
   }
 }

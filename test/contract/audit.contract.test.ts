@@ -258,6 +258,17 @@ function auditContract(storeOf: () => Audited): void {
       });
     });
 
+    it("tokenState reads a subject's observations anew once they change", async () => {
+      const sessionId = newSessionId("alice");
+      const read = async () => (await storeOf().tokenState({ subject: "alice", sessionId, jti: "j" })).risk;
+      const [one] = await storeOf().appendAudit([event(T0, { ip: "198.51.100.1" })], bounds(T0));
+      expect(await read()).toEqual(one!.risk);
+      expect(await read()).toEqual(one!.risk);
+      const [two] = await storeOf().appendAudit([event(T0 + 1, { ip: "198.51.100.2", type: "token_refreshed" })], bounds(T0 + 1));
+      expect(two!.risk.refreshes).toEqual([T0 + 1]);
+      expect(await read()).toEqual(two!.risk);
+    });
+
     it("forgets observations once they are a window old", async () => {
       await storeOf().appendAudit([event(T0, { ip: "198.51.100.1" })], bounds(T0));
       await storeOf().appendAudit([event(T0 + 1, { ip: "198.51.100.2", type: "token_refreshed" })], bounds(T0 + 1));

@@ -260,6 +260,23 @@ for (const { name, make } of BACKENDS) {
         expect((await stateOf(s)).session?.currentJti).toBe(after.currentJti);
       });
 
+      it("reads a session anew once it changes, and no caller can change what the next read sees", async () => {
+        const s = await opened();
+        const first = await stateOf(s);
+        expect((await stateOf(s)).session).toEqual(first.session);
+        // A caller that writes to its answer (a frozen one throws) leaves the stored session as it is.
+        try {
+          (first.session as { currentJti: string }).currentJti = "changed";
+        } catch {
+          // frozen
+        }
+        expect((await stateOf(s)).session?.currentJti).toBe(s.currentJti);
+        expect(await store.revokeSession({ sessionId: s.id, now: T0 + 1, retentionMs: RETENTION, reason: "x" })).toBe(true);
+        expect((await stateOf(s)).session?.status).toBe("revoked");
+        // Another subject's read of the same session, after this one's: still no session of that subject.
+        expect((await store.tokenState({ subject: `${s.subject}-other`, sessionId: s.id, jti: "j" })).session).toBeNull();
+      });
+
       it("has no session for an unknown session id, well-formed or not", async () => {
         for (const sessionId of [newSessionId("alice"), randomUUID(), ""]) {
           expect(await store.tokenState({ subject: "alice", sessionId, jti: "j" })).toEqual({ jtiRevoked: false, session: null });
