@@ -66,4 +66,27 @@ describe("revocations wait for replica acknowledgement", () => {
     // Issue is not a revocation: it does not wait for replicas.
     expect((await c.issue({ subject: "durable" })).sessionId).not.toBe("");
   });
+
+  it("an Issue that evicts a session waits for the replica as a revocation does (the replica gone: UNAVAILABLE, the eviction stands)", async () => {
+    // Runs after the test above has killed the replica. One session a subject: the second Issue evicts the first.
+    const one = await startServer({
+      TESSERA_REDIS_URL: primary.url,
+      TESSERA_REDIS_WAIT_REPLICAS: "1",
+      TESSERA_REDIS_WAIT_TIMEOUT: "300ms",
+      TESSERA_STORE_TIMEOUT: "2s",
+      TESSERA_MAX_SESSIONS: "1",
+    });
+    try {
+      const c = createClient(TokenService, createGrpcTransport({ baseUrl: one.url }));
+      const first = await c.issue({ subject: "evicting" }); // evicts nothing: does not wait
+      const evicting = await c.issue({ subject: "evicting" }).then(
+        () => "acknowledged" as const,
+        (e: unknown) => ConnectError.from(e).code,
+      );
+      expect(evicting).toBe(Code.Unavailable);
+      expect((await c.introspect({ token: first.tokens!.accessToken })).active).toBe(false);
+    } finally {
+      await one.close();
+    }
+  });
 });

@@ -334,6 +334,24 @@ describe("scripts", () => {
       expect(openings.calls()).toBe(1); // the turn's fifty, in one CREATE_SESSIONS
     });
 
+    /** The feed's entries about `subject`'s sessions, oldest first: kind, target, at, until, reason. */
+    async function evictionsInFeed(subject: string): Promise<unknown[]> {
+      const { entries } = await ownStore.revocations(null, 100_000);
+      return entries.filter((e) => e.subject === subject).map((e) => [e.kind, e.target, e.at, e.until, e.reason]);
+    }
+    const evictionEntry = (s: SessionRecord, at: number) => ["session", s.id, at, at + RETENTION, "evicted: session limit"];
+
+    it("on one Redis, appends the evictions to the feed in the opening's own script, not in an append of their own", async () => {
+      const subject = `in-script-${randomUUID()}`;
+      const first = await open(subject, 20, T0);
+      const appends = countCalls(ownRedis, "appendFeed");
+      const next = Array.from({ length: 10 }, (_, i) => session(subject, T0 + 100 + i));
+      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i)))).finally(appends.restore);
+      expect(results.map((r) => r.evicted)).toEqual(first.slice(0, 10).map((s) => [s.id]));
+      expect(appends.calls()).toBe(0);
+      expect(await evictionsInFeed(subject)).toEqual(first.slice(0, 10).map((s, i) => evictionEntry(s, T0 + 100 + i)));
+    });
+
     it("sends two scripts of a subject at once, the second declaring the first's sessions (Redis runs it first)", async () => {
       const subject = `two-scripts-${randomUUID()}`;
       const first = await open(subject, 20, T0);
@@ -385,6 +403,8 @@ describe("scripts", () => {
         // store's, which the script was not told of, so it stops there; the last five run again with those declared.
         expect(results.map((r) => r.evicted)).toEqual([...older, ...theirs].map((s) => [s.id]));
         expect((await ownStore.listSessions(subject, T0 + 200)).map((s) => s.id).sort()).toEqual(burst.map((s) => s.id).sort());
+        // Each eviction in the feed once, the stopped script's fifteen and the rerun's five alike.
+        expect(await evictionsInFeed(subject)).toEqual([...older, ...theirs].map((s, i) => evictionEntry(s, T0 + 100 + i)));
       } finally {
         await other.close();
       }
