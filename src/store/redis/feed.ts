@@ -96,7 +96,7 @@ end
  * the first id of the incarnation as `first`). Returns the newest id.
  *
  * The work is the Lua function `append_feed(stream, meta, now, fresh, list, from)` (APPEND_FEED_LUA, entries from
- * list[from] on), which a script of another part may call too on one Redis (RedisRevocationFeed.inScript).
+ * list[from] on), which a script of another part may call too on one Redis (RedisRevocationFeed.scriptKeys).
  */
 export const APPEND_FEED_LUA = `
 local function append_feed(stream, meta, now, fresh, list, from)
@@ -200,6 +200,13 @@ export class RedisRevocationFeed implements RevocationFeed {
   private closed = false;
   /** The append this turn's publishes join (append), until it is sent. */
   private turn: PendingAppend | null = null;
+  /**
+   * On one Redis, the feed's keys for a script of another part to append to the feed itself (with append_feed,
+   * APPEND_FEED_LUA, and a fresh `epoch()`), in the same atomic step as the change it reports: one round trip where a
+   * publish after the script takes two. Null on a Cluster, where the feed lives in a slot of its own: there the part
+   * publishes after its script. A part that appended so calls `appended` before it answers.
+   */
+  readonly scriptKeys: readonly [stream: string, meta: string] | null;
 
   constructor(private readonly ctx: RedisContext) {
     this.key = `${ctx.prefix}{feed}`;
@@ -218,14 +225,6 @@ export class RedisRevocationFeed implements RevocationFeed {
     await this.append(now, events);
     await this.ctx.replicated(undefined, written, this.key);
   }
-
-  /**
-   * On one Redis, the feed's keys for a script of another part to append to the feed itself (with append_feed,
-   * APPEND_FEED_LUA, and a fresh `epoch()`), in the same atomic step as the change it reports: one round trip where a
-   * publish after the script takes two. Null on a Cluster, where the feed lives in a slot of its own: there the part
-   * publishes after its script. A part that appended so calls `appended` before it answers.
-   */
-  readonly scriptKeys: readonly [stream: string, meta: string] | null;
 
   /** A fresh epoch for a script that appends (APPEND_FEED's ARGV[2]). */
   epoch(): string {

@@ -153,7 +153,7 @@ const LIVES_FROM = 8;
 /** How many ARGV each session of a CREATE_SESSIONS batch takes, and where the first one's start. */
 const SESSION_ARGS = 12;
 const FIRST_SESSION_ARG = 7;
-/** The reason of a session's revocation to keep its subject within TESSERA_MAX_SESSIONS (feed entries, both stores). */
+/** The reason in the feed entry of a session evicted to keep its subject within TESSERA_MAX_SESSIONS (memory: the same). */
 const EVICTED = "evicted: session limit";
 
 /**
@@ -571,7 +571,8 @@ export class RedisSessionStore implements SessionStore {
       const keys = [`${base}idx`, `${base}x`];
       const feed = this.feed.scriptKeys;
       if (feed !== null) keys.push(...feed);
-      const args: (string | number)[] = [base, rest[0]!.opts.now, this.livesFrom, rest.length, feed === null ? 0 : 2, feed === null ? "" : this.feed.epoch()];
+      const args: (string | number)[] = [base, rest[0]!.opts.now, this.livesFrom, rest.length];
+      args.push(feed === null ? 0 : 2, feed === null ? "" : this.feed.epoch());
       for (const { s, opts } of rest) {
         const c = s.client;
         keys.push(`${base}s:${s.id}`, `${base}g:${s.id}`);
