@@ -341,17 +341,6 @@ describe("scripts", () => {
     }
     const evictionEntry = (s: SessionRecord, at: number) => ["session", s.id, at, at + RETENTION, "evicted: session limit"];
 
-    it("on one Redis, appends the evictions to the feed in the opening's own script, not in an append of their own", async () => {
-      const subject = `in-script-${randomUUID()}`;
-      const first = await open(subject, 20, T0);
-      const appends = countCalls(ownRedis, "appendFeed");
-      const next = Array.from({ length: 10 }, (_, i) => session(subject, T0 + 100 + i));
-      const results = await Promise.all(next.map((s, i) => ownStore.createSession(s, opts(T0 + 100 + i)))).finally(appends.restore);
-      expect(results.map((r) => r.evicted)).toEqual(first.slice(0, 10).map((s) => [s.id]));
-      expect(appends.calls()).toBe(0);
-      expect(await evictionsInFeed(subject)).toEqual(first.slice(0, 10).map((s, i) => evictionEntry(s, T0 + 100 + i)));
-    });
-
     it("sends two scripts of a subject at once, the second declaring the first's sessions (Redis runs it first)", async () => {
       const subject = `two-scripts-${randomUUID()}`;
       const first = await open(subject, 20, T0);

@@ -23,12 +23,9 @@
  *
  * The session part appends right after the atomic script that revoked (docs/architecture.md §3.4: the feed lives in
  * another cluster slot than the subject's keys), then waits for replicas if configured. If that append fails the call
- * fails, and its retry appends again (the session part appends for a revocation already made too). On one Redis,
- * opening a session appends its evictions inside its own script instead (scriptKeys, APPEND_FEED_LUA): the eviction
- * and its entry are one step, which a retry could not make good (a retried Issue opens another session).
+ * fails, and its retry appends again (the session part appends for a revocation already made too).
  */
 import { randomBytes } from "node:crypto";
-import { Cluster } from "ioredis";
 import {
   FEED_CURSOR_SHAPE,
   FeedCursorError,
@@ -52,15 +49,6 @@ const BLOCK_MS = 5_000;
 const RETRY_MS = 500;
 /** At most this many dead entries are dropped per append, so one script's work is bounded (memory/feed.ts: alike). */
 const TRIM_MAX = 100;
-
-/**
- * A fresh epoch for an append (12 lowercase hex digits): it becomes the feed's only if that append makes the stream
- * (or finds the hash without one), and a process that made an incarnation must not give the next one (after a loss)
- * the same.
- */
-function freshEpoch(): string {
-  return randomBytes(6).toString("hex");
-}
 
 /** Lua: compares two stream ids (`ms-seq` or `ms`) by their ms, then seq parts, as exact decimal numbers. */
 const ID_CMP = `
@@ -94,52 +82,45 @@ end
  * drops from the head every entry whose until <= now up to the first live one (at most TRIM_MAX), records the newest
  * dropped id as `trimmed`, appends the entries in order (ids from XADD *), and records the newest id as `last` (and
  * the first id of the incarnation as `first`). Returns the newest id.
- *
- * The work is the Lua function `append_feed(stream, meta, now, fresh, list, from)` (APPEND_FEED_LUA, entries from
- * list[from] on), which a script of another part may call too on one Redis (RedisRevocationFeed.scriptKeys).
  */
-export const APPEND_FEED_LUA = `
-local function append_feed(stream, meta, now, fresh, list, from)
-  local TRIM_MAX = ${TRIM_MAX}
-  -- A stream made anew may hand out ids an earlier one did (XADD * counts from the server's clock): a new incarnation.
-  if redis.call('EXISTS', stream) == 0 then
-    redis.call('HDEL', meta, 'trimmed', 'first')
-    redis.call('HSET', meta, 'epoch', fresh)
-  else
-    redis.call('HSETNX', meta, 'epoch', fresh)
-  end
-  local function until_of(fields)
-    for i = 1, #fields, 2 do
-      if fields[i] == 'u' then return tonumber(fields[i + 1]) or 0 end
-    end
-    return 0
-  end
-  -- The oldest entry alone first: it is live on most appends, and reading 101 entries each time cost more than the rest.
-  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  if #head == 1 and until_of(head[1][2]) <= now then
-    head = redis.call('XRANGE', stream, '-', '+', 'COUNT', TRIM_MAX + 1)
-  end
-  local dead = 0
-  while dead < #head and dead < TRIM_MAX and until_of(head[dead + 1][2]) <= now do dead = dead + 1 end
-  if dead > 0 then
-    -- Exact trims: up to the entry that stays, or all of it when every entry read was dead and there is no more.
-    if dead < #head then redis.call('XTRIM', stream, 'MINID', head[dead + 1][1])
-    else redis.call('XTRIM', stream, 'MAXLEN', 0) end
-    redis.call('HSET', meta, 'trimmed', head[dead][1])
-  end
-  local first, last
-  for i = from, #list, 7 do
-    last = redis.call('XADD', stream, '*', 'k', list[i], 's', list[i + 1], 't', list[i + 2], 'n', list[i + 3],
-      'a', list[i + 4], 'u', list[i + 5], 'r', list[i + 6])
-    first = first or last
-  end
-  redis.call('HSET', meta, 'last', last)
-  redis.call('HSETNX', meta, 'first', first)
-  return last
+const APPEND_FEED = `
+local stream, meta, now, fresh = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
+local TRIM_MAX = ${TRIM_MAX}
+-- A stream made anew may hand out ids an earlier one did (XADD * counts from the server's clock): a new incarnation.
+if redis.call('EXISTS', stream) == 0 then
+  redis.call('HDEL', meta, 'trimmed', 'first')
+  redis.call('HSET', meta, 'epoch', fresh)
+else
+  redis.call('HSETNX', meta, 'epoch', fresh)
 end
-`;
-const APPEND_FEED = `${APPEND_FEED_LUA}
-return append_feed(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV, 3)
+local function until_of(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'u' then return tonumber(fields[i + 1]) or 0 end
+  end
+  return 0
+end
+-- The oldest entry alone first: it is live on most appends, and reading 101 entries each time cost more than the rest.
+local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+if #head == 1 and until_of(head[1][2]) <= now then
+  head = redis.call('XRANGE', stream, '-', '+', 'COUNT', TRIM_MAX + 1)
+end
+local dead = 0
+while dead < #head and dead < TRIM_MAX and until_of(head[dead + 1][2]) <= now do dead = dead + 1 end
+if dead > 0 then
+  -- Exact trims: up to the entry that stays, or all of it when every entry read was dead and there is no more.
+  if dead < #head then redis.call('XTRIM', stream, 'MINID', head[dead + 1][1])
+  else redis.call('XTRIM', stream, 'MAXLEN', 0) end
+  redis.call('HSET', meta, 'trimmed', head[dead][1])
+end
+local first, last
+for i = 3, #ARGV, 7 do
+  last = redis.call('XADD', stream, '*', 'k', ARGV[i], 's', ARGV[i + 1], 't', ARGV[i + 2], 'n', ARGV[i + 3],
+    'a', ARGV[i + 4], 'u', ARGV[i + 5], 'r', ARGV[i + 6])
+  first = first or last
+end
+redis.call('HSET', meta, 'last', last)
+redis.call('HSETNX', meta, 'first', first)
+return last
 `;
 
 /**
@@ -200,18 +181,10 @@ export class RedisRevocationFeed implements RevocationFeed {
   private closed = false;
   /** The append this turn's publishes join (append), until it is sent. */
   private turn: PendingAppend | null = null;
-  /**
-   * On one Redis, the feed's keys for a script of another part to append to the feed itself (with append_feed,
-   * APPEND_FEED_LUA, and a fresh `epoch()`), in the same atomic step as the change it reports: one round trip where a
-   * publish after the script takes two. Null on a Cluster, where the feed lives in a slot of its own: there the part
-   * publishes after its script. A part that appended so calls `appended` before it answers.
-   */
-  readonly scriptKeys: readonly [stream: string, meta: string] | null;
 
   constructor(private readonly ctx: RedisContext) {
     this.key = `${ctx.prefix}{feed}`;
     this.metaKey = `${ctx.prefix}{feed}:m`;
-    this.scriptKeys = ctx.redis instanceof Cluster ? null : [this.key, this.metaKey];
     ctx.define(SCRIPTS);
   }
 
@@ -223,16 +196,6 @@ export class RedisRevocationFeed implements RevocationFeed {
   async publish(now: number, events: Omit<RevocationEvent, "id">[], written: string): Promise<void> {
     if (events.length === 0) return;
     await this.append(now, events);
-    await this.ctx.replicated(undefined, written, this.key);
-  }
-
-  /** A fresh epoch for a script that appends (APPEND_FEED's ARGV[2]). */
-  epoch(): string {
-    return freshEpoch();
-  }
-
-  /** After a script appended to the feed (scriptKeys): waits for replicas if configured, as publish does. */
-  async appended(written: string): Promise<void> {
     await this.ctx.replicated(undefined, written, this.key);
   }
 
@@ -261,7 +224,9 @@ export class RedisRevocationFeed implements RevocationFeed {
     await new Promise<void>((resolve) => setImmediate(resolve));
     const sent = pending();
     if (this.turn === sent) this.turn = null;
-    await this.ctx.script("appendFeed", [this.key, this.metaKey], [sent.now, freshEpoch(), ...sent.args]);
+    // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
+    // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
+    await this.ctx.script("appendFeed", [this.key, this.metaKey], [sent.now, randomBytes(6).toString("hex"), ...sent.args]);
   }
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {

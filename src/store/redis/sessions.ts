@@ -31,7 +31,7 @@ import {
 } from "../../domain/store.js";
 import { parseRisk } from "./audit.js";
 import { commandTimeoutOf, riskKeyOf, ttl, type RedisContext, type Script } from "./client.js";
-import { APPEND_FEED_LUA, type RedisRevocationFeed } from "./feed.js";
+import type { RedisRevocationFeed } from "./feed.js";
 
 /** A stored session. Lua names its positions in SESSION_PRELUDE (STATUS = 1 ... CLIENT = 9); keep both in step. */
 type SessionTuple = [
@@ -150,21 +150,16 @@ const FORGET_MS = 5 * 60_000;
  * costs less than the key (about 220 bytes for a subject with one session), and most subjects have a few devices.
  */
 const LIVES_FROM = 8;
-/** How many ARGV each session of a CREATE_SESSIONS batch takes, and where the first one's start. */
-const SESSION_ARGS = 12;
-const FIRST_SESSION_ARG = 7;
-/** The reason in the feed entry of a session evicted to keep its subject within TESSERA_MAX_SESSIONS (memory: the same). */
-const EVICTED = "evicted: session limit";
+/** How many ARGV each session of a CREATE_SESSIONS batch takes. */
+const SESSION_ARGS = 11;
 
 /**
  * CREATE_SESSIONS: opens one or more sessions of one subject, in order, each as if it came alone (the
  * sessions of a batch are each other's members: a later one may evict an earlier one). KEYS: `P{t}:idx`, `P{t}:x`, then
- * on one Redis the feed's stream and meta hash (RedisRevocationFeed.scriptKeys), then the `s:` and `g:` key of each
- * new session, then `s:` of the index members the caller knows of (read, and written when evicted). ARGV: base, now
- * (the first session's), livesFrom (LIVES_FROM), the count, the number of feed keys (2 or 0), a fresh feed epoch (or
- * ''), then SESSION_ARGS per session: now, maxSessions, retentionMs, sid, createdAt, lastUsedAt, idleExpiresAt,
- * expiresAt, jti, client JSON, subject, and the instant its evictions' feed entries lapse (now + retentionMs).
- * Guarantees, per session and atomically for it: the session is stored and indexed, and the subject keeps at
+ * the `s:` and `g:` key of each new session, then `s:` of the index members the caller knows of (read, and written
+ * when evicted). ARGV: base, now (the first session's), livesFrom (LIVES_FROM), the count, then SESSION_ARGS per
+ * session: now, maxSessions, retentionMs, sid, createdAt, lastUsedAt, idleExpiresAt, expiresAt, jti, client JSON,
+ * subject. Guarantees, per session and atomically for it: the session is stored and indexed, and the subject keeps at
  * most maxSessions live sessions: the excess is tombstoned in eviction order, which is the index's own order (twin of
  * domain/sessions.ts evictionOrder: last use, then id), so the first live members of the index are the ones to go (a
  * member found gone or revoked on the way leaves the index and counts no more). With `P{t}:x` kept, the live ones are
@@ -172,15 +167,13 @@ const EVICTED = "evicted: session limit";
  * the session itself, leave both indexes (every process judges them ended, clocks apart by less than that). Without it
  * (fewer than LIVES_FROM sessions, or an `x` that does not hold the index's members, as one written before it existed)
  * every member is read, and `x` is made from them once there are LIVES_FROM. A session that would read a member not
- * declared changes nothing, and neither do the ones after it. With the feed's keys, the evictions of the sessions it
- * opened are appended to the feed (append_feed, feed.ts) in the same step, as the feed part's publish would append
- * them (in order, reason EVICTED). Returns {'ok', per session the ids evicted (first evicted first), the index's
- * members after}, or {'undeclared', members, per session opened before it the ids evicted}.
+ * declared changes nothing, and neither do the ones after it. Returns {'ok', per session the ids evicted (first
+ * evicted first), the index's members after}, or {'undeclared', members, per session opened before it the ids
+ * evicted}.
  */
-const CREATE_SESSIONS = `${SESSION_PRELUDE}${APPEND_FEED_LUA}
+const CREATE_SESSIONS = `${SESSION_PRELUDE}
 local FORGET_MS, LIVES_FROM, count = ${FORGET_MS}, tonumber(ARGV[3]), tonumber(ARGV[4])
-local feed_keys, epoch = tonumber(ARGV[5]), ARGV[6]
-local declared = declared_set(3 + feed_keys)
+local declared = declared_set(3)
 -- One session, its SESSION_ARGS from ARGV[at] on: the ids it evicted, or nil and the members to declare (and then
 -- nothing written).
 local function create_one(at)
@@ -281,29 +274,12 @@ local function create_one(at)
   end
   return evicted
 end
--- The feed entries of the evictions so far (7 values each, as APPEND_FEED takes them), and the latest now among them.
-local done, entries, feed_now = {}, {}, 0
-local function publish()
-  if feed_keys > 0 and #entries > 0 then append_feed(KEYS[3], KEYS[4], feed_now, epoch, entries, 1) end
-end
+local done = {}
 for i = 1, count do
-  local at = ${FIRST_SESSION_ARG} + (i - 1) * ${SESSION_ARGS}
-  local evicted, undeclared = create_one(at)
-  if not evicted then
-    publish()
-    return { 'undeclared', undeclared, done }
-  end
+  local evicted, undeclared = create_one(5 + (i - 1) * ${SESSION_ARGS})
+  if not evicted then return { 'undeclared', undeclared, done } end
   done[i] = evicted
-  if feed_keys > 0 and #evicted > 0 then
-    feed_now = math.max(feed_now, tonumber(ARGV[at]))
-    for _, id in ipairs(evicted) do
-      local n = #entries
-      entries[n + 1], entries[n + 2], entries[n + 3], entries[n + 4] = 'session', ARGV[at + 10], id, '[]'
-      entries[n + 5], entries[n + 6], entries[n + 7] = ARGV[at], ARGV[at + 11], '${EVICTED}'
-    end
-  end
 end
-publish()
 return { 'ok', done, redis.call('ZRANGE', idx, 0, -1) }
 `;
 
@@ -505,12 +481,7 @@ export class RedisSessionStore implements SessionStore {
         line.queue.push({ s, opts, queuedAt: performance.now(), resolve, reject });
         this.schedule(base, line);
       });
-      // Not appended again by a retry: a retried Issue opens another session, it does not evict these again. On one
-      // Redis the opening's script appended them itself (openBatch).
-      if (this.feed.scriptKeys !== null) {
-        if (evicted.length > 0) await this.feed.appended(`${base}idx`);
-        return { evicted };
-      }
+      // Not appended again by a retry: a retried Issue opens another session, it does not evict these again.
       const now = opts.now;
       const entries = evicted.map((target) => sessionEntry(s.subject, target, now, opts.retentionMs, EVICTED));
       await this.feed.publish(now, entries, `${base}idx`);
@@ -569,19 +540,15 @@ export class RedisSessionStore implements SessionStore {
     };
     const request = (): [string[], (string | number)[]] => {
       const keys = [`${base}idx`, `${base}x`];
-      const feed = this.feed.scriptKeys;
-      if (feed !== null) keys.push(...feed);
       const args: (string | number)[] = [base, rest[0]!.opts.now, this.livesFrom, rest.length];
-      args.push(feed === null ? 0 : 2, feed === null ? "" : this.feed.epoch());
       for (const { s, opts } of rest) {
         const c = s.client;
         keys.push(`${base}s:${s.id}`, `${base}g:${s.id}`);
         args.push(
           opts.now, opts.maxSessions, opts.retentionMs, s.id, s.createdAt, s.lastUsedAt, s.idleExpiresAt, s.expiresAt,
-          s.currentJti, JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject, opts.now + opts.retentionMs,
+          s.currentJti, JSON.stringify([c.deviceId, c.userAgent, c.ip, c.platform]), s.subject,
         );
       }
-      if (args.length !== FIRST_SESSION_ARG - 1 + rest.length * SESSION_ARGS) throw new Error("createSessions: arguments out of step");
       return [keys, args];
     };
     const [done, members] = (await this.overMembers("createSessions", base, request, (reply) => settle(reply[2] as string[][]))) as [
@@ -710,6 +677,7 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
+const EVICTED = "evicted: session limit";
 const REUSED = "refresh token reuse";
 /** The reason of the entry appended again when a refresh presents a token of a revoked session (memory: the same). */
 const REVOKED_PRESENTED = "revoked session presented";
