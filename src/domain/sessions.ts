@@ -31,11 +31,20 @@ export function isLive(status: SessionStatus, s: SessionExpiries, now: number): 
   return status === "active" && now < liveUntil(s);
 }
 
-/** A session row as TokenState reports it: null unless it is the subject's (a store finds it by its id alone). */
-export function tokenSession(row: Pick<SessionRow, "status" | "record"> | null | undefined, subject: string): TokenSession | null {
+/**
+ * A session row as TokenState reports it: null unless it is the subject's (a store finds it by its id alone). Only the
+ * record's subject, expiries and current jti are read (the Redis store keeps just those of the sessions it reads).
+ */
+export function tokenSession(row: TokenSessionRow | null | undefined, subject: string): TokenSession | null {
   if (!row || row.record.subject !== subject) return null;
   const { idleExpiresAt, expiresAt, currentJti } = row.record;
   return { status: row.status, idleExpiresAt, expiresAt, currentJti };
+}
+
+/** What tokenSession reads of a session row. */
+export interface TokenSessionRow {
+  status: SessionStatus;
+  record: Pick<SessionRecord, "subject" | "idleExpiresAt" | "expiresAt" | "currentJti">;
 }
 
 /** A session as a store holds it: its record and its status. */

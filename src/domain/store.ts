@@ -78,7 +78,7 @@ export type RotateResult =
 export interface TokenState {
   jtiRevoked: boolean;
   /** The token's session, if it is the subject's; null otherwise (unknown, ended long ago, or another subject's). */
-  session: Readonly<TokenSession> | null;
+  session: TokenSession | null;
   /** The subject's risk observations (see audit.ts), read in the same round trip; absent when none are kept. */
   risk?: Readonly<RiskObservations>;
 }

@@ -17,7 +17,7 @@
  */
 import type { RiskObservations } from "../../domain/audit.js";
 import { kept } from "../../domain/kept.js";
-import { isLive, listingOrder, tokenSession, type SessionRow } from "../../domain/sessions.js";
+import { isLive, listingOrder, tokenSession, type SessionRow, type TokenSessionRow } from "../../domain/sessions.js";
 import {
   assertSessionIdOf,
   type ClientInfo,
@@ -603,8 +603,7 @@ export class RedisSessionStore implements SessionStore {
     if (base === null) return { jtiRevoked: false, session: null };
     return this.ctx.guard(async () => {
       const [revoked, raw, risk] = await this.ctx.mgetInSlot([`${base}j:${q.jti}`, `${base}s:${q.sessionId}`, riskKeyOf(base)]);
-      const read = raw == null ? null : readTokenSession(raw);
-      const state: TokenState = { jtiRevoked: revoked != null, session: read !== null && read.subject === q.subject ? read.session : null };
+      const state: TokenState = { jtiRevoked: revoked != null, session: raw == null ? null : tokenSession(readTokenRow(raw), q.subject) };
       if (risk != null) state.risk = readRisk(risk);
       return state;
     });
@@ -688,15 +687,15 @@ function sessionEntry(subject: string, target: string, now: number, retentionMs:
 }
 
 /**
- * What tokenState makes of a stored session (its subject and TokenSession) and of a subject's risk observations, kept
+ * What tokenState reads of a stored session (what tokenSession needs of it) and of a subject's risk observations, kept
  * for recent values (domain/kept.ts): Introspect reads the same session and observations call after call, and parsing
  * their JSON was about 4 % of its CPU (profile, h2load, one token). Frozen: the same object goes to every call that
  * reads the same value. Bounded: at most 2048 x 1 KiB and 1024 x 2 KiB of JSON (longer values are parsed each time).
  */
-const readTokenSession = kept(2048, 1024, (raw) => {
-  const row = parseSession("", raw)!;
-  const subject = row.record.subject;
-  return Object.freeze({ subject, session: Object.freeze(tokenSession(row, subject)!) });
+const readTokenRow = kept(2048, 1024, (raw): TokenSessionRow => {
+  const { status, record } = parseSession("", raw)!;
+  const { subject, idleExpiresAt, expiresAt, currentJti } = record;
+  return Object.freeze({ status, record: Object.freeze({ subject, idleExpiresAt, expiresAt, currentJti }) });
 });
 const readRisk = kept(1024, 2048, (raw) => {
   const r = parseRisk(raw);
