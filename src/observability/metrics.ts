@@ -1,16 +1,16 @@
 /** Prometheus metrics (prom-client), one registry per app so several apps in one process (tests) do not collide. */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { StoreUnavailableError } from "../domain/errors.js";
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly rpcTotal = new Counter({
+  readonly rpcTotal = new HotCounter({
     name: "tessera_rpc_total",
     help: "RPCs handled, by service, method and gRPC code.",
     labelNames: ["service", "method", "code"] as const,
     registers: [this.registry],
   });
-  readonly rpcDuration = new Histogram({
+  readonly rpcDuration = new HotHistogram({
     name: "tessera_rpc_duration_seconds",
     help: "RPC latency, by service, method and gRPC code.",
     labelNames: ["service", "method", "code"] as const,
@@ -50,7 +50,7 @@ export class Metrics {
     labelNames: ["op"] as const,
     registers: [this.registry],
   });
-  readonly storeDuration = new Histogram({
+  readonly storeDuration = new HotHistogram({
     name: "tessera_store_duration_seconds",
     help: "Store operation latency, by operation.",
     labelNames: ["op"] as const,
@@ -78,6 +78,134 @@ export class Metrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+/**
+ * A counter or histogram on the busy path, shown by prom-client's registry like its own. prom-client checks and
+ * hashes the label values on every observation, even through a series bound with `labels()` (measured: 1.8 µs for a
+ * histogram's observe and a counter's inc, about 2 % of an Introspect's CPU); a series here is bound once and an
+ * observation is a few additions. test/unit/metrics.test.ts holds the exposition to prom-client's, line for line.
+ */
+interface HotConfig<L extends string> {
+  name: string;
+  help: string;
+  labelNames: readonly L[];
+  registers: Registry[];
+}
+
+/** What prom-client's registry reads of a value (`sharedLabels`: the series' labels, in the exposition's order). */
+interface Exposed {
+  value: number;
+  labels: Record<string, string | number>;
+  sharedLabels?: Record<string, string>;
+  metricName?: string;
+}
+
+abstract class HotMetric<L extends string, S extends { labels: Record<string, string> }> {
+  readonly name: string;
+  readonly help: string;
+  readonly aggregator = "sum";
+  abstract readonly type: "counter" | "histogram";
+  private readonly series = new Map<string, S>();
+  private readonly labelNames: readonly L[];
+
+  constructor(config: HotConfig<L>) {
+    this.name = config.name;
+    this.help = config.help;
+    this.labelNames = config.labelNames;
+    for (const registry of config.registers) registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The series of these label values (made on first use; callers keep it). */
+  labels(values: Record<L, string>): S {
+    const key = this.labelNames.map((name) => values[name]).join("\u0000");
+    let series = this.series.get(key);
+    if (series === undefined) {
+      const labels: Record<string, string> = {};
+      for (const name of this.labelNames) labels[name] = values[name];
+      this.series.set(key, (series = this.newSeries(labels)));
+    }
+    return series;
+  }
+
+  protected abstract newSeries(labels: Record<string, string>): S;
+  protected abstract expose(series: S): Exposed[];
+
+  /** The exposition's values: prom-client's registry prefers this to get(). */
+  getForPromString() {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.series.values()].flatMap((s) => this.expose(s)) };
+  }
+
+  /** Every value with its labels in one object, as prom-client's get() gives them. */
+  get() {
+    const data = this.getForPromString();
+    return { ...data, values: data.values.map(({ value, labels, sharedLabels, metricName }) => ({ value, metricName, labels: { ...labels, ...sharedLabels } })) };
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+class CounterSeries {
+  value = 0;
+  constructor(readonly labels: Record<string, string>) {}
+  inc(): void {
+    this.value++;
+  }
+}
+
+export class HotCounter<L extends string> extends HotMetric<L, CounterSeries> {
+  readonly type = "counter";
+  protected newSeries(labels: Record<string, string>): CounterSeries {
+    return new CounterSeries(labels);
+  }
+  protected expose(s: CounterSeries): Exposed[] {
+    return [{ value: s.value, labels: s.labels }];
+  }
+}
+
+class HistogramSeries {
+  /** Observations per bucket, not cumulative; the last slot takes those above every bound. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+  observe(value: number): void {
+    let i = 0;
+    while (i < this.bounds.length && value > this.bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+export class HotHistogram<L extends string> extends HotMetric<L, HistogramSeries> {
+  readonly type = "histogram";
+  private readonly bounds: readonly number[];
+  constructor(config: HotConfig<L> & { buckets: readonly number[] }) {
+    super(config);
+    this.bounds = [...config.buckets].sort((a, b) => a - b);
+  }
+  protected newSeries(labels: Record<string, string>): HistogramSeries {
+    return new HistogramSeries(labels, this.bounds);
+  }
+  protected expose(s: HistogramSeries): Exposed[] {
+    const bucket = `${this.name}_bucket`;
+    let below = 0;
+    const out: Exposed[] = this.bounds.map((le, i) => ({ value: (below += s.counts[i]!), labels: { le }, sharedLabels: s.labels, metricName: bucket }));
+    out.push(
+      { value: s.count, labels: { le: "+Inf" }, sharedLabels: s.labels, metricName: bucket },
+      { value: s.sum, labels: {}, sharedLabels: s.labels, metricName: `${this.name}_sum` },
+      { value: s.count, labels: {}, sharedLabels: s.labels, metricName: `${this.name}_count` },
+    );
+    return out;
   }
 }
 
