@@ -88,11 +88,18 @@ export const VARIABLES = {
         "Longest time from a request's headers to its complete body, on every protocol (`DEADLINE_EXCEEDED`; " +
         "HTTP/1.1: 408). Methods that stream their requests (reflection) get `TESSERA_MAX_TIMEOUT`.",
     }),
+    maxPendingBytes: variable({
+      name: "TESSERA_MAX_PENDING_BYTES", default: "67108864", parse: integer(1024 * 1024, 64 * 1024 * 1024 * 1024),
+      doc:
+        "Request bytes the port's HTTP/2 streams may hold at once in unary request bodies not yet complete (a " +
+        "stalled or trickling body holds its bytes up to `TESSERA_READ_TIMEOUT`). A stream whose next bytes would go " +
+        "past it is refused with `RESOURCE_EXHAUSTED` (Connect: HTTP 429), unless no other stream holds any. The " +
+        "default, 64 MiB, is 4096 stalled bodies of the default `TESSERA_MAX_REQUEST_BYTES`.",
+    }),
     maxConnections: variable({
       name: "TESSERA_MAX_CONNECTIONS", default: "10000", parse: integer(1, 1_000_000),
       doc:
-        "Open connections accepted at once; a connection beyond it is closed at once. With up to 1000 streams per " +
-        "HTTP/2 connection and `TESSERA_MAX_REQUEST_BYTES` per stream, this bounds what strangers can pin.",
+        "Open connections accepted at once; a connection beyond it is closed at once.",
     }),
     grpcFastPath: variable({
       name: "TESSERA_GRPC_FAST_PATH", default: "true", parse: boolean,

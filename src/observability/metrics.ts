@@ -1,5 +1,5 @@
 /** Prometheus metrics (prom-client), one registry per app so several apps in one process (tests) do not collide. */
-import { Counter, Registry, collectDefaultMetrics, type Metric } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { StoreUnavailableError } from "../domain/errors.js";
 
 export class Metrics {
@@ -57,6 +57,19 @@ export class Metrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
   });
+
+  private pendingBytes: () => number = () => 0;
+  readonly pendingRequestBytesGauge: Gauge = new Gauge({
+    name: "tessera_pending_request_bytes",
+    help: "Bytes held in unary request bodies not yet complete (bounded by TESSERA_MAX_PENDING_BYTES).",
+    registers: [this.registry],
+    collect: (): void => this.pendingRequestBytesGauge.set(this.pendingBytes()),
+  });
+
+  /** Where tessera_pending_request_bytes is read when scraped (the port's PendingBytes, src/server/dispatch.ts). */
+  pendingRequestBytes(read: () => number): void {
+    this.pendingBytes = read;
+  }
 
   /** introspections' series by result, looked up once (prom-client hashes a label object on every inc). */
   private readonly introspectionSeries = new Map<string, { inc(): void }>();

@@ -7,6 +7,10 @@
  * - the request must be complete within TESSERA_READ_TIMEOUT of its headers (TESSERA_MAX_TIMEOUT for methods that
  *   stream requests, such as reflection), so a stalled or trickling body cannot hold a stream; HTTP/1.1 has the
  *   same bound through node's requestTimeout (src/server/listener.ts);
+ * - the bytes of unary request bodies not yet complete, over every stream of the port, stay within
+ *   TESSERA_MAX_PENDING_BYTES (PendingBytes), so many such streams at once cannot pin the process's memory either
+ *   (HTTP/1.1 reads one request per connection at a time; a streaming method's messages are bounded one by one by
+ *   TESSERA_MAX_REQUEST_BYTES, and its stream in time by TESSERA_MAX_TIMEOUT);
  * - a deadline header beyond TESSERA_MAX_TIMEOUT (`grpc-timeout`, `connect-timeout-ms`) is dropped, so the server's
  *   cap applies (src/api/pipeline.ts) and no deadline can overflow a timer.
  */
@@ -27,6 +31,30 @@ export interface DispatchOptions {
   maxTimeoutMs: number;
   /** Whether a path is a method whose request is a stream (client or bidi streaming): bounded by maxTimeoutMs. */
   streamsRequests: (path: string) => boolean;
+  /** The port's bound on the bytes of unary request bodies not yet complete (TESSERA_MAX_PENDING_BYTES). */
+  pending: PendingBytes;
+}
+
+/**
+ * The bytes that the streams of one port hold in unary request bodies not yet complete. A stream takes its bytes as
+ * they arrive and gives them all back when its request is complete or the stream closes. Taking more than the bound
+ * allows is refused, unless no other stream holds any: one request can always complete.
+ */
+export class PendingBytes {
+  held = 0;
+
+  constructor(readonly max: number) {}
+
+  /** Takes `n` more bytes for a stream that holds `own` already; false, and nothing taken, past the bound. */
+  take(n: number, own: number): boolean {
+    if (this.held + n > this.max && this.held > own) return false;
+    this.held += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.held -= n;
+  }
 }
 
 /**
@@ -37,8 +65,8 @@ export function streamDispatcher(opts: DispatchOptions): StreamHandler {
   return (stream, headers) => {
     const callerMs = capDeadline(headers, opts.maxTimeoutMs);
     const path = String(headers[":path"] ?? "");
-    const readMs = opts.streamsRequests(path) ? opts.maxTimeoutMs : opts.readTimeoutMs;
-    boundRequestTime(stream, headers, readMs, callerMs);
+    const streaming = opts.streamsRequests(path);
+    boundRequest(stream, headers, streaming ? opts.maxTimeoutMs : opts.readTimeoutMs, callerMs, streaming ? undefined : opts.pending);
     return opts.lean?.(stream, headers) ?? false;
   };
 }
@@ -69,33 +97,72 @@ const DEADLINE_HEADERS = [
 
 /**
  * Ends a stream whose request body is not complete within readMs of its headers, or by the caller's deadline if that
- * comes first: with DEADLINE_EXCEEDED in the protocol's own form if no answer has started (gRPC and gRPC-Web: a
- * trailers-only status; otherwise HTTP 408 with a Connect error body), then RST_STREAM. The lean path and
- * connect-node see their request end and write nothing more. (connect-node's own deadline ends the handler, not the
- * reading of the body.)
+ * comes first, with DEADLINE_EXCEEDED; and one whose body's next bytes would take `pending` past its bound, with
+ * RESOURCE_EXHAUSTED (see `refuse`). The lean path and connect-node see their request end and write nothing more.
+ * (connect-node's own deadline ends the handler, not the reading of the body.)
  */
-function boundRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, readMs: number, callerMs: number | undefined): void {
+function boundRequest(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  readMs: number,
+  callerMs: number | undefined,
+  pending: PendingBytes | undefined,
+): void {
   const byCaller = callerMs !== undefined && callerMs < readMs;
   const ms = byCaller ? Math.max(0, callerMs) : readMs;
   const timer = setTimeout(() => {
-    if (stream.destroyed) return;
     const message = byCaller ? "the operation timed out" : `request not received within ${ms}ms`;
-    guarded(stream, () => {
-      if (!stream.headersSent) {
-        const contentType = String(headers["content-type"] ?? "");
-        if (/^application\/grpc/i.test(contentType)) {
-          stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": "4", "grpc-message": message }, { endStream: true });
-        } else {
-          stream.respond({ ":status": 408, "content-type": "application/json" });
-          stream.end(JSON.stringify({ code: "deadline_exceeded", message }));
-        }
-      }
-      stream.close(NGHTTP2_NO_ERROR);
-    });
+    refuse(stream, headers, { grpc: "4", http: 408, connect: "deadline_exceeded" }, message);
   }, ms);
-  const clear = () => clearTimeout(timer);
-  stream.once("end", clear); // the whole request has been read
-  stream.once("close", clear);
+  let held = 0;
+  const onData = (chunk: Buffer) => {
+    if (pending!.take(chunk.length, held)) held += chunk.length;
+    else refuse(stream, headers, { grpc: "8", http: 429, connect: "resource_exhausted" }, "server busy: too many request bytes pending, retry later");
+  };
+  // Counted as the server reads the body: from when its reader (the lean path at once; connect-node's request object
+  // once it starts reading) listens for data, never before, which would start the flow of data with no one to take
+  // it. Bytes not read yet wait in node:http2, bounded by the stream's flow-control window.
+  const watch = (event: string | symbol) => {
+    if (event !== "data") return;
+    stream.removeListener("newListener", watch);
+    stream.on("data", onData);
+  };
+  if (pending !== undefined) stream.on("newListener", watch);
+  const done = () => {
+    clearTimeout(timer);
+    if (pending === undefined) return;
+    stream.removeListener("newListener", watch);
+    stream.removeListener("data", onData);
+    pending.give(held);
+    held = 0;
+  };
+  stream.once("end", done); // the whole request has been read
+  stream.once("close", done);
+}
+
+/**
+ * Answers a stream in its protocol's own form if no answer has started (gRPC and gRPC-Web: a trailers-only status;
+ * otherwise the HTTP status with a Connect error body), then closes it (RST_STREAM).
+ */
+function refuse(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  code: { grpc: string; http: number; connect: string },
+  message: string,
+): void {
+  if (stream.destroyed) return;
+  guarded(stream, () => {
+    if (!stream.headersSent) {
+      const contentType = String(headers["content-type"] ?? "");
+      if (/^application\/grpc/i.test(contentType)) {
+        stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": code.grpc, "grpc-message": message }, { endStream: true });
+      } else {
+        stream.respond({ ":status": code.http, "content-type": "application/json" });
+        stream.end(JSON.stringify({ code: code.connect, message }));
+      }
+    }
+    stream.close(NGHTTP2_NO_ERROR);
+  });
 }
 
 /**

@@ -13,7 +13,7 @@ import { connectInterceptor, type Pipeline } from "../api/pipeline.js";
 import { routes, unaryMethods, type ServiceEntry } from "../api/routes.js";
 import type { ServerConfig } from "../config/config.js";
 import type { Metrics } from "../observability/metrics.js";
-import { capDeadline, streamDispatcher } from "./dispatch.js";
+import { capDeadline, PendingBytes, streamDispatcher } from "./dispatch.js";
 import { grpcUnaryHandler } from "./grpc-unary.js";
 import { httpRoutes, refuseNonPost, type HttpRouteDeps } from "./http-routes.js";
 import { Listener } from "./listener.js";
@@ -71,13 +71,15 @@ export function serve(
         },
       })
     : undefined;
+  const pending = new PendingBytes(config.maxPendingBytes);
+  metrics.pendingRequestBytes(() => pending.held);
   const listener = new Listener({
     ...config.listen,
     tls: config.tls,
     readTimeoutMs,
     maxConnections: config.maxConnections,
     // Both sets are read when a stream arrives, after connect-node has built its router.
-    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamsRequests: (path) => streamingRequestPaths.has(path) }),
+    stream: streamDispatcher({ lean, readTimeoutMs, maxTimeoutMs, streamsRequests: (path) => streamingRequestPaths.has(path), pending }),
     handler: (req, res) => {
       if (refuseNonPost(req, res, rpcPaths)) return; // no RPC by GET: tokens stay out of URLs (both HTTP versions)
       if (req.httpVersionMajor === 1) capDeadline(req.headers, maxTimeoutMs); // HTTP/2 streams: by the dispatcher

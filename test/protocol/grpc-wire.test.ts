@@ -488,3 +488,72 @@ describe("connections", () => {
     }
   });
 });
+
+describe("bodies not yet complete stay within TESSERA_MAX_PENDING_BYTES, on every path", () => {
+  // 1 MiB holds 17 stalled bodies of 60 000 bytes; the read timeout outlasts the test's streams.
+  const wire = wireServer({ TESSERA_MAX_PENDING_BYTES: "1048576", TESSERA_MAX_REQUEST_BYTES: "65536", TESSERA_READ_TIMEOUT: "20s" });
+  const PART = 60_000;
+  const pendingBytes = async () => {
+    const { values } = await wire.server().app.metrics.registry.getSingleMetric("tessera_pending_request_bytes")!.get();
+    return values[0]!.value;
+  };
+  /** A gRPC stream that sends PART bytes of a 65 000-byte message and stalls; resolves once the server holds them. */
+  async function stalled(session: http2.ClientHttp2Session): Promise<http2.ClientHttp2Stream> {
+    const before = await pendingBytes();
+    const stream = session.request({ ":path": INTROSPECT, ...GRPC });
+    stream.on("error", () => {});
+    stream.write(frame(Buffer.alloc(PART - 5), 0, 65_000));
+    await waitFor(async () => (await pendingBytes()) >= before + PART, 10_000, "the server to hold the stalled body");
+    return stream;
+  }
+
+  it("refuses the stream that would go past the bound (RESOURCE_EXHAUSTED; Connect 429), serves whole calls, and frees it all", async () => {
+    const attacker = connect(wire.server().url);
+    try {
+      const held: http2.ClientHttp2Stream[] = [];
+      for (let i = 0; i < 17; i++) held.push(await stalled(attacker));
+      expect(await pendingBytes()).toBe(17 * PART);
+
+      // The 18th: gRPC (the lean path's method) and the Connect protocol (connect-node's side) are both refused.
+      const grpc = await request(wire.session(), {}, undefined, (s) => s.write(frame(Buffer.alloc(PART - 5), 0, 65_000)));
+      expect(grpc.grpcStatus).toBe(Code.ResourceExhausted);
+      expect(grpc.grpcMessage).toBe("server busy: too many request bytes pending, retry later");
+      const connectProto = { "content-type": "application/proto", "connect-protocol-version": "1" };
+      const c = await request(wire.session(), connectProto, undefined, (s) => s.write(Buffer.alloc(PART)));
+      expect(c.status).toBe(429);
+      expect(JSON.parse(c.body.toString())).toEqual({ code: "resource_exhausted", message: "server busy: too many request bytes pending, retry later" });
+      // What the refused streams took is given back; a whole call within what is left is served.
+      expect(await pendingBytes()).toBe(17 * PART);
+      const whole = await request(wire.session(), {}, frame(introspectBody(wire.token())));
+      expect(whole.grpcStatus).toBe(0);
+      expect(fromBinary(IntrospectResponseSchema, whole.body.subarray(5)).active).toBe(true);
+
+      // The stalled streams go (a reset, as a client gives up): their bytes are free again.
+      for (const s of held) s.close(http2.constants.NGHTTP2_CANCEL);
+      await waitFor(async () => (await pendingBytes()) === 0, 10_000, "the held bytes to be given back");
+      const again = await stalled(attacker);
+      expect(await pendingBytes()).toBe(PART);
+      again.close(http2.constants.NGHTTP2_CANCEL);
+      await waitFor(async () => (await pendingBytes()) === 0, 10_000, "the last stream's bytes to be given back");
+    } finally {
+      attacker.destroy();
+    }
+  });
+});
+
+describe("PendingBytes", () => {
+  it("takes within the bound, refuses past it unless the stream is the only holder, and gives back", async () => {
+    const { PendingBytes } = await import("../../src/server/dispatch.js");
+    const p = new PendingBytes(100);
+    expect(p.take(60, 0)).toBe(true);
+    expect(p.take(50, 0)).toBe(false); // another stream holds 60
+    expect(p.held).toBe(60);
+    expect(p.take(50, 60)).toBe(true); // the only holder may complete its request
+    expect(p.held).toBe(110);
+    p.give(110);
+    expect(p.take(100, 0)).toBe(true);
+    expect(p.take(1, 0)).toBe(false);
+    p.give(100);
+    expect(p.held).toBe(0);
+  });
+});
