@@ -83,10 +83,11 @@ describe("HotHistogram and HotCounter expose what prom-client's would", () => {
     expect(c.value).toBe(2);
   });
 
-  it("an app's registry shows the RPC series as before, and reset empties them", async () => {
+  it("an app's registry shows the RPC series as before; reset zeroes them, and a series bound before still counts", async () => {
     const m = new Metrics();
+    const bound = m.rpcTotal.labels(A);
     m.rpcDuration.labels(A).observe(0.002);
-    m.rpcTotal.labels(A).inc();
+    bound.inc();
     m.storeDuration.labels({ op: "tokenState" }).observe(0.0003);
     const text = await m.render();
     expect(text).toContain("# TYPE tessera_rpc_duration_seconds histogram");
@@ -96,6 +97,11 @@ describe("HotHistogram and HotCounter expose what prom-client's would", () => {
     expect(text).toContain('tessera_store_duration_seconds_bucket{le="0.0005",op="tokenState"} 1');
     expect(text).toContain("tessera_process_resident_memory_bytes"); // the default metrics are still there
     m.registry.resetMetrics();
-    expect(await m.render()).not.toContain('method="Introspect"');
+    const zeroed = await m.render();
+    expect(zeroed).toContain('tessera_rpc_total{service="tessera.v1.TokenService",method="Introspect",code="ok"} 0');
+    expect(zeroed).toContain('tessera_rpc_duration_seconds_count{service="tessera.v1.TokenService",method="Introspect",code="ok"} 0');
+    expect(zeroed).toContain('tessera_rpc_duration_seconds_bucket{le="+Inf",service="tessera.v1.TokenService",method="Introspect",code="ok"} 0');
+    bound.inc();
+    expect(await m.render()).toContain('tessera_rpc_total{service="tessera.v1.TokenService",method="Introspect",code="ok"} 1');
   });
 });
