@@ -66,9 +66,9 @@ export function streamDispatcher(opts: DispatchOptions): StreamHandler {
     const callerMs = capDeadline(headers, opts.maxTimeoutMs);
     const path = String(headers[":path"] ?? "");
     const streaming = opts.streamsRequests(path);
-    const count = boundRequest(stream, headers, streaming ? opts.maxTimeoutMs : opts.readTimeoutMs, callerMs, streaming ? undefined : opts.pending);
+    // The lean path first: the bound then finds its data listener there (nothing is emitted in between).
     const taken = opts.lean?.(stream, headers) ?? false;
-    count();
+    boundRequest(stream, headers, streaming ? opts.maxTimeoutMs : opts.readTimeoutMs, callerMs, streaming ? undefined : opts.pending);
     return taken;
   };
 }
@@ -101,8 +101,8 @@ const DEADLINE_HEADERS = [
  * Ends a stream whose request body is not complete within readMs of its headers, or by the caller's deadline if that
  * comes first, with DEADLINE_EXCEEDED; and one whose body's next bytes would take `pending` past its bound, with
  * RESOURCE_EXHAUSTED (see `refuse`). The lean path and connect-node see their request end and write nothing more.
- * (connect-node's own deadline ends the handler, not the reading of the body.) Returns the function that starts
- * counting the body's bytes, to be called once the stream has gone to its path.
+ * (connect-node's own deadline ends the handler, not the reading of the body.) Called once the stream has gone to
+ * its path.
  */
 function boundRequest(
   stream: ServerHttp2Stream,
@@ -110,42 +110,50 @@ function boundRequest(
   readMs: number,
   callerMs: number | undefined,
   pending: PendingBytes | undefined,
-): () => void {
+): void {
   const byCaller = callerMs !== undefined && callerMs < readMs;
   const ms = byCaller ? Math.max(0, callerMs) : readMs;
   const timer = setTimeout(() => {
     const message = byCaller ? "the operation timed out" : `request not received within ${ms}ms`;
     refuse(stream, headers, { grpc: "4", http: 408, connect: "deadline_exceeded" }, message);
   }, ms);
+  if (pending === undefined) {
+    const clear = () => clearTimeout(timer);
+    stream.once("end", clear); // the whole request has been read
+    stream.once("close", clear);
+    return;
+  }
   let held = 0;
   const onData = (chunk: Buffer) => {
-    if (pending!.take(chunk.length, held)) held += chunk.length;
-    else refuse(stream, headers, { grpc: "8", http: 429, connect: "resource_exhausted" }, "server busy: too many request bytes pending, retry later");
+    if (pending.take(chunk.length, held)) {
+      held += chunk.length;
+      return;
+    }
+    stream.removeListener("data", onData);
+    refuse(stream, headers, { grpc: "8", http: 429, connect: "resource_exhausted" }, "server busy: too many request bytes pending, retry later");
   };
-  // Counted as the server reads the body: from when its reader listens for data (the lean path does at once;
-  // connect-node's request object once it starts reading), never before, which would start the flow of data with no
-  // one to take it. Bytes not read yet wait in node:http2, bounded by the stream's flow-control window.
-  const watch = (event: string | symbol) => {
-    if (event !== "data") return;
-    stream.removeListener("newListener", watch);
-    stream.on("data", onData);
-  };
-  const count = () => {
-    if (pending === undefined || stream.destroyed) return;
-    if (stream.listenerCount("data") > 0) stream.on("data", onData);
-    else stream.on("newListener", watch);
-  };
+  // Counted as the server reads the body: from when its reader listens for data (the lean path has by now;
+  // connect-node's request object does once it starts reading), never before, which would start the flow of data with
+  // no one to take it. Bytes not read yet wait in node:http2, bounded by the stream's flow-control window.
+  let watch: ((event: string | symbol) => void) | undefined;
+  if (stream.listenerCount("data") > 0) stream.on("data", onData);
+  else {
+    watch = (event) => {
+      if (event !== "data") return;
+      stream.removeListener("newListener", watch!);
+      stream.on("data", onData);
+    };
+    stream.on("newListener", watch);
+  }
   const done = () => {
     clearTimeout(timer);
-    if (pending === undefined) return;
-    stream.removeListener("newListener", watch);
+    if (watch !== undefined) stream.removeListener("newListener", watch);
     stream.removeListener("data", onData);
     pending.give(held);
     held = 0;
   };
   stream.once("end", done); // the whole request has been read
   stream.once("close", done);
-  return count;
 }
 
 /**
