@@ -22,7 +22,7 @@ export function auditSinks(logger: Logger, metrics: Metrics): Required<Pick<Audi
   let errorSaid = -Infinity;
   return {
     log(event: AuditEvent) {
-      metrics.auditEvents.inc({ type: event.type, severity: event.severity });
+      metrics.auditEvents.labels({ type: event.type, severity: event.severity }).inc();
       logger[LEVEL[event.severity]]({ audit: event }, `audit ${event.type}`);
     },
     onDropped(total: number, event: AuditEvent) {

@@ -5,6 +5,9 @@
  */
 import { Counter, Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../src/domain/audit.js";
+import { auditSinks } from "../../src/observability/audit-log.js";
+import { createLogger } from "../../src/observability/logger.js";
 import { HotCounter, HotHistogram, Metrics } from "../../src/observability/metrics.js";
 
 const BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.1, 1];
@@ -81,6 +84,20 @@ describe("HotHistogram and HotCounter expose what prom-client's would", () => {
     c.inc();
     counters[1].labels({ ...A }).inc();
     expect(c.value).toBe(2);
+  });
+
+  it("Introspect's answers and the audit events are counted by label, each series on a line of its own", async () => {
+    const m = new Metrics();
+    for (const result of ["active", "active", "revoked"]) m.countIntrospection(result);
+    const { log } = auditSinks(createLogger("silent"), m);
+    const event = (type: string, severity: string) => ({ type, severity }) as unknown as AuditEvent;
+    for (const e of [event("session_opened", "info"), event("session_opened", "info"), event("refresh_reuse", "critical")]) log(e);
+    const text = await m.render();
+    expect(text).toContain("# TYPE tessera_introspect_total counter");
+    expect(text).toContain('tessera_introspect_total{result="active"} 2');
+    expect(text).toContain('tessera_introspect_total{result="revoked"} 1');
+    expect(text).toContain('tessera_audit_events_total{type="session_opened",severity="info"} 2');
+    expect(text).toContain('tessera_audit_events_total{type="refresh_reuse",severity="critical"} 1');
   });
 
   it("an app's registry shows the RPC series as before; reset zeroes them, and a series bound before still counts", async () => {
