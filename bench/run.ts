@@ -11,8 +11,8 @@
  * - BENCH_H1_CONNECTIONS (connections × streams): h2load --h1 connections for the HTTP/1.1 peer (one call in flight on
  *   each, so the same 64 in flight).
  * - BENCH_RATE_STREAMS (64): -m of the fixed-rate passes, the cap on calls in flight per connection there.
- * - BENCH_RATE_ROUNDS (3): the fixed-rate passes' rounds (Tessera, the grpc-js no-op and node:http2 take turns; each
- *   is reported by its round with the median p99).
+ * - BENCH_RATE_ROUNDS (5): the fixed-rate passes' rounds (Tessera, the grpc-js no-op and node:http2 take turns; each
+ *   is reported by its round with the median p99). Five, not three: one server's p99 moves by 2 x between windows.
  * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
  *   Tessera's throughput scenarios, after a 1 s warm-up).
  * - BENCH_CLUSTER_ROUNDS (3) and BENCH_CLUSTER_WINDOW_MS (6000): the cluster part's rounds (each starts both
@@ -75,7 +75,7 @@ const LOAD = {
   h1Connections: num("BENCH_H1_CONNECTIONS", CONNECTIONS * STREAMS),
   rateStreams: num("BENCH_RATE_STREAMS", 64),
   /** Rounds of the fixed-rate passes (the servers take turns; each is reported by its median-p99 round). */
-  rateRounds: Math.max(1, num("BENCH_RATE_ROUNDS", 3)),
+  rateRounds: Math.max(1, num("BENCH_RATE_ROUNDS", 5)),
   concurrency: num("BENCH_CONCURRENCY", CONNECTIONS * STREAMS),
   client: process.env.BENCH_CLIENT === "connect" ? ("connect" as const) : ("lean" as const),
   warmupMs: num("BENCH_WARMUP_MS", 2000),
