@@ -6,6 +6,7 @@
  */
 import { decodeProtectedHeader, type CryptoKey } from "jose";
 import { isJwsAlgorithm, REFRESH_MAC_ALG, REFRESH_MAC_BYTES, signatureCheck, signingInput, type RefreshMac, type SignatureCheck } from "./jws.js";
+import { BoundedMap } from "./kept.js";
 import type { LoadedKey } from "./keys.js";
 import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
@@ -154,13 +155,15 @@ export interface SigningKeys extends VerificationKeys {
 
 /** Verifies Tessera's tokens: what the authority and a sidecar share. */
 export class TokenVerifier {
-  /** Insertion-ordered, so the oldest entry is the first; bounded by opts.verifiedCacheSize. */
-  private readonly verified = new Map<string, Verified>();
+  /** Bounded by opts.verifiedCacheSize, the oldest out first. */
+  private readonly verified: BoundedMap<string, Verified>;
 
   constructor(
     private readonly keys: VerificationKeys,
     protected readonly opts: TokenCodecOptions,
-  ) {}
+  ) {
+    this.verified = new BoundedMap(opts.verifiedCacheSize ?? 0);
+  }
 
   /** Tokens in the verified-signature cache (for tests of its bound). */
   get cachedCount(): number {
@@ -229,11 +232,7 @@ export class TokenVerifier {
     }
     const kind = (Object.keys(TYP) as TokenKind[]).find((k) => TYP[k] === typ);
     const entry: Verified = { typ, kid, read: kind && this.readClaims(payload, kind, kid) };
-    const max = this.opts.verifiedCacheSize ?? 0;
-    if (max > 0) {
-      this.verified.set(token, entry);
-      if (this.verified.size > max) this.verified.delete(this.verified.keys().next().value!);
-    }
+    this.verified.set(token, entry); // with a bound of 0, kept not at all
     return entry;
   }
 

@@ -1,6 +1,9 @@
-/** domain/kept.ts: a pure function of a string with its recent results kept, bounded in count and input length. */
+/**
+ * domain/kept.ts: a pure function of a string with its recent results kept, bounded in count and input length; and
+ * BoundedMap, the oldest-out-first Map under it.
+ */
 import { describe, expect, it } from "vitest";
-import { kept } from "../../src/domain/kept.js";
+import { BoundedMap, kept } from "../../src/domain/kept.js";
 
 describe("kept", () => {
   it("computes an input once while it is kept, and hands every caller the same result", () => {
@@ -55,5 +58,81 @@ describe("kept", () => {
     expect(() => f("{")).toThrow(SyntaxError);
     expect(calls).toBe(2);
     expect(f.size).toBe(0);
+  });
+});
+
+describe("BoundedMap", () => {
+  const contents = <V>(m: BoundedMap<string, V>, keys: string[]) => keys.filter((k) => m.get(k) !== undefined);
+
+  it("holds at most `max` entries, the one set longest ago going first", () => {
+    const m = new BoundedMap<string, number>(3);
+    for (const [i, k] of ["a", "b", "c", "d", "e"].entries()) m.set(k, i);
+    expect(m.size).toBe(3);
+    expect(contents(m, ["a", "b", "c", "d", "e"])).toEqual(["c", "d", "e"]);
+    expect(m.get("e")).toBe(4);
+  });
+
+  it("a key set again keeps its place and takes the new value; deleted and set, it is the newest", () => {
+    const m = new BoundedMap<string, number>(3);
+    for (const k of ["a", "b", "c"]) m.set(k, 0);
+    m.set("a", 1); // still the oldest
+    m.set("d", 0);
+    expect(contents(m, ["a", "b", "c", "d"])).toEqual(["b", "c", "d"]);
+    m.delete("b");
+    expect(m.size).toBe(2);
+    m.set("b", 2); // the newest now
+    m.set("e", 0);
+    expect(contents(m, ["a", "b", "c", "d", "e"])).toEqual(["b", "d", "e"]);
+    expect(m.get("b")).toBe(2);
+  });
+
+  it("keeps nothing with a bound of 0", () => {
+    const m = new BoundedMap<string, number>(0);
+    m.set("a", 1);
+    expect(m.size).toBe(0);
+    expect(m.get("a")).toBeUndefined();
+  });
+
+  it("keeps its order queue within a multiple of the bound, whether keys churn or stay", () => {
+    const churn = new BoundedMap<string, number>(100);
+    for (let i = 0; i < 50_000; i++) churn.set(`k${i}`, i); // one eviction a set
+    expect(churn.size).toBe(100);
+    expect(churn.queued).toBeLessThanOrEqual(2 * 100 + 64 + 1);
+    const moving = new BoundedMap<string, number>(100);
+    for (let i = 0; i < 50_000; i++) {
+      const k = `k${i % 3}`; // three keys made the newest over and over: no eviction, only skipped places
+      moving.delete(k);
+      moving.set(k, i);
+    }
+    expect(moving.size).toBe(3);
+    expect(moving.queued).toBeLessThanOrEqual(2 * 3 + 64 + 1);
+  });
+
+  it("answers as a Map evicting its first key does, over random sets, deletes and reads", () => {
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (const max of [1, 2, 5, 40]) {
+      const m = new BoundedMap<string, number>(max);
+      const model = new Map<string, number>();
+      for (let i = 0; i < 20_000; i++) {
+        const key = `k${random(3 * max + 2)}`;
+        const op = random(10);
+        if (op < 6) {
+          m.set(key, i);
+          if (model.has(key)) model.set(key, i);
+          else {
+            model.set(key, i);
+            if (model.size > max) model.delete(model.keys().next().value!);
+          }
+        } else if (op < 8) {
+          m.delete(key);
+          model.delete(key);
+        } else {
+          expect(m.get(key)).toBe(model.get(key));
+        }
+        expect(m.size).toBe(model.size);
+      }
+      for (const key of model.keys()) expect(m.get(key)).toBe(model.get(key));
+    }
   });
 });

@@ -16,7 +16,7 @@
  * `P{t}:j:<jti>` marks a revoked access token until it expires.
  */
 import type { RiskObservations } from "../../domain/audit.js";
-import { kept } from "../../domain/kept.js";
+import { BoundedMap, kept } from "../../domain/kept.js";
 import { isLive, listingOrder, tokenSession, type SessionRow, type TokenSessionRow } from "../../domain/sessions.js";
 import {
   assertSessionIdOf,
@@ -416,7 +416,7 @@ interface PendingOpening {
 
 export class RedisSessionStore implements SessionStore {
   /** Per subject base: its index's members as last seen, so a script walking them declares their keys at once. */
-  private readonly members = new Map<string, readonly string[]>();
+  private readonly members = new BoundedMap<string, readonly string[]>(MEMBER_HINTS);
   /** The client's command timeout (createRedisClient): how long an opening may wait to be sent (schedule). */
   private readonly commandTimeoutMs: number | undefined;
   /** Per subject base: the openings waiting for a CREATE_SESSIONS, and how many of its scripts run (schedule). */
@@ -461,7 +461,6 @@ export class RedisSessionStore implements SessionStore {
   private seen(base: string, members: readonly string[]): void {
     this.members.delete(base);
     this.members.set(base, members);
-    if (this.members.size > MEMBER_HINTS) this.members.delete(this.members.keys().next().value!);
   }
 
   /**
