@@ -72,7 +72,7 @@ export class Pipeline {
   /** Calls in flight, each with the function that ends it early (shutdown). */
   private readonly running = new InFlight();
   private closing = false;
-  /** The metric series of each service/method/code, looked up once (prom-client hashes a label object per call). */
+  /** Both metric series of each service/method/code, bound together once (labels() joins three values per lookup). */
   private readonly series = new Map<string, (seconds: number) => void>();
   private idleWaiters: Array<() => void> = [];
 

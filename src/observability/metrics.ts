@@ -71,19 +71,12 @@ export class Metrics {
     this.pendingBytes = read;
   }
 
-  /** introspections' series by result, looked up by the one string (labels() joins the label values first). */
-  private readonly introspectionSeries = new Map<string, { inc(): void }>();
-
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "tessera_" });
   }
 
   /** Counts one Introspect answer: "active" or the inactive reason (a handful of values). */
-  readonly countIntrospection = (result: string): void => {
-    let series = this.introspectionSeries.get(result);
-    if (series === undefined) this.introspectionSeries.set(result, (series = this.introspections.labels({ result })));
-    series.inc();
-  };
+  readonly countIntrospection = (result: string): void => this.introspections.labels({ result }).inc();
 
   render(): Promise<string> {
     return this.registry.metrics();
@@ -133,9 +126,14 @@ abstract class HotMetric<L extends string, S extends { labels: Record<string, st
     for (const registry of config.registers) registry.registerMetric(this as unknown as Metric);
   }
 
-  /** The series of these label values (made on first use; callers keep it). */
+  /**
+   * The series of these label values, made on first use. With one label its value is the key, so a lookup on a busy
+   * path costs a Map read (Introspect's answers); with more, the values are joined first, and such callers keep the
+   * series they use (the pipeline, the store's wrapper).
+   */
   labels(values: Record<L, string>): S {
-    const key = this.labelNames.map((name) => values[name]).join("\u0000");
+    const names = this.labelNames;
+    const key = names.length === 1 ? values[names[0]!] : names.map((name) => values[name]).join("\u0000");
     let series = this.series.get(key);
     if (series === undefined) {
       const labels: Record<string, string> = {};

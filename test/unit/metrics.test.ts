@@ -84,6 +84,11 @@ describe("HotHistogram and HotCounter expose what prom-client's would", () => {
     c.inc();
     counters[1].labels({ ...A }).inc();
     expect(c.value).toBe(2);
+    // One label: its value is the key.
+    const one = new HotCounter({ name: "one_total", help: "c", labelNames: ["result"] as const, registers: [] });
+    expect(one.labels({ result: "active" })).toBe(one.labels({ result: "active" }));
+    expect(one.labels({ result: "active" })).not.toBe(one.labels({ result: "revoked" }));
+    expect(one.labels({ result: "revoked" }).labels).toEqual({ result: "revoked" });
   });
 
   it("Introspect's answers and the audit events are counted by label, each series on a line of its own", async () => {
