@@ -117,12 +117,23 @@ function boundRequest(
     const message = byCaller ? "the operation timed out" : `request not received within ${ms}ms`;
     refuse(stream, headers, { grpc: "4", http: 408, connect: "deadline_exceeded" }, message);
   }, ms);
-  if (pending === undefined) {
-    const clear = () => clearTimeout(timer);
-    stream.once("end", clear); // the whole request has been read
-    stream.once("close", clear);
-    return;
-  }
+  const release = pending === undefined ? undefined : countBody(stream, headers, pending);
+  const done = () => {
+    clearTimeout(timer);
+    release?.();
+  };
+  stream.once("end", done); // the whole request has been read
+  stream.once("close", done);
+}
+
+/**
+ * Counts a stream's body bytes into `pending` as the server reads them, refusing the stream (RESOURCE_EXHAUSTED) whose
+ * next bytes `pending` will not take; returns what gives them all back and stops the count. Counted from when the
+ * body's reader listens for data (the lean path has by now; connect-node's request object does once it starts
+ * reading), never before, which would start the flow of data with no one to take it. Bytes not read yet wait in
+ * node:http2, bounded by the stream's flow-control window.
+ */
+function countBody(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, pending: PendingBytes): () => void {
   let held = 0;
   const onData = (chunk: Buffer) => {
     if (pending.take(chunk.length, held)) {
@@ -132,9 +143,6 @@ function boundRequest(
     stream.removeListener("data", onData);
     refuse(stream, headers, { grpc: "8", http: 429, connect: "resource_exhausted" }, "server busy: too many request bytes pending, retry later");
   };
-  // Counted as the server reads the body: from when its reader listens for data (the lean path has by now;
-  // connect-node's request object does once it starts reading), never before, which would start the flow of data with
-  // no one to take it. Bytes not read yet wait in node:http2, bounded by the stream's flow-control window.
   let watch: ((event: string | symbol) => void) | undefined;
   if (stream.listenerCount("data") > 0) stream.on("data", onData);
   else {
@@ -145,15 +153,12 @@ function boundRequest(
     };
     stream.on("newListener", watch);
   }
-  const done = () => {
-    clearTimeout(timer);
+  return () => {
     if (watch !== undefined) stream.removeListener("newListener", watch);
     stream.removeListener("data", onData);
     pending.give(held);
     held = 0;
   };
-  stream.once("end", done); // the whole request has been read
-  stream.once("close", done);
 }
 
 /**
