@@ -6,7 +6,7 @@
  */
 import { decodeProtectedHeader, type CryptoKey } from "jose";
 import { isJwsAlgorithm, REFRESH_MAC_ALG, REFRESH_MAC_BYTES, signatureCheck, signingInput, type RefreshMac, type SignatureCheck } from "./jws.js";
-import { BoundedMap } from "./kept.js";
+import { ProbedMap } from "./kept.js";
 import type { LoadedKey } from "./keys.js";
 import { SEALED_CLAIM, SEALED_GRANT_MEMBER, SEALED_JWE } from "./sealed-claims.js";
 
@@ -155,14 +155,18 @@ export interface SigningKeys extends VerificationKeys {
 
 /** Verifies Tessera's tokens: what the authority and a sidecar share. */
 export class TokenVerifier {
-  /** Bounded by opts.verifiedCacheSize, the oldest out first. */
-  private readonly verified: BoundedMap<string, Verified>;
+  /**
+   * Bounded by opts.verifiedCacheSize, the oldest out first. Placed by the token's last 32 characters, which lie in
+   * its signature (ES256 and EdDSA: 86 characters, RS256: 342, a refresh token's HS256: 43): each token presented is
+   * a fresh string, which a Map would hash whole on every call (kept.ts ProbedMap).
+   */
+  private readonly verified: ProbedMap<Verified>;
 
   constructor(
     private readonly keys: VerificationKeys,
     protected readonly opts: TokenCodecOptions,
   ) {
-    this.verified = new BoundedMap(opts.verifiedCacheSize ?? 0);
+    this.verified = new ProbedMap(opts.verifiedCacheSize ?? 0, (token) => token.slice(-32));
   }
 
   /** Tokens in the verified-signature cache (for tests of its bound). */

@@ -1,9 +1,9 @@
 /**
  * domain/kept.ts: a pure function of a string with its recent results kept, bounded in count and input length; and
- * BoundedMap, the oldest-out-first Map under it.
+ * BoundedMap, the oldest-out-first Map under it, and ProbedMap, the same placed by a part of each key.
  */
 import { describe, expect, it } from "vitest";
-import { BoundedMap, kept } from "../../src/domain/kept.js";
+import { BoundedMap, kept, ProbedMap } from "../../src/domain/kept.js";
 
 describe("kept", () => {
   it("computes an input once while it is kept, and hands every caller the same result", () => {
@@ -134,5 +134,53 @@ describe("BoundedMap", () => {
       }
       for (const key of model.keys()) expect(m.get(key)).toBe(model.get(key));
     }
+  });
+});
+
+describe("ProbedMap", () => {
+  const tail = (key: string) => key.slice(-2);
+
+  it("answers only for the very key that was set, whatever shares its probe", () => {
+    const m = new ProbedMap<number>(8, tail);
+    m.set("first-xy", 1);
+    expect(m.get("first-xy")).toBe(1);
+    expect(m.get(["first", "xy"].join("-"))).toBe(1); // an equal string made apart: the same key
+    expect(m.get("other-xy")).toBeUndefined(); // same probe, another key: a miss, never the other's value
+    expect(m.get("first-xz")).toBeUndefined();
+  });
+
+  it("two keys with one probe share a place: the later set wins, the earlier is a miss", () => {
+    const m = new ProbedMap<number>(8, tail);
+    m.set("a-xy", 1);
+    m.set("b-xy", 2);
+    expect(m.size).toBe(1);
+    expect(m.get("b-xy")).toBe(2);
+    expect(m.get("a-xy")).toBeUndefined();
+  });
+
+  it("holds at most `max` keys, the one set longest ago going first", () => {
+    const m = new ProbedMap<number>(2, tail);
+    for (const [i, k] of ["k-01", "k-02", "k-03"].entries()) m.set(k, i);
+    expect(m.size).toBe(2);
+    expect(["k-01", "k-02", "k-03"].map((k) => m.get(k))).toEqual([undefined, 1, 2]);
+  });
+
+  it("serves kept() with a probe: one computation per input, never another input's result", () => {
+    const seen: string[] = [];
+    const f = kept(
+      8,
+      100,
+      (input) => {
+        seen.push(input);
+        return input.toUpperCase();
+      },
+      tail,
+    );
+    expect(f("one-zz")).toBe("ONE-ZZ");
+    expect(f("one-zz")).toBe("ONE-ZZ");
+    expect(f("two-zz")).toBe("TWO-ZZ"); // shares the probe: computed, and now in the place
+    expect(f("one-zz")).toBe("ONE-ZZ");
+    expect(seen).toEqual(["one-zz", "two-zz", "one-zz"]);
+    expect(f.size).toBe(1);
   });
 });

@@ -146,4 +146,16 @@ describe("verified-signature cache", () => {
     // evicted or not, every one of them still verifies
     for (const t of tokens) expect((await f.codec.verify(t.pair.accessToken, "access", f.clock.now())).ok).toBe(true);
   });
+
+  it("a token that shares a cached token's signature but not its payload is checked, and refused, on its own", async () => {
+    const f = await makeAuthority({}, { verifiedCacheSize: 100 });
+    const { pair } = await issueFor(f);
+    const [h, p, s] = pair.accessToken.split(".");
+    expect((await f.codec.verify(pair.accessToken, "access", f.clock.now())).ok).toBe(true); // cached now
+    const claims = JSON.parse(Buffer.from(p!, "base64url").toString()) as Record<string, unknown>;
+    const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, sub: "mallory" })).toString("base64url")}.${s}`;
+    expect(forged.slice(-32)).toBe(pair.accessToken.slice(-32)); // the cache's probe: the same place
+    expect(await f.codec.verify(forged, "access", f.clock.now())).toEqual({ ok: false, reason: "bad_signature" });
+    expect((await f.codec.verify(pair.accessToken, "access", f.clock.now())).ok).toBe(true);
+  });
 });

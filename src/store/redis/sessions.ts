@@ -691,11 +691,18 @@ function sessionEntry(subject: string, target: string, now: number, retentionMs:
  * their JSON was about 4 % of its CPU (profile, h2load, one token). Frozen: the same object goes to every call that
  * reads the same value. Bounded: at most 2048 x 1 KiB and 1024 x 2 KiB of JSON (longer values are parsed each time).
  */
-const readTokenRow = kept(2048, 1024, (raw): TokenSessionRow => {
-  const { status, record } = parseSession("", raw)!;
-  const { subject, idleExpiresAt, expiresAt, currentJti } = record;
-  return Object.freeze({ status, record: Object.freeze({ subject, idleExpiresAt, expiresAt, currentJti }) });
-});
+const readTokenRow = kept(
+  2048,
+  1024,
+  (raw): TokenSessionRow => {
+    const { status, record } = parseSession("", raw)!;
+    const { subject, idleExpiresAt, expiresAt, currentJti } = record;
+    return Object.freeze({ status, record: Object.freeze({ subject, idleExpiresAt, expiresAt, currentJti }) });
+  },
+  // Placed by the row's first 128 characters (kept.ts ProbedMap): its status, four times, order number and current
+  // jti come first (SessionTuple) and fill about 90, so two versions of a session, or two sessions, differ in them.
+  (raw) => raw.slice(0, 128),
+);
 const readRisk = kept(1024, 2048, (raw) => {
   const r = parseRisk(raw);
   for (const part of [r.ips, r.devices, r.refreshes, r.reuses, r.revokedPresented]) Object.freeze(part);
