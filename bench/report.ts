@@ -192,6 +192,12 @@ export interface Report {
   grpcjsHalfRate?: Measured;
   /** node:http2 alone (bench/servers/noop-h2.ts) at the same fixed rate: the runtime's floor. */
   h2HalfRate?: Measured;
+  /**
+   * h2load: the same build on its in-process memory store (no TESSERA_REDIS_URL): its Introspect at full speed, and in
+   * the fixed-rate rounds. What Tessera's own path costs, without the store's round trip.
+   */
+  introspectMemory?: Measured;
+  memoryHalfRate?: Measured;
   /** h2load --h1: oidc-provider's introspection. */
   peer?: Measured;
   /** The Node generator: the grpc-js no-op (and its passes), Refresh, Issue for a new subject per call, the Introspect mix. */
@@ -250,11 +256,13 @@ function rows(r: Report): Row[] {
   add("reference: connect-node no-op, gRPC", r.connectGrpc, toGrpcjs);
   add("reference: connect-node no-op, Connect protocol (application/proto)", r.connectConnect, toGrpcjs);
   add("**Tessera Introspect, gRPC** (one valid token)", r.introspect, toCeiling);
+  add("Tessera Introspect, gRPC, memory store (the same build, no Redis)", r.introspectMemory, toCeiling);
   add("Tessera Introspect, Connect protocol (application/proto)", r.introspectConnect, toCeiling);
   add("**Sidecar Introspect, gRPC** (one valid token; JWKS and revocation feed held in memory)", r.sidecar, toCeiling);
   add("**Tessera Issue, gRPC** (one subject)", r.issue, toCeiling);
   const rate = r.halfRate?.load.offeredRps ?? r.grpcjsHalfRate?.load.offeredRps;
   add(`**Tessera Introspect, gRPC, fixed rate ${f(rate ?? NaN)}/s** (~50 % of max)`, r.halfRate);
+  add(`Tessera Introspect, gRPC, memory store, at the same fixed rate`, r.memoryHalfRate);
   add(`grpc-js no-op, gRPC, at the same fixed rate`, r.grpcjsHalfRate);
   add(`node:http2 no-op (no framework), gRPC, at the same fixed rate`, r.h2HalfRate);
   add("**peer: oidc-provider RFC 7662 introspection**, HTTP/1.1", r.peer, toGrpcjs);
@@ -480,6 +488,7 @@ function targetRows(r: Report): Target[] {
       out.push([
         "Introspect p99 < 5 ms at ~50 % of max (or ≤ 1.5 × the grpc-js no-op's p99 at the same rate, when that is above 5 ms)",
         `${ms(half.load.p99)} ms at ${f(half.load.rps)} of ${f(half.load.offeredRps ?? NaN)} req/s offered; the grpc-js no-op at the same rate: ${ms(noopP99)} ms (${f(half.load.p99 / noopP99, 2)} ×)` +
+          (r.memoryHalfRate && !r.memoryHalfRate.failed ? `; Tessera on its memory store (no Redis round trip): ${ms(r.memoryHalfRate.load.p99)} ms` : "") +
           (r.h2HalfRate && !r.h2HalfRate.failed ? `; node:http2 alone, no framework: ${ms(r.h2HalfRate.load.p99)} ms` : ""),
         met,
       ]);
@@ -575,6 +584,7 @@ function checksTable(r: Report): string {
 function fixedRateTable(r: Report): string {
   const list = [
     ["Tessera Introspect, gRPC", r.halfRate],
+    ["Tessera Introspect, gRPC, memory store", r.memoryHalfRate],
     ["grpc-js no-op, gRPC", r.grpcjsHalfRate],
     ["node:http2 no-op (no framework), gRPC", r.h2HalfRate],
   ].filter((x): x is [string, Measured] => x[1] !== undefined);
@@ -625,7 +635,7 @@ export function markdown(r: Report): string {
     `- Load: **h2load** (one thread, \`-t 1\`) with ${L.connections} HTTP/2 connections × ${L.streams} streams (\`-c ${L.connections} -m ${L.streams}\`), ${L.connections * L.streams} calls in flight, the same fixed request body on every call (listed under Checks); oidc-provider over HTTP/1.1 with ${L.h1Connections} connections, one call in flight on each (\`--h1 -c ${L.h1Connections}\`). Each scenario: ${f(L.warmupMs / 1000, 1)} s warm-up, then ${f(L.windowMs / 1000, 1)} s measured; each waits first (within a budget) for the machine to be quiet. Tessera's throughput scenarios sit between two passes of the grpc-js no-op under the same load (the one before and a ${f(L.bracketMs / 1000, 1)} s pass after), and their ratio is to the mean of those: this VM's speed drifts within a run. The grpc-js no-op's passes in order: ${r.brackets.map((b) => (b.failed ? "failed" : f(b.load.rps))).join(", ") || "–"} req/s.`,
     ...(r.node.brackets.length === 0 ? [] : [`- Refresh (a refresh token is good for one use; presenting it again revokes its session), Issue with a new subject per call and the Introspect mix cannot be one fixed body, so the **Node generator** (bench/load.ts, ${L.concurrency} calls in flight over ${L.connections} HTTP/2 connections, ${L.client === "lean" ? "the lean gRPC transport of bench/lean-transport.ts" : "connect-node's createGrpcTransport"}, every answer checked) drives them, each between two passes of the grpc-js no-op under that same generator, and their ratio is to the mean of those (passes in order: ${r.node.brackets.map((b) => (b.failed ? "failed" : f(b.load.rps))).join(", ") || "–"} req/s). The Node generator costs far more CPU per call than h2load and sets the no-op's pace there (see its generator CPU): compare server CPU per call too.`]),
     `- **h2load, the server and Redis share the same ${m.cores} cores.** CPU per call is the CPU the server's process tree (h2load's process) used over the window, from /proc/<pid>/stat, divided by the calls completed in it; "idle" is what nobody used, so a generator below one core with idle left over was not the limit.`,
-    "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's loop-delay hook preloaded), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file).",
+    "- Tessera: the Dockerfile's build (`npm run build`: tsc into dist/) run as `node dist/src/main.js` (the bench's loop-delay hook preloaded), Redis store, ES256, TESSERA_LOG_LEVEL=warn, everything else at its default; open mode (no callers file). The memory-store rows: the same, without TESSERA_REDIS_URL (its in-process store), a process of its own with a token of its own (same length).",
     ...(r.sidecar || r.visibility || r.sidecarMemory
       ? [
           "- The sidecar: the same build's `node dist/src/sidecar/main.js`, against an authority as above (TESSERA_SIDECAR_MAX_STALENESS and every other setting at its default, TESSERA_ISSUER and TESSERA_CLOCK_SKEW the same as the authority's), ready once its gRPC health says SERVING. Its Introspect row is measured like Tessera's (same token, same body, between two no-op passes); visibility runs 3 sidecars on an authority of its own (a key prefix of its own on the run's Redis), memory a sidecar on an authority and a Redis of their own. docs/performance.md explains both.",
@@ -676,7 +686,7 @@ export function markdown(r: Report): string {
     out.push(
       "## Latency at a fixed rate",
       "",
-      `h2load \`--rps\` (per connection: the rate / ${L.connections}) with up to ${L.rateStreams} streams per connection, the connections started one by one so that their sends (every 10 ms on each) interleave; latency counts from when h2load sent each call. h2load only delays a send when a connection already has ${L.rateStreams} calls open, so coordinated omission would show as an achieved rate below the offered one. The three servers take turns, ${L.rateRounds} rounds; each row is the round with the median p99. The server's event-loop delay and GC pauses over the same window (bench/loop-delay-hook.ts):`,
+      `h2load \`--rps\` (per connection: the rate / ${L.connections}) with up to ${L.rateStreams} streams per connection, the connections started one by one so that their sends (every 10 ms on each) interleave; latency counts from when h2load sent each call. h2load only delays a send when a connection already has ${L.rateStreams} calls open, so coordinated omission would show as an achieved rate below the offered one. The servers take turns, ${L.rateRounds} rounds; each row is the round with the median p99. The server's event-loop delay and GC pauses over the same window (bench/loop-delay-hook.ts):`,
       "",
       fixedRateTable(r),
       "",

@@ -11,8 +11,9 @@
  * - BENCH_H1_CONNECTIONS (connections × streams): h2load --h1 connections for the HTTP/1.1 peer (one call in flight on
  *   each, so the same 64 in flight).
  * - BENCH_RATE_STREAMS (64): -m of the fixed-rate passes, the cap on calls in flight per connection there.
- * - BENCH_RATE_ROUNDS (5): the fixed-rate passes' rounds (Tessera, the grpc-js no-op and node:http2 take turns; each
- *   is reported by its round with the median p99). Five, not three: one server's p99 moves by 2 x between windows.
+ * - BENCH_RATE_ROUNDS (5): the fixed-rate passes' rounds (Tessera, on Redis and on its memory store, the grpc-js
+ *   no-op and node:http2 take turns; each is reported by its round with the median p99). Five, not three: one
+ *   server's p99 moves by 2 x between windows.
  * - BENCH_WINDOW_MS (10000), BENCH_WARMUP_MS (2000), BENCH_BRACKET_MS (5000, the short grpc-js no-op passes between
  *   Tessera's throughput scenarios, after a 1 s warm-up).
  * - BENCH_CLUSTER_ROUNDS (3) and BENCH_CLUSTER_WINDOW_MS (6000): the cluster part's rounds (each starts both
@@ -27,7 +28,8 @@
  *   report to BENCH_OUT (default: <tmpdir>/tessera-bench-partial.md), not bench/results.md. BENCH_ONLY=variants
  *   (`npm run bench:variants`) runs the connect-node variants instead (bench/variants.md, Node generator).
  *   Parts: grpcjs, connect (the connect-node no-op over gRPC and the Connect protocol), introspect,
- *   connect-introspect, issue, rate (Introspect and the grpc-js no-op at a fixed rate), peer (oidc-provider),
+ *   connect-introspect, issue, rate (Introspect and the grpc-js no-op at a fixed rate), memory (Tessera on its
+ *   in-process memory store: its Introspect at full speed, and in the fixed-rate rounds with rate), peer (oidc-provider),
  *   refresh, issue-fresh, mix (Node generator), redis (round trips, memory per session), profiles; the sidecar
  *   (bench/sidecar.ts): sidecar (its Introspect under h2load), visibility (how soon 3 sidecars see a revocation),
  *   sidecar-memory (its memory per 100 000 live revocations); verifier (bench/verifier.ts: the SDK's in-process
@@ -147,7 +149,8 @@ async function startServer(name: string, script: string, opts: ServerOptions = {
  * Redis store, ES256; ready once /healthz answers
  * (as cluster workers: once every worker listens, then /healthz).
  */
-async function startTessera(redisUrl: string | { clusterSeeds: string }, opts: ServerOptions = {}): Promise<Server> {
+/** Tessera on a Redis (its URL), on a Redis Cluster (its seeds), or on its in-process memory store ("memory"). */
+async function startTessera(redisUrl: string | { clusterSeeds: string } | "memory", opts: ServerOptions = {}): Promise<Server> {
   const port = await freePort();
   const base = nodeOptions(opts);
   const child = startNode(opts.workers === undefined ? "tessera" : `tessera ×${opts.workers}`, ...launch(TESSERA_MAIN, [], opts.workers), {
@@ -155,7 +158,7 @@ async function startTessera(redisUrl: string | { clusterSeeds: string }, opts: S
     env: {
       ...base.env,
       TESSERA_LISTEN: `127.0.0.1:${port}`,
-      ...(typeof redisUrl === "string" ? { TESSERA_REDIS_URL: redisUrl } : { TESSERA_REDIS_CLUSTER_NODES: redisUrl.clusterSeeds }),
+      ...(redisUrl === "memory" ? {} : typeof redisUrl === "string" ? { TESSERA_REDIS_URL: redisUrl } : { TESSERA_REDIS_CLUSTER_NODES: redisUrl.clusterSeeds }),
       TESSERA_SIGNING_ALG: "ES256",
       TESSERA_LOG_LEVEL: "warn",
       ...opts.env,
@@ -701,6 +704,7 @@ const PARTS = [
   "sidecar",
   "issue",
   "rate",
+  "memory",
   "peer",
   "refresh",
   "issue-fresh",
@@ -714,7 +718,7 @@ const PARTS = [
 ] as const;
 type Part = (typeof PARTS)[number];
 const GROUPS: Record<string, Part[]> = {
-  h2load: ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "peer"],
+  h2load: ["grpcjs", "connect", "introspect", "connect-introspect", "issue", "rate", "memory", "peer"],
   node: ["refresh", "issue-fresh", "mix"],
 };
 
@@ -731,7 +735,7 @@ function selectParts(only: string): Set<Part> {
     else throw new Error(`BENCH_ONLY: unknown part "${name}"; known: variants, ${Object.keys(GROUPS).join(", ")}, ${PARTS.join(", ")}`);
   }
   if (parts.has("rate") && process.env.BENCH_RATE === undefined) parts.add("introspect");
-  if (["introspect", "connect-introspect", "sidecar", "issue", "rate"].some((p) => parts.has(p as Part))) parts.add("grpcjs");
+  if (["introspect", "connect-introspect", "sidecar", "issue", "rate", "memory"].some((p) => parts.has(p as Part))) parts.add("grpcjs");
   return parts;
 }
 
@@ -774,12 +778,15 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
   };
   const rssAfter: Array<{ name: string; rss: number }> = [];
 
-  const tesseraParts: Part[] = ["grpcjs", "connect", "introspect", "connect-introspect", "sidecar", "issue", "rate", "peer", "refresh", "issue-fresh", "mix"];
+  const tesseraParts: Part[] = ["grpcjs", "connect", "introspect", "connect-introspect", "sidecar", "issue", "rate", "memory", "peer", "refresh", "issue-fresh", "mix"];
   if (tesseraParts.some(has)) {
     // Tessera stays up (idle in between) for every scenario that needs it; it also mints the one valid access token
     // all the Introspect bodies carry, the no-ops' included, so every server gets the very same request bytes.
     const tessera = await startTessera(redisServer.url, { loopDelay: true });
     let grpcjs: Server | undefined;
+    // The same build on its in-process memory store (part memory): the same lean path without the store's round trip, so
+    // the report tells what Redis adds from what the path costs. Its own token (its own key), of the same length.
+    let inMemory: { server: Server; token: string } | undefined;
     try {
       const token = await mintAccessToken(tessera.url, INTROSPECT_SUBJECT);
       const onTessera = async (name: string, run: () => Promise<Measured>) => {
@@ -787,7 +794,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         rssAfter.push({ name, rss: memory(tessera.child.pid).rss });
         return m;
       };
-      if (["grpcjs", "introspect", "connect-introspect", "sidecar", "issue", "rate", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
+      if (["grpcjs", "introspect", "connect-introspect", "sidecar", "issue", "rate", "memory", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
         grpcjs = await startServer("grpc-js no-op", NOOP_GRPCJS, { loopDelay: true });
       }
       const noop = grpcjs && introspectScenario(grpcjs.url, "grpc", token, "noop");
@@ -807,8 +814,8 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       // Each of Tessera's throughput scenarios sits between two grpc-js no-op passes (the one before it and a short
       // one after), and its ratio is to their mean: this VM's speed drifts by a quarter within a run. So is the
       // sidecar's (`on`: the sidecar; Tessera's RSS is then not read after it).
-      const bracketed = async (name: string, scenario: H2Scenario, on: Server = tessera): Promise<Measured> => {
-        const run = () => measureH2(name, on, scenario, { redis });
+      const bracketed = async (name: string, scenario: H2Scenario, on: Server = tessera, opts: { redis: boolean } = { redis: true }): Promise<Measured> => {
+        const run = () => measureH2(name, on, scenario, opts.redis ? { redis } : {});
         const m = on === tessera ? await onTessera(name, run) : await run();
         const before = report.brackets.at(-1);
         const after = await measureH2(`grpc-js no-op, gRPC (short pass after ${name})`, grpcjs!, noop!, { load: bracketLoad() });
@@ -817,6 +824,11 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       };
       const valid = { subject: INTROSPECT_SUBJECT };
       if (has("introspect")) report.introspect = await bracketed("Tessera Introspect, gRPC", introspectScenario(tessera.url, "grpc", token, valid));
+      if (has("memory")) {
+        const server = await startTessera("memory", { loopDelay: true });
+        inMemory = { server, token: await mintAccessToken(server.url, INTROSPECT_SUBJECT) };
+        report.introspectMemory = await bracketed("Tessera Introspect, gRPC, memory store", introspectScenario(server.url, "grpc", inMemory.token, valid), server, { redis: false });
+      }
       if (has("sidecar")) {
         // The sidecar follows this Tessera's feed and answers for the same token, from its JWKS and feed copy.
         const sidecar = await startSidecar("sidecar", tessera.url);
@@ -849,7 +861,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         const bare = await startServer("node:http2 no-op", NOOP_H2, { loopDelay: true });
         // A p99 over one window hangs on whether a full garbage collection fell into it: the three servers take turns,
         // BENCH_RATE_ROUNDS times, and each is reported by its pass with the median p99 (every pass's p99 beside it).
-        const rounds: Record<"tessera" | "grpcjs" | "h2", Measured[]> = { tessera: [], grpcjs: [], h2: [] };
+        const rounds: Record<"tessera" | "memory" | "grpcjs" | "h2", Measured[]> = { tessera: [], memory: [], grpcjs: [], h2: [] };
         try {
           for (let round = 1; round <= LOAD.rateRounds; round++) {
             const of = LOAD.rateRounds > 1 ? `, round ${round} of ${LOAD.rateRounds}` : "";
@@ -858,6 +870,10 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
                 measureH2(`Tessera Introspect, gRPC, at a fixed ${rate}/s${of}`, tessera, introspectScenario(tessera.url, "grpc", token, valid), { load, redis }),
               ),
             );
+            if (inMemory) {
+              const { server, token: own } = inMemory;
+              rounds.memory.push(await measureH2(`Tessera Introspect, gRPC, memory store, at a fixed ${rate}/s${of}`, server, introspectScenario(server.url, "grpc", own, valid), { load }));
+            }
             rounds.grpcjs.push(await measureH2(`grpc-js no-op, gRPC, at a fixed ${rate}/s${of}`, grpcjs!, noop!, { load }));
             rounds.h2.push(await measureH2(`node:http2 no-op, gRPC, at a fixed ${rate}/s${of}`, bare, introspectScenario(bare.url, "grpc", token, "noop"), { load }));
           }
@@ -865,6 +881,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
           await bare.child.stop();
         }
         report.halfRate = medianPass(rounds.tessera);
+        report.memoryHalfRate = medianPass(rounds.memory);
         report.grpcjsHalfRate = medianPass(rounds.grpcjs);
         report.h2HalfRate = medianPass(rounds.h2);
       }
@@ -892,6 +909,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       report.rss = { hwm: memory(tessera.child.pid).hwm, byScenario: rssAfter };
     } finally {
       await grpcjs?.child.stop();
+      await inMemory?.server.child.stop();
       await tessera.child.stop();
     }
   }
