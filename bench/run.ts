@@ -146,10 +146,9 @@ async function startServer(name: string, script: string, opts: ServerOptions = {
 
 /**
  * Tessera as production runs it: the Dockerfile's build (`npm run build`, tsc) started as `node dist/src/main.js`,
- * Redis store, ES256; ready once /healthz answers
- * (as cluster workers: once every worker listens, then /healthz).
+ * ES256, on a Redis (its URL), a Redis Cluster (its seeds) or its in-process memory store ("memory"); ready once
+ * /healthz answers (as cluster workers: once every worker listens, then /healthz).
  */
-/** Tessera on a Redis (its URL), on a Redis Cluster (its seeds), or on its in-process memory store ("memory"). */
 async function startTessera(redisUrl: string | { clusterSeeds: string } | "memory", opts: ServerOptions = {}): Promise<Server> {
   const port = await freePort();
   const base = nodeOptions(opts);
@@ -884,6 +883,8 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         report.memoryHalfRate = medianPass(rounds.memory);
         report.grpcjsHalfRate = medianPass(rounds.grpcjs);
         report.h2HalfRate = medianPass(rounds.h2);
+        await inMemory?.server.child.stop(); // not needed after the fixed-rate rounds
+        inMemory = undefined;
       }
       // What cannot be one fixed body goes to the Node generator: Refresh (a refresh token is good for one use, and
       // presenting it again revokes its session), Issue with a new subject on every call, the Introspect mix. Each
