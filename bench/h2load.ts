@@ -32,6 +32,9 @@ import type { LoadResult, WorkloadName } from "./spec.js";
 
 export const H2LOAD_INSTALL = "apt-get install nghttp2-client";
 
+/** A fixed-rate run that ended before its window closed: nothing to report, and worth measuring again. */
+export class WindowMissed extends Error {}
+
 export interface H2load {
   path: string;
   /** `h2load --version`, e.g. "h2load nghttp2/1.52.0". */
@@ -233,6 +236,15 @@ export async function runH2load(
     const command = [h2load.path, ...h2loadArgs(request, load, `<${basename(body)}>`)].map(shellQuote).join(" ");
     const output = [...lines, ...child.stderr].join("\n");
     if (code !== 0) throw new Error(`h2load exited with ${code}: ${command}\n${output}`);
+    if (load.rate !== undefined && closed === undefined) {
+      // Sent its calls faster than the rate (catching up after the machine stalled it) and ended before the window
+      // closed: the window is closed now (so its probe ends as it began), and the caller may measure again.
+      if (opened !== undefined) {
+        close();
+        await pending;
+      }
+      throw new WindowMissed(`h2load ended before its measurement window closed: ${command}\n${output}`);
+    }
     if (opened === undefined || closed === undefined) throw new Error(`h2load reported no measurement window: ${command}\n${output}`);
     const stats = parseSummary(lines.join("\n"), command);
     // At a fixed rate the log covers the whole run: the window's calls are those that started in it.

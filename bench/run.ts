@@ -44,7 +44,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort, RedisCluster, RedisServer } from "../test/helpers/redis-server.js";
-import { findH2load, MissingH2loadError, runH2load, type H2loadLoad, type H2load } from "./h2load.js";
+import { findH2load, MissingH2loadError, runH2load, WindowMissed, type H2loadLoad, type H2load } from "./h2load.js";
 import { summarise, type CpuProfile } from "./profile.js";
 import {
   cpuSeconds,
@@ -265,10 +265,21 @@ async function quiet(name: string): Promise<void> {
 /** Measurements the run may repeat because other work on the machine took CPU during their window. */
 let retriesLeft = 3;
 
-/** Runs `once` again (while retries are left) if other processes used more than a quarter of a core meanwhile. */
+/**
+ * Runs `once` again (while retries are left) if other processes used more than a quarter of a core meanwhile, or if a
+ * fixed-rate run ended before its window closed (h2load catching up after the machine stalled it).
+ */
 async function retried(name: string, once: () => Promise<Measured>): Promise<Measured> {
   for (;;) {
-    const m = await once();
+    let m: Measured;
+    try {
+      m = await once();
+    } catch (err) {
+      if (!(err instanceof WindowMissed) || retriesLeft <= 0) throw err;
+      retriesLeft--;
+      log(`${name}: h2load ended before the window closed; measuring again`);
+      continue;
+    }
     if (m.otherCores < 0.25 || retriesLeft <= 0) return m;
     retriesLeft--;
     log(`${name}: other processes used ${m.otherCores.toFixed(2)} cores during the window; measuring again`);
