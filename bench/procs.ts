@@ -184,7 +184,7 @@ export class RssSampler {
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly pid: number) {
-    this.timer = setInterval(() => this.sample(), 100);
+    this.timer = setInterval(() => this.sample(), 100).unref(); // never what keeps the bench running
     this.sample();
   }
 

@@ -288,7 +288,8 @@ async function retried(name: string, once: () => Promise<Measured>): Promise<Mea
 
 /**
  * Reads the counters around a measurement window: call `open` when it opens and `close` when it closes (with the
- * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window.
+ * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window; or `dispose`
+ * when the run failed, so that its RSS sampler does not run on (and keep the bench alive) after it.
  */
 function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: boolean) {
   const pid = server.child.pid;
@@ -318,6 +319,9 @@ function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: bo
         serverLoopDelay = line.then((l) => (JSON.parse(l) as { benchLoopDelay: LoopDelay }).benchLoopDelay);
         await serverLoopDelay;
       }
+    },
+    dispose() {
+      rss?.stop();
     },
     /** The figures of the window, for `calls` calls completed in it. */
     async figures(name: string, calls: number) {
@@ -407,6 +411,9 @@ async function measureH2(name: string, server: Server, scenario: H2Scenario, opt
     const { result, stats } = await runH2load(scenario.workload, scenario.request, scenario.body, load, {
       onOpen: (pid) => probe.open(pid),
       onClose: (pid) => probe.close(pid),
+    }).catch((err: unknown) => {
+      probe.dispose();
+      throw err;
     });
     const countersAfter = countersBefore ? await readCounters(server.url) : undefined;
     const after = await samples(() => scenario.probe(), SAMPLES);
