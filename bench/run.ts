@@ -288,8 +288,8 @@ async function retried(name: string, once: () => Promise<Measured>): Promise<Mea
 
 /**
  * Reads the counters around a measurement window: call `open` when it opens and `close` when it closes (with the
- * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window; or `dispose`
- * when the run failed, so that its RSS sampler does not run on (and keep the bench alive) after it.
+ * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window. The RSS
+ * sampler runs from open to close, the window.
  */
 function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: boolean) {
   const pid = server.child.pid;
@@ -302,6 +302,7 @@ function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: bo
     ...(redis ? { redis: await sample(redis) } : {}),
   });
   let rss: RssSampler | undefined;
+  let peakRss: number | undefined;
   let open: Snapshot | undefined;
   let close: Snapshot | undefined;
   let serverLoopDelay: Promise<LoopDelay> | undefined;
@@ -312,6 +313,7 @@ function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: bo
       open = await snapshot(genPid);
     },
     async close(genPid: number) {
+      peakRss = rss?.stop();
       close = await snapshot(genPid);
       if (readLoopDelay) {
         const line = server.child.until((l) => l.startsWith('{"benchLoopDelay"'), 10_000);
@@ -320,13 +322,9 @@ function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: bo
         await serverLoopDelay;
       }
     },
-    dispose() {
-      rss?.stop();
-    },
     /** The figures of the window, for `calls` calls completed in it. */
     async figures(name: string, calls: number) {
-      if (!open || !close || !rss) throw new Error(`${name}: the generator reported no measurement window`);
-      const peakRss = rss.stop();
+      if (!open || !close || peakRss === undefined) throw new Error(`${name}: the generator reported no measurement window`);
       const seconds = (close.at - open.at) / 1000;
       const per = (n: number) => n / Math.max(1, calls);
       let redisFigures: Pick<Measured, "redisCores" | "redisPerCall"> = {};
@@ -411,9 +409,6 @@ async function measureH2(name: string, server: Server, scenario: H2Scenario, opt
     const { result, stats } = await runH2load(scenario.workload, scenario.request, scenario.body, load, {
       onOpen: (pid) => probe.open(pid),
       onClose: (pid) => probe.close(pid),
-    }).catch((err: unknown) => {
-      probe.dispose();
-      throw err;
     });
     const countersAfter = countersBefore ? await readCounters(server.url) : undefined;
     const after = await samples(() => scenario.probe(), SAMPLES);
@@ -811,7 +806,8 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
         rssAfter.push({ name, rss: memory(tessera.child.pid).rss });
         return m;
       };
-      if (["grpcjs", "introspect", "connect-introspect", "sidecar", "issue", "rate", "memory", "refresh", "issue-fresh", "mix"].some((p) => has(p as Part))) {
+      // selectParts brings it along for every h2load part that needs it; the Node generator's parts need it too.
+      if (has("grpcjs") || (["refresh", "issue-fresh", "mix"] as const).some(has)) {
         grpcjs = await startServer("grpc-js no-op", NOOP_GRPCJS, { loopDelay: true });
       }
       const noop = grpcjs && introspectScenario(grpcjs.url, "grpc", token, "noop");
@@ -831,8 +827,8 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       // Each of Tessera's throughput scenarios sits between two grpc-js no-op passes (the one before it and a short
       // one after), and its ratio is to their mean: this VM's speed drifts by a quarter within a run. So is the
       // sidecar's (`on`: the sidecar; Tessera's RSS is then not read after it).
-      const bracketed = async (name: string, scenario: H2Scenario, on: Server = tessera, opts: { redis: boolean } = { redis: true }): Promise<Measured> => {
-        const run = () => measureH2(name, on, scenario, opts.redis ? { redis } : {});
+      const bracketed = async (name: string, scenario: H2Scenario, on: Server = tessera): Promise<Measured> => {
+        const run = () => measureH2(name, on, scenario, { redis });
         const m = on === tessera ? await onTessera(name, run) : await run();
         const before = report.brackets.at(-1);
         const after = await measureH2(`grpc-js no-op, gRPC (short pass after ${name})`, grpcjs!, noop!, { load: bracketLoad() });
@@ -844,7 +840,7 @@ async function main(parts: Set<Part>, subset: boolean): Promise<void> {
       if (has("memory")) {
         const server = await startTessera("memory", { loopDelay: true });
         inMemory = { server, token: await mintAccessToken(server.url, INTROSPECT_SUBJECT) };
-        report.introspectMemory = await bracketed("Tessera Introspect, gRPC, memory store", introspectScenario(server.url, "grpc", inMemory.token, valid), server, { redis: false });
+        report.introspectMemory = await bracketed("Tessera Introspect, gRPC, memory store", introspectScenario(server.url, "grpc", inMemory.token, valid), server);
       }
       if (has("sidecar")) {
         // The sidecar follows this Tessera's feed and answers for the same token, from its JWKS and feed copy.
