@@ -29,6 +29,7 @@ import { Readiness } from "./server/readiness.js";
 import { serve } from "./server/serve.js";
 import { MemoryStore } from "./store/memory.js";
 import type { RedisAuth, RedisConnection } from "./store/redis/client.js";
+import type { FeedBacklogReport } from "./store/redis/feed.js";
 
 export interface AppOptions {
   logger?: Logger;
@@ -282,7 +283,7 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
   const redis = createRedisClient(conn.connection, config);
-  const store = new RedisStore(redis, config);
+  const store = new RedisStore(redis, { ...config, onFeedBacklog: (report) => logFeedBacklog(logger, report) });
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
@@ -298,6 +299,17 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
   }
   logger.info({ store: "redis", mode: conn.mode, prefix: config.prefix }, "using the Redis store");
   return { store, counters: store.counters };
+}
+
+/** The revocation feed's backlog (entries whose append failed, appended again by this process: src/store/redis/feed.ts). */
+function logFeedBacklog(logger: Logger, report: FeedBacklogReport): void {
+  if (report.event === "appended") {
+    logger.info({ feed: "backlog appended", appended: report.appended, expired: report.expired }, "revocation feed: the backlog is appended (entries that no longer mattered let go)");
+    return;
+  }
+  const { entries, pending, dropped, error: err } = report;
+  if (dropped > 0) logger.error({ feed: "backlog full", entries, pending, dropped, err }, "revocation feed: append failed and the backlog is full: the oldest entries were dropped");
+  else logger.warn({ feed: "backlog", entries, pending, err }, "revocation feed: append failed: its entries are kept and appended again once Redis takes them");
 }
 
 /** The Redis the configuration names (one mode of three, config.ts checkRedisMode), or undefined: the memory store. */

@@ -17,6 +17,7 @@ import { RedisSessionStore } from "./redis/sessions.js";
 import { RedisStatsStore } from "./redis/stats.js";
 
 export { createRedisClient, type RedisClient, type RedisConnection, type RedisStoreOptions } from "./redis/client.js";
+export type { FeedBacklogReport } from "./redis/feed.js";
 
 export class RedisStore extends CompositeStore {
   private readonly ctx: RedisContext;
@@ -31,12 +32,17 @@ export class RedisStore extends CompositeStore {
    */
   constructor(redis: RedisClient, opts: RedisStoreOptions) {
     const ctx = new RedisContext(redis, opts);
-    const feed = new RedisRevocationFeed(ctx);
+    const feed = new RedisRevocationFeed(ctx, opts.onFeedBacklog);
     const stats = new RedisStatsStore(ctx);
     super({ keys: new RedisKeyStore(ctx, feed), sessions: new RedisSessionStore(ctx, feed, opts.livesFrom), feed, audit: new RedisAuditStore(ctx, stats), stats });
     this.ctx = ctx;
     this.feed = feed;
     this.counters = counterStore({ redis, prefix: opts.prefix });
+  }
+
+  /** Revocation feed entries whose append failed, waiting to be appended again (src/store/redis/feed.ts). */
+  get feedBacklog(): number {
+    return this.feed.backlogSize;
   }
 
   /** Resolves when Redis answers PING. While the first connection is still being made, waits for it (bounded). */

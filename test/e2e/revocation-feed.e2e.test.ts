@@ -19,6 +19,7 @@ import { durationFromMs, timestampMs, type Duration } from "@bufbuild/protobuf/w
 import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
+import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, inject, it } from "vitest";
 import { RevocationKind, RevocationService, type WatchRevocationsResponse } from "../../gen/tessera/v1/revocation_pb.js";
 import { TokenService } from "../../gen/tessera/v1/token_pb.js";
@@ -577,6 +578,34 @@ describe("WatchRevocations when Redis becomes unreachable", () => {
     expect(w.end!.at - heldAt).toBeLessThan(2_000);
     // Every message was read from the store before it was cut off (server_time is the server's clock after its read).
     for (const m of w.messages) expect(m.serverTime).toBeLessThanOrEqual(heldAt + 50);
+  });
+});
+
+describe("an eviction whose feed append failed (Redis store)", () => {
+  it("fails the Issue UNAVAILABLE, says so in the log, and appends the eviction by itself once Redis takes it", async () => {
+    const scope = redisScope(inject("redisUrl"), "revocation-feed-backlog");
+    scopes.push(scope);
+    const redis = new Redis(inject("redisUrl"));
+    try {
+      const { server, api, feed } = await start({ ...scope.env, TESSERA_MAX_SESSIONS: "1", TESSERA_LOG_LEVEL: "info" });
+      const first = await api.issue({ subject: "backlog-user", client: { deviceId: "b1" } });
+      const feedKey = `${scope.prefix}{feed}`;
+      await redis.set(feedKey, "not a stream"); // the feed's append now fails (WRONGTYPE); the session scripts do not
+      expect(await codeOf(api.issue({ subject: "backlog-user", client: { deviceId: "b2" } }))).toBe(Code.Unavailable);
+      // The eviction stands: the first session's token is inactive at Tessera at once.
+      expect((await api.introspect(first.tokens.accessToken)).active).toBe(false);
+      const warned = server.logs.find((l) => l.feed === "backlog");
+      expect(warned).toMatchObject({ level: "warn", entries: 1, pending: 1 });
+      expect(JSON.stringify(warned)).not.toContain(first.tokens.accessToken);
+
+      await redis.del(feedKey);
+      await until(() => server.logs.some((l) => l.feed === "backlog appended" && l.appended === 1), 10_000, "the backlog appended");
+      const revs = revocationsOf(await snapshotOf(connectWatch(feed, {})));
+      expect(revs.map((r) => [RevocationKind[r.kind], r.subject, r.target])).toEqual([["SESSION", "backlog-user", first.sessionId]]);
+      expect(revs[0]!.reason).toMatch(/evict/);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

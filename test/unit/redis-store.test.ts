@@ -13,7 +13,7 @@ import { StoreUnavailableError } from "../../src/domain/errors.js";
 import { newSessionId, subjectTag } from "../../src/domain/ids.js";
 import type { AuditEvent } from "../../src/domain/audit.js";
 import { FeedCursorError, type RotateInput, type SessionRecord } from "../../src/domain/store.js";
-import { RedisStore, createRedisClient } from "../../src/store/redis.js";
+import { RedisStore, createRedisClient, type FeedBacklogReport } from "../../src/store/redis.js";
 import { RedisContext, type ScriptBatch } from "../../src/store/redis/client.js";
 import { RedisStatsStore } from "../../src/store/redis/stats.js";
 import type { StatsOp } from "../../src/domain/stats.js";
@@ -805,6 +805,86 @@ describe("revocation feed appends", () => {
     expect((await revokeAll(jtis)).every((r) => r.status === "fulfilled")).toBe(true);
     expect(await targets()).toEqual(jtis);
     expect(kept.length).toBeGreaterThan(0);
+  });
+});
+
+describe("revocation feed backlog", () => {
+  // A store of its own on a server of its own, telling the test what it does with its backlog.
+  let server: RedisServer;
+  let client: Redis;
+  let store: RedisStore;
+  const reports: FeedBacklogReport[] = [];
+  const feedKey = `${prefix}{feed}`;
+  const breakFeed = async () => (await client.del(feedKey), await client.set(feedKey, "not a stream")); // XADD: WRONGTYPE
+  const entries = async () => (await store.revocations(null, 20_000)).entries;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    client = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    store = new RedisStore(client, { prefix, onFeedBacklog: (r) => reports.push(r) });
+    await store.ping();
+  });
+  afterAll(async () => (await store.close(), await server.stop()));
+
+  it("appends by itself, once Redis takes it, an eviction whose append failed (a retried Issue would not)", async () => {
+    reports.length = 0;
+    const subject = `backlog-${randomUUID()}`;
+    const now = Date.now(); // the backlog lets go of entries that no longer matter by the real clock
+    const opts = { maxSessions: 2, now, retentionMs: RETENTION };
+    const [oldest, second] = [session(subject, now), session(subject, now + 1)];
+    await store.createSession(oldest, opts);
+    await store.createSession(second, { ...opts, now: now + 1 });
+    await breakFeed();
+    const third = session(subject, now + 2);
+    await expect(store.createSession(third, { ...opts, now: now + 2 })).rejects.toBeInstanceOf(StoreUnavailableError);
+    // The eviction itself stands (fail closed): the oldest session is revoked, and its entry waits in the backlog.
+    expect((await store.tokenState({ subject, sessionId: oldest.id, jti: "a" })).session?.status).toBe("revoked");
+    expect(store.feedBacklog).toBe(1);
+    expect(reports).toEqual([expect.objectContaining({ event: "kept", entries: 1, pending: 1, dropped: 0 })]);
+
+    await client.del(feedKey);
+    const entry = await until(async () => (await entries()).find((e) => e.target === oldest.id), 10_000, "the eviction in the feed");
+    expect(entry).toMatchObject({ kind: "session", subject, target: oldest.id, at: now + 2 });
+    expect(store.feedBacklog).toBe(0);
+    expect(reports.at(-1)).toEqual({ event: "appended", appended: 1, expired: 0 });
+  });
+
+  it("keeps trying while Redis refuses, and lets go of what no longer matters", async () => {
+    reports.length = 0;
+    await breakFeed();
+    const now = Date.now();
+    const revoke = (jti: string, expiresAt: number) => store.revokeToken({ subject: "bob", jti, expiresAt, now, reason: "r" });
+    // "dead": a token that expires before the first retry (0.5 s after the failure): its entry no longer matters then.
+    const outcomes = await Promise.allSettled([revoke("live", now + HOUR), revoke("dead", now + 300)]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected"]);
+    expect(store.feedBacklog).toBe(2);
+    // Refused at the first retries (after 0.5, then 1 s): the live entry kept, nothing appended.
+    await until(() => Date.now() > now + 1_600, 5_000, "two retries");
+    expect(store.feedBacklog).toBe(1);
+    expect(reports.filter((r) => r.event === "appended")).toEqual([]);
+
+    await client.del(feedKey);
+    await until(() => store.feedBacklog === 0, 15_000, "the backlog appended");
+    expect((await entries()).map((e) => e.target)).toEqual(["live"]);
+    expect(reports.at(-1)).toEqual({ event: "appended", appended: 1, expired: 1 });
+  });
+
+  it("holds at most 10 000 entries, dropping the oldest, and says so", async () => {
+    await client.del(feedKey);
+    await until(() => store.feedBacklog === 0, 15_000, "an earlier test's backlog appended");
+    reports.length = 0;
+    await breakFeed();
+    const now = Date.now();
+    const jtis = Array.from({ length: 10_200 }, (_, i) => `many-${i}`);
+    const outcomes = await Promise.allSettled(jtis.map((jti) => store.revokeToken({ subject: "carol", jti, expiresAt: now + HOUR, now, reason: "r" })));
+    expect(outcomes.every((o) => o.status === "rejected")).toBe(true);
+    expect(store.feedBacklog).toBe(10_000);
+    const kept = reports.filter((r) => r.event === "kept");
+    expect(kept.reduce((n, r) => n + (r.event === "kept" ? r.dropped : 0), 0)).toBe(200);
+
+    await client.del(feedKey);
+    await until(() => store.feedBacklog === 0, 15_000, "the backlog appended");
+    expect((await entries()).map((e) => e.target)).toEqual(jtis.slice(200));
   });
 });
 

@@ -22,6 +22,7 @@ import calculateSlot from "cluster-key-slot";
 import { Cluster, Redis, type ChainableCommander, type RedisOptions } from "ioredis";
 import { StoreUnavailableError, TesseraError } from "../../domain/errors.js";
 import { sessionTag, subjectTag } from "../../domain/ids.js";
+import type { FeedBacklogReport } from "./feed.js";
 
 /** One Redis (Sentinel-managed or not) or a Redis Cluster: the store runs on either, unchanged. */
 export type RedisClient = Redis | Cluster;
@@ -196,6 +197,8 @@ export interface RedisStoreOptions {
    * For tests, which hold both ways of opening a session to the memory store.
    */
   livesFrom?: number;
+  /** Told when a failed append's entries go to the revocation feed's backlog, and when the backlog was appended. */
+  onFeedBacklog?: (report: FeedBacklogReport) => void;
 }
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;

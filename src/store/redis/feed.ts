@@ -23,7 +23,8 @@
  *
  * The session part appends right after the atomic script that revoked (docs/architecture.md §3.4: the feed lives in
  * another cluster slot than the subject's keys), then waits for replicas if configured. If that append fails the call
- * fails, and its retry appends again (the session part appends for a revocation already made too).
+ * fails, and its retry appends again (the session part appends for a revocation already made too); its entries also
+ * wait in a bounded backlog, which this process appends again by itself until they land or no longer matter.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -165,6 +166,26 @@ interface PendingAppend {
  * against 3 382-3 837 calls/s.
  */
 const ENTRIES_PER_APPEND = 128;
+/** The backlog's retries (RedisRevocationFeed.retryBacklog): the first RETRY_MS after a failure, doubling up to this. */
+const BACKLOG_RETRY_MAX_MS = 5_000;
+/**
+ * At most this many entries wait in the backlog; beyond, the oldest are dropped (and reported). An entry is a few
+ * hundred bytes, so about 3 MB at most, whatever an outage lasts.
+ */
+const BACKLOG_MAX = 10_000;
+
+/** What the feed says of its backlog (RedisStoreOptions.onFeedBacklog). */
+export type FeedBacklogReport =
+  /** An append failed: its entries wait in the backlog (`pending` entries in all now), and `dropped` were pushed out. */
+  | { event: "kept"; entries: number; pending: number; dropped: number; error: unknown }
+  /** The backlog was appended: `appended` entries; `expired` that no longer mattered were let go since the last one. */
+  | { event: "appended"; appended: number; expired: number };
+
+/** One entry of the backlog: its APPEND_FEED arguments, and until when it matters. */
+interface BacklogEntry {
+  args: (string | number)[];
+  until: number;
+}
 
 const SCRIPTS: Record<string, Script> = {
   appendFeed: { numberOfKeys: 2, lua: APPEND_FEED },
@@ -181,8 +202,18 @@ export class RedisRevocationFeed implements RevocationFeed {
   private closed = false;
   /** The append this turn's publishes join (append), until it is sent. */
   private turn: PendingAppend | null = null;
+  /** Entries whose append failed, oldest first, until they are appended again (retryBacklog) or no longer matter. */
+  private backlog: BacklogEntry[] = [];
+  private backlogTimer: NodeJS.Timeout | undefined;
+  private backlogDelayMs = RETRY_MS;
+  private retrying = false;
+  /** Entries let go since the backlog was last appended (their `until` had passed). */
+  private backlogExpired = 0;
 
-  constructor(private readonly ctx: RedisContext) {
+  constructor(
+    private readonly ctx: RedisContext,
+    private readonly onBacklog: (report: FeedBacklogReport) => void = () => {},
+  ) {
     this.key = `${ctx.prefix}{feed}`;
     this.metaKey = `${ctx.prefix}{feed}:m`;
     ctx.define(SCRIPTS);
@@ -203,8 +234,11 @@ export class RedisRevocationFeed implements RevocationFeed {
    * Appends the entries with those of every other publish of this turn of the event loop: one APPEND_FEED when the
    * turn's I/O callbacks are done (setImmediate, as the client's writes, client.ts writesPerTick), in the order the
    * calls came, with at most ENTRIES_PER_APPEND entries a script (a call's own entries are never split). Resolves once
-   * the script that holds them succeeded; if it failed, every call in it fails, and each one's retry appends again.
-   * Under a burst of evictions or revocations, one script a turn instead of one a call (see ENTRIES_PER_APPEND).
+   * the script that holds them succeeded; if it failed, every call in it fails (each one's retry appends again), and
+   * its entries go to the backlog, which this process appends again by itself until they land or no longer matter:
+   * so a change whose append failed reaches the feed even when no retry comes (an eviction's: a retried Issue opens
+   * another session). Duplicates are harmless to consumers. Under a burst of evictions or revocations, one script a
+   * turn instead of one a call (see ENTRIES_PER_APPEND).
    */
   private append(now: number, events: Omit<RevocationEvent, "id">[]): Promise<void> {
     let turn = this.turn;
@@ -226,7 +260,71 @@ export class RedisRevocationFeed implements RevocationFeed {
     if (this.turn === sent) this.turn = null;
     // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
     // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
-    await this.ctx.script("appendFeed", [this.key, this.metaKey], [sent.now, randomBytes(6).toString("hex"), ...sent.args]);
+    try {
+      await this.appendFeed(sent.now, sent.args);
+    } catch (err) {
+      this.keep(sent.args, err);
+      throw err;
+    }
+  }
+
+  private appendFeed(now: number, args: (string | number)[]): Promise<unknown> {
+    return this.ctx.script("appendFeed", [this.key, this.metaKey], [now, randomBytes(6).toString("hex"), ...args]);
+  }
+
+  /** Entries waiting to be appended again (the backlog), for tests and operators. */
+  get backlogSize(): number {
+    return this.backlog.length;
+  }
+
+  /** Puts a failed append's entries (7 arguments each) in the backlog, bounded, and schedules its retry. */
+  private keep(args: (string | number)[], error: unknown): void {
+    if (this.closed) return;
+    for (let i = 0; i < args.length; i += 7) this.backlog.push({ args: args.slice(i, i + 7), until: Number(args[i + 5]) });
+    const dropped = Math.max(0, this.backlog.length - BACKLOG_MAX);
+    if (dropped > 0) this.backlog.splice(0, dropped);
+    this.onBacklog({ event: "kept", entries: args.length / 7, pending: this.backlog.length, dropped, error });
+    this.scheduleBacklog();
+  }
+
+  private scheduleBacklog(): void {
+    if (this.backlogTimer !== undefined || this.retrying || this.closed || this.backlog.length === 0) return;
+    this.backlogTimer = setTimeout(() => {
+      this.backlogTimer = undefined;
+      void this.retryBacklog();
+    }, this.backlogDelayMs);
+    this.backlogTimer.unref();
+  }
+
+  /**
+   * Appends the backlog again, oldest first, ENTRIES_PER_APPEND a script; entries whose `until` has passed are let go
+   * (the feed would drop them at once). After a failure, tries again later (RETRY_MS, doubling up to
+   * BACKLOG_RETRY_MAX_MS); entries that fail meanwhile join the backlog's end.
+   */
+  private async retryBacklog(): Promise<void> {
+    this.retrying = true;
+    let appended = 0;
+    const now = Date.now();
+    const live = this.backlog.filter((e) => e.until > now);
+    this.backlogExpired += this.backlog.length - live.length;
+    this.backlog = live;
+    try {
+      while (this.backlog.length > 0 && !this.closed) {
+        const part = this.backlog.slice(0, ENTRIES_PER_APPEND);
+        await this.appendFeed(now, part.flatMap((e) => e.args));
+        const sent = new Set(part);
+        this.backlog = this.backlog.filter((e) => !sent.has(e));
+        appended += part.length;
+      }
+      this.backlogDelayMs = RETRY_MS;
+      this.onBacklog({ event: "appended", appended, expired: this.backlogExpired });
+      this.backlogExpired = 0;
+    } catch {
+      this.backlogDelayMs = Math.min(this.backlogDelayMs * 2, BACKLOG_RETRY_MAX_MS);
+    } finally {
+      this.retrying = false;
+      this.scheduleBacklog();
+    }
   }
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
@@ -268,9 +366,11 @@ export class RedisRevocationFeed implements RevocationFeed {
     };
   }
 
-  /** Stops the watcher for good (the store is closing). */
+  /** Stops the watcher and the backlog's retries for good (the store is closing; a backlog left is not appended). */
   close(): void {
     this.closed = true;
+    clearTimeout(this.backlogTimer);
+    this.backlogTimer = undefined;
     this.stopWatching();
   }
 
