@@ -70,7 +70,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   const clock = opts.clock ?? systemClock;
   logAccess(logger, config.access);
   const metrics = new Metrics();
-  const opened = await openStore(config.store, logger);
+  const opened = await openStore(config.store, logger, metrics);
   const store = instrumentStore(opened.store, metrics);
   const keys = new KeyRing(store, config.tokens.signingAlg, clock, 1_000, {
     prepublishMs: config.keys.prepublishMs,
@@ -274,7 +274,7 @@ function logKeys(logger: Logger, config: Config, keys: KeyRing): void {
 }
 
 /** The store, and its rate-limit counters (outside the instrumented store: they are not store operations). */
-async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: Store; counters: CounterStore }> {
+async function openStore(config: StoreConfig, logger: Logger, metrics: Metrics): Promise<{ store: Store; counters: CounterStore }> {
   const conn = redisConnection(config);
   if (conn === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
@@ -283,7 +283,12 @@ async function openStore(config: StoreConfig, logger: Logger): Promise<{ store: 
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
   const redis = createRedisClient(conn.connection, config);
-  const store = new RedisStore(redis, { ...config, onFeedBacklog: (report) => logFeedBacklog(logger, report) });
+  const onFeedBacklog = (report: FeedBacklogReport) => {
+    logFeedBacklog(logger, report);
+    if (report.event === "kept" && report.dropped > 0) metrics.feedBacklogDropped.inc(report.dropped);
+  };
+  const store = new RedisStore(redis, { ...config, onFeedBacklog });
+  metrics.feedBacklog(() => store.feedBacklog);
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

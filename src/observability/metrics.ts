@@ -71,6 +71,24 @@ export class Metrics {
     this.pendingBytes = read;
   }
 
+  private backlog: () => number = () => 0;
+  readonly feedBacklogGauge: Gauge = new Gauge({
+    name: "tessera_feed_backlog_entries",
+    help: "Revocation feed entries whose append to Redis failed, waiting for this process to append them again.",
+    registers: [this.registry],
+    collect: (): void => this.feedBacklogGauge.set(this.backlog()),
+  });
+  readonly feedBacklogDropped = new Counter({
+    name: "tessera_feed_backlog_dropped_total",
+    help: "Revocation feed entries dropped from a full backlog: never appended by this process.",
+    registers: [this.registry],
+  });
+
+  /** Where tessera_feed_backlog_entries is read when scraped (the Redis store's feed; none on the memory store). */
+  feedBacklog(read: () => number): void {
+    this.backlog = read;
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "tessera_" });
   }

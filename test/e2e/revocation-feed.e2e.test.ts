@@ -597,9 +597,12 @@ describe("an eviction whose feed append failed (Redis store)", () => {
       const warned = server.logs.find((l) => l.feed === "backlog");
       expect(warned).toMatchObject({ level: "warn", entries: 1, pending: 1 });
       expect(JSON.stringify(warned)).not.toContain(first.tokens.accessToken);
+      const backlog = async () => (await server.app.metrics.registry.getSingleMetric("tessera_feed_backlog_entries")!.get()).values[0]?.value;
+      expect(await backlog()).toBe(1);
 
       await redis.del(feedKey);
       await until(() => server.logs.some((l) => l.feed === "backlog appended" && l.appended === 1), 10_000, "the backlog appended");
+      expect(await backlog()).toBe(0);
       const revs = revocationsOf(await snapshotOf(connectWatch(feed, {})));
       expect(revs.map((r) => [RevocationKind[r.kind], r.subject, r.target])).toEqual([["SESSION", "backlog-user", first.sessionId]]);
       expect(revs[0]!.reason).toMatch(/evict/);
