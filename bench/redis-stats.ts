@@ -29,6 +29,15 @@ export async function sample(redis: Redis): Promise<RedisSample> {
   };
 }
 
+/** Several servers' samples added up (a Cluster's primaries are one store): commands, CPU, memory, calls by name. */
+export async function sampleAll(servers: readonly Redis[]): Promise<RedisSample> {
+  const all = await Promise.all(servers.map(sample));
+  const calls: Record<string, number> = {};
+  for (const s of all) for (const [name, n] of Object.entries(s.calls)) calls[name] = (calls[name] ?? 0) + n;
+  const sum = (pick: (s: RedisSample) => number) => all.reduce((t, s) => t + pick(s), 0);
+  return { commands: sum((s) => s.commands), cpu: sum((s) => s.cpu), usedMemory: sum((s) => s.usedMemory), calls };
+}
+
 /** Commands between two samples, less the INFO calls of the sampling itself. */
 export function commandsBetween(a: RedisSample, b: RedisSample): { total: number; calls: Record<string, number> } {
   const calls: Record<string, number> = {};

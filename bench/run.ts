@@ -59,7 +59,7 @@ import {
   waitForQuiet,
   type Child,
 } from "./procs.js";
-import { commandsBetween, keyKinds, sample, trafficIn, watchTraffic, type RedisSample, type Traffic } from "./redis-stats.js";
+import { commandsBetween, keyKinds, sample, sampleAll, trafficIn, watchTraffic, type RedisSample, type Traffic } from "./redis-stats.js";
 import { markdown, resultsTable, sidecarTable, targetsTable, type Checks, type Measured, type Report } from "./report.js";
 import { introspectScenario, issueScenario, mintAccessToken, oidcScenario, type H2Scenario } from "./scenarios.js";
 import { sidecarMemory, startSidecar, visibility } from "./sidecar.js";
@@ -239,6 +239,12 @@ function h2Load(extra: Partial<H2loadLoad> = {}): H2loadLoad {
 
 const bracketLoad = () => h2Load({ warmupMs: 1000, durationMs: LOAD.bracketMs });
 
+/**
+ * The Redis a measured server's store is on, read around a window (CPU, commands): one server, or every node of a
+ * Cluster, whose CPU then counts as Redis's rather than as other processes'.
+ */
+type StoreRedis = Redis | readonly Redis[];
+
 interface Snapshot {
   at: number;
   /** CPU seconds so far: the server (its process tree), the generator, the whole machine. */
@@ -291,7 +297,8 @@ async function retried(name: string, once: () => Promise<Measured>): Promise<Mea
  * generator's pid), then `figures` for CPU, RSS, Redis and the server's event-loop delay over the window. The RSS
  * sampler runs from open to close, the window.
  */
-function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: boolean) {
+function windowProbe(server: Server, redis: StoreRedis | undefined, readLoopDelay: boolean) {
+  const servers = redis === undefined ? [] : redis instanceof Redis ? [redis] : redis;
   const pid = server.child.pid;
   const cores = os.availableParallelism();
   const snapshot = async (genPid: number): Promise<Snapshot> => ({
@@ -299,7 +306,7 @@ function windowProbe(server: Server, redis: Redis | undefined, readLoopDelay: bo
     server: treeCpuSeconds(pid),
     load: cpuSeconds(genPid),
     machine: machineBusySeconds(),
-    ...(redis ? { redis: await sample(redis) } : {}),
+    ...(servers.length > 0 ? { redis: await sampleAll(servers) } : {}),
   });
   let rss: RssSampler | undefined;
   let peakRss: number | undefined;
@@ -365,7 +372,7 @@ const fmtDelay = (x: LoopDelay | undefined) =>
  * One scenario driven by the Node generator against `server`: its figures plus CPU, RSS and Redis counters over its
  * window; failed if more than FAILURE_SHARE of its calls failed or answered wrongly (the generator checks every answer).
  */
-async function measure(name: string, server: Server, loadSpec: LoadSpec, redis?: Redis): Promise<Measured> {
+async function measure(name: string, server: Server, loadSpec: LoadSpec, redis?: StoreRedis): Promise<Measured> {
   return retried(name, async () => {
     const probe = windowProbe(server, redis, server.loopDelayHook === true && loadSpec.rate !== undefined);
     await quiet(name);
@@ -389,7 +396,7 @@ async function measure(name: string, server: Server, loadSpec: LoadSpec, redis?:
 
 interface H2Options {
   load?: H2loadLoad;
-  redis?: Redis;
+  redis?: StoreRedis;
 }
 
 /**
@@ -1018,24 +1025,31 @@ async function clusterPart(redisUrl: string): Promise<NonNullable<Report["cluste
   const cluster = await RedisCluster.start(3);
   onStop(() => cluster.stop());
   const load = { warmupMs: LOAD.warmupMs, durationMs: CLUSTER_WINDOW_MS };
-  const scenarios: Array<[string, (s: Server, side: string, token: string) => Promise<Measured>]> = [
-    ["Introspect, gRPC (h2load)", (s, side, token) => measureH2(`Introspect on ${side}`, s, introspectScenario(s.url, "grpc", token, { subject: INTROSPECT_SUBJECT }), { load: h2Load(load) })],
-    ["Issue, one subject, gRPC (h2load)", (s, side) => measureH2(`Issue on ${side}`, s, issueScenario(s.url, ISSUE_SUBJECT), { load: h2Load(load) })],
-    ["Refresh, gRPC (Node generator)", (s, side) => measure(`Refresh on ${side}`, s, spec(s, "refresh", load))],
+  // Each side's Redis CPU is its own, not other processes' (which would spend the run's retries on it).
+  const oneRedis = new Redis(redisUrl);
+  const nodes = cluster.nodes.map((n) => new Redis(n.url));
+  onStop(async () => {
+    for (const r of [oneRedis, ...nodes]) r.disconnect();
+  });
+  type Run = (s: Server, side: string, token: string, redis: StoreRedis) => Promise<Measured>;
+  const scenarios: Array<[string, Run]> = [
+    ["Introspect, gRPC (h2load)", (s, side, token, redis) => measureH2(`Introspect on ${side}`, s, introspectScenario(s.url, "grpc", token, { subject: INTROSPECT_SUBJECT }), { load: h2Load(load), redis })],
+    ["Issue, one subject, gRPC (h2load)", (s, side, _, redis) => measureH2(`Issue on ${side}`, s, issueScenario(s.url, ISSUE_SUBJECT), { load: h2Load(load), redis })],
+    ["Refresh, gRPC (Node generator)", (s, side, _, redis) => measure(`Refresh on ${side}`, s, spec(s, "refresh", load), redis)],
   ];
   const rows: NonNullable<Report["cluster"]>["rows"] = scenarios.map(([name]) => ({ name, rounds: [] }));
   for (let round = 1; round <= CLUSTER_ROUNDS; round++) {
     const single = await startTessera(redisUrl, { env: { TESSERA_REDIS_PREFIX: "tessera-cluster-bench:" } });
     const sharded = await startTessera({ clusterSeeds: cluster.seeds });
     try {
-      const sides: Array<[Server, string, Promise<string>]> = [
-        [single, "one Redis", mintAccessToken(single.url, INTROSPECT_SUBJECT)],
-        [sharded, "the Cluster", mintAccessToken(sharded.url, INTROSPECT_SUBJECT)],
+      const sides: Array<[Server, string, Promise<string>, StoreRedis]> = [
+        [single, "one Redis", mintAccessToken(single.url, INTROSPECT_SUBJECT), oneRedis],
+        [sharded, "the Cluster", mintAccessToken(sharded.url, INTROSPECT_SUBJECT), nodes],
       ];
       if (round % 2 === 0) sides.reverse();
       for (const [i, [name, run]] of scenarios.entries()) {
         const measured = new Map<Server, Measured>();
-        for (const [server, side, token] of sides) measured.set(server, await run(server, `${side} (round ${round})`, await token));
+        for (const [server, side, token, redis] of sides) measured.set(server, await run(server, `${side} (round ${round})`, await token, redis));
         const pass = { single: measured.get(single)!, cluster: measured.get(sharded)! };
         rows[i]!.rounds.push(pass);
         log(`cluster, round ${round}: ${name}: ${pass.cluster.load.rps.toFixed(0)} req/s on the Cluster against ${pass.single.load.rps.toFixed(0)} on one Redis`);
