@@ -278,7 +278,7 @@ async function openStore(config: StoreConfig, logger: Logger, metrics: Metrics):
   const conn = redisConnection(config);
   if (conn === undefined) {
     logger.info({ store: "memory" }, "using the embedded in-memory store: state lives in this process only and is lost on restart");
-    const store = new MemoryStore();
+    const store = new MemoryStore({ maxSessions: config.memoryMaxSessions });
     return { store, counters: store.counters };
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");

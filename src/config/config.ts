@@ -168,6 +168,14 @@ export const VARIABLES = {
       name: "TESSERA_REDIS_TLS_CA", parse: path,
       doc: "PEM file of the CA(s) that sign the Redis servers' certificates, for `rediss://` or `TESSERA_REDIS_TLS=true`.",
     }),
+    memoryMaxSessions: variable({
+      name: "TESSERA_MEMORY_MAX_SESSIONS", default: "1000000", parse: integer(1, 100_000_000),
+      doc:
+        "The in-memory store (no Redis) holds at most this many sessions, live or revoked (a revoked one is kept " +
+        "until its access tokens have expired). Beyond, Issue answers `RESOURCE_EXHAUSTED` until some end, rather " +
+        "than the process running out of memory: under 1 KB each, so the default stays under 1 GB. Rate limits " +
+        "(`TESSERA_RATE_*`) keep one caller or subject from filling it. Not used with Redis (bound it with `maxmemory`).",
+    }),
     prefix: variable({
       name: "TESSERA_REDIS_PREFIX", default: "tessera:", parse: text(),
       doc: "Prefix of every Redis key, so several deployments can share one Redis.",

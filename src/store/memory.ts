@@ -30,14 +30,15 @@ export class MemoryStore extends CompositeStore {
   /**
    * `clock`: the store's own clock, by which it measures how long what it holds lives, as a Redis server measures its
    * keys' PX by its own (the system clock unless given; a test whose callers pass instants of a clock it moves gives
-   * the store that clock, so that the store's expiry follows it).
+   * the store that clock, so that the store's expiry follows it). `maxSessions`: how many sessions it holds at most,
+   * live or revoked (TESSERA_MEMORY_MAX_SESSIONS; unbounded unless given); opening one more is RESOURCE_EXHAUSTED.
    */
-  constructor(opts: { clock?: Clock } = {}) {
+  constructor(opts: { clock?: Clock; maxSessions?: number } = {}) {
     const lifetimes = new Lifetimes(opts.clock);
     const feed = new MemoryRevocationFeed();
     const stats = new MemoryStatsStore();
     const audit = new MemoryAuditStore(lifetimes, stats);
-    const sessions = new MemorySessionStore(lifetimes, feed, (tag) => audit.held(tag));
+    const sessions = new MemorySessionStore(lifetimes, feed, (tag) => audit.held(tag), opts.maxSessions);
     super({ keys: new MemoryKeyStore(feed), sessions, feed, audit, stats });
     this.parts = { sessions, feed, audit, stats };
     this.clock = opts.clock;

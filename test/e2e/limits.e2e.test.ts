@@ -300,3 +300,23 @@ describe("on Redis, two server instances share the limits", () => {
     expect(await countKeys(scope.env.TESSERA_REDIS_URL!, `${scope.prefix}rl:`)).toBeGreaterThan(0);
   });
 });
+
+describe("the in-memory store's most sessions (TESSERA_MEMORY_MAX_SESSIONS)", () => {
+  it("answers Issue RESOURCE_EXHAUSTED once it holds that many sessions, and serves every other call as before", async () => {
+    const s = await serve({ TESSERA_MEMORY_MAX_SESSIONS: "3", TESSERA_MAX_SESSIONS: "1" });
+    const c = client(s);
+    const issued = [];
+    for (let i = 0; i < 3; i++) issued.push(await c.issue({ subject: "filler", client: PHONE })); // 1 live, 2 evicted
+    for (const kind of ["connect-grpc", "grpc-js"] as const) {
+      const err = await failure(client(s, kind).issue({ subject: "newcomer", client: PHONE }));
+      expect(err.code).toBe(Code.ResourceExhausted);
+      expect(err.rawMessage).toContain("TESSERA_MEMORY_MAX_SESSIONS");
+    }
+    // What it holds still answers: the live session's tokens introspect active and refresh; the evicted stay revoked.
+    const [first, , last] = issued as [(typeof issued)[0], unknown, (typeof issued)[0]];
+    expect((await c.introspect(last.tokens.accessToken)).active).toBe(true);
+    expect((await c.introspect(first.tokens.accessToken)).active).toBe(false);
+    const refreshed = await c.refresh(last.tokens.refreshToken, PHONE);
+    expect((await c.introspect(refreshed.tokens.accessToken)).active).toBe(true);
+  });
+});

@@ -61,3 +61,35 @@ describe("memory store: a subject's revoked sessions", () => {
     expect(await store.listSessions("bob", T0)).toHaveLength(1);
   });
 });
+
+describe("memory store: its most sessions (TESSERA_MEMORY_MAX_SESSIONS)", () => {
+  it("refuses a session past the bound with RESOURCE_EXHAUSTED, drops nothing, and opens again once some have expired", async () => {
+    const clock = new ManualClock(T0);
+    const store = new MemoryStore({ clock, maxSessions: 5 });
+    const opts = { maxSessions: 2, now: T0, retentionMs: RETENTION };
+    // One subject over and over: two live sessions, the rest revoked (evicted) and kept for the retention.
+    const opened = [];
+    for (let i = 0; i < 5; i++) {
+      const s = sessionAt(T0, { subject: "looping" });
+      await store.createSession(s, opts);
+      opened.push(s);
+    }
+    const refused = store.createSession(sessionAt(T0, { subject: "another" }), opts);
+    await expect(refused).rejects.toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("TESSERA_MEMORY_MAX_SESSIONS") });
+    // Nothing held was dropped to make room: the evicted stay revoked, the live stay live, the refused one is not there.
+    expect(store.size().sessions).toBe(5);
+    const states = await Promise.all(opened.map((s) => store.tokenState({ subject: "looping", sessionId: s.id, jti: "x" })));
+    expect(states.map((st) => st.session?.status).sort()).toEqual(["active", "active", "revoked", "revoked", "revoked"]);
+    expect(await store.listSessions("another", T0)).toEqual([]);
+    // Revocations still go through when full.
+    const live = opened.filter((_, i) => states[i]!.session?.status === "active");
+    expect(await store.revokeSession({ sessionId: live[0]!.id, now: T0, retentionMs: RETENTION, reason: "test" })).toBe(true);
+
+    // Once the revoked ones' retention is over, the store frees them and opens again.
+    clock.advance(RETENTION + 1);
+    const later = clock.now();
+    await store.createSession(sessionAt(later, { subject: "another" }), { ...opts, now: later });
+    expect(store.size().sessions).toBeLessThan(5);
+    expect(await store.listSessions("another", later)).toHaveLength(1);
+  });
+});

@@ -10,6 +10,7 @@
  * the memory. And it finds a subject's revoked token ids and risk observations by the subject's tag, as Redis keys
  * them, so that tokenState answers from the session id alone (the state of the subject the session id names).
  */
+import { TesseraError } from "../../domain/errors.js";
 import { sessionTag, subjectTag } from "../../domain/ids.js";
 import {
   evictionOrder,
@@ -57,13 +58,40 @@ export class MemorySessionStore implements SessionStore {
     private readonly feed: MemoryRevocationFeed,
     /** The risk observations of the subject with this tag, as held (not a copy: tokenState's readers only read them). */
     private readonly riskOf: (tag: string) => Readonly<RiskObservations> | null,
+    /** Sessions held at most, live or revoked (makeRoom). */
+    private readonly capacity = Infinity,
   ) {}
+
+  /** When a full store last swept (makeRoom), on the store's clock. */
+  private sweptWhenFull = -Infinity;
+
+  /**
+   * Refuses to open a session once `capacity` sessions are held (live, or revoked and kept for the retention): the
+   * store's memory is bounded whoever calls Issue, and nothing held is dropped to make room (a revoked session must
+   * stay revoked). What has expired is freed first, by a sweep at most once a second while the store is full, so that
+   * a flood of refused calls costs no more than that.
+   */
+  private makeRoom(): void {
+    if (this.sessions.size < this.capacity) return;
+    const now = this.lifetimes.now();
+    if (now - this.sweptWhenFull >= 1_000) {
+      this.sweptWhenFull = now;
+      this.sweep();
+    }
+    if (this.sessions.size >= this.capacity) {
+      throw new TesseraError(
+        "resource_exhausted",
+        `the in-memory store holds its most sessions (${this.capacity}, TESSERA_MEMORY_MAX_SESSIONS): no session opens until some end`,
+      );
+    }
+  }
 
   async createSession(
     session: SessionRecord,
     opts: { maxSessions: number; now: number; retentionMs: number },
   ): Promise<{ evicted: string[] }> {
     assertSessionIdOf(session);
+    this.makeRoom();
     const live = this.liveSessions(session.subject, opts.now);
     const excess = excessSessions(live.length, opts.maxSessions);
     const evicted: string[] = [];
