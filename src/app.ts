@@ -312,6 +312,10 @@ function logFeedBacklog(logger: Logger, report: FeedBacklogReport): void {
     logger.info({ feed: "backlog appended", appended: report.appended, expired: report.expired }, "revocation feed: the backlog is appended (entries that no longer mattered let go)");
     return;
   }
+  if (report.event === "abandoned") {
+    logger.error({ feed: "backlog abandoned", pending: report.pending }, "revocation feed: closing with entries never appended: sidecars will not hear of them from this process");
+    return;
+  }
   const { entries, pending, dropped, error: err } = report;
   if (dropped > 0) logger.error({ feed: "backlog full", entries, pending, dropped, err }, "revocation feed: append failed and the backlog is full: the oldest entries were dropped");
   else logger.warn({ feed: "backlog", entries, pending, err }, "revocation feed: append failed: its entries are kept and appended again once Redis takes them");

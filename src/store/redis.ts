@@ -51,11 +51,11 @@ export class RedisStore extends CompositeStore {
   }
 
   /**
-   * Stops the feed's watcher (its connection is cut at once), then QUIT, so replies in flight arrive; a server that
-   * does not answer within a second (or the command timeout) is cut off.
+   * Tries the feed's backlog a last time, stops the feed's watcher (its connection is cut at once), then QUIT, so
+   * replies in flight arrive; a server that does not answer within a second (or the command timeout) is cut off.
    */
-  close(): Promise<void> {
-    this.feed.close();
+  async close(): Promise<void> {
+    await this.feed.close();
     return this.ctx.close();
   }
 }

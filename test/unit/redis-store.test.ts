@@ -869,6 +869,30 @@ describe("revocation feed backlog", () => {
     expect(reports.at(-1)).toEqual({ event: "appended", appended: 1, expired: 1 });
   });
 
+  it("tries the backlog a last time when the store closes, and says what it could not append", async () => {
+    const now = Date.now();
+    const closing = async (fixFirst: boolean) => {
+      const said: FeedBacklogReport[] = [];
+      const other = new RedisStore(createRedisClient(server.url, { commandTimeoutMs: 2000 }), { prefix, onFeedBacklog: (r) => said.push(r) });
+      await other.ping();
+      await breakFeed();
+      const jti = `closing-${fixFirst}`;
+      await expect(other.revokeToken({ subject: "dave", jti, expiresAt: now + HOUR, now, reason: "r" })).rejects.toBeInstanceOf(StoreUnavailableError);
+      if (fixFirst) await client.del(feedKey);
+      await other.close(); // at once: well before the first retry (0.5 s)
+      return { said, jti };
+    };
+    const fixed = await closing(true);
+    expect(fixed.said.map((r) => r.event)).toEqual(["kept", "appended"]);
+    expect((await entries()).map((e) => e.target)).toContain(fixed.jti);
+
+    const broken = await closing(false);
+    expect(broken.said.map((r) => r.event)).toEqual(["kept", "abandoned"]);
+    expect(broken.said.at(-1)).toEqual({ event: "abandoned", pending: 1 });
+    await client.del(feedKey);
+    expect((await entries()).map((e) => e.target)).not.toContain(broken.jti);
+  });
+
   it("holds at most 10 000 entries, dropping the oldest, and says so", async () => {
     await client.del(feedKey);
     await until(() => store.feedBacklog === 0, 15_000, "an earlier test's backlog appended");

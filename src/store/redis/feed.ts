@@ -178,6 +178,8 @@ const BACKLOG_MAX = 10_000;
 export type FeedBacklogReport =
   /** An append failed: its entries wait in the backlog (`pending` entries in all now), and `dropped` were pushed out. */
   | { event: "kept"; entries: number; pending: number; dropped: number; error: unknown }
+  /** The store closed with `pending` entries its last attempt could not append: they never reach the feed. */
+  | { event: "abandoned"; pending: number }
   /** The backlog was appended: `appended` entries; `expired` that no longer mattered were let go since the last one. */
   | { event: "appended"; appended: number; expired: number };
 
@@ -366,12 +368,18 @@ export class RedisRevocationFeed implements RevocationFeed {
     };
   }
 
-  /** Stops the watcher and the backlog's retries for good (the store is closing; a backlog left is not appended). */
-  close(): void {
-    this.closed = true;
+  /**
+   * Stops the watcher and the backlog's retries for good (the store is closing), after one last attempt to append the
+   * backlog (unless a retry is under way); what is still in it then is reported abandoned.
+   */
+  async close(): Promise<void> {
     clearTimeout(this.backlogTimer);
     this.backlogTimer = undefined;
+    if (this.backlog.length > 0 && !this.retrying) await this.retryBacklog();
+    this.closed = true;
+    clearTimeout(this.backlogTimer);
     this.stopWatching();
+    if (this.backlog.length > 0) this.onBacklog({ event: "abandoned", pending: this.backlog.length });
   }
 
   private stopWatching(): void {
