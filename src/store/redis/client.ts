@@ -316,6 +316,11 @@ export class RedisContext {
     }
   }
 
+  /** Whether a revocation is acknowledged only once replicas have it (RedisStoreOptions.waitReplicas > 0). */
+  get waitsForReplicas(): boolean {
+    return this.waitReplicas > 0;
+  }
+
   /**
    * With waitReplicas configured: WAIT until that many replicas have every write this connection made so far (so
    * also a revocation an earlier, failed call applied), or fail. Returns `result` unchanged. `written`: a key in the

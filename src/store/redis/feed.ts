@@ -204,6 +204,8 @@ export class RedisRevocationFeed implements RevocationFeed {
   private closed = false;
   /** The append this turn's publishes join (append), until it is sent. */
   private turn: PendingAppend | null = null;
+  /** The latest append (sent or to be sent this turn): settled, every earlier one of this process is (one connection). */
+  private latest: Promise<void> = Promise.resolve();
   /** Entries whose append failed, oldest first, until they are appended again (retryBacklog) or no longer matter. */
   private backlog: BacklogEntry[] = [];
   private backlogTimer: NodeJS.Timeout | undefined;
@@ -247,6 +249,7 @@ export class RedisRevocationFeed implements RevocationFeed {
     if (turn === null || (turn.entries > 0 && turn.entries + events.length > ENTRIES_PER_APPEND)) {
       const next: PendingAppend = { now, args: [], entries: 0, done: this.sendAfterTurn(() => next) };
       this.turn = turn = next;
+      this.latest = next.done;
     }
     // The latest instant of the turn's calls drops the dead head: whatever was dead for an earlier one is dead still.
     turn.now = Math.max(turn.now, now);
@@ -331,6 +334,9 @@ export class RedisRevocationFeed implements RevocationFeed {
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
     if (!Number.isInteger(limit) || limit < 1) throw new Error("revocations: limit must be an integer of at least 1");
+    // This process reads what it appended: an eviction's append, which Issue does not wait for, has landed (or failed,
+    // and waits in the backlog) before the read goes out.
+    await this.latest.catch(() => undefined);
     let at: [epoch: string, id: string] = ["", ""];
     if (cursor !== null) {
       const m = CURSOR.exec(cursor);
