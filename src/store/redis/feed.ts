@@ -51,6 +51,10 @@ const RETRY_MS = 500;
 /** At most this many dead entries are dropped per append, so one script's work is bounded (memory/feed.ts: alike). */
 const TRIM_MAX = 100;
 
+/** APPEND_FEED's arguments per entry: kind, subject, target, sessions, at, until, reason (UNTIL_ARG: until's index). */
+const ENTRY_ARGS = 7;
+const UNTIL_ARG = 5;
+
 /** Lua: compares two stream ids (`ms-seq` or `ms`) by their ms, then seq parts, as exact decimal numbers. */
 const ID_CMP = `
 local function num_cmp(a, b)
@@ -75,8 +79,8 @@ end
 
 /**
  * APPEND_FEED. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = now, ARGV[2] = a fresh
- * epoch (12 lowercase hex digits, drawn for this call), then 7 per entry: kind, subject, target, sessions (JSON
- * array), at, until, reason.
+ * epoch (12 lowercase hex digits, drawn for this call), then ENTRY_ARGS per entry: kind, subject, target, sessions
+ * (JSON array), at, until, reason.
  * Guarantees: atomically, gives the feed its incarnation: if the stream does not exist (the first append, or the
  * stream was lost), sets `epoch` to ARGV[2] and forgets `trimmed` and `first` (they spoke of the lost stream);
  * otherwise keeps `epoch`, set to ARGV[2] only if the hash has none (it was lost, or an older version wrote it). Then
@@ -114,7 +118,7 @@ if dead > 0 then
   redis.call('HSET', meta, 'trimmed', head[dead][1])
 end
 local first, last
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, ${ENTRY_ARGS} do
   last = redis.call('XADD', stream, '*', 'k', ARGV[i], 's', ARGV[i + 1], 't', ARGV[i + 2], 'n', ARGV[i + 3],
     'a', ARGV[i + 4], 'u', ARGV[i + 5], 'r', ARGV[i + 6])
   first = first or last
@@ -282,13 +286,15 @@ export class RedisRevocationFeed implements RevocationFeed {
     return this.backlog.length;
   }
 
-  /** Puts a failed append's entries (7 arguments each) in the backlog, bounded, and schedules its retry. */
+  /** Puts a failed append's entries (ENTRY_ARGS arguments each) in the backlog, bounded, and schedules its retry. */
   private keep(args: (string | number)[], error: unknown): void {
     if (this.closed) return;
-    for (let i = 0; i < args.length; i += 7) this.backlog.push({ args: args.slice(i, i + 7), until: Number(args[i + 5]) });
+    for (let i = 0; i < args.length; i += ENTRY_ARGS) {
+      this.backlog.push({ args: args.slice(i, i + ENTRY_ARGS), until: Number(args[i + UNTIL_ARG]) });
+    }
     const dropped = Math.max(0, this.backlog.length - BACKLOG_MAX);
     if (dropped > 0) this.backlog.splice(0, dropped);
-    this.onBacklog({ event: "kept", entries: args.length / 7, pending: this.backlog.length, dropped, error });
+    this.onBacklog({ event: "kept", entries: args.length / ENTRY_ARGS, pending: this.backlog.length, dropped, error });
     this.scheduleBacklog();
   }
 
