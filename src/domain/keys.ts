@@ -189,7 +189,10 @@ export class KeyRing {
    */
   private async ensureSigning(): Promise<void> {
     for (let attempt = 0; attempt < 5 && this.current() === undefined; attempt++) {
-      const { keys } = await this.store.addKey(await this.fresh(this.clock.now()), { expectNewest: this.newestKid() });
+      // The newest key as seen when no key signed, not after the new one is made: a load meanwhile (another reload of
+      // this process) may have brought a key that signs, and then this one must not be added behind it.
+      const expectNewest = this.newestKid();
+      const { keys } = await this.store.addKey(await this.fresh(this.clock.now()), { expectNewest });
       await this.load(keys); // added, or another process won: either way the store's set is loaded
     }
   }
@@ -465,6 +468,8 @@ export class KeyRing {
 
   /** Adds a key signing from `activateAt` (compare-and-set on the newest key; drops removed keys); loads the result. */
   private async addNewKey(activateAt: number, now: number): Promise<{ added: boolean; key: LoadedKey }> {
+    // As ensureSigning: the newest key the caller decided on, not one a load brought while the key was being made.
+    const expectNewest = this.newestKid();
     const key = await this.fresh(activateAt);
     const states = this.states(now);
     const drop = this.stored
@@ -474,7 +479,7 @@ export class KeyRing {
         return s.state === "removed" || (s.state === "revoked" && (k.revokedAt ?? now) + this.policy.retainMs <= now);
       })
       .map((k) => k.kid);
-    const { added, keys } = await this.store.addKey(key, { expectNewest: this.newestKid(), drop });
+    const { added, keys } = await this.store.addKey(key, { expectNewest, drop });
     try {
       await this.load(keys);
     } catch (err) {

@@ -161,4 +161,20 @@ describe("KeyRing lifecycle", () => {
     expect((await a.keys.revoke(stolen, "again")).revoked).toBe(false);
     expect((await a.keys.revoke("no-such-kid", "x")).revoked).toBe(false);
   });
+
+  it("a revocation heard while the revoking call reloads too: one fresh key, the one the revocation answered with", async () => {
+    // RevokeKey reloads the set (finding no key that signs, it makes one); the feed's wake-up reloads it in the same
+    // process at about the same time. Whichever makes its key second saw the first's key loaded while it was making
+    // its own: it must not add it behind (the revocation would answer with a key that signs for a moment only).
+    for (let round = 0; round < 10; round++) {
+      const store = new MemoryStore();
+      const clock = new ManualClock(T0);
+      const a = await ring(store, clock);
+      const stolen = a.keys.signingKey().kid;
+      const [{ signing }] = await Promise.all([a.keys.revoke(stolen, "stolen"), a.keys.reload(), a.keys.reload()]);
+      const fresh = (await store.listKeys()).map((k) => k.kid).filter((kid) => kid !== stolen);
+      expect(fresh, `round ${round}`).toEqual([signing!.kid]);
+      expect(kidOf(await a.sign())).toBe(signing!.kid);
+    }
+  });
 });
