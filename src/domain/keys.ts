@@ -140,6 +140,9 @@ export class KeyRing {
   private readonly withdrawn = new Set<string>();
   private readonly hmacKid: string | undefined;
   private currentMemo: { key: LoadedKey | undefined; from: number; until: number } | undefined;
+  /** Reads of the key set sent to the store so far, and the one whose answer the ring holds (load). */
+  private reads = 0;
+  private held = 0;
   private lastReload = 0;
   private reloading: Promise<void> | undefined;
 
@@ -192,8 +195,10 @@ export class KeyRing {
       // The newest key as seen when no key signed, not after the new one is made: a load meanwhile (another reload of
       // this process) may have brought a key that signs, and then this one must not be added behind it.
       const expectNewest = this.newestKid();
-      const { keys } = await this.store.addKey(await this.fresh(this.clock.now()), { expectNewest });
-      await this.load(keys); // added, or another process won: either way the store's set is loaded
+      const key = await this.fresh(this.clock.now());
+      const read = ++this.reads;
+      const { keys } = await this.store.addKey(key, { expectNewest });
+      await this.load(keys, read); // added, or another process won: either way the store's set is loaded
     }
   }
 
@@ -310,9 +315,10 @@ export class KeyRing {
    * longer verify), the reload that finds it so (the scheduled tick, a feed wake-up, an unknown kid) makes a new one.
    */
   async reload(): Promise<void> {
+    const read = ++this.reads;
     const keys = await this.store.listKeys();
-    if (this.provided) return this.loadProvided(this.provided, keys);
-    await this.load(keys);
+    if (this.provided) return this.loadProvided(this.provided, keys, read);
+    await this.load(keys, read);
     if (this.generates) await this.ensureSigning();
   }
 
@@ -340,6 +346,7 @@ export class KeyRing {
         refreshMac: refreshMac(k.kid, privateKey as CryptoKey),
       });
     }
+    const read = ++this.reads;
     const listed = await this.store.listKeys();
     const candidate = { keys: imported, list: keys, loadedAt };
     const timeline = providedTimeline(candidate, listed);
@@ -359,7 +366,7 @@ export class KeyRing {
     for (const kid of this.provided?.keys.keys() ?? []) if (!imported.has(kid)) this.withdrawn.add(kid);
     for (const kid of imported.keys()) this.withdrawn.delete(kid);
     this.provided = candidate;
-    this.loadProvided(candidate, listed);
+    this.loadProvided(candidate, listed, read, true);
   }
 
   /** Every kept key with its state now, newest activation first (removed keys are gone from the store soon). */
@@ -471,6 +478,7 @@ export class KeyRing {
     // As ensureSigning: the newest key the caller decided on, not one a load brought while the key was being made.
     const expectNewest = this.newestKid();
     const key = await this.fresh(activateAt);
+    const read = ++this.reads;
     const states = this.states(now);
     const drop = this.stored
       .filter((k) => {
@@ -481,7 +489,7 @@ export class KeyRing {
       .map((k) => k.kid);
     const { added, keys } = await this.store.addKey(key, { expectNewest, drop });
     try {
-      await this.load(keys);
+      await this.load(keys, read);
     } catch (err) {
       if (!(err instanceof KeyUnreadableError)) throw err;
     }
@@ -505,8 +513,13 @@ export class KeyRing {
     throw new Error(`key ${kid} could not be recorded in the store`);
   }
 
-  /** File mode: the file's keys, with the revocation marks the store holds for them. */
-  private loadProvided(provided: NonNullable<KeyRing["provided"]>, listed: StoredKey[]): void {
+  /**
+   * File mode: the file's keys, with the revocation marks the store holds for them (`read`: as load; a new file's are
+   * taken `always`).
+   */
+  private loadProvided(provided: NonNullable<KeyRing["provided"]>, listed: StoredKey[], read: number, always = false): void {
+    if (read < this.held && !always) return;
+    this.held = Math.max(this.held, read);
     const timeline = providedTimeline(provided, listed);
     const next = new Map<string, LoadedKey>();
     for (const k of timeline) next.set(k.kid, { ...provided.keys.get(k.kid)!, revokedAt: k.revokedAt });
@@ -518,9 +531,11 @@ export class KeyRing {
 
   /**
    * Store (and HS256) mode: the store's keys, imported once each (sealed ones opened). A key that none of the KEKs
-   * opens is left out of the timeline, the others taken, and then the error thrown.
+   * opens is left out of the timeline, the others taken, and then the error thrown. `read`: the number of the store
+   * read that answered `keys` (this.reads when it was sent): a set read before the one the ring holds is not taken,
+   * as loads overlap (importing a new key awaits) and an older set must never undo a newer one (a revocation mark).
    */
-  private async load(keys: StoredKey[]): Promise<void> {
+  private async load(keys: StoredKey[], read: number): Promise<void> {
     const next = new Map<string, LoadedKey>();
     const unreadable: KeyUnreadableError[] = [];
     for (const k of keys) {
@@ -537,6 +552,8 @@ export class KeyRing {
         unreadable.push(err);
       }
     }
+    if (read < this.held) return;
+    this.held = read;
     this.byKid = next;
     this.listed = keys;
     this.stored = keys.filter((k) => !unreadable.some((e) => e.kid === k.kid));

@@ -8,6 +8,8 @@ import { ManualClock } from "../../src/domain/clock.js";
 import { KeyRing, keyStates, type KeyPolicy } from "../../src/domain/keys.js";
 import { TokenCodec } from "../../src/domain/tokens.js";
 import { MemoryStore } from "../../src/store/memory.js";
+import type { StoredKey } from "../../src/domain/store.js";
+import { until } from "../helpers/wait.js";
 
 const S = 1000;
 const MIN = 60 * S;
@@ -160,6 +162,38 @@ describe("KeyRing lifecycle", () => {
     expect(feed.map((e) => [e.kind, e.target, e.until])).toEqual([["key", stolen, T0 + POLICY.noticeMs]]);
     expect((await a.keys.revoke(stolen, "again")).revoked).toBe(false);
     expect((await a.keys.revoke("no-such-kid", "x")).revoked).toBe(false);
+  });
+
+  it("an older read of the key set that answers after a newer one never undoes it (a revocation mark)", async () => {
+    const store = new MemoryStore();
+    const clock = new ManualClock(T0);
+    // The ring reads through a store whose next listKeys answers with what it held when sent, but only when let go.
+    let held: { answer: Promise<StoredKey[]>; release(): void } | undefined;
+    const slow = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop !== "listKeys" || held === undefined || held.answer !== undefined) return Reflect.get(target, prop, receiver);
+        return async () => {
+          const snapshot = structuredClone(await target.listKeys());
+          let release!: () => void;
+          const gate = new Promise<void>((r) => (release = r));
+          held = { answer: gate.then(() => snapshot), release };
+          return held.answer;
+        };
+      },
+    });
+    const a = await ring(slow, clock);
+    const b = await ring(store, clock);
+    const next = await b.keys.rotate(); // published, signing later: a key `a` has not loaded
+    held = { answer: undefined as unknown as Promise<StoredKey[]>, release: () => {} };
+    const older = a.keys.reload(); // sent now: `next` unrevoked
+    await until(() => held!.answer !== undefined);
+    expect((await b.keys.revoke(next.kid, "leaked")).revoked).toBe(true);
+    await a.keys.reload(); // sent later, answered at once: `next` revoked
+    expect(a.keys.isRevoked(next.kid)).toBe(true);
+    held!.release();
+    await older;
+    expect(a.keys.isRevoked(next.kid)).toBe(true);
+    expect(published(a.keys)).not.toContain(next.kid);
   });
 
   it("a revocation heard while the revoking call reloads too: one fresh key, the one the revocation answered with", async () => {
