@@ -2,6 +2,18 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { StoreUnavailableError } from "../domain/errors.js";
 
+/**
+ * A gauge whose value is read when scraped, from a function given later (the part that holds the value is made after
+ * the metrics): returns the setter of that function; 0 until it is set.
+ */
+function scrapedGauge(registry: Registry, name: string, help: string): (read: () => number) => void {
+  let read = (): number => 0;
+  const gauge: Gauge = new Gauge({ name, help, registers: [registry], collect: (): void => gauge.set(read()) });
+  return (r) => {
+    read = r;
+  };
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly rpcTotal = new HotCounter({
@@ -58,36 +70,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  private pendingBytes: () => number = () => 0;
-  readonly pendingRequestBytesGauge: Gauge = new Gauge({
-    name: "tessera_pending_request_bytes",
-    help: "Bytes held in unary request bodies not yet complete (bounded by TESSERA_MAX_PENDING_BYTES).",
-    registers: [this.registry],
-    collect: (): void => this.pendingRequestBytesGauge.set(this.pendingBytes()),
-  });
-
   /** Where tessera_pending_request_bytes is read when scraped (the port's PendingBytes, src/server/dispatch.ts). */
-  pendingRequestBytes(read: () => number): void {
-    this.pendingBytes = read;
-  }
-
-  private backlog: () => number = () => 0;
-  readonly feedBacklogGauge: Gauge = new Gauge({
-    name: "tessera_feed_backlog_entries",
-    help: "Revocation feed entries whose append to Redis failed, waiting for this process to append them again.",
-    registers: [this.registry],
-    collect: (): void => this.feedBacklogGauge.set(this.backlog()),
-  });
+  readonly pendingRequestBytes = scrapedGauge(
+    this.registry,
+    "tessera_pending_request_bytes",
+    "Bytes held in unary request bodies not yet complete (bounded by TESSERA_MAX_PENDING_BYTES).",
+  );
+  /** Where tessera_feed_backlog_entries is read when scraped (the Redis store's feed; none on the memory store). */
+  readonly feedBacklog = scrapedGauge(
+    this.registry,
+    "tessera_feed_backlog_entries",
+    "Revocation feed entries whose append to Redis failed, waiting for this process to append them again.",
+  );
   readonly feedBacklogDropped = new Counter({
     name: "tessera_feed_backlog_dropped_total",
     help: "Revocation feed entries dropped from a full backlog: never appended by this process.",
     registers: [this.registry],
   });
-
-  /** Where tessera_feed_backlog_entries is read when scraped (the Redis store's feed; none on the memory store). */
-  feedBacklog(read: () => number): void {
-    this.backlog = read;
-  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "tessera_" });
