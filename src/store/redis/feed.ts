@@ -51,10 +51,6 @@ const RETRY_MS = 500;
 /** At most this many dead entries are dropped per append, so one script's work is bounded (memory/feed.ts: alike). */
 const TRIM_MAX = 100;
 
-/** APPEND_FEED's arguments per entry: kind, subject, target, sessions, at, until, reason (UNTIL_ARG: until's index). */
-const ENTRY_ARGS = 7;
-const UNTIL_ARG = 5;
-
 /** Lua: compares two stream ids (`ms-seq` or `ms`) by their ms, then seq parts, as exact decimal numbers. */
 const ID_CMP = `
 local function num_cmp(a, b)
@@ -79,8 +75,8 @@ end
 
 /**
  * APPEND_FEED. KEYS[1] = the stream `P{feed}`, KEYS[2] = its meta hash `P{feed}:m`. ARGV[1] = now, ARGV[2] = a fresh
- * epoch (12 lowercase hex digits, drawn for this call), then ENTRY_ARGS per entry: kind, subject, target, sessions
- * (JSON array), at, until, reason.
+ * epoch (12 lowercase hex digits, drawn for this call), then 7 per entry (appendArgs): kind, subject, target,
+ * sessions (JSON array), at, until, reason.
  * Guarantees: atomically, gives the feed its incarnation: if the stream does not exist (the first append, or the
  * stream was lost), sets `epoch` to ARGV[2] and forgets `trimmed` and `first` (they spoke of the lost stream);
  * otherwise keeps `epoch`, set to ARGV[2] only if the hash has none (it was lost, or an older version wrote it). Then
@@ -118,7 +114,7 @@ if dead > 0 then
   redis.call('HSET', meta, 'trimmed', head[dead][1])
 end
 local first, last
-for i = 3, #ARGV, ${ENTRY_ARGS} do
+for i = 3, #ARGV, 7 do
   last = redis.call('XADD', stream, '*', 'k', ARGV[i], 's', ARGV[i + 1], 't', ARGV[i + 2], 'n', ARGV[i + 3],
     'a', ARGV[i + 4], 'u', ARGV[i + 5], 'r', ARGV[i + 6])
   first = first or last
@@ -155,11 +151,13 @@ end
 return { 'ok', epoch, last, redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[3]) }
 `;
 
+/** A revocation as appended: the feed gives it its id. */
+export type FeedEntry = Omit<RevocationEvent, "id">;
+
 /** Entries waiting for their turn's APPEND_FEED (RedisRevocationFeed.append), and the promise of its outcome. */
 interface PendingAppend {
   now: number;
-  args: (string | number)[];
-  entries: number;
+  entries: FeedEntry[];
   done: Promise<void>;
 }
 
@@ -187,12 +185,6 @@ export type FeedBacklogReport =
   /** The backlog was appended: `appended` entries; `expired` that no longer mattered were let go since the last one. */
   | { event: "appended"; appended: number; expired: number };
 
-/** One entry of the backlog: its APPEND_FEED arguments, and until when it matters. */
-interface BacklogEntry {
-  args: (string | number)[];
-  until: number;
-}
-
 const SCRIPTS: Record<string, Script> = {
   appendFeed: { numberOfKeys: 2, lua: APPEND_FEED },
   readFeed: { numberOfKeys: 2, lua: READ_FEED },
@@ -211,10 +203,11 @@ export class RedisRevocationFeed implements RevocationFeed {
   /** The latest append (sent or to be sent this turn): settled, every earlier one of this process is (one connection). */
   private latest: Promise<void> = Promise.resolve();
   /** Entries whose append failed, oldest first, until they are appended again (retryBacklog) or no longer matter. */
-  private backlog: BacklogEntry[] = [];
+  private backlog: FeedEntry[] = [];
   private backlogTimer: NodeJS.Timeout | undefined;
   private backlogDelayMs = RETRY_MS;
-  private retrying = false;
+  /** The backlog's retry under way. */
+  private retrying: Promise<void> | undefined;
   /** Entries let go since the backlog was last appended (their `until` had passed). */
   private backlogExpired = 0;
 
@@ -232,7 +225,7 @@ export class RedisRevocationFeed implements RevocationFeed {
    * configured (on the node of `written`, a key in the slot of the change, and on the feed's); a failure fails the call
    * (the change stays). Runs inside the caller's guard.
    */
-  async publish(now: number, events: Omit<RevocationEvent, "id">[], written: string): Promise<void> {
+  async publish(now: number, events: FeedEntry[], written: string): Promise<void> {
     if (events.length === 0) return;
     await this.append(now, events);
     await this.ctx.replicated(undefined, written, this.key);
@@ -248,17 +241,16 @@ export class RedisRevocationFeed implements RevocationFeed {
    * another session). Duplicates are harmless to consumers. Under a burst of evictions or revocations, one script a
    * turn instead of one a call (see ENTRIES_PER_APPEND).
    */
-  private append(now: number, events: Omit<RevocationEvent, "id">[]): Promise<void> {
+  private append(now: number, events: FeedEntry[]): Promise<void> {
     let turn = this.turn;
-    if (turn === null || (turn.entries > 0 && turn.entries + events.length > ENTRIES_PER_APPEND)) {
-      const next: PendingAppend = { now, args: [], entries: 0, done: this.sendAfterTurn(() => next) };
+    if (turn === null || (turn.entries.length > 0 && turn.entries.length + events.length > ENTRIES_PER_APPEND)) {
+      const next: PendingAppend = { now, entries: [], done: this.sendAfterTurn(() => next) };
       this.turn = turn = next;
       this.latest = next.done;
     }
     // The latest instant of the turn's calls drops the dead head: whatever was dead for an earlier one is dead still.
     turn.now = Math.max(turn.now, now);
-    for (const e of events) turn.args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
-    turn.entries += events.length;
+    turn.entries.push(...events);
     return turn.done;
   }
 
@@ -267,17 +259,20 @@ export class RedisRevocationFeed implements RevocationFeed {
     await new Promise<void>((resolve) => setImmediate(resolve));
     const sent = pending();
     if (this.turn === sent) this.turn = null;
-    // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
-    // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
     try {
-      await this.appendFeed(sent.now, sent.args);
+      await this.appendFeed(sent.now, sent.entries);
     } catch (err) {
-      this.keep(sent.args, err);
+      this.keep(sent.entries, err);
       throw err;
     }
   }
 
-  private appendFeed(now: number, args: (string | number)[]): Promise<unknown> {
+  /** One APPEND_FEED of `entries`. */
+  private appendFeed(now: number, entries: readonly FeedEntry[]): Promise<unknown> {
+    const args: (string | number)[] = [];
+    for (const e of entries) args.push(e.kind, e.subject, e.target, JSON.stringify(e.sessions), e.at, e.until, e.reason);
+    // A fresh epoch on every script: it becomes the feed's only if this append makes the stream (or finds the hash
+    // without one), and a process that made an incarnation must not give the next one (after a loss) the same.
     return this.ctx.script("appendFeed", [this.key, this.metaKey], [now, randomBytes(6).toString("hex"), ...args]);
   }
 
@@ -286,23 +281,21 @@ export class RedisRevocationFeed implements RevocationFeed {
     return this.backlog.length;
   }
 
-  /** Puts a failed append's entries (ENTRY_ARGS arguments each) in the backlog, bounded, and schedules its retry. */
-  private keep(args: (string | number)[], error: unknown): void {
-    if (this.closed) return;
-    for (let i = 0; i < args.length; i += ENTRY_ARGS) {
-      this.backlog.push({ args: args.slice(i, i + ENTRY_ARGS), until: Number(args[i + UNTIL_ARG]) });
-    }
+  /** Puts a failed append's entries in the backlog, bounded, and schedules its retry. */
+  private keep(entries: readonly FeedEntry[], error: unknown): void {
+    this.backlog.push(...entries);
     const dropped = Math.max(0, this.backlog.length - BACKLOG_MAX);
     if (dropped > 0) this.backlog.splice(0, dropped);
-    this.onBacklog({ event: "kept", entries: args.length / ENTRY_ARGS, pending: this.backlog.length, dropped, error });
+    this.onBacklog({ event: "kept", entries: entries.length, pending: this.backlog.length, dropped, error });
     this.scheduleBacklog();
   }
 
+  /** The backlog's next retry, unless one is waiting or under way (it schedules the next when it ends). */
   private scheduleBacklog(): void {
-    if (this.backlogTimer !== undefined || this.retrying || this.closed || this.backlog.length === 0) return;
+    if (this.backlogTimer !== undefined || this.retrying !== undefined || this.closed || this.backlog.length === 0) return;
     this.backlogTimer = setTimeout(() => {
       this.backlogTimer = undefined;
-      void this.retryBacklog();
+      void this.retryBacklog().then(() => this.scheduleBacklog());
     }, this.backlogDelayMs);
     this.backlogTimer.unref();
   }
@@ -312,30 +305,33 @@ export class RedisRevocationFeed implements RevocationFeed {
    * (the feed would drop them at once). After a failure, tries again later (RETRY_MS, doubling up to
    * BACKLOG_RETRY_MAX_MS); entries that fail meanwhile join the backlog's end.
    */
-  private async retryBacklog(): Promise<void> {
-    this.retrying = true;
-    let appended = 0;
-    const now = Date.now();
-    const live = this.backlog.filter((e) => e.until > now);
-    this.backlogExpired += this.backlog.length - live.length;
-    this.backlog = live;
-    try {
-      while (this.backlog.length > 0 && !this.closed) {
-        const part = this.backlog.slice(0, ENTRIES_PER_APPEND);
-        await this.appendFeed(now, part.flatMap((e) => e.args));
-        const sent = new Set(part);
-        this.backlog = this.backlog.filter((e) => !sent.has(e));
-        appended += part.length;
+  private retryBacklog(): Promise<void> {
+    this.retrying ??= (async () => {
+      let appended = 0;
+      const now = Date.now();
+      const live = this.backlog.filter((e) => e.until > now);
+      this.backlogExpired += this.backlog.length - live.length;
+      this.backlog = live;
+      try {
+        while (this.backlog.length > 0) {
+          // Taken from the backlog's head by identity: a failed append meanwhile adds at its end, a full one drops
+          // from its head.
+          const part = this.backlog.slice(0, ENTRIES_PER_APPEND);
+          await this.appendFeed(now, part);
+          const sent = new Set(part);
+          this.backlog = this.backlog.filter((e) => !sent.has(e));
+          appended += part.length;
+        }
+        this.backlogDelayMs = RETRY_MS;
+        this.onBacklog({ event: "appended", appended, expired: this.backlogExpired });
+        this.backlogExpired = 0;
+      } catch {
+        this.backlogDelayMs = Math.min(this.backlogDelayMs * 2, BACKLOG_RETRY_MAX_MS);
+      } finally {
+        this.retrying = undefined;
       }
-      this.backlogDelayMs = RETRY_MS;
-      this.onBacklog({ event: "appended", appended, expired: this.backlogExpired });
-      this.backlogExpired = 0;
-    } catch {
-      this.backlogDelayMs = Math.min(this.backlogDelayMs * 2, BACKLOG_RETRY_MAX_MS);
-    } finally {
-      this.retrying = false;
-      this.scheduleBacklog();
-    }
+    })();
+    return this.retrying;
   }
 
   async revocations(cursor: string | null, limit: number): Promise<FeedPage> {
@@ -382,14 +378,12 @@ export class RedisRevocationFeed implements RevocationFeed {
 
   /**
    * Stops the watcher and the backlog's retries for good (the store is closing), after one last attempt to append the
-   * backlog (unless a retry is under way); what is still in it then is reported abandoned.
+   * backlog (or the end of the one under way); what is still in it then is reported abandoned.
    */
   async close(): Promise<void> {
+    this.closed = true; // no retry is scheduled from now on
     clearTimeout(this.backlogTimer);
-    this.backlogTimer = undefined;
-    if (this.backlog.length > 0 && !this.retrying) await this.retryBacklog();
-    this.closed = true;
-    clearTimeout(this.backlogTimer);
+    if (this.backlog.length > 0) await this.retryBacklog();
     this.stopWatching();
     if (this.backlog.length > 0) this.onBacklog({ event: "abandoned", pending: this.backlog.length });
   }

@@ -22,7 +22,6 @@ import {
   assertSessionIdOf,
   type ClientInfo,
   type IssuedPair,
-  type RevocationEvent,
   type RotateInput,
   type RotateResult,
   type SessionRecord,
@@ -31,7 +30,7 @@ import {
 } from "../../domain/store.js";
 import { parseRisk } from "./audit.js";
 import { commandTimeoutOf, riskKeyOf, ttl, type RedisContext, type Script } from "./client.js";
-import type { RedisRevocationFeed } from "./feed.js";
+import type { FeedEntry, RedisRevocationFeed } from "./feed.js";
 
 /** A stored session. Lua names its positions in SESSION_PRELUDE (STATUS = 1 ... CLIENT = 9); keep both in step. */
 type SessionTuple = [
@@ -383,7 +382,6 @@ const SCRIPTS: Record<string, Script> = {
 };
 
 type Cell = string | null;
-type FeedEntry = Omit<RevocationEvent, "id">;
 
 /** How many subjects' index members overMembers remembers (the least recently used are forgotten first). */
 const MEMBER_HINTS = 10_000;
