@@ -86,13 +86,14 @@ describe("an authority on a Redis Cluster with replicas", () => {
 
   it("follows the loss of a primary under load by itself: UNAVAILABLE meanwhile, no acknowledged revocation lost", async () => {
     const load = mixedLoad(client, "cluster-failover", { subjects: 60 });
+    let killedAt = Number.POSITIVE_INFINITY;
     const { revoked, failures, oks } = load;
     try {
       await until(() => revoked.length >= 20, 20_000, "revocations acknowledged before the kill");
       const primaries = await cluster.primaryPorts();
       expect(primaries).toHaveLength(3);
       const victim = cluster.nodes.find((node) => node.port === primaries[0])!;
-      const killedAt = Date.now();
+      killedAt = Date.now();
       await victim.kill();
       // The Cluster promotes the victim's replica once the others deem it failed (cluster-node-timeout 2 s).
       await until(async () => (await cluster.primaryPorts()).filter((p) => p !== victim.port).length === 3, 30_000, "a replica promoted");
@@ -112,6 +113,6 @@ describe("an authority on a Redis Cluster with replicas", () => {
       await load.stop();
     }
 
-    await expectClosedAndNothingLost(load, client, authority.stderr);
+    await expectClosedAndNothingLost(load, client, authority.stderr, killedAt);
   }, 150_000);
 });

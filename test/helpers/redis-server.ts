@@ -219,9 +219,18 @@ export class RedisSentinelSet {
   }
 
   /** The port the sentinels now name as the primary's. */
-  async primaryPort(): Promise<number> {
-    const out = await redisCli(["-p", String(this.sentinelPorts[0]), "sentinel", "get-master-addr-by-name", this.master]);
-    return Number(out.trim().split("\n")[1]);
+  /**
+   * The primary's port as every sentinel reports it, or undefined while they disagree (a sentinel learns of a
+   * failover from the others' hello messages, every 2 s; a client that asks a stale one is sent to the old primary).
+   */
+  async primaryPort(): Promise<number | undefined> {
+    const ports = await Promise.all(
+      this.sentinelPorts.map(async (port) => {
+        const out = await redisCli(["-p", String(port), "sentinel", "get-master-addr-by-name", this.master]).catch(() => "");
+        return Number(out.trim().split("\n")[1]);
+      }),
+    );
+    return ports.every((p) => p === ports[0] && Number.isInteger(p)) ? ports[0] : undefined;
   }
 
   async stop(): Promise<void> {
