@@ -283,11 +283,7 @@ async function openStore(config: StoreConfig, logger: Logger, metrics: Metrics):
   }
   const { RedisStore, createRedisClient } = await import("./store/redis.js");
   const redis = createRedisClient(conn.connection, config);
-  const onFeedBacklog = (report: FeedBacklogReport) => {
-    logFeedBacklog(logger, report);
-    if (report.event === "kept" && report.dropped > 0) metrics.feedBacklogDropped.inc(report.dropped);
-  };
-  const store = new RedisStore(redis, { ...config, onFeedBacklog });
+  const store = new RedisStore(redis, { ...config, onFeedBacklog: feedBacklogReporter(logger, metrics) });
   metrics.feedBacklog(() => store.feedBacklog);
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -306,7 +302,17 @@ async function openStore(config: StoreConfig, logger: Logger, metrics: Metrics):
   return { store, counters: store.counters };
 }
 
-/** The revocation feed's backlog (entries whose append failed, appended again by this process: src/store/redis/feed.ts). */
+/**
+ * What the revocation feed says of its backlog (entries whose append failed, appended again by this process:
+ * src/store/redis/feed.ts), to the log and to tessera_feed_backlog_dropped_total.
+ */
+export function feedBacklogReporter(logger: Logger, metrics: Metrics): (report: FeedBacklogReport) => void {
+  return (report) => {
+    logFeedBacklog(logger, report);
+    if (report.event === "kept" && report.dropped > 0) metrics.feedBacklogDropped.inc(report.dropped);
+  };
+}
+
 function logFeedBacklog(logger: Logger, report: FeedBacklogReport): void {
   if (report.event === "appended") {
     logger.info({ feed: "backlog appended", appended: report.appended, expired: report.expired }, "revocation feed: the backlog is appended (entries that no longer mattered let go)");
