@@ -1,9 +1,10 @@
 /**
  * Plain HTTP routes beside the RPCs: liveness, readiness, metrics, the JWKS and (on the authority) the operator
- * console's static files (src/server/console.ts). A request that looks like an RPC to a
- * service or method this server does not have is UNIMPLEMENTED in its protocol's own form (gRPC and gRPC-Web: a
- * trailers-only status; Connect: 404 with a Connect error body), so every client reports it as such. Everything else
- * is 404.
+ * console's static files (src/server/console.ts). An RPC (a POST in a gRPC, gRPC-Web or Connect content type) to a
+ * service or method this server does not have, or to a path that is not an RPC's at all (a client given a base URL
+ * with a path prefix, a method name with a slash too many), is UNIMPLEMENTED in its protocol's own form (gRPC and
+ * gRPC-Web: a trailers-only status; Connect: 404 with a Connect error body), so every client reports it as such,
+ * where a bare 405 reads as "unknown". Everything else is 404, or 405 for a method a route does not take.
  */
 import { createHash } from "node:crypto";
 import type { JWK } from "jose";
@@ -27,25 +28,26 @@ export interface HttpRouteDeps {
 const RPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
 const GRPC = /^application\/grpc(?:-web(?:-text)?)?(?:[+;].*)?$/i;
 const CONNECT = /^application\/(?:connect\+)?(?:proto|json)(?:;.*)?$/i;
+/** The plain routes' paths: a POST to one of them is 405 whatever its content type. */
+const PLAIN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"]);
+/** How much of a path that is no RPC's an UNIMPLEMENTED message repeats. */
+const PATH_SHOWN = 100;
 
 export function httpRoutes(deps: HttpRouteDeps): RequestHandler {
   return (req, res) => {
     const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
-    const rpc = RPC_PATH.exec(path);
     const contentType = String(req.headers["content-type"] ?? "");
-    if (rpc && req.method === "POST" && (GRPC.test(contentType) || CONNECT.test(contentType))) {
+    const isRpc = req.method === "POST" && (GRPC.test(contentType) || CONNECT.test(contentType));
+    const rpc = isRpc ? RPC_PATH.exec(path) : null;
+    if (rpc) {
       const [, service = "", method = ""] = rpc;
-      const message = deps.services?.().has(service) ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
-      if (GRPC.test(contentType)) {
-        const headers = { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) };
-        // HTTP/2: trailers-only, the status in a HEADERS frame that ends the stream (grpc-js reads it only so).
-        if ("stream" in res) return guarded(res.stream, () => res.stream.respond({ ":status": 200, ...headers }, { endStream: true }));
-        res.writeHead(200, headers);
-        return void res.end();
-      }
-      return send(res, 404, { code: "unimplemented", message });
+      return unimplemented(req, res, deps.services?.().has(service) ? `unknown method ${method} for service ${service}` : `unknown service ${service}`);
     }
     if (deps.console?.(req, res)) return;
+    if (isRpc && !PLAIN_PATHS.has(path)) {
+      const shown = path.length > PATH_SHOWN ? `${path.slice(0, PATH_SHOWN)}...` : path;
+      return unimplemented(req, res, `no RPC at ${shown}: an RPC's path is /<package>.<Service>/<Method>`);
+    }
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     switch (path) {
       case "/healthz":
@@ -98,6 +100,17 @@ export function refuseNonPost(req: Parameters<RequestHandler>[0], res: Parameter
   if (req.method === "HEAD") res.end();
   else res.end(JSON.stringify({ code: "unimplemented", message: `${req.method} is not allowed: RPCs take POST` }));
   return true;
+}
+
+/** UNIMPLEMENTED in the request's protocol: gRPC and gRPC-Web a trailers-only status, Connect 404 and an error body. */
+function unimplemented(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], message: string): void {
+  const contentType = String(req.headers["content-type"]);
+  if (!GRPC.test(contentType)) return send(res, 404, { code: "unimplemented", message });
+  const headers = { "content-type": contentType, "grpc-status": "12", "grpc-message": percentEncode(message) };
+  // HTTP/2: trailers-only, the status in a HEADERS frame that ends the stream (grpc-js reads it only so).
+  if ("stream" in res) return guarded(res.stream, () => res.stream.respond({ ":status": 200, ...headers }, { endStream: true }));
+  res.writeHead(200, headers);
+  res.end();
 }
 
 function send(res: Parameters<RequestHandler>[1], status: number, body: unknown): void {

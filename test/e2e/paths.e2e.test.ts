@@ -17,7 +17,8 @@
  * - A subset through @grpc/grpc-js, whose protobufjs decodes the lean path's own encoder's bytes.
  * - That the lean server really serves on the lean path, by a difference a raw HTTP/2 client can see.
  * - A request body that is still incomplete at the caller's deadline (raw HTTP/2).
- * - Unknown services and methods: UNIMPLEMENTED through every client kind on both servers.
+ * - Unknown services and methods, and a path prefix before a real one: UNIMPLEMENTED through every client kind on both
+ *   servers.
  * - Afterwards: both servers wrote the same RPC log lines, count the same RPCs in /metrics and stored the same audit
  *   trail (these three read what the tests before them did; run the file whole).
  * - A second pair on a Redis of this file's own: deadlines (a deadline already passed; grpc-timeout on calls that
@@ -1318,7 +1319,7 @@ describe("a request body still incomplete at the caller's deadline", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Unknown services and methods: UNIMPLEMENTED through every client kind, on both servers
+// Unknown services and methods, and a path that is no RPC's: UNIMPLEMENTED through every client kind, on both servers
 
 /** Descriptors of a service the server does not have, and of a method its TokenService does not have. */
 const UNKNOWN = (() => {
@@ -1339,20 +1340,30 @@ const UNKNOWN = (() => {
   };
 })();
 
-const UNKNOWN_TARGETS = [
+/** `prefix`: the client's base URL has this path (a misconfigured client: the service's methods under it are no RPC). */
+const UNKNOWN_TARGETS: readonly { what: string; desc: DescService; prefix: string; path: string; message: string }[] = [
   {
     what: "an unknown service",
     desc: UNKNOWN.service,
+    prefix: "",
     path: "/tessera.v1.NoSuchService/Call",
     message: "unknown service tessera.v1.NoSuchService",
   },
   {
     what: "an unknown method of TokenService",
     desc: UNKNOWN.method,
+    prefix: "",
     path: "/tessera.v1.TokenService/NoSuchMethod",
     message: "unknown method NoSuchMethod for service tessera.v1.TokenService",
   },
-] as const;
+  {
+    what: "a real method under a path prefix",
+    desc: TokenService,
+    prefix: "/api/v1",
+    path: "/api/v1/tessera.v1.TokenService/Introspect",
+    message: "no RPC at /api/v1/tessera.v1.TokenService/Introspect: an RPC's path is /<package>.<Service>/<Method>",
+  },
+];
 
 const UNKNOWN_KINDS: readonly ClientKind[] = ["connect-grpc", "connect-h1", "connect-h2", "grpc-web", "grpc-js"];
 
@@ -1377,11 +1388,11 @@ async function callUnknown(kind: ClientKind, url: string, target: (typeof UNKNOW
       client.close();
     }
   }
-  const t = connectTransport(kind, url);
+  const t = connectTransport(kind, url + target.prefix);
   try {
     type AnyMethod = (req: object, o: CallOptions) => Promise<unknown>;
-    const client = createClient(target.desc as DescService, t.transport) as unknown as Record<string, AnyMethod>;
-    const method = target.desc.methods[0]!.localName;
+    const client = createClient(target.desc, t.transport) as unknown as Record<string, AnyMethod>;
+    const method = target.desc.methods.find((m) => target.path.endsWith(`/${m.name}`))!.localName;
     return await outcome(client[method]!({}, { ...callAs("admin"), timeoutMs: 10_000 }));
   } finally {
     t.close();

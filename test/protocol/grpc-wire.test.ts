@@ -240,6 +240,19 @@ describe("the lean path on the wire", () => {
     expect(service.grpcStatus).toBe(Code.Unimplemented);
     expect(service.grpcMessage).toBe("unknown service tessera.v9.Nothing");
   });
+
+  it("answers UNIMPLEMENTED, as a gRPC status, at a path that is no RPC's; a plain route keeps its 405", async () => {
+    for (const path of ["/tessera.v1.TokenService/Introspect/", "/tessera.v1.TokenService", "/", `/${"x".repeat(5000)}`]) {
+      const a = await request(session, { ":path": path }, frame(introspectBody(token)));
+      expect(a.status).toBe(200);
+      expect(a.trailersOnly).toBe(true);
+      expect(a.grpcStatus).toBe(Code.Unimplemented);
+      expect(a.grpcMessage).toMatch(/^no RPC at \/\S*: an RPC's path is \/<package>\.<Service>\/<Method>$/);
+      expect(a.grpcMessage.length).toBeLessThan(200);
+    }
+    const health = await request(session, { ":path": "/healthz" }, frame(introspectBody(token)));
+    expect([health.status, health.grpcStatus]).toEqual([405, undefined]);
+  });
 });
 
 describe("the lean path under many streams", () => {
@@ -292,6 +305,13 @@ describe("connect-node's side of the port keeps the same guards", () => {
     expect(JSON.parse(c.body.toString())).toEqual({ code: "unimplemented", message: "unknown method Mint for service tessera.v1.TokenService" });
     const web = await request(session, { "content-type": "application/grpc-web+proto", ":path": "/x.Y/Z" }, frame(new Uint8Array(0)));
     expect(web.grpcStatus).toBe(Code.Unimplemented);
+    // At a path that is no RPC's (a base URL with a prefix): the same, where a bare 405 used to read as "unknown".
+    const prefixed = await request(session, { ...connectHeaders, ":path": "/api/tessera.v1.TokenService/Introspect" }, Buffer.alloc(0));
+    expect(prefixed.status).toBe(404);
+    expect(JSON.parse(prefixed.body.toString())).toEqual({
+      code: "unimplemented",
+      message: "no RPC at /api/tessera.v1.TokenService/Introspect: an RPC's path is /<package>.<Service>/<Method>",
+    });
   });
 
   it("HTTP/1.1: a stalled body gets 408 at TESSERA_READ_TIMEOUT; headers that trickle in close the connection", async () => {
