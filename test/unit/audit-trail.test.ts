@@ -169,6 +169,47 @@ describe("flushing", () => {
     expect(dropped).toEqual([]);
   });
 
+  it("a store that keeps refusing is tried again ever less often (doubling up to 5 s), whatever comes meanwhile; a success resets it", async () => {
+    vi.useFakeTimers();
+    const inner = new MemoryStore();
+    let down = true;
+    const tries: number[] = [];
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop === "appendAudit" && typeof value === "function") {
+          return (...args: unknown[]) => {
+            tries.push(Date.now());
+            return down ? Promise.reject(new StoreUnavailableError()) : value.apply(target, args);
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const { audit, stored, dropped } = setup({ flushIntervalMs: 50, batchSize: 10 }, store);
+    const start = Date.now();
+    audit.record({ type: "token_issued", subject: "e0" });
+    await vi.advanceTimersByTimeAsync(1_000);
+    // A burst of more than a batch while backing off does not send a write sooner.
+    for (let i = 1; i <= 25; i++) audit.record({ type: "token_issued", subject: `e${i}` });
+    await vi.advanceTimersByTimeAsync(19_000);
+    const at = tries.map((t) => t - start);
+    expect(at).toEqual([50, 100, 200, 400, 800, 1600, 3200, 6400, 11400, 16400]);
+    down = false;
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect((await stored()).map((e) => e.subject)).toEqual(Array.from({ length: 26 }, (_, i) => `e${i}`));
+    expect(dropped).toEqual([]);
+    // Writes succeed again: the next failure is retried after one interval again.
+    down = true;
+    tries.length = 0;
+    const again = Date.now();
+    audit.record({ type: "token_issued", subject: "later" });
+    await vi.advanceTimersByTimeAsync(150);
+    expect(tries.map((t) => t - again)).toEqual([50, 100]);
+    down = false;
+    await audit.close();
+  });
+
   it("close with the store down gives up after one try and counts what is left as dropped", async () => {
     const store = new MemoryStore();
     store.appendAudit = () => Promise.reject(new StoreUnavailableError());
